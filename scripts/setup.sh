@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Set up flarecast on a fresh machine: a cached Python virtualenv holding
+# torch==2.13.0 (the libtorch that tch 0.26 links against), then a release build.
+#
+#   FLARECAST_VENV   where the virtualenv lives (default: ~/.cache/flarecast/venv-torch-2.13.0)
+#   FLARECAST_SKIP_BUILD=1   only prepare the virtualenv
+#
+# Source it (`. scripts/env.sh`) or run it; it prints the environment to export.
+set -euo pipefail
+
+TORCH_VERSION=2.13.0
+VENV="${FLARECAST_VENV:-$HOME/.cache/flarecast/venv-torch-$TORCH_VERSION}"
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+have_torch() {
+  [ -x "$VENV/bin/python" ] &&
+    "$VENV/bin/python" -c "import torch,sys; sys.exit(0 if torch.__version__.split('+')[0]=='$TORCH_VERSION' else 1)" 2>/dev/null
+}
+
+if have_torch; then
+  echo "setup: torch $TORCH_VERSION already in $VENV" >&2
+else
+  echo "setup: installing torch==$TORCH_VERSION into $VENV (about a minute)" >&2
+  mkdir -p "$(dirname "$VENV")"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check "torch==$TORCH_VERSION"
+  have_torch || { echo "setup: torch $TORCH_VERSION did not install into $VENV" >&2; exit 1; }
+fi
+
+if [ "${FLARECAST_SKIP_BUILD:-0}" != 1 ]; then
+  echo "setup: building flarecast (release)" >&2
+  (cd "$root" && PATH="$VENV/bin:$PATH" LIBTORCH_USE_PYTORCH=1 cargo build --release --locked --bins)
+fi

@@ -1,0 +1,77 @@
+//! Subcommands. Each file holds one subcommand's arguments and its thin driver.
+
+mod attention;
+mod bench;
+mod convert;
+mod convert_weights;
+mod download;
+mod evaluate;
+mod label;
+mod predict;
+mod synth;
+mod train;
+mod version;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "flarecast",
+    about = "Full-disk solar flare forecasting (>= M1.0 in 24 h) from HMI magnetograms",
+    disable_version_flag = true,
+    args_conflicts_with_subcommands = true,
+    arg_required_else_help = true
+)]
+pub struct Cli {
+    /// Print the version, the libtorch version and the CUDA/cuDNN devices it sees.
+    #[arg(short = 'V', long, global = false)]
+    version: bool,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Download HMI magnetogram JP2s from the Helioviewer API (resumable).
+    Download(download::Args),
+    /// Convert a JP2 tree to JPG/PNG at a smaller size (area averaging).
+    Convert(convert::Args),
+    /// Label hourly instances from a GOES flare catalogue; write the 4 quarterly folds.
+    Label(label::Args),
+    /// Train the attention or standard CNN on one fold.
+    Train(train::Args),
+    /// Score a model or prediction files: TSS, HSS2, Brier, ROC, location analysis, plots.
+    Evaluate(evaluate::Args),
+    /// Forecast probabilities for images or preprocessed arrays.
+    Predict(predict::Args),
+    /// Attention maps (or Grad-CAM for the standard CNN) overlaid on magnetograms.
+    Attention(attention::Args),
+    /// Convert weights between PyTorch checkpoints (.pth/.pt) and flarecast safetensors.
+    ConvertWeights(convert_weights::Args),
+    /// Write a synthetic magnetogram archive and flare catalogue.
+    Synth(synth::Args),
+    /// Throughput benchmarks.
+    Bench(bench::Args),
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    let Some(command) = cli.command else {
+        // No subcommand means --version (clap shows the help when nothing is given).
+        println!("flarecast {}", version::long());
+        return Ok(());
+    };
+    match command {
+        Command::Download(a) => download::run(a),
+        Command::Convert(a) => convert::run(a),
+        Command::Label(a) => label::run(a),
+        Command::Train(a) => train::run(a),
+        Command::Evaluate(a) => evaluate::run(a),
+        Command::Predict(a) => predict::run(a),
+        Command::Attention(a) => attention::run(a),
+        Command::ConvertWeights(a) => convert_weights::run(a),
+        Command::Synth(a) => synth::run(a),
+        Command::Bench(a) => bench::run(a),
+    }
+}

@@ -1,0 +1,19 @@
+//! `flarecast --version`: the crate version plus what libtorch can use here.
+
+/// Queried only when `--version` is asked for: checking for CUDA loads the driver.
+pub fn long() -> String {
+    let cuda = tch::Cuda::is_available();
+    format!(
+        "{}\nlibtorch {}\ncuda: {} ({} device(s))\ncudnn: {}",
+        env!("CARGO_PKG_VERSION"),
+        libtorch_version(),
+        if cuda { "available" } else { "not available" },
+        tch::Cuda::device_count(),
+        if tch::Cuda::cudnn_is_available() { "available" } else { "not available" },
+    )
+}
+
+fn libtorch_version() -> String {
+    // The version of the libtorch the binary was linked against, recorded at build time.
+    option_env!("FLARECAST_LIBTORCH_VERSION").unwrap_or("unknown").to_string()
+}

@@ -1,0 +1,20 @@
+//! flarecast: full-disk solar flare forecasting (>= M1.0 within 24 h) from HMI
+//! magnetograms with the attention-based CNN of Pandey et al., on libtorch.
+//!
+//! Each stage of the pipeline is one module; the `flarecast` binary is a thin clap layer.
+
+pub mod catalog;
+pub mod convert;
+pub mod data;
+pub mod device;
+pub mod evaluate;
+pub mod explain;
+pub mod helioviewer;
+pub mod instant;
+pub mod jp2;
+pub mod label;
+pub mod metrics;
+pub mod model;
+pub mod preprocess;
+pub mod synth;
+pub mod train;

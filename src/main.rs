@@ -1,0 +1,14 @@
+//! The `flarecast` command line: parses arguments, calls one library function, prints.
+
+mod cli;
+
+use clap::Parser;
+
+fn main() {
+    let cli = cli::Cli::parse();
+    if let Err(err) = cli::run(cli) {
+        // One line a person can act on: the chain of contexts, outermost first.
+        eprintln!("flarecast: error: {err:#}");
+        std::process::exit(1);
+    }
+}

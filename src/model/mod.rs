@@ -1,0 +1,261 @@
+//! The paper's networks: `AttnNet` with `attention: true` (three linear-attention
+//! estimators on l1, l2, l3) or `false` (the standard CNN), with the reference's
+//! parameter names so PyTorch state_dicts load unchanged.
+
+mod attention;
+pub mod pth;
+pub mod weights;
+
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
+use tch::nn::{self, Init};
+use tch::{Kind, Tensor};
+
+pub use weights::{load_model, save_model, LoadedModel, ModelMeta};
+
+/// Which of the paper's two networks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Arch {
+    Attention,
+    StandardCnn,
+}
+
+impl Arch {
+    pub fn from_attention(attention: bool) -> Self {
+        if attention {
+            Arch::Attention
+        } else {
+            Arch::StandardCnn
+        }
+    }
+
+    pub fn is_attention(self) -> bool {
+        self == Arch::Attention
+    }
+
+    /// The name used in JSON output and checkpoint directories.
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::Attention => "attention",
+            Arch::StandardCnn => "standard_cnn",
+        }
+    }
+
+    /// The reference's checkpoint sub-directory.
+    pub fn dir_name(self) -> &'static str {
+        match self {
+            Arch::Attention => "attention",
+            Arch::StandardCnn => "no_attention",
+        }
+    }
+}
+
+/// Weight initialisation schemes of the reference (`initialize.py`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum InitScheme {
+    /// kaiming_uniform_(fan_in, relu) for conv/linear, BN weight U(0,1); the default.
+    #[default]
+    KaimingUniform,
+    /// kaiming_normal_(fan_in, relu), BN weight N(0, 0.01).
+    KaimingNormal,
+}
+
+/// Smallest input side the network accepts: below 192 the 3x3/stride-3 block and the
+/// 2x2/stride-2 dense layer leave nothing to convolve.
+pub const MIN_IM_SIZE: i64 = 192;
+
+/// Conv 3x3 + BatchNorm (+ ReLU in forward): one `conv_blockK` of the reference,
+/// parameters `conv_blockK.0.*` and `conv_blockK.1.*`.
+#[derive(Debug)]
+struct ConvBn {
+    conv: nn::Conv2D,
+    bn: BatchNorm,
+}
+
+/// BatchNorm2d with the reference's buffers, `num_batches_tracked` included, so
+/// checkpoints round-trip key for key.
+#[derive(Debug)]
+struct BatchNorm {
+    weight: Tensor,
+    bias: Tensor,
+    running_mean: Tensor,
+    running_var: Tensor,
+    num_batches_tracked: Tensor,
+}
+
+const BN_EPS: f64 = 1e-5;
+const BN_MOMENTUM: f64 = 0.1;
+
+impl BatchNorm {
+    fn new(p: nn::Path, c: i64, init: InitScheme) -> Self {
+        let ws = match init {
+            InitScheme::KaimingUniform => Init::Uniform { lo: 0.0, up: 1.0 },
+            InitScheme::KaimingNormal => Init::Randn { mean: 0.0, stdev: 0.01 },
+        };
+        BatchNorm {
+            weight: p.var("weight", &[c], ws),
+            bias: p.var("bias", &[c], Init::Const(0.0)),
+            running_mean: p.zeros_no_train("running_mean", &[c]),
+            running_var: p.ones_no_train("running_var", &[c]),
+            num_batches_tracked: p.add(
+                "num_batches_tracked",
+                Tensor::zeros([], (Kind::Int64, p.device())),
+                false,
+            ),
+        }
+    }
+
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        if train {
+            tch::no_grad(|| {
+                let _ = self.num_batches_tracked.shallow_clone().g_add_scalar_(1);
+            });
+        }
+        Tensor::batch_norm(
+            xs,
+            Some(&self.weight),
+            Some(&self.bias),
+            Some(&self.running_mean),
+            Some(&self.running_var),
+            train,
+            BN_MOMENTUM,
+            BN_EPS,
+            true,
+        )
+    }
+}
+
+fn conv_init(init: InitScheme) -> Init {
+    let dist = match init {
+        InitScheme::KaimingUniform => nn::init::NormalOrUniform::Uniform,
+        InitScheme::KaimingNormal => nn::init::NormalOrUniform::Normal,
+    };
+    Init::Kaiming { dist, fan: nn::init::FanInOut::FanIn, non_linearity: nn::init::NonLinearity::ReLU }
+}
+
+fn conv2d(p: nn::Path, cin: i64, cout: i64, k: i64, cfg: nn::ConvConfig, init: InitScheme) -> nn::Conv2D {
+    nn::conv2d(p, cin, cout, k, nn::ConvConfig { ws_init: conv_init(init), bs_init: Init::Const(0.0), ..cfg })
+}
+
+impl ConvBn {
+    fn new(p: nn::Path, cin: i64, cout: i64, k: i64, stride: i64, padding: i64, init: InitScheme) -> Self {
+        let cfg = nn::ConvConfig { stride, padding, ..Default::default() };
+        ConvBn { conv: conv2d(&p / "0", cin, cout, k, cfg, init), bn: BatchNorm::new(&p / "1", cout, init) }
+    }
+
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        self.bn.forward_t(&xs.apply(&self.conv), train).relu()
+    }
+}
+
+/// What a forward pass returns.
+pub struct Output {
+    /// [N, 2] logits (NF, FL).
+    pub logits: Tensor,
+    /// The pre-softmax compatibility maps c1 [N,1,H/4,W/4], c2 [N,1,H/8,W/8],
+    /// c3 [N,1,H/16,W/16] of the attention net; `None` for the standard CNN.
+    pub maps: Option<[Tensor; 3]>,
+    /// The last convolution block's output (conv_block6), for Grad-CAM.
+    pub features: Tensor,
+}
+
+impl Output {
+    /// P(FL) = softmax(logits)[:, 1], as f32 [N].
+    pub fn flare_prob(&self) -> Tensor {
+        self.logits.to_kind(Kind::Float).softmax(-1, Kind::Float).select(1, 1)
+    }
+}
+
+/// The attention-based CNN (or standard CNN) of the paper.
+#[derive(Debug)]
+pub struct AttnNet {
+    arch: Arch,
+    blocks: [ConvBn; 5],
+    block6: ConvBn,
+    dense: nn::Conv2D,
+    attn: Option<attention::Estimators>,
+    classify: nn::Linear,
+}
+
+impl AttnNet {
+    /// Builds the network under `p` (the root of a VarStore) with the reference's names.
+    pub fn new(p: &nn::Path, arch: Arch, init: InitScheme) -> Self {
+        let chans = [(1, 64), (64, 128), (128, 256), (256, 512), (512, 512)];
+        let blocks = chans
+            .map(|(cin, cout)| (cin, cout))
+            .iter()
+            .enumerate()
+            .map(|(i, &(cin, cout))| ConvBn::new(p / format!("conv_block{}", i + 1), cin, cout, 3, 1, 1, init))
+            .collect::<Vec<_>>();
+        let blocks: [ConvBn; 5] = blocks.try_into().expect("five conv blocks");
+        let block6 = ConvBn::new(p / "conv_block6", 512, 512, 3, 3, 0, init);
+        let dense = conv2d(p / "dense", 512, 512, 2, nn::ConvConfig { stride: 2, ..Default::default() }, init);
+        let attn = arch.is_attention().then(|| attention::Estimators::new(p, conv_init(init)));
+        let in_features = if arch.is_attention() { 3 * 512 } else { 512 };
+        let classify = nn::linear(
+            p / "classify",
+            in_features,
+            2,
+            nn::LinearConfig { ws_init: conv_init(init), bs_init: Some(Init::Const(0.0)), bias: true },
+        );
+        AttnNet { arch, blocks, block6, dense, attn, classify }
+    }
+
+    pub fn arch(&self) -> Arch {
+        self.arch
+    }
+
+    /// Forward pass on [N,1,H,W] inputs in [0,1]. `train` selects BatchNorm's batch
+    /// statistics (and updates the running ones).
+    pub fn forward_t(&self, xs: &Tensor, train: bool) -> Output {
+        self.forward_impl(xs, train, false)
+    }
+
+    /// The reference's attention block as written (materialising l + g and a * l); kept
+    /// to test the fast path against and for benchmarks.
+    pub fn forward_reference(&self, xs: &Tensor, train: bool) -> Output {
+        self.forward_impl(xs, train, true)
+    }
+
+    fn forward_impl(&self, xs: &Tensor, train: bool, reference: bool) -> Output {
+        let pool = |t: &Tensor| t.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false);
+        let x = pool(&self.blocks[0].forward_t(xs, train));
+        let x = pool(&self.blocks[1].forward_t(&x, train));
+        let l1 = self.blocks[2].forward_t(&x, train);
+        let l2 = self.blocks[3].forward_t(&pool(&l1), train);
+        let l3 = self.blocks[4].forward_t(&pool(&l2), train);
+        let features = self.block6.forward_t(&pool(&l3), train);
+        let mut g = features.apply(&self.dense);
+        // The reference needs g to be 1x1 (inputs 192..383). Larger inputs leave a
+        // spatial grid here: average it, which is the identity where the reference works.
+        let (gh, gw) = (g.size()[2], g.size()[3]);
+        if gh != 1 || gw != 1 {
+            g = g.adaptive_avg_pool2d([1, 1]);
+        }
+        match &self.attn {
+            Some(est) => {
+                let (feats, maps) = if reference {
+                    est.forward_reference(&l1, &l2, &l3, &g)
+                } else {
+                    est.forward(&l1, &l2, &l3, &g)
+                };
+                Output { logits: feats.apply(&self.classify), maps: Some(maps), features }
+            }
+            None => Output { logits: g.flatten(1, -1).apply(&self.classify), maps: None, features },
+        }
+    }
+}
+
+/// Checks that an input batch is [N,1,H,W] with H, W >= 192.
+pub fn check_input(xs: &Tensor) -> Result<()> {
+    let s = xs.size();
+    if s.len() != 4 || s[1] != 1 {
+        bail!("model input must be [N,1,H,W], got {s:?}");
+    }
+    if s[2] < MIN_IM_SIZE || s[3] < MIN_IM_SIZE {
+        bail!("model input {}x{} is smaller than the minimum {MIN_IM_SIZE}x{MIN_IM_SIZE}", s[2], s[3]);
+    }
+    Ok(())
+}
