@@ -34,10 +34,17 @@ impl Estimators {
     }
 
     /// Fast path: returns (concat(g1, g2, g3) [N, 1536], [c1, c2, c3]).
-    pub(super) fn forward(&self, l1: &Tensor, l2: &Tensor, l3: &Tensor, g: &Tensor) -> (Tensor, [Tensor; 3]) {
+    pub(super) fn forward(
+        &self,
+        l1: &Tensor,
+        l2: &Tensor,
+        l3: &Tensor,
+        g: &Tensor,
+        kind: Kind,
+    ) -> (Tensor, [Tensor; 3]) {
         let gv = g.flatten(1, -1); // [N, 512]
-        let proj = self.projector.flatten(1, -1); // [512, 256]
-        let w: Vec<Tensor> = self.ops.iter().map(|o| o.flatten(1, -1)).collect(); // [1, 512]
+        let proj = self.projector.flatten(1, -1).to_kind(kind); // [512, 256]
+        let w: Vec<Tensor> = self.ops.iter().map(|o| o.flatten(1, -1).to_kind(kind)).collect(); // [1, 512]
         // Estimator 1 in l1's 256 channels: the compatibility weight folded through P.
         let w1_l1 = w[0].matmul(&proj); // [1, 256]
         let (c1, s1) = Self::attend(l1, &w1_l1, &gv.matmul(&w[0].tr()));
@@ -65,12 +72,13 @@ impl Estimators {
         l2: &Tensor,
         l3: &Tensor,
         g: &Tensor,
+        kind: Kind,
     ) -> (Tensor, [Tensor; 3]) {
-        let conv = |x: &Tensor, w: &Tensor| x.conv2d(w, None::<Tensor>, [1, 1], [0, 0], [1, 1], 1);
+        let conv = |x: &Tensor, w: &Tensor| x.conv2d(&w.to_kind(kind), None::<Tensor>, [1, 1], [0, 0], [1, 1], 1);
         let block = |l: &Tensor, w: &Tensor| {
             let (n, c, h, wd) = l.size4().expect("4-d feature map");
             let comp = conv(&(l + g), w);
-            let a = comp.view([n, 1, -1]).softmax(2, Kind::Float).view([n, 1, h, wd]);
+            let a = comp.view([n, 1, -1]).softmax(2, Kind::Float).to_kind(kind).view([n, 1, h, wd]);
             let pooled = (a.expand_as(l) * l).view([n, c, -1]).sum_dim_intlist(2, false, None);
             (comp.view([n, 1, h, wd]), pooled)
         };

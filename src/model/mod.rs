@@ -3,6 +3,7 @@
 //! parameter names so PyTorch state_dicts load unchanged.
 
 mod attention;
+pub mod bench;
 pub mod pth;
 pub mod weights;
 
@@ -70,8 +71,81 @@ pub const MIN_IM_SIZE: i64 = 192;
 /// parameters `conv_blockK.0.*` and `conv_blockK.1.*`.
 #[derive(Debug)]
 struct ConvBn {
-    conv: nn::Conv2D,
+    conv: Conv,
     bn: BatchNorm,
+}
+
+/// A 2-d convolution whose float32 weights are cast to the compute precision on the fly
+/// (autocast-style mixed precision: the cast is differentiable, so gradients reach the
+/// float32 master weights).
+#[derive(Debug)]
+struct Conv {
+    ws: Tensor,
+    bs: Option<Tensor>,
+    stride: i64,
+    padding: i64,
+}
+
+impl Conv {
+    fn new(p: nn::Path, cin: i64, cout: i64, k: i64, stride: i64, padding: i64, init: InitScheme) -> Self {
+        let c = nn::conv2d(
+            p,
+            cin,
+            cout,
+            k,
+            nn::ConvConfig { stride, padding, ws_init: conv_init(init), bs_init: Init::Const(0.0), ..Default::default() },
+        );
+        Conv { ws: c.ws, bs: c.bs, stride, padding }
+    }
+
+    fn forward(&self, xs: &Tensor, compute: Compute) -> Tensor {
+        let ws = compute.weight(&self.ws);
+        let bs = self.bs.as_ref().map(|b| compute.cast(b));
+        xs.conv2d(&ws, bs.as_ref(), [self.stride; 2], [self.padding; 2], [1, 1], 1)
+    }
+}
+
+/// How a forward pass computes: the float kind of activations and whether 4-d tensors are
+/// laid out channels-last (NHWC in memory), which the CPU and cuDNN kernels prefer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Compute {
+    pub kind: Kind,
+    pub channels_last: bool,
+}
+
+impl Default for Compute {
+    fn default() -> Self {
+        Compute { kind: Kind::Float, channels_last: false }
+    }
+}
+
+impl Compute {
+    fn cast(&self, t: &Tensor) -> Tensor {
+        if t.kind() == self.kind {
+            t.shallow_clone()
+        } else {
+            t.to_kind(self.kind)
+        }
+    }
+
+    /// A conv weight in the compute kind and layout.
+    fn weight(&self, w: &Tensor) -> Tensor {
+        let w = self.cast(w);
+        if self.channels_last {
+            to_channels_last(&w)
+        } else {
+            w
+        }
+    }
+}
+
+/// Same values and shape, NHWC strides: libtorch picks its channels-last kernels from them
+/// (tch exposes no memory-format argument).
+pub fn to_channels_last(t: &Tensor) -> Tensor {
+    if t.dim() != 4 {
+        return t.shallow_clone();
+    }
+    t.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
 }
 
 /// BatchNorm2d with the reference's buffers, `num_batches_tracked` included, so
@@ -135,18 +209,13 @@ fn conv_init(init: InitScheme) -> Init {
     Init::Kaiming { dist, fan: nn::init::FanInOut::FanIn, non_linearity: nn::init::NonLinearity::ReLU }
 }
 
-fn conv2d(p: nn::Path, cin: i64, cout: i64, k: i64, cfg: nn::ConvConfig, init: InitScheme) -> nn::Conv2D {
-    nn::conv2d(p, cin, cout, k, nn::ConvConfig { ws_init: conv_init(init), bs_init: Init::Const(0.0), ..cfg })
-}
-
 impl ConvBn {
     fn new(p: nn::Path, cin: i64, cout: i64, k: i64, stride: i64, padding: i64, init: InitScheme) -> Self {
-        let cfg = nn::ConvConfig { stride, padding, ..Default::default() };
-        ConvBn { conv: conv2d(&p / "0", cin, cout, k, cfg, init), bn: BatchNorm::new(&p / "1", cout, init) }
+        ConvBn { conv: Conv::new(&p / "0", cin, cout, k, stride, padding, init), bn: BatchNorm::new(&p / "1", cout, init) }
     }
 
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        self.bn.forward_t(&xs.apply(&self.conv), train).relu()
+    fn forward_t(&self, xs: &Tensor, train: bool, compute: Compute) -> Tensor {
+        self.bn.forward_t(&self.conv.forward(xs, compute), train).relu()
     }
 }
 
@@ -174,9 +243,10 @@ pub struct AttnNet {
     arch: Arch,
     blocks: [ConvBn; 5],
     block6: ConvBn,
-    dense: nn::Conv2D,
+    dense: Conv,
     attn: Option<attention::Estimators>,
     classify: nn::Linear,
+    compute: Compute,
 }
 
 impl AttnNet {
@@ -191,7 +261,7 @@ impl AttnNet {
             .collect::<Vec<_>>();
         let blocks: [ConvBn; 5] = blocks.try_into().expect("five conv blocks");
         let block6 = ConvBn::new(p / "conv_block6", 512, 512, 3, 3, 0, init);
-        let dense = conv2d(p / "dense", 512, 512, 2, nn::ConvConfig { stride: 2, ..Default::default() }, init);
+        let dense = Conv::new(p / "dense", 512, 512, 2, 2, 0, init);
         let attn = arch.is_attention().then(|| attention::Estimators::new(p, conv_init(init)));
         let in_features = if arch.is_attention() { 3 * 512 } else { 512 };
         let classify = nn::linear(
@@ -200,11 +270,21 @@ impl AttnNet {
             2,
             nn::LinearConfig { ws_init: conv_init(init), bs_init: Some(Init::Const(0.0)), bias: true },
         );
-        AttnNet { arch, blocks, block6, dense, attn, classify }
+        AttnNet { arch, blocks, block6, dense, attn, classify, compute: Compute::default() }
     }
 
     pub fn arch(&self) -> Arch {
         self.arch
+    }
+
+    /// Sets the compute precision and layout of later forward passes; the variables stay
+    /// float32 (mixed precision with float32 master weights).
+    pub fn set_compute(&mut self, compute: Compute) {
+        self.compute = compute;
+    }
+
+    pub fn compute(&self) -> Compute {
+        self.compute
     }
 
     /// Forward pass on [N,1,H,W] inputs in [0,1]. `train` selects BatchNorm's batch
@@ -220,14 +300,19 @@ impl AttnNet {
     }
 
     fn forward_impl(&self, xs: &Tensor, train: bool, reference: bool) -> Output {
+        let c = self.compute;
+        let mut xs = c.cast(xs);
+        if c.channels_last {
+            xs = to_channels_last(&xs);
+        }
         let pool = |t: &Tensor| t.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false);
-        let x = pool(&self.blocks[0].forward_t(xs, train));
-        let x = pool(&self.blocks[1].forward_t(&x, train));
-        let l1 = self.blocks[2].forward_t(&x, train);
-        let l2 = self.blocks[3].forward_t(&pool(&l1), train);
-        let l3 = self.blocks[4].forward_t(&pool(&l2), train);
-        let features = self.block6.forward_t(&pool(&l3), train);
-        let mut g = features.apply(&self.dense);
+        let x = pool(&self.blocks[0].forward_t(&xs, train, c));
+        let x = pool(&self.blocks[1].forward_t(&x, train, c));
+        let l1 = self.blocks[2].forward_t(&x, train, c);
+        let l2 = self.blocks[3].forward_t(&pool(&l1), train, c);
+        let l3 = self.blocks[4].forward_t(&pool(&l2), train, c);
+        let features = self.block6.forward_t(&pool(&l3), train, c);
+        let mut g = self.dense.forward(&features, c);
         // The reference needs g to be 1x1 (inputs 192..383). Larger inputs leave a
         // spatial grid here: average it, which is the identity where the reference works.
         let (gh, gw) = (g.size()[2], g.size()[3]);
@@ -237,14 +322,25 @@ impl AttnNet {
         match &self.attn {
             Some(est) => {
                 let (feats, maps) = if reference {
-                    est.forward_reference(&l1, &l2, &l3, &g)
+                    est.forward_reference(&l1, &l2, &l3, &g, c.kind)
                 } else {
-                    est.forward(&l1, &l2, &l3, &g)
+                    est.forward(&l1, &l2, &l3, &g, c.kind)
                 };
-                Output { logits: feats.apply(&self.classify), maps: Some(maps), features }
+                let maps = maps.map(|m| m.to_kind(Kind::Float));
+                Output { logits: self.classify_f32(&feats), maps: Some(maps), features }
             }
-            None => Output { logits: g.flatten(1, -1).apply(&self.classify), maps: None, features },
+            None => Output { logits: self.classify_f32(&g.flatten(1, -1)), maps: None, features },
         }
+    }
+}
+
+impl AttnNet {
+    /// The classifier, always returning float32 logits (the loss wants full precision).
+    fn classify_f32(&self, feats: &Tensor) -> Tensor {
+        let c = self.compute;
+        let ws = c.cast(&self.classify.ws);
+        let bs = self.classify.bs.as_ref().map(|b| c.cast(b));
+        feats.linear(&ws, bs.as_ref()).to_kind(Kind::Float)
     }
 }
 
@@ -258,4 +354,48 @@ pub fn check_input(xs: &Tensor) -> Result<()> {
         bail!("model input {}x{} is smaller than the minimum {MIN_IM_SIZE}x{MIN_IM_SIZE}", s[2], s[3]);
     }
     Ok(())
+}
+
+/// Numeric precision of the compute (weights stay float32).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    #[default]
+    F32,
+    Bf16,
+}
+
+impl Precision {
+    pub fn kind(self) -> Kind {
+        match self {
+            Precision::F32 => Kind::Float,
+            Precision::Bf16 => Kind::BFloat16,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+        }
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "f32" | "fp32" | "float32" => Ok(Precision::F32),
+            "bf16" | "bfloat16" => Ok(Precision::Bf16),
+            _ => bail!("unknown precision {s:?}: expected f32 or bf16"),
+        }
+    }
+}
+
+impl Compute {
+    /// The layout and kind that run fastest for `precision` on `device`.
+    pub fn for_device(device: tch::Device, precision: Precision) -> Self {
+        let _ = device;
+        Compute { kind: precision.kind(), channels_last: true }
+    }
 }

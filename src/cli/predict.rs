@@ -1,0 +1,211 @@
+//! `flarecast predict` and `flarecast bench model`.
+
+use anyhow::{bail, Result};
+use flarecast::model::bench::{self, BenchConfig, Mode};
+use flarecast::model::{self as fmodel, Arch, Compute, Precision};
+use std::path::PathBuf;
+use tch::{Kind, Tensor};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Weights: a PyTorch checkpoint (.pth/.pt) or flarecast .safetensors.
+    #[arg(long)]
+    model: PathBuf,
+    /// JPG/PNG/JP2 magnetograms, or .npy float32 arrays already preprocessed
+    /// ([H,W], [1,H,W] or [N,1,H,W]).
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    /// Side the images are resized to (default: the size the model was trained at, 256
+    /// for PyTorch checkpoints).
+    #[arg(long)]
+    im_size: Option<u32>,
+    /// cpu, cuda, cuda:N or auto (CUDA when available).
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// f32 or bf16 compute.
+    #[arg(long, default_value = "f32")]
+    precision: Precision,
+    /// Images per forward pass.
+    #[arg(long, default_value_t = 16)]
+    batch_size: usize,
+    /// Decision threshold on P(FL) for the forecast column.
+    #[arg(long, default_value_t = 0.5)]
+    threshold: f64,
+    /// One JSON object per input instance (JSON lines) instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// One forecast.
+struct Prediction {
+    input: String,
+    index: usize,
+    flare_prob: f64,
+    logits: [f64; 2],
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let device = flarecast::device::parse_device(&args.device)?;
+    let mut model = fmodel::load_model(&args.model, device)?;
+    model.net.set_compute(Compute::for_device(device, args.precision));
+    let im_size = args.im_size.unwrap_or(model.meta.im_size as u32);
+    if (im_size as i64) < fmodel::MIN_IM_SIZE {
+        bail!("--im-size {im_size} is below the network's minimum of {}", fmodel::MIN_IM_SIZE);
+    }
+    // Read every input first: a bad file fails the run before any output.
+    let mut instances: Vec<(String, usize, Tensor)> = Vec::new();
+    for path in &args.inputs {
+        let loaded = flarecast::preprocess::load_input(path, im_size)?;
+        for (index, (_, t)) in loaded.into_iter().enumerate() {
+            instances.push((path.display().to_string(), index, t));
+        }
+    }
+    let mut preds = Vec::with_capacity(instances.len());
+    let mut start = 0;
+    while start < instances.len() {
+        // A batch holds consecutive instances of one shape.
+        let shape = instances[start].2.size();
+        let mut end = start + 1;
+        while end < instances.len() && end - start < args.batch_size.max(1) && instances[end].2.size() == shape {
+            end += 1;
+        }
+        let batch = Tensor::stack(&instances[start..end].iter().map(|i| &i.2).collect::<Vec<_>>(), 0);
+        fmodel::check_input(&batch).map_err(|e| anyhow::anyhow!("{}: {e}", instances[start].0))?;
+        let out = tch::no_grad(|| model.net.forward_t(&batch.to_device(device), false));
+        let logits = Vec::<f64>::try_from(out.logits.to_kind(Kind::Double).flatten(0, -1))?;
+        let probs = Vec::<f64>::try_from(out.flare_prob().to_kind(Kind::Double))?;
+        for (k, inst) in instances[start..end].iter().enumerate() {
+            preds.push(Prediction {
+                input: inst.0.clone(),
+                index: inst.1,
+                flare_prob: probs[k],
+                logits: [logits[2 * k], logits[2 * k + 1]],
+            });
+        }
+        start = end;
+    }
+    let arch = model.net.arch().name();
+    if args.json {
+        for p in &preds {
+            let line = serde_json::json!({
+                "input": p.input, "index": p.index, "flare_prob": p.flare_prob,
+                "logits": p.logits, "model": arch,
+            });
+            println!("{line}");
+        }
+    } else {
+        println!("model: {} ({arch}), device {}, threshold {}", args.model.display(), flarecast::device::device_name(device), args.threshold);
+        println!("{:>8}  {:>8}  {:<8}  input", "P(FL)", "forecast", "index");
+        for p in &preds {
+            let fc = if p.flare_prob >= args.threshold { "FL" } else { "NF" };
+            println!("{:>8.4}  {:>8}  {:<8}  {}", p.flare_prob, fc, p.index, p.input);
+        }
+    }
+    Ok(())
+}
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// cpu, cuda, cuda:N or auto.
+    #[arg(long, default_value = "auto")]
+    device: String,
+    #[arg(long, default_value_t = 16)]
+    batch_size: i64,
+    #[arg(long, default_value_t = 256)]
+    im_size: i64,
+    /// Timed iterations per configuration.
+    #[arg(long, default_value_t = 3)]
+    iters: usize,
+    /// Untimed warm-up iterations per configuration.
+    #[arg(long, default_value_t = 1)]
+    warmup: usize,
+    /// Comma-separated: attention, standard.
+    #[arg(long, default_value = "attention,standard", value_delimiter = ',')]
+    arch: Vec<String>,
+    /// Comma-separated: f32, bf16.
+    #[arg(long, default_value = "f32,bf16", value_delimiter = ',')]
+    precision: Vec<Precision>,
+    /// Comma-separated: inference, train.
+    #[arg(long, default_value = "inference,train", value_delimiter = ',')]
+    mode: Vec<String>,
+    /// Force the channels-last layout on or off (default: the device's best).
+    #[arg(long)]
+    channels_last: Option<bool>,
+    /// Intra-op threads (default: libtorch's choice, one per core).
+    #[arg(long)]
+    threads: Option<i32>,
+    /// One JSON object on stdout instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn bench(args: BenchArgs) -> Result<()> {
+    if let Some(t) = args.threads {
+        tch::set_num_threads(t);
+    }
+    let device = flarecast::device::parse_device(&args.device)?;
+    let archs = args
+        .arch
+        .iter()
+        .map(|a| match a.as_str() {
+            "attention" | "attn" => Ok(Arch::Attention),
+            "standard" | "standard_cnn" | "cnn" | "noattn" => Ok(Arch::StandardCnn),
+            other => bail!("unknown architecture {other:?}: expected attention or standard"),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let modes = args
+        .mode
+        .iter()
+        .map(|m| match m.as_str() {
+            "inference" | "infer" => Ok(Mode::Inference),
+            "train" => Ok(Mode::Train),
+            other => bail!("unknown mode {other:?}: expected inference or train"),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let cfg = BenchConfig {
+        device,
+        batch_size: args.batch_size,
+        im_size: args.im_size,
+        iters: args.iters,
+        warmup: args.warmup,
+        archs,
+        precisions: args.precision.clone(),
+        modes,
+        channels_last: args.channels_last,
+    };
+    let device_name = flarecast::device::device_name(device);
+    let threads = tch::get_num_threads();
+    if !args.json {
+        println!(
+            "bench model: device {device_name}, {threads} threads, batch {} at {}x{}, {} timed iterations",
+            cfg.batch_size, cfg.im_size, cfg.im_size, cfg.iters
+        );
+        println!("baseline: reference PyTorch 2.13 eager f32 on a 2-core AMD EPYC (SPEC section 8)");
+        println!(
+            "{:<13} {:<5} {:<10} {:>6} {:>10} {:>10} {:>7}",
+            "arch", "prec", "mode", "ch-last", "images/s", "reference", "ratio"
+        );
+    }
+    let rows = bench::run(&cfg, |r| {
+        if !args.json {
+            println!(
+                "{:<13} {:<5} {:<10} {:>6} {:>10.2} {:>10.2} {:>6.2}x",
+                r.arch,
+                r.precision,
+                format!("{:?}", r.mode).to_lowercase(),
+                r.channels_last,
+                r.images_per_s,
+                r.reference_images_per_s,
+                r.ratio
+            );
+        }
+    })?;
+    if args.json {
+        let out = serde_json::json!({
+            "device": device_name, "threads": threads, "batch_size": cfg.batch_size,
+            "im_size": cfg.im_size, "iters": cfg.iters, "rows": rows,
+        });
+        println!("{out}");
+    }
+    Ok(())
+}

@@ -1,0 +1,112 @@
+//! `flarecast predict` end to end: golden probabilities, real images, bad input.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use tch::Tensor;
+
+fn golden_input_npy(dir: &Path, io: &str) -> PathBuf {
+    let io: std::collections::HashMap<String, Tensor> =
+        Tensor::read_safetensors(common::golden().join(io)).unwrap().into_iter().collect();
+    let npy = dir.join("golden_input.npy");
+    io["input"].write_npy(&npy).unwrap();
+    npy
+}
+
+fn meta_probs(key: &str) -> Vec<f64> {
+    let text = std::fs::read_to_string(common::golden().join("meta.json")).unwrap();
+    let meta: serde_json::Value = serde_json::from_str(&text).unwrap();
+    meta[key].as_array().unwrap().iter().map(|row| row[1].as_f64().unwrap()).collect()
+}
+
+fn predict_json(args: &[&str]) -> Vec<serde_json::Value> {
+    let out = common::flarecast().arg("predict").arg("--json").args(args).arg("--device").arg("cpu").output().unwrap();
+    assert!(out.status.success(), "predict failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+#[test]
+fn golden_npy_reproduces_reference_probabilities() {
+    for (pth, io, key, arch) in [
+        ("attn.pth", "attn_io.safetensors", "attn_probs", "attention"),
+        ("noattn.pth", "noattn_io.safetensors", "noattn_probs", "standard_cnn"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let npy = golden_input_npy(dir.path(), io);
+        let model = common::golden().join(pth);
+        let rows = predict_json(&["--model", model.to_str().unwrap(), npy.to_str().unwrap()]);
+        let want = meta_probs(key);
+        assert_eq!(rows.len(), 3);
+        for (i, (row, p)) in rows.iter().zip(&want).enumerate() {
+            assert_eq!(row["index"], i as u64);
+            assert_eq!(row["model"], arch);
+            assert_eq!(row["input"], npy.to_str().unwrap());
+            let got = row["flare_prob"].as_f64().unwrap();
+            assert!((got - p).abs() <= 1e-5, "{pth} row {i}: {got} vs {p}");
+            let logits = row["logits"].as_array().unwrap();
+            assert_eq!(logits.len(), 2);
+        }
+    }
+}
+
+#[test]
+fn real_jpg_and_jp2_give_the_golden_magnetogram_probability() {
+    // Row 0 of the golden input is this JPG through Resize(256); our preprocessing is
+    // within a grey level of it, so the probability agrees to ~1e-3.
+    let want = meta_probs("attn_probs")[0];
+    let model = common::golden().join("attn.pth");
+    let jpg = common::magnetogram_jpg();
+    let rows = predict_json(&["--model", model.to_str().unwrap(), jpg.to_str().unwrap()]);
+    let got = rows[0]["flare_prob"].as_f64().unwrap();
+    assert!((got - want).abs() < 2e-3, "jpg: {got} vs {want}");
+    // The raw 4096x4096 JP2 goes straight to 256 (a different resampling path than the
+    // reference's 4096 -> 512 JPG -> 256): same magnetogram, a close probability.
+    let jp2 = common::magnetogram_jp2();
+    let rows = predict_json(&["--model", model.to_str().unwrap(), jp2.to_str().unwrap()]);
+    let got = rows[0]["flare_prob"].as_f64().unwrap();
+    assert!((got - want).abs() < 0.02, "jp2: {got} vs {want}");
+}
+
+/// A one-line error naming `name`, exit code 1, no panic.
+fn assert_clean_failure(args: &[&str], name: &str) {
+    let out = common::flarecast().arg("predict").args(args).arg("--device").arg("cpu").output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err}");
+    assert!(err.contains(name), "error does not name {name}: {err}");
+}
+
+#[test]
+fn bad_inputs_fail_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let good_model = common::golden().join("attn.pth");
+    let good_model = good_model.to_str().unwrap();
+    let jpg = common::magnetogram_jpg();
+    let jpg = jpg.to_str().unwrap();
+
+    let bytes = std::fs::read(common::golden().join("attn.pth")).unwrap();
+    let truncated = d.join("truncated.pth");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    assert_clean_failure(&["--model", truncated.to_str().unwrap(), jpg], "truncated.pth");
+
+    let text = d.join("notes.pth");
+    std::fs::write(&text, "these are not weights\n").unwrap();
+    assert_clean_failure(&["--model", text.to_str().unwrap(), jpg], "notes.pth");
+
+    let html = d.join("page.jpg");
+    std::fs::write(&html, "<!DOCTYPE html><html><body>502 Bad Gateway</body></html>").unwrap();
+    assert_clean_failure(&["--model", good_model, html.to_str().unwrap()], "page.jpg");
+
+    let empty = d.join("empty.png");
+    std::fs::write(&empty, b"").unwrap();
+    assert_clean_failure(&["--model", good_model, empty.to_str().unwrap()], "empty.png");
+
+    let wrong = d.join("wrong.npy");
+    Tensor::zeros([2, 3, 256, 256], (tch::Kind::Float, tch::Device::Cpu)).write_npy(&wrong).unwrap();
+    assert_clean_failure(&["--model", good_model, wrong.to_str().unwrap()], "wrong.npy");
+
+    let missing = d.join("missing.jpg");
+    assert_clean_failure(&["--model", good_model, missing.to_str().unwrap()], "missing.jpg");
+}
