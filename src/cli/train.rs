@@ -1,0 +1,277 @@
+//! `flarecast train` and `flarecast bench train`.
+
+use anyhow::{bail, Result};
+use flarecast::data::CacheMode;
+use flarecast::model::{Arch, Precision};
+use flarecast::train::{self, bench as tbench, history::EpochRecord, TrainConfig};
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Cross-validation fold 1..4 (validation quarter: 1 Jan-Mar, 2 Apr-Jun, 3 Jul-Sep, 4 Oct-Dec).
+    #[arg(long, default_value_t = 1)]
+    fold: u32,
+    /// Train the attention network (the default). `--attention=0` / `--attention=1` as
+    /// in the reference's train.py are accepted too.
+    #[arg(long, num_args = 0..=1, default_missing_value = "1", value_name = "0|1")]
+    attention: Option<String>,
+    /// Train the standard CNN instead.
+    #[arg(long, conflicts_with = "attention")]
+    no_attention: bool,
+    /// Epochs to run (exactly; the reference runs one fewer).
+    #[arg(long, default_value_t = 30)]
+    epochs: usize,
+    #[arg(long, default_value_t = 128)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 256)]
+    im_size: u32,
+    #[arg(long, default_value_t = 0.001)]
+    lr: f64,
+    /// SGD weight decay (the paper's 0.5).
+    #[arg(long, default_value_t = 0.5)]
+    weight_decay: f64,
+    /// Epochs between learning-rate decays.
+    #[arg(long, default_value_t = 3)]
+    lr_step: usize,
+    /// Learning-rate decay factor.
+    #[arg(long, default_value_t = 0.5)]
+    lr_gamma: f64,
+    /// Image tree the labels' paths are relative to.
+    #[arg(long, default_value = "data/hmi_jpgs_512")]
+    images: PathBuf,
+    /// Label directory (reads simplified_data_labels/Fold{K}_{train,val}.csv).
+    #[arg(long, default_value = "data_labels")]
+    labels: PathBuf,
+    /// Output directory: checkpoints go to {out}/attention or {out}/no_attention.
+    #[arg(long, default_value = "trained_models")]
+    out: PathBuf,
+    /// auto (all CUDA devices, else CPU), cpu, cuda, cuda:0,cuda:1, cpu,cpu (replicas).
+    #[arg(long, default_value = "auto")]
+    devices: String,
+    /// f32, or bf16 mixed precision (float32 master weights).
+    #[arg(long, default_value = "f32")]
+    precision: Precision,
+    /// Loader threads (default: one per core).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Keep decoded images: none, memory (RAM) or device (GPU/CPU tensor).
+    #[arg(long, value_enum, default_value = "none")]
+    cache: CacheMode,
+    #[arg(long, default_value_t = 4)]
+    seed: u64,
+    /// Start from these weights (.pth/.pt/.safetensors) instead of the random init.
+    #[arg(long)]
+    init_weights: Option<PathBuf>,
+    /// Continue from {out}/<arch>/fold{K}_last.safetensors.
+    #[arg(long)]
+    resume: bool,
+    /// Show every training item as the original (no flips or rotations).
+    #[arg(long)]
+    no_augment: bool,
+    /// Leave out unreadable images (listed in the summary) instead of failing.
+    #[arg(long)]
+    skip_bad_images: bool,
+    /// Print the summary as one JSON object on stdout (epoch lines go to stderr).
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_attention(args: &Args) -> Result<Arch> {
+    if args.no_attention {
+        return Ok(Arch::StandardCnn);
+    }
+    match args.attention.as_deref() {
+        None | Some("1") | Some("true") => Ok(Arch::Attention),
+        Some("0") | Some("false") => Ok(Arch::StandardCnn),
+        // The reference treats any integer other than 1 as the standard CNN.
+        Some(other) if other.parse::<i64>().is_ok() => Ok(Arch::StandardCnn),
+        Some(other) => bail!("--attention takes 0 or 1, got {other:?}"),
+    }
+}
+
+fn epoch_line(r: &EpochRecord, epochs: usize) -> String {
+    format!(
+        "epoch {}/{epochs}: lr {:.2e} train loss {:.4} TSS {:.4} HSS2 {:.4} | val loss {:.4} TSS {:.4} HSS2 {:.4}{} | {:.1}s {:.1} img/s",
+        r.epoch,
+        r.lr,
+        r.train_loss,
+        r.train_tss,
+        r.train_hss2,
+        r.val_loss,
+        r.val_tss,
+        r.val_hss2,
+        if r.best { " (best)" } else { "" },
+        r.seconds,
+        r.images_per_s
+    )
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let arch = parse_attention(&args)?;
+    let cfg = TrainConfig {
+        fold: args.fold,
+        arch,
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        im_size: args.im_size,
+        lr: args.lr,
+        weight_decay: args.weight_decay,
+        lr_step: args.lr_step,
+        lr_gamma: args.lr_gamma,
+        images: args.images.clone(),
+        labels: args.labels.clone(),
+        out: args.out.clone(),
+        devices: flarecast::device::parse_devices(&args.devices)?,
+        precision: args.precision,
+        workers: args.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        cache: args.cache,
+        seed: args.seed,
+        init_weights: args.init_weights.clone(),
+        resume: args.resume,
+        augment: !args.no_augment,
+        skip_bad_images: args.skip_bad_images,
+    };
+    let json = args.json;
+    let summary = train::train(&cfg, &mut |r, epochs| {
+        let line = epoch_line(r, epochs);
+        if json {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    })?;
+    if json {
+        println!("{}", serde_json::to_string(&summary)?);
+    } else {
+        println!(
+            "trained {} on fold {} for {} epochs ({}; {}): best epoch {} with val TSS {:.4} HSS2 {:.4}; final val TSS {:.4} HSS2 {:.4}",
+            summary.arch,
+            summary.fold,
+            summary.epochs,
+            summary.devices.join(","),
+            summary.precision,
+            summary.best_epoch.map_or("-".into(), |e| e.to_string()),
+            summary.best_val_tss,
+            summary.best_val_hss2,
+            summary.final_val_tss,
+            summary.final_val_hss2
+        );
+        println!(
+            "train {} instances ({} FL, {} balanced items), val {} ({} FL)",
+            summary.train_instances,
+            summary.train_positive,
+            summary.balanced_items,
+            summary.val_instances,
+            summary.val_positive
+        );
+        if !summary.skipped_images.is_empty() {
+            println!("skipped {} unreadable images:", summary.skipped_images.len());
+            for s in &summary.skipped_images {
+                println!("  {s}");
+            }
+        }
+        println!(
+            "checkpoints: {}, {}, {}; history: {}",
+            summary.final_checkpoint.display(),
+            summary.best_checkpoint.display(),
+            summary.last_checkpoint.display(),
+            summary.history_csv.display()
+        );
+    }
+    Ok(())
+}
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// cpu, cuda, cuda:N or auto.
+    #[arg(long, default_value = "auto")]
+    device: String,
+    #[arg(long, default_value_t = 16)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 256)]
+    im_size: u32,
+    /// Timed batches per measurement.
+    #[arg(long, default_value_t = 3)]
+    batches: usize,
+    /// Loader threads (default: one per core).
+    #[arg(long)]
+    workers: Option<usize>,
+    #[arg(long, value_enum, default_value = "none")]
+    cache: CacheMode,
+    /// Comma-separated: attention, standard.
+    #[arg(long, default_value = "attention,standard", value_delimiter = ',')]
+    arch: Vec<String>,
+    /// Comma-separated: f32, bf16.
+    #[arg(long, default_value = "f32,bf16", value_delimiter = ',')]
+    precision: Vec<Precision>,
+    /// The 512x512 magnetogram JPG the benchmark's image tree is made of (default: the
+    /// real one in $FLARECAST_REALDATA/images/derived).
+    #[arg(long)]
+    jpg: Option<PathBuf>,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn bench(args: BenchArgs) -> Result<()> {
+    let device = flarecast::device::parse_device(&args.device)?;
+    let archs = args
+        .arch
+        .iter()
+        .map(|a| match a.as_str() {
+            "attention" | "attn" => Ok(Arch::Attention),
+            "standard" | "standard_cnn" | "cnn" | "noattn" => Ok(Arch::StandardCnn),
+            other => bail!("unknown architecture {other:?}: expected attention or standard"),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let jpg = match args.jpg {
+        Some(p) => p,
+        None => {
+            let root = std::env::var_os("FLARECAST_REALDATA").map(PathBuf::from).unwrap_or_else(|| "../shared/realdata".into());
+            root.join("images/derived/HMI.m2022.08.02_10.47.53.jpg")
+        }
+    };
+    let cfg = tbench::TrainBenchConfig {
+        device,
+        batch_size: args.batch_size,
+        im_size: args.im_size,
+        batches: args.batches,
+        workers: args.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        cache: args.cache,
+        archs,
+        precisions: args.precision,
+    };
+    let tmp = tempfile::Builder::new().prefix("flarecast-bench-train").tempdir()?;
+    let dir = tmp.path().to_path_buf();
+    let samples = tbench::make_dataset(&jpg, &dir, cfg.batch_size * (cfg.batches + 1))?;
+    let json = args.json;
+    if !json {
+        println!(
+            "bench train: device {}, {} threads, batch {} at {}, {} loader workers, cache {:?}, images: copies of {}",
+            flarecast::device::device_name(device),
+            tch::get_num_threads(),
+            cfg.batch_size,
+            cfg.im_size,
+            cfg.workers,
+            cfg.cache,
+            jpg.display()
+        );
+        println!("{:<13} {:<5} {:>12} {:>12} {:>12} {:>12}", "arch", "prec", "loader img/s", "model img/s", "e2e img/s", "loader cost");
+    }
+    let rows = tbench::run(&cfg, &dir, samples, |r| {
+        if !json {
+            println!(
+                "{:<13} {:<5} {:>12.1} {:>12.2} {:>12.2} {:>11.1}%",
+                r.arch,
+                r.precision,
+                r.loader_images_per_s,
+                r.model_images_per_s,
+                r.end_to_end_images_per_s,
+                100.0 * r.loader_cost
+            );
+        }
+    })?;
+    if json {
+        println!("{}", serde_json::json!({ "device": flarecast::device::device_name(device), "rows": rows }));
+    }
+    Ok(())
+}

@@ -1,0 +1,415 @@
+//! Training: golden step parity through the trainer's code path, data-parallel replicas,
+//! and a smoke run on a tiny generated fold (files, history, kill + resume).
+
+mod common;
+
+use flarecast::model::{self, Arch, Compute, InitScheme};
+use flarecast::train::parallel::Replicas;
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use tch::nn::OptimizerConfig;
+use tch::{Device, Kind, Tensor};
+
+fn golden(name: &str) -> HashMap<String, Tensor> {
+    Tensor::read_safetensors(common::golden().join(name))
+        .unwrap()
+        .into_iter()
+        .collect()
+}
+
+fn sgd(vs: &tch::nn::VarStore) -> tch::nn::Optimizer {
+    tch::nn::Sgd {
+        momentum: 0.0,
+        dampening: 0.0,
+        wd: 0.5,
+        nesterov: false,
+    }
+    .build(vs, 1e-3)
+    .unwrap()
+}
+
+/// The trainer's step (Replicas with one device) reproduces the reference's step.
+#[test]
+fn trainer_step_matches_reference_step() {
+    for (pth, step, arch) in [
+        ("attn.pth", "attn_step.safetensors", Arch::Attention),
+        ("noattn.pth", "noattn_step.safetensors", Arch::StandardCnn),
+    ] {
+        let g = golden(step);
+        let mut reps = Replicas::new(
+            &[Device::Cpu],
+            arch,
+            InitScheme::default(),
+            Compute::default(),
+        )
+        .unwrap();
+        let (tensors, _) = model::weights::read_weights(&common::golden().join(pth)).unwrap();
+        model::weights::assign(&mut reps.master_mut().vs, &tensors, pth).unwrap();
+        let mut opt = sgd(&reps.master().vs);
+        opt.zero_grad();
+        let out = reps.forward_backward(&g["input"], &g["target"]).unwrap();
+        opt.step();
+        let want_loss = g["loss"].double_value(&[0]);
+        assert!(
+            (out.loss - want_loss).abs() < 1e-5,
+            "{pth}: loss {} vs {want_loss}",
+            out.loss
+        );
+        let vars = reps.master().vs.variables();
+        for (key, want) in g
+            .iter()
+            .filter_map(|(k, v)| k.strip_prefix("after.").map(|k| (k, v)))
+        {
+            let diff = (&vars[key].to_kind(Kind::Double) - want.to_kind(Kind::Double))
+                .abs()
+                .max()
+                .double_value(&[]);
+            assert!(diff <= 1e-5, "{pth} {key}: {diff:e}");
+        }
+    }
+}
+
+/// Two CPU replicas: one step equals summing the per-shard gradients of one model and
+/// stepping once; BN running statistics are replica 0's.
+#[test]
+fn two_replicas_equal_summed_shard_gradients() {
+    tch::manual_seed(7);
+    let x = Tensor::rand([4, 1, 192, 192], (Kind::Float, Device::Cpu));
+    let y = Tensor::from_slice(&[0i64, 1, 1, 0]);
+    let (tensors, _) = model::weights::read_weights(&common::golden().join("attn.pth")).unwrap();
+
+    let mut reps = Replicas::new(
+        &[Device::Cpu, Device::Cpu],
+        Arch::Attention,
+        InitScheme::default(),
+        Compute::default(),
+    )
+    .unwrap();
+    model::weights::assign(&mut reps.master_mut().vs, &tensors, "attn.pth").unwrap();
+    reps.broadcast().unwrap();
+    let mut opt = sgd(&reps.master().vs);
+    opt.zero_grad();
+    reps.zero_replica_grads();
+    let out = reps.forward_backward(&x, &y).unwrap();
+    opt.step();
+    reps.broadcast().unwrap();
+
+    // By hand: one model, shard 0 then shard 1, loss = sum over shard / batch.
+    let mut vs = tch::nn::VarStore::new(Device::Cpu);
+    let net = model::AttnNet::new(&vs.root(), Arch::Attention, InitScheme::default());
+    model::weights::assign(&mut vs, &tensors, "attn.pth").unwrap();
+    // Replica 0's running stats come from shard 0 only: snapshot them after shard 0.
+    let mut hand_opt = sgd(&vs);
+    hand_opt.zero_grad();
+    let mut total = 0.0;
+    let mut bn_after_shard0 = HashMap::new();
+    for (k, (xs, ys)) in x.chunk(2, 0).iter().zip(y.chunk(2, 0).iter()).enumerate() {
+        let logits = net.forward_t(xs, true).logits;
+        let loss =
+            logits.cross_entropy_loss::<Tensor>(ys, None, tch::Reduction::Sum, -100, 0.0) / 4.0;
+        loss.backward();
+        total += loss.double_value(&[]);
+        if k == 0 {
+            for (name, t) in vs.variables() {
+                if name.contains("running_") {
+                    bn_after_shard0.insert(name, t.copy());
+                }
+            }
+        }
+    }
+    hand_opt.step();
+    assert!(
+        (out.loss - total).abs() < 1e-6,
+        "loss {} vs {total}",
+        out.loss
+    );
+    let got = reps.master().vs.variables();
+    for (name, t) in vs.variables() {
+        if name.contains("running_") || name.contains("num_batches") {
+            continue;
+        }
+        let diff = (&got[&name] - &t).abs().max().double_value(&[]);
+        assert!(diff < 1e-6, "{name}: {diff:e}");
+    }
+    for (name, want) in &bn_after_shard0 {
+        let diff = (&got[name] - want).abs().max().double_value(&[]);
+        assert!(diff < 1e-6, "{name} is not replica 0's: {diff:e}");
+    }
+    // The broadcast left replica 1 identical to replica 0.
+    let other = reps.replicas[1].vs.variables();
+    for (name, t) in &got {
+        assert!(t.equal(&other[name]), "{name} differs between replicas");
+    }
+}
+
+/// A tiny fold: 256x256 grey disks; positives carry a bright/dark bipole.
+fn write_tiny_fold(root: &Path, n_train: usize, n_val: usize, positives: bool) {
+    let images = root.join("images");
+    let labels = root.join("labels/simplified_data_labels");
+    std::fs::create_dir_all(&labels).unwrap();
+    let mut write_split = |name: &str, n: usize, month: u32| {
+        let mut csv = String::from("label,goes_class\n");
+        for i in 0..n {
+            let target = positives && i % 3 == 0;
+            let t = chrono::NaiveDate::from_ymd_opt(2014, month, 1 + (i / 24) as u32)
+                .unwrap()
+                .and_hms_opt((i % 24) as u32, 0, 0)
+                .unwrap();
+            let rel = flarecast::instant::Instant::new(t).relative_path("png");
+            let path = images.join(&rel);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            let img = image::GrayImage::from_fn(256, 256, |x, y| {
+                let (dx, dy) = (x as f64 - 128.0, y as f64 - 128.0);
+                if dx * dx + dy * dy > 110.0 * 110.0 {
+                    return image::Luma([0]);
+                }
+                let noise = ((x * 7 + y * 13 + i as u32 * 31) % 9) as u8;
+                let mut v = 123 + noise;
+                if target {
+                    let cx = 80.0 + (i % 5) as f64 * 20.0;
+                    if (x as f64 - cx).abs() < 8.0 && (y as f64 - 110.0).abs() < 8.0 {
+                        v = 250;
+                    }
+                    if (x as f64 - cx - 16.0).abs() < 8.0 && (y as f64 - 110.0).abs() < 8.0 {
+                        v = 5;
+                    }
+                }
+                image::Luma([v])
+            });
+            img.save(&path).unwrap();
+            csv.push_str(&format!("{rel},{}\n", target as u8));
+        }
+        std::fs::write(labels.join(format!("Fold1_{name}.csv")), csv).unwrap();
+    };
+    write_split("train", n_train, 4);
+    write_split("val", n_val, 1);
+}
+
+fn train_args(root: &Path, out: &str, arch_flag: &str, epochs: usize) -> Vec<String> {
+    [
+        "train",
+        "--fold",
+        "1",
+        arch_flag,
+        "--epochs",
+        &epochs.to_string(),
+        "--batch-size",
+        "8",
+        "--im-size",
+        "192",
+        "--devices",
+        "cpu",
+        "--images",
+        root.join("images").to_str().unwrap(),
+        "--labels",
+        root.join("labels").to_str().unwrap(),
+        "--out",
+        root.join(out).to_str().unwrap(),
+        "--json",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn read_tensors(path: &Path) -> HashMap<String, Tensor> {
+    model::weights::read_weights(path)
+        .unwrap()
+        .0
+        .into_iter()
+        .collect()
+}
+
+#[test]
+fn tiny_fold_trains_both_nets_and_writes_checkpoints_and_history() {
+    let dir = tempfile::tempdir().unwrap();
+    write_tiny_fold(dir.path(), 12, 4, true);
+    for (flag, sub, arch) in [
+        ("--attention", "attention", "attention"),
+        ("--no-attention", "no_attention", "standard_cnn"),
+    ] {
+        let out = common::flarecast()
+            .args(train_args(dir.path(), "models", flag, 2))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(summary["arch"], arch);
+        assert_eq!(summary["epochs"], 2);
+        // 12 train instances, 4 FL: balanced to 8 NF + 8 FL items.
+        assert_eq!(summary["train_instances"], 12);
+        assert_eq!(summary["train_positive"], 4);
+        assert_eq!(summary["balanced_items"], 16);
+        assert_eq!(summary["val_instances"], 4);
+        let run = dir.path().join("models").join(sub);
+        for f in [
+            "fold1_final.safetensors",
+            "fold1_best.safetensors",
+            "fold1_last.safetensors",
+        ] {
+            let m = model::load_model(&run.join(f), Device::Cpu).unwrap();
+            assert_eq!(m.net.arch().name(), arch, "{f}");
+            assert_eq!(m.meta.im_size, 192);
+        }
+        let history: Vec<serde_json::Value> =
+            serde_json::from_str(&std::fs::read_to_string(run.join("fold1_history.json")).unwrap())
+                .unwrap();
+        assert_eq!(history.len(), 2);
+        assert_eq!(history[0]["epoch"], 1);
+        assert_eq!(history[0]["lr"], 0.001);
+        for r in &history {
+            let n_val: u64 = ["val_tp", "val_fp", "val_tn", "val_fn"]
+                .iter()
+                .map(|k| r[k].as_u64().unwrap())
+                .sum();
+            assert_eq!(n_val, 4);
+            let n_train: u64 = ["train_tp", "train_fp", "train_tn", "train_fn"]
+                .iter()
+                .map(|k| r[k].as_u64().unwrap())
+                .sum();
+            assert_eq!(n_train, 16);
+            assert!(r["train_loss"].as_f64().unwrap().is_finite());
+        }
+        let csv = std::fs::read_to_string(run.join("fold1_history.csv")).unwrap();
+        assert!(
+            csv.starts_with("epoch,lr,train_loss,train_tss,train_hss2,"),
+            "{csv}"
+        );
+        assert_eq!(csv.lines().count(), 3);
+        // The final checkpoint holds the last epoch's weights.
+        let last = read_tensors(&run.join("fold1_last.safetensors"));
+        let fin = read_tensors(&run.join("fold1_final.safetensors"));
+        for (k, t) in &fin {
+            assert!(t.equal(&last[k]), "{k}");
+        }
+    }
+}
+
+#[test]
+fn killed_run_resumes_to_the_same_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    write_tiny_fold(dir.path(), 12, 4, true);
+    let straight = common::flarecast()
+        .args(train_args(dir.path(), "straight", "--no-attention", 2))
+        .output()
+        .unwrap();
+    assert!(
+        straight.status.success(),
+        "{}",
+        String::from_utf8_lossy(&straight.stderr)
+    );
+
+    // Same run, killed as soon as epoch 1 has been reported, then resumed.
+    let bin = assert_cmd::cargo::cargo_bin("flarecast");
+    let mut child = Command::new(bin)
+        .args(train_args(dir.path(), "killed", "--no-attention", 2))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    for line in BufReader::new(stderr).lines() {
+        if line.unwrap().starts_with("epoch 1/2") {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let run = dir.path().join("killed/no_attention");
+    assert!(
+        !run.join("fold1_final.safetensors").exists(),
+        "the run finished before it was killed"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(&run)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "partial files left: {leftovers:?}");
+
+    let mut args = train_args(dir.path(), "killed", "--no-attention", 2);
+    args.push("--resume".into());
+    let resumed = common::flarecast().args(&args).output().unwrap();
+    assert!(
+        resumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&resumed.stdout).unwrap();
+    assert!(summary["resumed_from_epoch"].as_u64().unwrap() >= 1);
+
+    let a = read_tensors(
+        &dir.path()
+            .join("straight/no_attention/fold1_final.safetensors"),
+    );
+    let b = read_tensors(&run.join("fold1_final.safetensors"));
+    for (k, t) in &a {
+        assert!(
+            t.equal(&b[k]),
+            "{k} differs between the straight and the resumed run"
+        );
+    }
+    let ha = std::fs::read_to_string(dir.path().join("straight/no_attention/fold1_history.csv"))
+        .unwrap();
+    let hb = std::fs::read_to_string(run.join("fold1_history.csv")).unwrap();
+    let strip_timing = |s: &str| -> Vec<String> {
+        s.lines()
+            .map(|l| l.split(',').take(17).collect::<Vec<_>>().join(","))
+            .collect()
+    };
+    assert_eq!(strip_timing(&ha), strip_timing(&hb));
+}
+
+fn train_error(root: &Path) -> String {
+    let out = common::flarecast()
+        .args(train_args(root, "m", "--attention", 1))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn bad_folds_fail_before_training() {
+    // No positives in the training split.
+    let dir = tempfile::tempdir().unwrap();
+    write_tiny_fold(dir.path(), 6, 3, false);
+    let err = train_error(dir.path());
+    assert!(
+        err.contains("no positive") || err.contains("no FL"),
+        "{err}"
+    );
+
+    // A label naming a missing image.
+    let dir = tempfile::tempdir().unwrap();
+    write_tiny_fold(dir.path(), 6, 3, true);
+    let csv = dir
+        .path()
+        .join("labels/simplified_data_labels/Fold1_train.csv");
+    let mut text = std::fs::read_to_string(&csv).unwrap();
+    text.push_str("2014/04/09/HMI.m2014.04.09_00.00.00.png,1\n");
+    std::fs::write(&csv, text).unwrap();
+    let err = train_error(dir.path());
+    assert!(err.contains("HMI.m2014.04.09_00.00.00.png"), "{err}");
+
+    // An empty validation split.
+    let dir = tempfile::tempdir().unwrap();
+    write_tiny_fold(dir.path(), 6, 3, true);
+    std::fs::write(
+        dir.path()
+            .join("labels/simplified_data_labels/Fold1_val.csv"),
+        "label,goes_class\n",
+    )
+    .unwrap();
+    let err = train_error(dir.path());
+    assert!(
+        err.contains("Fold1_val.csv") || err.contains("validation"),
+        "{err}"
+    );
+}
