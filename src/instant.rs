@@ -88,7 +88,8 @@ mod tests {
         let t = parse_time("2010-12-06T07:00:00").unwrap();
         let p = Instant(t).relative_path("jpg");
         assert_eq!(p, "2010/12/06/HMI.m2010.12.06_07.00.00.jpg");
-        let (back, tail) = Instant::from_path(&format!("/data/hmi_jpgs_512/{p}")).unwrap();
+        let full = format!("/data/hmi_jpgs_512/{p}");
+        let (back, tail) = Instant::from_path(&full).unwrap();
         assert_eq!(back.0, t);
         assert_eq!(tail, p);
     }

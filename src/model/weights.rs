@@ -30,6 +30,9 @@ impl ModelMeta {
     }
 }
 
+/// Named tensors as read from a weight file, and flarecast's metadata if present.
+pub type NamedTensors = (Vec<(String, Tensor)>, Option<ModelMeta>);
+
 /// A network with its variables, ready to run.
 pub struct LoadedModel {
     pub vs: nn::VarStore,
@@ -46,7 +49,7 @@ pub fn temp_path(path: &Path) -> PathBuf {
 
 /// Reads a weight file of either format into named CPU tensors (keys without any
 /// `module.` prefix) and flarecast's metadata when the file has it.
-pub fn read_weights(path: &Path) -> Result<(Vec<(String, Tensor)>, Option<ModelMeta>)> {
+pub fn read_weights(path: &Path) -> Result<NamedTensors> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     if bytes.is_empty() {
         bail!("{} is empty", path.display());
@@ -105,7 +108,7 @@ fn dtype_of(kind: Kind) -> Result<Dtype> {
     })
 }
 
-fn read_safetensors(bytes: &[u8]) -> Result<(Vec<(String, Tensor)>, Option<ModelMeta>)> {
+fn read_safetensors(bytes: &[u8]) -> Result<NamedTensors> {
     let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| anyhow!("{e}"))?;
     let (_, header) = safetensors::SafeTensors::read_metadata(bytes).map_err(|e| anyhow!("{e}"))?;
     let meta = match header.metadata().as_ref().and_then(|m| m.get(META_KEY)) {

@@ -1,0 +1,274 @@
+//! Labels from a GOES flare catalogue: one instance per hourly issue time that has an
+//! image, labelled by the largest flare of the following 24 hours, binarised at a
+//! threshold class, and split into 4 folds by calendar quarter.
+
+mod images;
+mod window;
+mod write;
+
+pub use images::Images;
+pub use window::{Labeller, Window};
+pub use write::{
+    full_line, py_float, write_atomic, write_tables, FULL_HEADER, SIMPLE_DIR, SIMPLE_HEADER,
+};
+
+use crate::catalog::{Catalog, Flare, GoesClass};
+use crate::instant::Instant;
+use anyhow::{bail, Result};
+use chrono::{Datelike, Duration, NaiveDateTime, NaiveTime};
+use serde::Serialize;
+use std::path::Path;
+
+/// One of the 4 time-segmented folds; fold k validates on calendar quarter k.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Fold(u8);
+
+impl Fold {
+    pub const ALL: [Fold; 4] = [Fold(1), Fold(2), Fold(3), Fold(4)];
+
+    /// The fold whose validation quarter holds `t` (Jan-Mar 1, ..., Oct-Dec 4).
+    pub fn of(t: NaiveDateTime) -> Fold {
+        Fold(((t.month() - 1) / 3 + 1) as u8)
+    }
+
+    pub fn number(self) -> u8 {
+        self.0
+    }
+}
+
+/// What to label.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// First and last issue time, inclusive; None: the catalogue's span clipped to the images.
+    pub start: Option<NaiveDateTime>,
+    pub end: Option<NaiveDateTime>,
+    pub cadence: Duration,
+    pub window: Duration,
+    /// Positive iff the window's largest class is at least this.
+    pub threshold: GoesClass,
+}
+
+impl Config {
+    /// The paper's set-up: hourly, 24-hour windows, >= M1.0.
+    pub fn paper() -> Config {
+        Config {
+            start: None,
+            end: None,
+            cadence: Duration::hours(1),
+            window: Duration::hours(24),
+            threshold: "M1.0"
+                .parse()
+                .unwrap_or_else(|_| unreachable!("M1.0 is a class")),
+        }
+    }
+}
+
+/// One labelled instance.
+#[derive(Clone, Debug)]
+pub struct LabelRow<'a> {
+    pub instant: Instant,
+    /// `YYYY/MM/DD/HMI.mYYYY.MM.DD_HH.MM.SS.jpg`
+    pub name: String,
+    pub target: bool,
+    /// The window's flares, largest first; empty for no flare.
+    pub flares: Vec<&'a Flare>,
+}
+
+impl LabelRow<'_> {
+    /// The window's class (its largest flare), None for no flare.
+    pub fn class(&self) -> Option<&GoesClass> {
+        self.flares.first().map(|f| &f.class)
+    }
+
+    pub fn fold(&self) -> Fold {
+        Fold::of(self.instant.0)
+    }
+}
+
+/// Issue times from `start` to `end`, both inclusive, every `cadence`.
+pub fn issue_times(
+    start: NaiveDateTime,
+    end: NaiveDateTime,
+    cadence: Duration,
+) -> Vec<NaiveDateTime> {
+    let mut out = Vec::new();
+    if cadence <= Duration::zero() {
+        return out;
+    }
+    let mut t = start;
+    while t <= end {
+        out.push(t);
+        t += cadence;
+    }
+    out
+}
+
+/// Labels the windows of `issues` (ascending) over `flares`.
+pub fn label_windows<'a>(
+    labeller: &Labeller<'a>,
+    issues: &[NaiveDateTime],
+    cfg: &Config,
+) -> Vec<(Window, Vec<&'a Flare>, bool)> {
+    labeller
+        .windows(issues, cfg.window)
+        .into_iter()
+        .map(|w| {
+            let ranked = labeller.ranked(&w);
+            let target = ranked.first().is_some_and(|f| f.class >= cfg.threshold);
+            (w, ranked, target)
+        })
+        .collect()
+}
+
+/// The issue range: as given, else the catalogue's span clipped to the images present.
+pub fn issue_range(
+    cfg: &Config,
+    flares: &[Flare],
+    images: &Images,
+) -> Result<(NaiveDateTime, NaiveDateTime)> {
+    let first_flare = flares.iter().map(|f| f.start).min();
+    let last_flare = flares.iter().map(|f| f.start).max();
+    let start = match cfg.start {
+        Some(s) => s,
+        None => {
+            let day = first_flare.map(|f| f.date().and_time(NaiveTime::MIN));
+            match (day, images.first()) {
+                (Some(d), Some(i)) => d.max(i.0),
+                (d, i) => match d.or(i.map(|i| i.0)) {
+                    Some(s) => s,
+                    None => bail!("no --start given and neither flares nor images to take it from"),
+                },
+            }
+        }
+    };
+    let end = match cfg.end {
+        Some(e) => e,
+        None => match (last_flare, images.last()) {
+            (Some(f), Some(i)) => f.min(i.0),
+            (f, i) => match f.or(i.map(|i| i.0)) {
+                Some(e) => e,
+                None => bail!("no --end given and neither flares nor images to take it from"),
+            },
+        },
+    };
+    if end < start {
+        bail!("the issue range is empty: end {end} is before start {start}");
+    }
+    Ok((start, end))
+}
+
+/// Labels every issue time in range that has an image, in time order.
+pub fn label<'a>(cfg: &Config, flares: &'a [Flare], images: &Images) -> Result<Vec<LabelRow<'a>>> {
+    if cfg.cadence < Duration::seconds(1) || cfg.window < Duration::seconds(1) {
+        bail!("cadence and window must be at least one second");
+    }
+    let (start, end) = issue_range(cfg, flares, images)?;
+    let (issues, names): (Vec<NaiveDateTime>, Vec<&str>) = issue_times(start, end, cfg.cadence)
+        .into_iter()
+        .filter_map(|t| images.get(Instant(t)).map(|n| (t, n)))
+        .unzip();
+    let labeller = Labeller::new(flares);
+    Ok(label_windows(&labeller, &issues, cfg)
+        .into_iter()
+        .zip(names)
+        .map(|((w, flares, target), name)| LabelRow {
+            instant: Instant(w.issue),
+            name: name.to_string(),
+            target,
+            flares,
+        })
+        .collect())
+}
+
+/// Train/validation counts of one fold.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct FoldSummary {
+    pub fold: u8,
+    pub train: usize,
+    pub train_positive: usize,
+    pub train_positive_rate: f64,
+    pub val: usize,
+    pub val_positive: usize,
+    pub val_positive_rate: f64,
+}
+
+/// What a labelling run produced.
+#[derive(Clone, Debug, Serialize)]
+pub struct Summary {
+    pub catalog_format: String,
+    pub flares_read: usize,
+    pub rows_rejected: usize,
+    pub threshold: String,
+    pub first: Option<String>,
+    pub last: Option<String>,
+    pub instances: usize,
+    pub positives: usize,
+    pub positive_rate: f64,
+    pub folds: Vec<FoldSummary>,
+    pub out: String,
+}
+
+fn rate(p: usize, n: usize) -> f64 {
+    if n == 0 {
+        0.0
+    } else {
+        p as f64 / n as f64
+    }
+}
+
+/// Per-fold counts of labelled rows.
+pub fn fold_summaries(rows: &[LabelRow]) -> Vec<FoldSummary> {
+    Fold::ALL
+        .iter()
+        .map(|&fold| {
+            let count = |val: bool, pos: bool| {
+                rows.iter()
+                    .filter(|r| (r.fold() == fold) == val && (!pos || r.target))
+                    .count()
+            };
+            let (train, train_positive) = (count(false, false), count(false, true));
+            let (val, val_positive) = (count(true, false), count(true, true));
+            FoldSummary {
+                fold: fold.number(),
+                train,
+                train_positive,
+                train_positive_rate: rate(train_positive, train),
+                val,
+                val_positive,
+                val_positive_rate: rate(val_positive, val),
+            }
+        })
+        .collect()
+}
+
+/// Labels the catalogue against the images and writes all tables into `out`.
+pub fn run(cfg: &Config, catalog: &Catalog, images: &Images, out: &Path) -> Result<Summary> {
+    let rows = label(cfg, &catalog.flares, images)?;
+    write_tables(out, &rows)?;
+    let positives = rows.iter().filter(|r| r.target).count();
+    Ok(Summary {
+        catalog_format: catalog.format.name().to_string(),
+        flares_read: catalog.flares.len(),
+        rows_rejected: catalog.rejected.len(),
+        threshold: cfg.threshold.to_string(),
+        first: rows.first().map(|r| r.instant.to_string()),
+        last: rows.last().map(|r| r.instant.to_string()),
+        instances: rows.len(),
+        positives,
+        positive_rate: rate(positives, rows.len()),
+        folds: fold_summaries(&rows),
+        out: out.display().to_string(),
+    })
+}
+
+/// A spinner on stderr, drawn only when stderr is a terminal.
+pub(crate) fn spinner(msg: &'static str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new_spinner().with_message(msg);
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    bar
+}
+
+#[cfg(test)]
+mod tests;
