@@ -9,7 +9,10 @@ use tch::{nn::OptimizerConfig, Device, Kind, Tensor};
 
 fn golden(name: &str) -> HashMap<String, Tensor> {
     let path = common::golden().join(name);
-    Tensor::read_safetensors(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).into_iter().collect()
+    Tensor::read_safetensors(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .into_iter()
+        .collect()
 }
 
 /// max |a - b| / (atol + rtol |b|): <= 1 means within tolerance.
@@ -23,8 +26,14 @@ fn worst_ratio(a: &Tensor, b: &Tensor, rtol: f64, atol: f64) -> f64 {
 
 fn assert_close(what: &str, a: &Tensor, b: &Tensor, rtol: f64, atol: f64) {
     let r = worst_ratio(a, b, rtol, atol);
-    let diff = (a.to_kind(Kind::Double) - b.to_kind(Kind::Double)).abs().max().double_value(&[]);
-    assert!(r <= 1.0, "{what}: max |diff| {diff:e} exceeds rtol {rtol:e} / atol {atol:e} (ratio {r})");
+    let diff = (a.to_kind(Kind::Double) - b.to_kind(Kind::Double))
+        .abs()
+        .max()
+        .double_value(&[]);
+    assert!(
+        r <= 1.0,
+        "{what}: max |diff| {diff:e} exceeds rtol {rtol:e} / atol {atol:e} (ratio {r})"
+    );
 }
 
 // Forward outputs: 1e-4 relative (atol 1e-6 for values near zero), float32 on CPU.
@@ -37,9 +46,21 @@ fn check_forward(pth: &str, io: &str, attention: bool) {
     let g = golden(io);
     let out = tch::no_grad(|| m.net.forward_t(&g["input"], false));
     assert_close("logits", &out.logits, &g["logits"], FWD_RTOL, FWD_ATOL);
-    assert_close("probs", &out.logits.softmax(-1, Kind::Float), &g["probs"], FWD_RTOL, FWD_ATOL);
+    assert_close(
+        "probs",
+        &out.logits.softmax(-1, Kind::Float),
+        &g["probs"],
+        FWD_RTOL,
+        FWD_ATOL,
+    );
     let reference = tch::no_grad(|| m.net.forward_reference(&g["input"], false));
-    assert_close("fast vs reference logits", &out.logits, &reference.logits, 1e-5, 1e-6);
+    assert_close(
+        "fast vs reference logits",
+        &out.logits,
+        &reference.logits,
+        1e-5,
+        1e-6,
+    );
     match (out.maps, reference.maps) {
         (Some(maps), Some(ref_maps)) => {
             for (i, (c, rc)) in maps.iter().zip(ref_maps.iter()).enumerate() {
@@ -68,18 +89,29 @@ fn standard_cnn_forward_matches_reference() {
 fn check_step(pth: &str, step: &str) {
     let m = model::load_model(&common::golden().join(pth), Device::Cpu).unwrap();
     let g = golden(step);
-    let mut opt = tch::nn::Sgd { momentum: 0.0, dampening: 0.0, wd: 0.5, nesterov: false }
-        .build(&m.vs, 1e-3)
-        .unwrap();
+    let mut opt = tch::nn::Sgd {
+        momentum: 0.0,
+        dampening: 0.0,
+        wd: 0.5,
+        nesterov: false,
+    }
+    .build(&m.vs, 1e-3)
+    .unwrap();
     let out = m.net.forward_t(&g["input"], true);
     let loss = out.logits.cross_entropy_for_logits(&g["target"]);
     assert_close("loss", &loss.reshape([1]), &g["loss"], 1e-5, 1e-6);
     opt.backward_step(&loss);
     let vars = m.vs.variables();
     let mut checked = 0;
-    for (key, want) in g.iter().filter_map(|(k, v)| k.strip_prefix("after.").map(|k| (k, v))) {
+    for (key, want) in g
+        .iter()
+        .filter_map(|(k, v)| k.strip_prefix("after.").map(|k| (k, v)))
+    {
         let got = vars.get(key).unwrap_or_else(|| panic!("no variable {key}"));
-        let diff = (got.to_kind(Kind::Double) - want.to_kind(Kind::Double)).abs().max().double_value(&[]);
+        let diff = (got.to_kind(Kind::Double) - want.to_kind(Kind::Double))
+            .abs()
+            .max()
+            .double_value(&[]);
         assert!(diff <= 1e-5, "{key}: max |diff| {diff:e} after one step");
         checked += 1;
     }
@@ -125,8 +157,10 @@ fn module_prefix_and_nested_checkpoints_load() {
     // writer's keys: the reader strips `module.`.
     let dir = tempfile::tempdir().unwrap();
     let (tensors, _) = weights::read_weights(&common::golden().join("noattn.pth")).unwrap();
-    let prefixed: Vec<(String, Tensor)> =
-        tensors.iter().map(|(k, t)| (format!("module.{k}"), t.shallow_clone())).collect();
+    let prefixed: Vec<(String, Tensor)> = tensors
+        .iter()
+        .map(|(k, t)| (format!("module.{k}"), t.shallow_clone()))
+        .collect();
     let path = dir.path().join("dp.pth");
     model::pth::write_state_dict(&path, &prefixed).unwrap();
     let m = model::load_model(&path, Device::Cpu).unwrap();
@@ -138,10 +172,18 @@ fn mismatched_keys_are_listed() {
     let dir = tempfile::tempdir().unwrap();
     let (mut tensors, _) = weights::read_weights(&common::golden().join("attn.pth")).unwrap();
     tensors.retain(|(k, _)| k != "attn2.op.weight");
-    tensors.push(("extra.weight".into(), Tensor::zeros([3], (Kind::Float, Device::Cpu))));
+    tensors.push((
+        "extra.weight".into(),
+        Tensor::zeros([3], (Kind::Float, Device::Cpu)),
+    ));
     let path = dir.path().join("bad.pth");
     model::pth::write_state_dict(&path, &tensors).unwrap();
-    let err = format!("{:#}", model::load_model(&path, Device::Cpu).err().expect("must fail"));
+    let err = format!(
+        "{:#}",
+        model::load_model(&path, Device::Cpu)
+            .err()
+            .expect("must fail")
+    );
     assert!(err.contains("missing: [attn2.op.weight]"), "{err}");
     assert!(err.contains("unexpected: [extra.weight]"), "{err}");
 }
@@ -163,17 +205,32 @@ fn other_input_sizes_run() {
 /// The PyTorch of the libtorch we link (scripts/setup.sh installs it), to write and read
 /// checkpoints with the real `torch.save` / `torch.load`.
 fn torch_python() -> std::path::PathBuf {
-    let venv = std::env::var_os("FLARECAST_VENV").map(std::path::PathBuf::from).unwrap_or_else(|| {
-        std::path::PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/flarecast/venv-torch-2.13.0")
-    });
+    let venv = std::env::var_os("FLARECAST_VENV")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(std::env::var_os("HOME").unwrap())
+                .join(".cache/flarecast/venv-torch-2.13.0")
+        });
     let py = venv.join("bin/python");
-    assert!(py.exists(), "{} missing: run scripts/setup.sh", py.display());
+    assert!(
+        py.exists(),
+        "{} missing: run scripts/setup.sh",
+        py.display()
+    );
     py
 }
 
 fn python(script: &str) -> String {
-    let out = std::process::Command::new(torch_python()).arg("-c").arg(script).output().unwrap();
-    assert!(out.status.success(), "python failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new(torch_python())
+        .arg("-c")
+        .arg(script)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -199,10 +256,15 @@ fn checkpoints_interoperate_with_torch_save_and_load() {
     let (orig, _) = weights::read_weights(&golden).unwrap();
     let vars = m.vs.variables();
     for (k, t) in &orig {
-        assert!(vars[k].equal(t), "{k} differs after loading the nested checkpoint");
+        assert!(
+            vars[k].equal(t),
+            "{k} differs after loading the nested checkpoint"
+        );
     }
-    let views: HashMap<String, Tensor> =
-        model::pth::read_state_dict(&dir.path().join("views.pth")).unwrap().into_iter().collect();
+    let views: HashMap<String, Tensor> = model::pth::read_state_dict(&dir.path().join("views.pth"))
+        .unwrap()
+        .into_iter()
+        .collect();
     let t = Tensor::arange(12, (Kind::Float, Device::Cpu)).reshape([3, 4]);
     assert!(views["a"].equal(&t.tr()));
     assert!(views["b"].equal(&t.narrow(0, 1, 2)));

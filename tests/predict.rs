@@ -7,7 +7,10 @@ use tch::Tensor;
 
 fn golden_input_npy(dir: &Path, io: &str) -> PathBuf {
     let io: std::collections::HashMap<String, Tensor> =
-        Tensor::read_safetensors(common::golden().join(io)).unwrap().into_iter().collect();
+        Tensor::read_safetensors(common::golden().join(io))
+            .unwrap()
+            .into_iter()
+            .collect();
     let npy = dir.join("golden_input.npy");
     io["input"].write_npy(&npy).unwrap();
     npy
@@ -16,20 +19,45 @@ fn golden_input_npy(dir: &Path, io: &str) -> PathBuf {
 fn meta_probs(key: &str) -> Vec<f64> {
     let text = std::fs::read_to_string(common::golden().join("meta.json")).unwrap();
     let meta: serde_json::Value = serde_json::from_str(&text).unwrap();
-    meta[key].as_array().unwrap().iter().map(|row| row[1].as_f64().unwrap()).collect()
+    meta[key]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row[1].as_f64().unwrap())
+        .collect()
 }
 
 fn predict_json(args: &[&str]) -> Vec<serde_json::Value> {
-    let out = common::flarecast().arg("predict").arg("--json").args(args).arg("--device").arg("cpu").output().unwrap();
-    assert!(out.status.success(), "predict failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    let out = common::flarecast()
+        .arg("predict")
+        .arg("--json")
+        .args(args)
+        .arg("--device")
+        .arg("cpu")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "predict failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 #[test]
 fn golden_npy_reproduces_reference_probabilities() {
     for (pth, io, key, arch) in [
         ("attn.pth", "attn_io.safetensors", "attn_probs", "attention"),
-        ("noattn.pth", "noattn_io.safetensors", "noattn_probs", "standard_cnn"),
+        (
+            "noattn.pth",
+            "noattn_io.safetensors",
+            "noattn_probs",
+            "standard_cnn",
+        ),
     ] {
         let dir = tempfile::tempdir().unwrap();
         let npy = golden_input_npy(dir.path(), io);
@@ -69,7 +97,13 @@ fn real_jpg_and_jp2_give_the_golden_magnetogram_probability() {
 
 /// A one-line error naming `name`, exit code 1, no panic.
 fn assert_clean_failure(args: &[&str], name: &str) {
-    let out = common::flarecast().arg("predict").args(args).arg("--device").arg("cpu").output().unwrap();
+    let out = common::flarecast()
+        .arg("predict")
+        .args(args)
+        .arg("--device")
+        .arg("cpu")
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "stderr: {err}");
     assert!(!err.contains("panicked"), "{err}");
@@ -89,24 +123,42 @@ fn bad_inputs_fail_cleanly() {
     let bytes = std::fs::read(common::golden().join("attn.pth")).unwrap();
     let truncated = d.join("truncated.pth");
     std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
-    assert_clean_failure(&["--model", truncated.to_str().unwrap(), jpg], "truncated.pth");
+    assert_clean_failure(
+        &["--model", truncated.to_str().unwrap(), jpg],
+        "truncated.pth",
+    );
 
     let text = d.join("notes.pth");
     std::fs::write(&text, "these are not weights\n").unwrap();
     assert_clean_failure(&["--model", text.to_str().unwrap(), jpg], "notes.pth");
 
     let html = d.join("page.jpg");
-    std::fs::write(&html, "<!DOCTYPE html><html><body>502 Bad Gateway</body></html>").unwrap();
+    std::fs::write(
+        &html,
+        "<!DOCTYPE html><html><body>502 Bad Gateway</body></html>",
+    )
+    .unwrap();
     assert_clean_failure(&["--model", good_model, html.to_str().unwrap()], "page.jpg");
 
     let empty = d.join("empty.png");
     std::fs::write(&empty, b"").unwrap();
-    assert_clean_failure(&["--model", good_model, empty.to_str().unwrap()], "empty.png");
+    assert_clean_failure(
+        &["--model", good_model, empty.to_str().unwrap()],
+        "empty.png",
+    );
 
     let wrong = d.join("wrong.npy");
-    Tensor::zeros([2, 3, 256, 256], (tch::Kind::Float, tch::Device::Cpu)).write_npy(&wrong).unwrap();
-    assert_clean_failure(&["--model", good_model, wrong.to_str().unwrap()], "wrong.npy");
+    Tensor::zeros([2, 3, 256, 256], (tch::Kind::Float, tch::Device::Cpu))
+        .write_npy(&wrong)
+        .unwrap();
+    assert_clean_failure(
+        &["--model", good_model, wrong.to_str().unwrap()],
+        "wrong.npy",
+    );
 
     let missing = d.join("missing.jpg");
-    assert_clean_failure(&["--model", good_model, missing.to_str().unwrap()], "missing.jpg");
+    assert_clean_failure(
+        &["--model", good_model, missing.to_str().unwrap()],
+        "missing.jpg",
+    );
 }

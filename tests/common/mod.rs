@@ -7,7 +7,9 @@ use std::path::PathBuf;
 fn beside_repo(var: &str, name: &str) -> PathBuf {
     match std::env::var_os(var) {
         Some(p) => PathBuf::from(p),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared").join(name),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../shared")
+            .join(name),
     }
 }
 

@@ -1,0 +1,239 @@
+//! Input preprocessing exactly as the reference trains and predicts: an image is read as
+//! 8-bit grey (Pillow's `convert("L")`; greyscale baseline JPEGs, the training data's
+//! format, decoded bit for bit as libjpeg does), resized with torchvision `Resize(im_size)` on the
+//! PIL image (Pillow's antialiased BILINEAR, bit for bit) and scaled by 1/255 into a
+//! `[1, H, W]` float tensor. Preprocessed `.npy` float32 arrays are accepted as they are.
+//!
+//! - [`load_gray8`]: JPG/PNG/JP2 file -> 8-bit grey image.
+//! - [`resize_like_pil`]: torchvision `Resize(size)` (shorter side to `size`).
+//! - [`to_tensor`]: `ToTensor()` for an 8-bit grey image.
+//! - [`load_input`]: any accepted input file -> labelled `[1, H, W]` tensors.
+//! - [`augment`]: flips and the nearest-neighbour rotation used in training.
+
+pub mod augment;
+mod jpeg;
+mod npy;
+mod resize;
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use image::{DynamicImage, GrayImage, ImageFormat};
+use tch::Tensor;
+
+pub use augment::{hflip, rotate_nearest, vflip};
+pub use resize::{resize_exact_like_pil, resize_like_pil, resized_dims};
+
+/// The image side the paper trains and predicts at.
+pub const DEFAULT_IM_SIZE: u32 = 256;
+
+/// What the first bytes of a file say it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sniffed {
+    Jpeg,
+    Png,
+    Jp2,
+    Npy,
+    Unknown,
+}
+
+fn sniff(bytes: &[u8]) -> Sniffed {
+    if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        Sniffed::Jpeg
+    } else if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        Sniffed::Png
+    } else if bytes.starts_with(b"\x00\x00\x00\x0cjP  \r\n\x87\n")
+        || bytes.starts_with(&[0xFF, 0x4F, 0xFF, 0x51])
+    {
+        Sniffed::Jp2
+    } else if bytes.starts_with(b"\x93NUMPY") {
+        Sniffed::Npy
+    } else {
+        Sniffed::Unknown
+    }
+}
+
+/// A short printable view of the first bytes, for "this is not an image" errors.
+fn preview(bytes: &[u8]) -> String {
+    let head: String = bytes
+        .iter()
+        .take(24)
+        .map(|&b| {
+            if b.is_ascii_graphic() || b == b' ' {
+                b as char
+            } else {
+                '.'
+            }
+        })
+        .collect();
+    format!("{head:?}")
+}
+
+/// Pillow's RGB -> L: ITU-R 601-2 luma in 16-bit fixed point, rounded.
+fn pil_luma(r: u8, g: u8, b: u8) -> u8 {
+    ((r as u32 * 19595 + g as u32 * 38470 + b as u32 * 7471 + 0x8000) >> 16) as u8
+}
+
+/// Pillow's `convert("L")` for the pixel layouts JPEG and PNG decode to.
+fn to_gray8(img: DynamicImage) -> Result<GrayImage> {
+    let (w, h) = (img.width(), img.height());
+    let raw = match img {
+        DynamicImage::ImageLuma8(g) => return Ok(g),
+        // LA -> L and RGBA -> L ignore alpha in Pillow.
+        DynamicImage::ImageLumaA8(g) => g.pixels().map(|p| p.0[0]).collect(),
+        DynamicImage::ImageRgb8(c) => c
+            .pixels()
+            .map(|p| pil_luma(p.0[0], p.0[1], p.0[2]))
+            .collect(),
+        DynamicImage::ImageRgba8(c) => c
+            .pixels()
+            .map(|p| pil_luma(p.0[0], p.0[1], p.0[2]))
+            .collect(),
+        // Pillow opens 16-bit grey PNGs as mode I;16/I and clips to 0..255 on convert("L").
+        DynamicImage::ImageLuma16(g) => g.pixels().map(|p| p.0[0].min(255) as u8).collect(),
+        DynamicImage::ImageLumaA16(g) => g.pixels().map(|p| p.0[0].min(255) as u8).collect(),
+        // Pillow reads 16-bit RGB PNGs as 8-bit RGB (the high byte).
+        DynamicImage::ImageRgb16(c) => c
+            .pixels()
+            .map(|p| {
+                pil_luma(
+                    (p.0[0] >> 8) as u8,
+                    (p.0[1] >> 8) as u8,
+                    (p.0[2] >> 8) as u8,
+                )
+            })
+            .collect(),
+        DynamicImage::ImageRgba16(c) => c
+            .pixels()
+            .map(|p| {
+                pil_luma(
+                    (p.0[0] >> 8) as u8,
+                    (p.0[1] >> 8) as u8,
+                    (p.0[2] >> 8) as u8,
+                )
+            })
+            .collect(),
+        other => bail!("unsupported pixel format {:?}", other.color()),
+    };
+    Ok(GrayImage::from_raw(w, h, raw).expect("one byte per pixel"))
+}
+
+/// Whether an end-of-image marker follows the last start-of-scan, as in a complete JPEG
+/// (the decoder would otherwise fill a truncated file with grey, where Pillow refuses it).
+fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let sos = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]);
+    let eoi = bytes.windows(2).rposition(|w| w == [0xFF, 0xD9]);
+    matches!((sos, eoi), (Some(s), Some(e)) if e > s)
+}
+
+/// Decodes JPEG or PNG bytes to 8-bit grey (no file name in the error; callers add it).
+pub fn decode_gray8_bytes(bytes: &[u8]) -> Result<GrayImage> {
+    let format = match sniff(bytes) {
+        Sniffed::Jpeg => ImageFormat::Jpeg,
+        Sniffed::Png => ImageFormat::Png,
+        Sniffed::Jp2 => bail!("JPEG 2000 data must be read from a file"),
+        Sniffed::Npy => bail!("a .npy array, not an image"),
+        Sniffed::Unknown if bytes.is_empty() => bail!("empty file (0 bytes)"),
+        Sniffed::Unknown => bail!(
+            "not a JPEG, PNG or JPEG 2000 image (starts with {})",
+            preview(bytes)
+        ),
+    };
+    if format == ImageFormat::Jpeg && !jpeg_is_complete(bytes) {
+        bail!("truncated or corrupt JPEG image (no end-of-image marker after the scan)");
+    }
+    if format == ImageFormat::Jpeg {
+        if let Some(img) = jpeg::decode_gray_exact(bytes).context("corrupt JPEG image")? {
+            return Ok(img);
+        }
+    }
+    let img = image::load_from_memory_with_format(bytes, format)
+        .map_err(|e| anyhow::anyhow!("corrupt {format:?} image: {e}"))?;
+    to_gray8(img)
+}
+
+/// Reads a JPG, PNG or JP2 file as 8-bit grey, as Pillow's `Image.open(p).convert("L")`.
+/// The format is taken from the file's contents, not its extension.
+pub fn load_gray8(path: &Path) -> Result<GrayImage> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let img = if sniff(&bytes) == Sniffed::Jp2 {
+        crate::jp2::decode_gray8(path)
+    } else {
+        decode_gray8_bytes(&bytes)
+    };
+    img.with_context(|| format!("cannot load image {}", path.display()))
+}
+
+/// Reads an image file and resizes it as the reference does (`Resize(im_size)`).
+pub fn load_resized(path: &Path, im_size: u32) -> Result<GrayImage> {
+    let img = load_gray8(path)?;
+    if img.width() == 0 || img.height() == 0 {
+        bail!("image {} has no pixels", path.display());
+    }
+    Ok(resize_like_pil(&img, im_size))
+}
+
+/// torchvision `ToTensor()` for an 8-bit grey image: `[1, H, W]` float32 in [0, 1].
+pub fn to_tensor(img: &GrayImage) -> Tensor {
+    let (w, h) = img.dimensions();
+    Tensor::from_slice(img.as_raw())
+        .view([1, h as i64, w as i64])
+        .to_kind(tch::Kind::Float)
+        / 255.0
+}
+
+/// One model input from a file: an image (JPG/PNG/JP2, preprocessed here) gives one
+/// `[1, H, W]` tensor labelled with the path; a `.npy` float32 array (already
+/// preprocessed: `[H, W]`, `[1, H, W]` or `[N, 1, H, W]`, shorter side `im_size`) gives one
+/// tensor per instance, labelled `file.npy[i]` for the `[N, 1, H, W]` form.
+pub fn load_input(path: &Path, im_size: u32) -> Result<Vec<(String, Tensor)>> {
+    let name = path.display().to_string();
+    let mut head = [0u8; 16];
+    let n = {
+        use std::io::Read;
+        let mut f = std::fs::File::open(path).with_context(|| format!("cannot read {name}"))?;
+        f.read(&mut head)
+            .with_context(|| format!("cannot read {name}"))?
+    };
+    let npy_ext = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("npy"));
+    if npy_ext || sniff(&head[..n]) == Sniffed::Npy {
+        return npy::load_instances(path, im_size);
+    }
+    let img = load_resized(path, im_size)?;
+    Ok(vec![(name, to_tensor(&img))])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pil_luma_matches_pillow() {
+        // Grey stays grey; pure colours give Pillow's L values.
+        assert_eq!(pil_luma(123, 123, 123), 123);
+        assert_eq!(pil_luma(255, 0, 0), 76);
+        assert_eq!(pil_luma(0, 255, 0), 150);
+        assert_eq!(pil_luma(0, 0, 255), 29);
+    }
+
+    #[test]
+    fn to_tensor_scales_by_255() {
+        let img = GrayImage::from_raw(2, 1, vec![0, 255]).unwrap();
+        let t = to_tensor(&img);
+        assert_eq!(t.size(), vec![1, 1, 2]);
+        assert_eq!(
+            Vec::<f32>::try_from(t.flatten(0, -1)).unwrap(),
+            vec![0.0, 1.0]
+        );
+    }
+
+    #[test]
+    fn bad_bytes_are_named() {
+        let e = decode_gray8_bytes(b"<!DOCTYPE html><html>").unwrap_err();
+        assert!(e.to_string().contains("not a JPEG"), "{e}");
+        let e = decode_gray8_bytes(b"").unwrap_err();
+        assert!(e.to_string().contains("empty"), "{e}");
+    }
+}
