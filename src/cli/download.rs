@@ -1,0 +1,198 @@
+//! `flarecast download` and `flarecast bench download`.
+
+use anyhow::{bail, Context, Result};
+use chrono::NaiveDateTime;
+use flarecast::helioviewer::{self, Options};
+use flarecast::instant::{parse_duration, parse_time};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// First requested time (UTC), e.g. 2013-05-13T00:00:00.
+    #[arg(long, value_parser = parse_time)]
+    start: NaiveDateTime,
+    /// End of the range (UTC, exclusive).
+    #[arg(long, value_parser = parse_time)]
+    end: NaiveDateTime,
+    /// Step between requested times.
+    #[arg(long, default_value = "12m", value_parser = parse_duration)]
+    cadence: Duration,
+    /// Helioviewer source id (19 = SDO/HMI magnetogram).
+    #[arg(long, default_value_t = helioviewer::HMI_MAGNETOGRAM)]
+    source_id: u32,
+    /// Keep the closest image only when it is at most this far from the requested time.
+    #[arg(long, default_value = "12m", value_parser = parse_duration)]
+    tolerance: Duration,
+    /// Output folder (YYYY/MM/DD/HMI.mYYYY.MM.DD_HH.MM.SS.jp2 and manifest.jsonl).
+    #[arg(long, default_value = "data/jp2")]
+    out: PathBuf,
+    /// Base URL of the Helioviewer API (another server speaking the same v2 requests works).
+    #[arg(long, default_value = "https://api.helioviewer.org")]
+    api_url: String,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    concurrency: u16,
+    /// Cap on requests per second over all workers (0 = no cap).
+    #[arg(long, default_value_t = 5.0)]
+    max_rps: f64,
+    /// Extra attempts after a timeout, connection error, 429 or 5xx.
+    #[arg(long, default_value_t = 5)]
+    retries: u32,
+    /// Limit for one request, body included.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    timeout: Duration,
+    /// First wait before a retry (doubles each attempt, with jitter; Retry-After wins).
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    backoff: Duration,
+    /// Ask again for instants an earlier run found no image for.
+    #[arg(long)]
+    retry_missing: bool,
+    /// Show what would be requested, without any request.
+    #[arg(long)]
+    dry_run: bool,
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(a: Args) -> Result<()> {
+    if !(a.max_rps >= 0.0 && a.max_rps.is_finite()) {
+        bail!("--max-rps must be a number >= 0, got {}", a.max_rps);
+    }
+    let opts = Options {
+        start: a.start,
+        end: a.end,
+        cadence: a.cadence,
+        source_id: a.source_id,
+        tolerance: a.tolerance,
+        out: a.out.clone(),
+        api_url: a.api_url.clone(),
+        concurrency: a.concurrency as usize,
+        max_rps: a.max_rps,
+        retries: a.retries,
+        timeout: a.timeout,
+        backoff: a.backoff,
+        retry_missing: a.retry_missing,
+    };
+    if a.dry_run {
+        let p = helioviewer::plan(&opts)?;
+        if a.json {
+            println!("{}", serde_json::to_string_pretty(&p)?);
+        } else {
+            println!(
+                "{} instants from {} to {}: {} already on disk, {} known to have no image, {} to query at {}",
+                p.instants,
+                p.first.as_deref().unwrap_or("-"),
+                p.last.as_deref().unwrap_or("-"),
+                p.on_disk,
+                p.known_missing,
+                p.to_query,
+                opts.api_url
+            );
+        }
+        return Ok(());
+    }
+    let bar = progress_bar();
+    let s = helioviewer::download(&opts, &bar)?;
+    bar.finish_and_clear();
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+    } else {
+        println!(
+            "{} instants: {} saved, {} skipped (already on disk), {} missing (no image within {}), {} failed; \
+             {} observations fetched ({:.1} MB), {} requests in {:.1} s",
+            s.requested,
+            s.saved,
+            s.skipped,
+            s.missing,
+            humantime::format_duration(opts.tolerance),
+            s.failed,
+            s.fetched,
+            s.bytes_fetched as f64 / 1e6,
+            s.requests,
+            s.elapsed_s
+        );
+        for (t, why) in &s.failures {
+            eprintln!("failed {t}: {why}");
+        }
+        println!("manifest: {}", s.manifest);
+    }
+    if s.failed > 0 {
+        bail!(
+            "{} of {} instants failed; run again to retry them (reasons in {})",
+            s.failed,
+            s.requested,
+            s.manifest
+        );
+    }
+    Ok(())
+}
+
+fn progress_bar() -> ProgressBar {
+    let bar = ProgressBar::new(0);
+    if std::io::stderr().is_terminal() {
+        bar.set_style(
+            ProgressStyle::with_template(
+                "download {bar:40} {pos}/{len} instants {per_sec} (eta {eta})",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+    } else {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    bar
+}
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// Images downloaded at each concurrency.
+    #[arg(long, default_value_t = 64)]
+    images: usize,
+    /// Latency the local server adds to every answer.
+    #[arg(long, default_value = "50ms", value_parser = parse_duration)]
+    latency: Duration,
+    /// Concurrencies to compare; the first is the baseline.
+    #[arg(long, value_delimiter = ',', default_value = "1,8")]
+    concurrency: Vec<usize>,
+    /// JP2 served for every observation (default: the real HMI magnetogram in
+    /// $FLARECAST_REALDATA/images).
+    #[arg(long)]
+    jp2: Option<PathBuf>,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn bench(a: BenchArgs) -> Result<()> {
+    if a.concurrency.contains(&0) {
+        bail!("--concurrency values must be >= 1");
+    }
+    let path = a.jp2.unwrap_or_else(super::convert::default_magnetogram);
+    let jp2 = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    flarecast::jp2::validate(&jp2, &path.display().to_string())?;
+    let rows = helioviewer::bench::run(Arc::new(jp2), a.images, a.latency, &a.concurrency)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    println!(
+        "download from a local server, {} ms latency per answer, {} images of {} (2 requests each)",
+        a.latency.as_millis(),
+        a.images,
+        path.display()
+    );
+    println!(
+        "{:>11} {:>8} {:>9} {:>9} {:>10} {:>8}",
+        "concurrency", "images", "requests", "seconds", "images/s", "ratio"
+    );
+    for r in &rows {
+        println!(
+            "{:>11} {:>8} {:>9} {:>9.2} {:>10.1} {:>7.2}x",
+            r.concurrency, r.images, r.requests, r.seconds, r.images_per_s, r.ratio
+        );
+    }
+    Ok(())
+}

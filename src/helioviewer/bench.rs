@@ -1,0 +1,108 @@
+//! Download throughput against the local server with injected latency: the same archive
+//! fetched at several concurrencies into fresh folders.
+
+use super::local::{Config, LocalServer, UriStyle};
+use super::{download, Options};
+use anyhow::{ensure, Context, Result};
+use chrono::NaiveDateTime;
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, Serialize)]
+pub struct Row {
+    pub concurrency: usize,
+    pub images: usize,
+    pub requests: u64,
+    pub seconds: f64,
+    pub images_per_s: f64,
+    /// Throughput relative to the first row (the baseline).
+    pub ratio: f64,
+}
+
+/// Downloads `images` instants at each concurrency from a local server that waits
+/// `latency` before every answer and serves `jp2` for every observation.
+pub fn run(
+    jp2: Arc<Vec<u8>>,
+    images: usize,
+    latency: Duration,
+    concurrencies: &[usize],
+) -> Result<Vec<Row>> {
+    ensure!(images > 0, "need at least one image");
+    let start = NaiveDateTime::parse_from_str("2013-05-13T00:00:00", "%Y-%m-%dT%H:%M:%S")?;
+    let cadence = Duration::from_secs(720);
+    let step = crate::instant::chrono_duration(cadence);
+    // One observation 53 s after each requested instant, as HMI's 720 s series has.
+    let observations = (0..images as i32)
+        .map(|i| start + step * i + chrono::Duration::seconds(53))
+        .collect();
+    let server = LocalServer::start(Config {
+        observations,
+        jp2,
+        latency,
+        uri_style: UriStyle::Jpips,
+        faults: Default::default(),
+    })?;
+    let mut rows: Vec<Row> = Vec::new();
+    for &c in concurrencies {
+        let dir = tempfile_dir()?;
+        let opts = Options {
+            start,
+            end: start + step * images as i32,
+            cadence,
+            source_id: super::HMI_MAGNETOGRAM,
+            tolerance: cadence,
+            out: dir.path().to_path_buf(),
+            api_url: server.url.clone(),
+            concurrency: c,
+            max_rps: 0.0,
+            retries: 2,
+            timeout: Duration::from_secs(30),
+            backoff: Duration::from_millis(100),
+            retry_missing: false,
+        };
+        let s = download(&opts, &indicatif::ProgressBar::hidden())?;
+        ensure!(
+            s.saved == images,
+            "bench download at concurrency {c}: {} of {images} saved ({:?})",
+            s.saved,
+            s.failures
+        );
+        let ips = images as f64 / s.elapsed_s;
+        let base = rows.first().map(|r| r.images_per_s).unwrap_or(ips);
+        rows.push(Row {
+            concurrency: c,
+            images,
+            requests: s.requests,
+            seconds: s.elapsed_s,
+            images_per_s: ips,
+            ratio: ips / base,
+        });
+    }
+    Ok(rows)
+}
+
+fn tempfile_dir() -> Result<TempDir> {
+    let base = std::env::temp_dir().join(format!(
+        "flarecast-bench-download-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    std::fs::create_dir_all(&base).with_context(|| format!("cannot create {}", base.display()))?;
+    Ok(TempDir(base))
+}
+
+/// A scratch folder removed on drop.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

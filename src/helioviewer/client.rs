@@ -1,0 +1,328 @@
+//! A polite HTTP client: a cap on requests per second shared by all workers, retries with
+//! exponential backoff and jitter on transient failures, and checks that a body is what
+//! was asked for (a JP2 must be a complete JP2, never an HTML error page).
+
+use super::api::snippet;
+use rand::Rng;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Largest JP2 accepted (Helioviewer's 4096x4096 files are about 1-4 MB).
+const MAX_JP2_BYTES: usize = 256 << 20;
+/// Longest wait a `Retry-After` may impose.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
+
+/// What the caller expects in the body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expect {
+    Text,
+    Jp2,
+}
+
+/// A request that did not give a usable body.
+#[derive(Debug, Clone)]
+pub struct FetchError {
+    pub reason: String,
+    /// Worth another attempt (timeouts, connection errors, 429, 5xx, a cut-off body).
+    pub transient: bool,
+    /// The server asked for this pause before the next attempt.
+    pub retry_after: Option<Duration>,
+}
+
+impl FetchError {
+    fn transient(reason: String) -> Self {
+        FetchError {
+            reason,
+            transient: true,
+            retry_after: None,
+        }
+    }
+    fn permanent(reason: String) -> Self {
+        FetchError {
+            reason,
+            transient: false,
+            retry_after: None,
+        }
+    }
+}
+
+/// Retry policy: `retries` extra attempts, waits of `backoff * 2^k` scaled by a random
+/// factor in [0.5, 1.5), capped at `max_backoff`.
+#[derive(Clone, Copy, Debug)]
+pub struct RetryPolicy {
+    pub retries: u32,
+    pub backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+pub struct Client {
+    http: reqwest::blocking::Client,
+    limiter: RateLimiter,
+    policy: RetryPolicy,
+    requests: AtomicU64,
+}
+
+impl Client {
+    /// `max_rps` of 0 means no cap.
+    pub fn new(
+        api_url: &str,
+        timeout: Duration,
+        max_rps: f64,
+        policy: RetryPolicy,
+    ) -> anyhow::Result<Self> {
+        let mut b = reqwest::blocking::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(30)))
+            .user_agent(concat!("flarecast/", env!("CARGO_PKG_VERSION")));
+        if is_loopback(api_url) {
+            // A proxy from the environment must not intercept a local test server.
+            b = b.no_proxy();
+        }
+        let http = b
+            .build()
+            .map_err(|e| anyhow::anyhow!("cannot build the HTTP client: {e}"))?;
+        Ok(Client {
+            http,
+            limiter: RateLimiter::new(max_rps),
+            policy,
+            requests: AtomicU64::new(0),
+        })
+    }
+
+    /// Requests sent so far (every attempt counts).
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// GET with retries; the error says how the last attempt failed and how many were made.
+    pub fn get(&self, url: &str, expect: Expect) -> Result<Vec<u8>, FetchError> {
+        let mut attempt = 0u32;
+        loop {
+            match self.get_once(url, expect) {
+                Ok(body) => return Ok(body),
+                Err(e) if e.transient && attempt < self.policy.retries => {
+                    let wait = e.retry_after.unwrap_or_else(|| self.backoff(attempt));
+                    std::thread::sleep(wait);
+                    attempt += 1;
+                }
+                Err(mut e) => {
+                    if attempt > 0 {
+                        e.reason = format!("{} (after {} attempts)", e.reason, attempt + 1);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        let base = self.policy.backoff.saturating_mul(1u32 << attempt.min(16));
+        let jitter: f64 = rand::rng().random_range(0.5..1.5);
+        base.mul_f64(jitter).min(self.policy.max_backoff)
+    }
+
+    fn get_once(&self, url: &str, expect: Expect) -> Result<Vec<u8>, FetchError> {
+        self.limiter.wait();
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let resp = self
+            .http
+            .get(url)
+            .send()
+            .map_err(|e| FetchError::transient(describe(&e)))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let retry_after = resp
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_retry_after);
+            let reason = format!("HTTP {}", status.as_u16());
+            return Err(if status.as_u16() == 429 || status.is_server_error() {
+                FetchError {
+                    reason,
+                    transient: true,
+                    retry_after,
+                }
+            } else {
+                FetchError::permanent(reason)
+            });
+        }
+        let content_type = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let body = resp
+            .bytes()
+            .map_err(|e| FetchError::transient(format!("body cut off: {}", describe(&e))))?;
+        match expect {
+            Expect::Text => Ok(body.to_vec()),
+            Expect::Jp2 => check_jp2_body(&body, &content_type).map(|()| body.to_vec()),
+        }
+    }
+}
+
+/// A JP2 body must start with the JP2 signature and be structurally complete. Text in its
+/// place (an HTML error page served with 200) is a permanent failure; a JP2 that stops
+/// short is a transfer problem worth retrying.
+fn check_jp2_body(body: &[u8], content_type: &str) -> Result<(), FetchError> {
+    if body.len() > MAX_JP2_BYTES {
+        return Err(FetchError::permanent(format!(
+            "body of {} bytes is too large for a JP2",
+            body.len()
+        )));
+    }
+    if !crate::jp2::has_signature(body) {
+        let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
+        let kind = if text.trim_start().starts_with('<') {
+            "an HTML/XML page"
+        } else {
+            "a non-JP2 body"
+        };
+        let ct = if content_type.is_empty() {
+            String::new()
+        } else {
+            format!(", {content_type}")
+        };
+        return Err(FetchError::permanent(format!(
+            "server sent {kind} instead of a JP2 ({} bytes{ct}): {}",
+            body.len(),
+            snippet(&text)
+        )));
+    }
+    crate::jp2::validate(body, "download body")
+        .map_err(|e| FetchError::transient(format!("{e:#} ({} bytes received)", body.len())))
+}
+
+/// The reqwest error in a few words (the kind, then its source chain).
+fn describe(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else if e.is_body() || e.is_decode() {
+        "connection dropped while reading the body"
+    } else {
+        "request failed"
+    };
+    let mut chain = String::new();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        chain = format!("{s}");
+        src = s.source();
+    }
+    if chain.is_empty() {
+        kind.to_string()
+    } else {
+        format!("{kind}: {chain}")
+    }
+}
+
+/// `Retry-After` as delay-seconds or an HTTP date.
+fn parse_retry_after(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    let d = if let Ok(secs) = v.parse::<u64>() {
+        Duration::from_secs(secs)
+    } else {
+        let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+        (when.with_timezone(&chrono::Utc) - chrono::Utc::now())
+            .to_std()
+            .unwrap_or(Duration::ZERO)
+    };
+    Some(d.min(MAX_RETRY_AFTER))
+}
+
+fn is_loopback(url: &str) -> bool {
+    let rest = url.split("://").nth(1).unwrap_or(url);
+    let host = rest.split('/').next().unwrap_or("");
+    let host = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host);
+    matches!(host, "localhost" | "127.0.0.1" | "[::1]") || host.starts_with("127.")
+}
+
+/// Spaces request starts at least `1 / rps` apart across all threads.
+struct RateLimiter {
+    interval: Option<Duration>,
+    next: Mutex<Instant>,
+}
+
+impl RateLimiter {
+    fn new(rps: f64) -> Self {
+        let interval = (rps > 0.0 && rps.is_finite()).then(|| Duration::from_secs_f64(1.0 / rps));
+        RateLimiter {
+            interval,
+            next: Mutex::new(Instant::now()),
+        }
+    }
+
+    fn wait(&self) {
+        let Some(interval) = self.interval else {
+            return;
+        };
+        let slot = {
+            let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            let slot = (*next).max(now);
+            *next = slot + interval;
+            slot
+        };
+        let now = Instant::now();
+        if slot > now {
+            std::thread::sleep(slot - now);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_forms() {
+        assert_eq!(parse_retry_after("2"), Some(Duration::from_secs(2)));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("99999"), Some(MAX_RETRY_AFTER));
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[test]
+    fn rate_limiter_spaces_requests() {
+        let l = RateLimiter::new(50.0);
+        let t0 = Instant::now();
+        for _ in 0..6 {
+            l.wait();
+        }
+        // 6 starts at 20 ms spacing: the last one at >= 100 ms.
+        assert!(
+            t0.elapsed() >= Duration::from_millis(100),
+            "{:?}",
+            t0.elapsed()
+        );
+    }
+
+    #[test]
+    fn html_body_is_permanent_truncated_jp2_is_transient() {
+        let e = check_jp2_body(
+            b"<!DOCTYPE html><html><title>Maintenance</title></html>",
+            "text/html",
+        )
+        .unwrap_err();
+        assert!(!e.transient && e.reason.contains("HTML"), "{e:?}");
+        let mut half = crate::jp2::SIGNATURE.to_vec();
+        half.extend_from_slice(&[0, 0, 0, 200, b'j', b'p', b'2', b'c', 0xff, 0x4f]);
+        half.resize(100, 0);
+        let e = check_jp2_body(&half, "image/jp2").unwrap_err();
+        assert!(e.transient && e.reason.contains("truncated"), "{e:?}");
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        assert!(is_loopback("http://127.0.0.1:4321"));
+        assert!(is_loopback("http://localhost/"));
+        assert!(!is_loopback("https://api.helioviewer.org"));
+    }
+}
