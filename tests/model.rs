@@ -202,38 +202,6 @@ fn other_input_sizes_run() {
     }
 }
 
-/// The PyTorch of the libtorch we link (scripts/setup.sh installs it), to write and read
-/// checkpoints with the real `torch.save` / `torch.load`.
-fn torch_python() -> std::path::PathBuf {
-    let venv = std::env::var_os("FLARECAST_VENV")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::PathBuf::from(std::env::var_os("HOME").unwrap())
-                .join(".cache/flarecast/venv-torch-2.13.0")
-        });
-    let py = venv.join("bin/python");
-    assert!(
-        py.exists(),
-        "{} missing: run scripts/setup.sh",
-        py.display()
-    );
-    py
-}
-
-fn python(script: &str) -> String {
-    let out = std::process::Command::new(torch_python())
-        .arg("-c")
-        .arg(script)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "python failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 #[test]
 fn checkpoints_interoperate_with_torch_save_and_load() {
     let dir = tempfile::tempdir().unwrap();
@@ -241,7 +209,7 @@ fn checkpoints_interoperate_with_torch_save_and_load() {
     let golden = common::golden().join("noattn.pth");
     // A training checkpoint as people save them: nested, DataParallel keys, optimizer state,
     // plus strided views.
-    python(&format!(
+    common::python(&format!(
         "import torch\n\
          sd = torch.load('{g}')\n\
          opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(3))], lr=0.1, momentum=0.9)\n\
@@ -273,7 +241,7 @@ fn checkpoints_interoperate_with_torch_save_and_load() {
     // And what flarecast writes, torch.load reads (weights_only, the safe default).
     let ours = dir.path().join("ours.pth");
     weights::convert_weights(&golden, &ours, None).unwrap();
-    let verdict = python(&format!(
+    let verdict = common::python(&format!(
         "import torch\n\
          a = torch.load('{g}'); b = torch.load('{o}', weights_only=True)\n\
          print(sorted(a) == sorted(b) and all(torch.equal(a[k], b[k]) and a[k].dtype == b[k].dtype for k in a))\n",

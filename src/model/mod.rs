@@ -226,8 +226,10 @@ pub struct Output {
     /// The pre-softmax compatibility maps c1 [N,1,H/4,W/4], c2 [N,1,H/8,W/8],
     /// c3 [N,1,H/16,W/16] of the attention net; `None` for the standard CNN.
     pub maps: Option<[Tensor; 3]>,
-    /// The last convolution block's output (conv_block6), for Grad-CAM.
+    /// The last convolution block's output (conv_block6, 2x2 at 256), for Grad-CAM.
     pub features: Tensor,
+    /// conv_block5's output l3 (16x16 at 256), the last map fine enough for Grad-CAM.
+    pub l3: Tensor,
 }
 
 impl Output {
@@ -327,9 +329,9 @@ impl AttnNet {
                     est.forward(&l1, &l2, &l3, &g, c.kind)
                 };
                 let maps = maps.map(|m| m.to_kind(Kind::Float));
-                Output { logits: self.classify_f32(&feats), maps: Some(maps), features }
+                Output { logits: self.classify_f32(&feats), maps: Some(maps), features, l3 }
             }
-            None => Output { logits: self.classify_f32(&g.flatten(1, -1)), maps: None, features },
+            None => Output { logits: self.classify_f32(&g.flatten(1, -1)), maps: None, features, l3 },
         }
     }
 }

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The main job on an embedded default: set up (cached libtorch, release build), then the
+# whole pipeline on a synthetic magnetogram archive, on the CPU:
+#   synth -> label -> train (attention + standard CNN) -> evaluate (scores, plots)
+#   -> attention maps for a few flaring instances.
+# A second run reuses the archive and the trained models.
+#
+#   FLARECAST_DEMO     output directory (default: demo/ in the repository)
+#   DEMO_EPOCHS        training epochs per network (default 6)
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+bash scripts/setup.sh
+. scripts/env.sh
+fc="$root/target/release/flarecast"
+out="${FLARECAST_DEMO:-$root/demo}"
+epochs="${DEMO_EPOCHS:-6}"
+mkdir -p "$out"
+start=$(date +%s)
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "synth: 60 days of 256x256 full-disk magnetograms every 6 h, and their flare catalogue"
+"$fc" synth --out "$out/archive" --days 60 --cadence 6h --size 256 --seed 1
+
+step "label: 24 h windows, >= M1.0, quarterly folds"
+"$fc" label --catalog "$out/archive/catalog.csv" --images "$out/archive/images" --out "$out/labels"
+
+for arch in attention no-attention; do
+  dir=$([ "$arch" = attention ] && echo attention || echo no_attention)
+  if [ -f "$out/models/$dir/fold1_final.safetensors" ]; then
+    step "train ($arch): reusing $out/models/$dir/fold1_final.safetensors"
+    continue
+  fi
+  resume=()
+  [ -f "$out/models/$dir/fold1_last.safetensors" ] && resume=(--resume)
+  step "train ($arch): fold 1, $epochs epochs, CPU"
+  "$fc" train --fold 1 "--$arch" --epochs "$epochs" --batch-size 16 --lr 0.01 --lr-step 4 \
+    --images "$out/archive/images" --labels "$out/labels" --out "$out/models" \
+    --devices cpu --cache memory "${resume[@]}"
+done
+
+step "evaluate: both models on fold 1's validation quarter"
+for dir in attention no_attention; do
+  "$fc" evaluate --model "$out/models/$dir/fold1_best.safetensors" --fold 1 \
+    --labels "$out/labels" --images "$out/archive/images" --out "$out/eval/$dir" --device cpu \
+    --plots "$out/eval/$dir/plots" --history "$out/models/$dir/fold1_history.csv"
+done
+
+step "attention: maps of the attention model for three flaring instances"
+positives=$(awk -F, 'NR > 1 && $2 == 1 { print $1 }' "$out/labels/simplified_data_labels/Fold1_val.csv" | sed -n '1p;10p;20p')
+inputs=()
+for p in $positives; do inputs+=("$out/archive/images/$p"); done
+"$fc" attention --model "$out/models/attention/fold1_best.safetensors" --out "$out/attention" \
+  --estimator all "${inputs[@]}"
+
+step "done in $(( $(date +%s) - start )) s"
+echo "archive:      $out/archive (catalog.csv, images/)"
+echo "labels:       $out/labels"
+echo "models:       $out/models/{attention,no_attention}/fold1_{best,final,last}.safetensors"
+echo "evaluation:   $out/eval/*/fold1_res.csv, plots in $out/eval/*/plots"
+echo "attention:    $out/attention"
