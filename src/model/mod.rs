@@ -215,8 +215,38 @@ impl ConvBn {
     }
 
     fn forward_t(&self, xs: &Tensor, train: bool, compute: Compute) -> Tensor {
-        self.bn.forward_t(&self.conv.forward(xs, compute), train).relu()
+        self.pre_activation(xs, train, compute).relu()
     }
+
+    /// conv + BN, then 2x2 max pooling, then ReLU: equal to pooling the block's output
+    /// (ReLU is monotonic, and the gradient reaches the same arg-max positions), with
+    /// the ReLU and its backward on a quarter of the values. Blocks 1 and 2 are only
+    /// seen pooled, and theirs are the largest activations.
+    fn forward_pooled(&self, xs: &Tensor, train: bool, compute: Compute) -> Tensor {
+        max_pool2(&self.pre_activation(xs, train, compute)).relu()
+    }
+
+    fn pre_activation(&self, xs: &Tensor, train: bool, compute: Compute) -> Tensor {
+        if train {
+            self.bn.forward_t(&self.conv.forward(xs, compute), train)
+        } else {
+            // Inference: BatchNorm folded into the convolution, one pass fewer over the
+            // activations. w' = w * s, b' = (b - mean) * s + beta, s = gamma / sqrt(var + eps).
+            let bn = &self.bn;
+            let scale = &bn.weight * (&bn.running_var + BN_EPS).rsqrt();
+            let bias = match &self.conv.bs {
+                Some(b) => (b - &bn.running_mean) * &scale + &bn.bias,
+                None => -&bn.running_mean * &scale + &bn.bias,
+            };
+            let ws = &self.conv.ws * scale.view([-1, 1, 1, 1]);
+            let folded = Conv { ws, bs: Some(bias), stride: self.conv.stride, padding: self.conv.padding };
+            folded.forward(xs, compute)
+        }
+    }
+}
+
+fn max_pool2(t: &Tensor) -> Tensor {
+    t.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false)
 }
 
 /// What a forward pass returns.
@@ -307,9 +337,9 @@ impl AttnNet {
         if c.channels_last {
             xs = to_channels_last(&xs);
         }
-        let pool = |t: &Tensor| t.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false);
-        let x = pool(&self.blocks[0].forward_t(&xs, train, c));
-        let x = pool(&self.blocks[1].forward_t(&x, train, c));
+        let pool = max_pool2;
+        let x = self.blocks[0].forward_pooled(&xs, train, c);
+        let x = self.blocks[1].forward_pooled(&x, train, c);
         let l1 = self.blocks[2].forward_t(&x, train, c);
         let l2 = self.blocks[3].forward_t(&pool(&l1), train, c);
         let l3 = self.blocks[4].forward_t(&pool(&l2), train, c);
