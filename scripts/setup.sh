@@ -17,6 +17,17 @@ have_torch() {
     "$VENV/bin/python" -c "import torch,sys; sys.exit(0 if torch.__version__.split('+')[0]=='$TORCH_VERSION' else 1)" 2>/dev/null
 }
 
+# Plots (plotters' ttf backend) need fontconfig and a font; the Rust image has them, a
+# bare Debian may not.
+if ! { command -v fc-list >/dev/null && [ -n "$(fc-list 2>/dev/null | head -1)" ] && pkg-config --exists fontconfig 2>/dev/null; }; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "setup: installing fontconfig and DejaVu fonts (for plots)" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fontconfig libfontconfig1-dev fonts-dejavu-core >/dev/null
+  else
+    echo "setup: warning: fontconfig/fonts missing; install fontconfig, libfontconfig1-dev and fonts-dejavu-core" >&2
+  fi
+fi
+
 if have_torch; then
   echo "setup: torch $TORCH_VERSION already in $VENV" >&2
 else

@@ -40,17 +40,32 @@ pub fn flarecast() -> assert_cmd::Command {
 /// The Python of the virtualenv holding the torch that flarecast links (scripts/setup.sh
 /// installs it), to cross-check against PyTorch itself.
 pub fn torch_python() -> PathBuf {
-    let venv = std::env::var_os("FLARECAST_VENV").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/flarecast/venv-torch-2.13.0")
-    });
+    let venv = std::env::var_os("FLARECAST_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME"))
+                .join(".cache/flarecast/venv-torch-2.13.0")
+        });
     let py = venv.join("bin/python");
-    assert!(py.exists(), "{} missing: run scripts/setup.sh", py.display());
+    assert!(
+        py.exists(),
+        "{} missing: run scripts/setup.sh",
+        py.display()
+    );
     py
 }
 
 /// Runs a Python script with torch available and returns its stdout.
 pub fn python(script: &str) -> String {
-    let out = std::process::Command::new(torch_python()).arg("-c").arg(script).output().expect("python runs");
-    assert!(out.status.success(), "python failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new(torch_python())
+        .arg("-c")
+        .arg(script)
+        .output()
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }

@@ -1,0 +1,196 @@
+//! `flarecast evaluate`: score prediction files, or run a model on a fold's validation
+//! split first and score what it predicts.
+
+use anyhow::{bail, Result};
+use flarecast::evaluate::{self, plots, FoldPredictConfig, Report};
+use flarecast::model::Precision;
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Prediction files to score (`timestamp,flare_prob,target`).
+    #[arg(long, num_args = 1.., required_unless_present = "model", conflicts_with = "model")]
+    predictions: Vec<PathBuf>,
+    /// Full label tables (`label,target,goes_class,fl_lon,fl_lat,...`) for the location
+    /// analysis of X- and M-class instances.
+    #[arg(long, num_args = 1..)]
+    details: Vec<PathBuf>,
+    /// Forecast a flare when P(FL) >= threshold.
+    #[arg(long, default_value_t = 0.5)]
+    threshold: f64,
+    /// Directory for PNG plots (ROC, reliability, skill against threshold, confusion).
+    #[arg(long)]
+    plots: Option<PathBuf>,
+    /// A training history (`fold{K}_history.csv`) to plot as training curves (with --plots).
+    #[arg(long, requires = "plots")]
+    history: Option<PathBuf>,
+    /// Print one JSON object instead of tables.
+    #[arg(long)]
+    json: bool,
+    /// Weights to evaluate on a fold's validation split (instead of --predictions).
+    #[arg(long, requires = "fold")]
+    model: Option<PathBuf>,
+    /// Fold whose validation split is run (with --model).
+    #[arg(long, requires = "model")]
+    fold: Option<u32>,
+    /// Label directory (reads simplified_data_labels/Fold{K}_val.csv, and Fold{K}_val.csv
+    /// for locations when present).
+    #[arg(long, default_value = "data_labels")]
+    labels: PathBuf,
+    /// Image tree the labels' paths are relative to.
+    #[arg(long, default_value = "data/hmi_jpgs_512")]
+    images: PathBuf,
+    /// Where fold{K}_res.csv is written.
+    #[arg(long, default_value = "results")]
+    out: PathBuf,
+    /// cpu, cuda, cuda:N or auto (CUDA when available).
+    #[arg(long, default_value = "auto")]
+    device: String,
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    /// f32 or bf16 compute.
+    #[arg(long, default_value = "f32")]
+    precision: Precision,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    if !(0.0..=1.0).contains(&args.threshold) {
+        bail!("--threshold {} is outside [0, 1]", args.threshold);
+    }
+    let mut prediction_paths = args.predictions.clone();
+    let mut details = None;
+    let mut written = None;
+    if let (Some(model), Some(fold)) = (&args.model, args.fold) {
+        let cfg = FoldPredictConfig {
+            model: model.clone(),
+            fold,
+            labels: args.labels.clone(),
+            images: args.images.clone(),
+            out: args.out.clone(),
+            device: flarecast::device::parse_device(&args.device)?,
+            batch_size: args.batch_size,
+            precision: args.precision,
+        };
+        let (path, auto_details) = evaluate::predict_fold(&cfg)?;
+        if args.details.is_empty() {
+            details = auto_details;
+        }
+        prediction_paths = vec![path.clone()];
+        written = Some(path);
+    }
+    if !args.details.is_empty() {
+        details = Some(evaluate::read_details(&args.details)?);
+    }
+    let files = prediction_paths
+        .iter()
+        .map(|p| evaluate::read_predictions(p))
+        .collect::<Result<Vec<_>>>()?;
+    let report = evaluate::evaluate(&files, details.as_ref(), args.threshold)?;
+    let mut plotted = Vec::new();
+    if let Some(dir) = &args.plots {
+        plotted = plots::plot_predictions(dir, &files, args.threshold)?;
+        if let Some(h) = &args.history {
+            plotted.push(plots::plot_history(dir, &plots::read_history(h)?)?);
+        }
+    }
+    if args.json {
+        let mut v = serde_json::to_value(&report)?;
+        if let Some(obj) = v.as_object_mut() {
+            if let Some(p) = &written {
+                obj.insert(
+                    "predictions".into(),
+                    serde_json::json!(p.display().to_string()),
+                );
+            }
+            let shown: Vec<String> = plotted.iter().map(|p| p.display().to_string()).collect();
+            obj.insert("plots".into(), serde_json::json!(shown));
+        }
+        println!("{v}");
+    } else {
+        if let Some(p) = &written {
+            println!("wrote {}", p.display());
+        }
+        print_report(&report);
+        for p in &plotted {
+            println!("plot: {}", p.display());
+        }
+    }
+    Ok(())
+}
+
+fn num(v: Option<&serde_json::Value>) -> Option<f64> {
+    v.and_then(|v| v.as_f64())
+}
+
+fn print_report(r: &Report) {
+    println!(
+        "threshold {} (forecast flare when P(FL) >= threshold)",
+        r.threshold
+    );
+    println!(
+        "{:<28} {:>6} {:>6} {:>6} {:>6} {:>6} {:>7} {:>7} {:>6} {:>6} {:>6} {:>7} {:>7} {:>6} {:>13}",
+        "file", "n", "TP", "FP", "TN", "FN", "TSS", "HSS2", "acc", "prec", "recall", "Brier", "BSS", "AUC", "best thr/TSS"
+    );
+    for f in &r.files {
+        let name = plots::short_name(std::path::Path::new(&f.file));
+        println!(
+            "{:<28} {:>6} {:>6} {:>6} {:>6} {:>6} {:>7.4} {:>7.4} {:>6.3} {:>6.3} {:>6.3} {:>7.4} {:>7.4} {:>6.4} {:>6.3}/{:.4}",
+            name, f.n, f.tp, f.fp, f.tn, f.fn_, f.tss, f.hss2, f.accuracy, f.precision, f.recall, f.brier, f.bss,
+            f.roc_auc, f.best_threshold, f.best_tss
+        );
+    }
+    if r.files.len() > 1 {
+        for key in [
+            "tss",
+            "hss2",
+            "accuracy",
+            "precision",
+            "recall",
+            "brier",
+            "bss",
+            "roc_auc",
+            "best_tss",
+        ] {
+            let m = num(r.mean.get(key)).unwrap_or(0.0);
+            match num(r.std.get(key)) {
+                Some(s) => println!(
+                    "mean {key:<10} {m:.4} +- {s:.4} (sample std over {} files)",
+                    r.files.len()
+                ),
+                None => println!("mean {key:<10} {m:.4}"),
+            }
+        }
+    }
+    if let Some(loc) = &r.location {
+        println!("location (X- and M-class windows; central = |lon| <= 70 and |lat| <= 70):");
+        println!(
+            "{:<6} {:>9} {:>9} {:>8} {:>9} {:>9} {:>8} {:>8} {:>6}",
+            "class",
+            "limb pos",
+            "limb neg",
+            "recall",
+            "cent pos",
+            "cent neg",
+            "recall",
+            "unknown",
+            "total"
+        );
+        for (name, c) in [("X", &loc.x), ("M", &loc.m)] {
+            println!(
+                "{:<6} {:>9} {:>9} {:>8.4} {:>9} {:>9} {:>8.4} {:>8} {:>6}",
+                name,
+                c.limb.pos,
+                c.limb.neg,
+                c.limb.recall,
+                c.central.pos,
+                c.central.neg,
+                c.central.recall,
+                c.unknown,
+                c.total
+            );
+        }
+        if loc.unmatched > 0 {
+            println!("{} predictions have no row in the details", loc.unmatched);
+        }
+    }
+}

@@ -1,0 +1,574 @@
+//! PNG plots of a verification: ROC curves, reliability diagram, TSS and HSS2 against the
+//! threshold, a confusion matrix per file, and training curves from a history file.
+//! Each PNG is drawn under a temporary name and renamed when complete.
+
+use super::predictions::PredictionFile;
+use crate::metrics::{self, Confusion};
+use anyhow::{bail, Context, Result};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+use std::path::{Path, PathBuf};
+
+const SIZE: (u32, u32) = (900, 700);
+const FONT: &str = "sans-serif";
+
+fn color(i: usize) -> RGBColor {
+    const COLORS: [RGBColor; 6] = [
+        RGBColor(31, 119, 180),
+        RGBColor(214, 39, 40),
+        RGBColor(44, 160, 44),
+        RGBColor(255, 127, 14),
+        RGBColor(148, 103, 189),
+        RGBColor(140, 86, 75),
+    ];
+    COLORS[i % COLORS.len()]
+}
+
+fn plot_err<E: std::fmt::Display>(e: E) -> anyhow::Error {
+    anyhow::anyhow!(
+        "drawing failed: {e} (text needs a system font: install fontconfig and fonts-dejavu-core)"
+    )
+}
+
+/// A text style anchored at its centre.
+fn centered(size: u32) -> TextStyle<'static> {
+    TextStyle::from((FONT, size).into_font()).pos(Pos::new(HPos::Center, VPos::Center))
+}
+
+/// Draws into `{dir}/{name}` through a temporary file.
+fn draw_png(
+    dir: &Path,
+    name: &str,
+    size: (u32, u32),
+    draw: impl FnOnce(&DrawingArea<BitMapBackend, Shift>) -> Result<()>,
+) -> Result<PathBuf> {
+    let path = dir.join(name);
+    let tmp = dir.join(format!(
+        ".{}.tmp{}.png",
+        name.trim_end_matches(".png"),
+        std::process::id()
+    ));
+    let result: Result<()> = (|| {
+        let root = BitMapBackend::new(&tmp, size).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_err)?;
+        draw(&root)?;
+        root.present().map_err(plot_err)?;
+        Ok(())
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e.context(format!("plotting {}", path.display())));
+    }
+    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+/// A short label for a file in legends: its file name.
+pub fn short_name(path: &Path) -> String {
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
+/// Draws every plot of the prediction files into `dir`; returns the files written.
+pub fn plot_predictions(
+    dir: &Path,
+    files: &[PredictionFile],
+    threshold: f64,
+) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut written = vec![
+        roc(dir, files)?,
+        reliability(dir, files)?,
+        skill_vs_threshold(dir, files, threshold)?,
+    ];
+    let stems = unique_stems(files);
+    for (f, stem) in files.iter().zip(stems) {
+        written.push(confusion(dir, f, &stem, threshold)?);
+    }
+    Ok(written)
+}
+
+/// File stems, numbered when two files share one.
+fn unique_stems(files: &[PredictionFile]) -> Vec<String> {
+    let stems: Vec<String> = files
+        .iter()
+        .map(|f| {
+            f.path
+                .file_stem()
+                .map_or("predictions".into(), |s| s.to_string_lossy().into_owned())
+        })
+        .collect();
+    stems
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            if stems.iter().filter(|t| *t == s).count() > 1 {
+                format!("{}_{}", i + 1, s)
+            } else {
+                s.clone()
+            }
+        })
+        .collect()
+}
+
+fn roc(dir: &Path, files: &[PredictionFile]) -> Result<PathBuf> {
+    draw_png(dir, "roc.png", SIZE, |root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption("ROC curve", (FONT, 28))
+            .margin(20)
+            .x_label_area_size(50)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0f64..1f64, 0f64..1f64)
+            .map_err(plot_err)?;
+        chart
+            .configure_mesh()
+            .x_desc("False positive rate (POFD)")
+            .y_desc("True positive rate (POD)")
+            .label_style((FONT, 16))
+            .axis_desc_style((FONT, 18))
+            .draw()
+            .map_err(plot_err)?;
+        chart
+            .draw_series(DashedLineSeries::new(
+                [(0.0, 0.0), (1.0, 1.0)],
+                6,
+                6,
+                BLACK.mix(0.5).stroke_width(1),
+            ))
+            .map_err(plot_err)?;
+        for (i, f) in files.iter().enumerate() {
+            let pts: Vec<(f64, f64)> = metrics::operating_points(&f.probs, &f.targets)
+                .iter()
+                .map(|p| (p.fpr(), p.tpr()))
+                .collect();
+            let auc = metrics::roc_auc(&f.probs, &f.targets);
+            let c = color(i);
+            chart
+                .draw_series(LineSeries::new(pts, c.stroke_width(2)))
+                .map_err(plot_err)?
+                .label(format!("{} (AUC {auc:.3})", short_name(&f.path)))
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 24, y)], c.stroke_width(2))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .label_font((FONT, 16))
+            .background_style(WHITE.mix(0.9))
+            .border_style(BLACK)
+            .draw()
+            .map_err(plot_err)?;
+        Ok(())
+    })
+}
+
+fn reliability(dir: &Path, files: &[PredictionFile]) -> Result<PathBuf> {
+    draw_png(dir, "reliability.png", (900, 900), |root| {
+        let (top, bottom) = root.split_vertically(640);
+        let mut chart = ChartBuilder::on(&top)
+            .caption("Reliability diagram", (FONT, 28))
+            .margin(20)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0f64..1f64, 0f64..1f64)
+            .map_err(plot_err)?;
+        chart
+            .configure_mesh()
+            .y_desc("Observed frequency")
+            .label_style((FONT, 16))
+            .axis_desc_style((FONT, 18))
+            .draw()
+            .map_err(plot_err)?;
+        chart
+            .draw_series(DashedLineSeries::new(
+                [(0.0, 0.0), (1.0, 1.0)],
+                6,
+                6,
+                BLACK.mix(0.5).stroke_width(1),
+            ))
+            .map_err(plot_err)?
+            .label("perfect reliability")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], BLACK.mix(0.5)));
+        let mut max_count = 1u64;
+        let all_bins: Vec<_> = files
+            .iter()
+            .map(|f| metrics::reliability(&f.probs, &f.targets, 10))
+            .collect();
+        for (i, (f, bins)) in files.iter().zip(&all_bins).enumerate() {
+            let c = color(i);
+            let pts: Vec<(f64, f64)> = bins
+                .iter()
+                .filter(|b| b.count > 0)
+                .map(|b| (b.mean_prob, b.observed))
+                .collect();
+            max_count = max_count.max(bins.iter().map(|b| b.count).max().unwrap_or(1));
+            let rate =
+                f.targets.iter().filter(|&&t| t).count() as f64 / f.targets.len().max(1) as f64;
+            chart
+                .draw_series(DashedLineSeries::new(
+                    [(0.0, rate), (1.0, rate)],
+                    3,
+                    5,
+                    c.mix(0.6).stroke_width(1),
+                ))
+                .map_err(plot_err)?;
+            chart
+                .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))
+                .map_err(plot_err)?
+                .label(format!(
+                    "{} (climatology {rate:.3}, dashed)",
+                    short_name(&f.path)
+                ))
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 24, y)], c.stroke_width(2))
+                });
+            chart
+                .draw_series(pts.iter().map(|&p| Circle::new(p, 4, c.filled())))
+                .map_err(plot_err)?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .label_font((FONT, 16))
+            .background_style(WHITE.mix(0.9))
+            .border_style(BLACK)
+            .draw()
+            .map_err(plot_err)?;
+        // How many forecasts fall in each probability bin.
+        let mut hist = ChartBuilder::on(&bottom)
+            .margin(20)
+            .margin_top(0)
+            .x_label_area_size(50)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0f64..1f64, 0f64..(max_count as f64 * 1.05))
+            .map_err(plot_err)?;
+        hist.configure_mesh()
+            .x_desc("Forecast probability")
+            .y_desc("Forecasts")
+            .y_labels(4)
+            .y_label_formatter(&|v| format!("{v:.0}"))
+            .label_style((FONT, 16))
+            .axis_desc_style((FONT, 18))
+            .draw()
+            .map_err(plot_err)?;
+        let n = files.len().max(1) as f64;
+        for (i, bins) in all_bins.iter().enumerate() {
+            let c = color(i);
+            hist.draw_series(bins.iter().map(|b| {
+                let w = (b.hi - b.lo) / n;
+                let x0 = b.lo + w * i as f64;
+                Rectangle::new(
+                    [(x0 + 0.005, 0.0), (x0 + w - 0.005, b.count as f64)],
+                    c.mix(0.7).filled(),
+                )
+            }))
+            .map_err(plot_err)?;
+        }
+        Ok(())
+    })
+}
+
+fn skill_vs_threshold(dir: &Path, files: &[PredictionFile], threshold: f64) -> Result<PathBuf> {
+    draw_png(dir, "skill_vs_threshold.png", SIZE, |root| {
+        let grid: Vec<f64> = (0..=100).map(|i| i as f64 / 100.0).collect();
+        let curves: Vec<Vec<Confusion>> = files
+            .iter()
+            .map(|f| {
+                grid.iter()
+                    .map(|&t| Confusion::from_probs(&f.probs, &f.targets, t))
+                    .collect()
+            })
+            .collect();
+        let lo = curves
+            .iter()
+            .flatten()
+            .map(|c| c.tss().min(c.hss2()))
+            .fold(0.0f64, f64::min);
+        let mut chart = ChartBuilder::on(root)
+            .caption("TSS and HSS2 against the decision threshold", (FONT, 28))
+            .margin(20)
+            .x_label_area_size(50)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0f64..1f64, (lo - 0.02).min(0.0)..1f64)
+            .map_err(plot_err)?;
+        chart
+            .configure_mesh()
+            .x_desc("Threshold on P(flare)")
+            .y_desc("Skill score")
+            .label_style((FONT, 16))
+            .axis_desc_style((FONT, 18))
+            .draw()
+            .map_err(plot_err)?;
+        chart
+            .draw_series(DashedLineSeries::new(
+                [(threshold, (lo - 0.02).min(0.0)), (threshold, 1.0)],
+                4,
+                4,
+                BLACK.stroke_width(2),
+            ))
+            .map_err(plot_err)?
+            .label(format!("threshold {threshold}; dots: best TSS"))
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], BLACK.stroke_width(2)));
+        for (i, (f, cs)) in files.iter().zip(&curves).enumerate() {
+            let c = color(i);
+            let name = short_name(&f.path);
+            let tss: Vec<(f64, f64)> = grid.iter().zip(cs).map(|(&t, c)| (t, c.tss())).collect();
+            let hss: Vec<(f64, f64)> = grid.iter().zip(cs).map(|(&t, c)| (t, c.hss2())).collect();
+            chart
+                .draw_series(LineSeries::new(tss, c.stroke_width(2)))
+                .map_err(plot_err)?
+                .label(format!("{name} TSS"))
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 24, y)], c.stroke_width(2))
+                });
+            chart
+                .draw_series(DashedLineSeries::new(hss, 8, 5, c.stroke_width(2)))
+                .map_err(plot_err)?
+                .label(format!("{name} HSS2 (dashed)"))
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 10, y)], c.stroke_width(2))
+                });
+            let (bt, bs) = metrics::best_tss_threshold(&f.probs, &f.targets);
+            chart
+                .draw_series([Circle::new((bt, bs), 5, c.filled())])
+                .map_err(plot_err)?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .label_font((FONT, 16))
+            .background_style(WHITE.mix(0.9))
+            .border_style(BLACK)
+            .draw()
+            .map_err(plot_err)?;
+        Ok(())
+    })
+}
+
+fn confusion(dir: &Path, f: &PredictionFile, stem: &str, threshold: f64) -> Result<PathBuf> {
+    let c = Confusion::from_probs(&f.probs, &f.targets, threshold);
+    draw_png(dir, &format!("confusion_{stem}.png"), (700, 640), |root| {
+        let title = format!("{} at threshold {threshold}", short_name(&f.path));
+        root.draw(&Text::new(title, (350, 28), centered(24)))
+            .map_err(plot_err)?;
+        let sub = format!("TSS {:.4}   HSS2 {:.4}   n {}", c.tss(), c.hss2(), c.n());
+        root.draw(&Text::new(sub, (350, 60), centered(18)))
+            .map_err(plot_err)?;
+        let (x0, y0, cell) = (160, 130, 230);
+        let n = c.n().max(1) as f64;
+        // Rows: actual flare / no flare; columns: forecast flare / no flare.
+        let cells = [
+            (0, 0, c.tp, "TP", c.tp + c.fn_),
+            (1, 0, c.fn_, "FN", c.tp + c.fn_),
+            (0, 1, c.fp, "FP", c.fp + c.tn),
+            (1, 1, c.tn, "TN", c.fp + c.tn),
+        ];
+        for (col, row, count, name, row_total) in cells {
+            let share = count as f64 / row_total.max(1) as f64;
+            let good = col == row;
+            let base = if good {
+                RGBColor(44, 160, 44)
+            } else {
+                RGBColor(214, 39, 40)
+            };
+            let fill = base.mix(0.15 + 0.7 * share);
+            let (cx, cy) = (x0 + col * cell, y0 + row * cell);
+            root.draw(&Rectangle::new(
+                [(cx, cy), (cx + cell, cy + cell)],
+                fill.filled(),
+            ))
+            .map_err(plot_err)?;
+            root.draw(&Rectangle::new(
+                [(cx, cy), (cx + cell, cy + cell)],
+                BLACK.stroke_width(1),
+            ))
+            .map_err(plot_err)?;
+            let mid = (cx + cell / 2, cy + cell / 2);
+            root.draw(&Text::new(
+                format!("{name} {count}"),
+                (mid.0, mid.1 - 20),
+                centered(30),
+            ))
+            .map_err(plot_err)?;
+            let pct = format!(
+                "{:.1}% of row, {:.1}% of all",
+                100.0 * share,
+                100.0 * count as f64 / n
+            );
+            root.draw(&Text::new(pct, (mid.0, mid.1 + 22), centered(15)))
+                .map_err(plot_err)?;
+        }
+        for (i, label) in ["forecast flare", "forecast no flare"].iter().enumerate() {
+            root.draw(&Text::new(
+                *label,
+                (x0 + cell / 2 + i as i32 * cell, y0 - 18),
+                centered(18),
+            ))
+            .map_err(plot_err)?;
+        }
+        for (i, label) in ["flare", "no flare"].iter().enumerate() {
+            let y = y0 + cell / 2 + i as i32 * cell;
+            root.draw(&Text::new("observed", (x0 - 75, y - 12), centered(18)))
+                .map_err(plot_err)?;
+            root.draw(&Text::new(*label, (x0 - 75, y + 12), centered(18)))
+                .map_err(plot_err)?;
+        }
+        Ok(())
+    })
+}
+
+/// The training-curve columns of a `fold{K}_history.csv`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct History {
+    pub epoch: Vec<f64>,
+    pub train_loss: Vec<f64>,
+    pub val_loss: Vec<f64>,
+    pub train_tss: Vec<f64>,
+    pub val_tss: Vec<f64>,
+    pub train_hss2: Vec<f64>,
+    pub val_hss2: Vec<f64>,
+}
+
+/// Reads the trainer's history CSV by column name. Errors name the file and line.
+pub fn read_history(path: &Path) -> Result<History> {
+    let shown = path.display();
+    let mut reader =
+        csv::Reader::from_path(path).with_context(|| format!("cannot read history {shown}"))?;
+    let headers = reader
+        .headers()
+        .with_context(|| format!("{shown}:1: cannot read the header"))?
+        .clone();
+    const NAMES: [&str; 7] = [
+        "epoch",
+        "train_loss",
+        "val_loss",
+        "train_tss",
+        "val_tss",
+        "train_hss2",
+        "val_hss2",
+    ];
+    let mut cols = [0usize; 7];
+    for (slot, name) in cols.iter_mut().zip(NAMES) {
+        *slot = headers
+            .iter()
+            .position(|h| h.trim() == name)
+            .with_context(|| {
+                format!("{shown}:1: missing column `{name}` in the training history")
+            })?;
+    }
+    let mut columns: [Vec<f64>; 7] = Default::default();
+    for record in reader.records() {
+        let record = record.with_context(|| format!("{shown}: malformed row"))?;
+        let line = record.position().map_or(0, |p| p.line());
+        for ((col, name), values) in cols.iter().zip(NAMES).zip(columns.iter_mut()) {
+            let raw = record.get(*col).unwrap_or("").trim();
+            let v: f64 = raw
+                .parse()
+                .ok()
+                .with_context(|| format!("{shown}:{line}: {name} {raw:?} is not a number"))?;
+            values.push(v);
+        }
+    }
+    if columns[0].is_empty() {
+        bail!("{shown}: no epochs");
+    }
+    let [epoch, train_loss, val_loss, train_tss, val_tss, train_hss2, val_hss2] = columns;
+    Ok(History {
+        epoch,
+        train_loss,
+        val_loss,
+        train_tss,
+        val_tss,
+        train_hss2,
+        val_hss2,
+    })
+}
+
+/// Loss, TSS and HSS2 per epoch for training and validation, side by side.
+pub fn plot_history(dir: &Path, history: &History) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    draw_png(dir, "training.png", (1500, 520), |root| {
+        let panels = root.split_evenly((1, 3));
+        let first = history.epoch.first().copied().unwrap_or(0.0);
+        let last = history
+            .epoch
+            .last()
+            .copied()
+            .unwrap_or(1.0)
+            .max(first + 1.0);
+        let series = [
+            ("Loss", &history.train_loss, &history.val_loss),
+            ("TSS", &history.train_tss, &history.val_tss),
+            ("HSS2", &history.train_hss2, &history.val_hss2),
+        ];
+        for (k, (panel, (name, train, val))) in panels.iter().zip(series).enumerate() {
+            // Loss falls, skill rises: keep the legend out of the curves' way.
+            let corner = if k == 0 {
+                SeriesLabelPosition::UpperRight
+            } else {
+                SeriesLabelPosition::LowerRight
+            };
+            let all = train
+                .iter()
+                .chain(val.iter())
+                .copied()
+                .filter(|v| v.is_finite());
+            let (lo, hi) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
+                (l.min(v), h.max(v))
+            });
+            let (lo, hi) = if lo.is_finite() { (lo, hi) } else { (0.0, 1.0) };
+            let pad = ((hi - lo) * 0.08).max(1e-3);
+            let mut chart = ChartBuilder::on(panel)
+                .caption(format!("{name} per epoch"), (FONT, 24))
+                .margin(15)
+                .x_label_area_size(45)
+                .y_label_area_size(60)
+                .build_cartesian_2d(first..last, (lo - pad)..(hi + pad))
+                .map_err(plot_err)?;
+            chart
+                .configure_mesh()
+                .x_desc("Epoch")
+                .x_label_formatter(&|v| format!("{v:.0}"))
+                .y_desc(name)
+                .label_style((FONT, 15))
+                .axis_desc_style((FONT, 17))
+                .draw()
+                .map_err(plot_err)?;
+            for (i, (label, values)) in [("train", train), ("validation", val)]
+                .into_iter()
+                .enumerate()
+            {
+                let c = color(i);
+                let pts: Vec<(f64, f64)> = history
+                    .epoch
+                    .iter()
+                    .copied()
+                    .zip(values.iter().copied())
+                    .collect();
+                chart
+                    .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))
+                    .map_err(plot_err)?
+                    .label(label)
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 24, y)], c.stroke_width(2))
+                    });
+                chart
+                    .draw_series(pts.iter().map(|&p| Circle::new(p, 3, c.filled())))
+                    .map_err(plot_err)?;
+            }
+            chart
+                .configure_series_labels()
+                .position(corner)
+                .label_font((FONT, 15))
+                .background_style(WHITE.mix(0.9))
+                .border_style(BLACK)
+                .draw()
+                .map_err(plot_err)?;
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,101 @@
+//! Prediction files: `timestamp,flare_prob,target` (more columns are ignored), one row
+//! per instance; `timestamp` is the image path (the reference writes absolute paths).
+
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+
+/// One prediction file, column by column.
+#[derive(Clone, Debug)]
+pub struct PredictionFile {
+    pub path: PathBuf,
+    /// The `timestamp` column as written.
+    pub timestamps: Vec<String>,
+    /// The instance each row is about (see [`instance_key`]).
+    pub keys: Vec<String>,
+    pub probs: Vec<f64>,
+    pub targets: Vec<bool>,
+}
+
+/// The part of an image path that names the instance: the `YYYY/MM/DD/HMI.m....` tail
+/// when there is one (so absolute and relative paths agree), else the trimmed path.
+pub fn instance_key(path: &str) -> String {
+    match crate::instant::Instant::from_path(path.trim()) {
+        Some((_, tail)) => tail.replace('\\', "/"),
+        None => path.trim().to_string(),
+    }
+}
+
+fn parse_target(s: &str) -> Option<bool> {
+    match s.trim() {
+        "1" | "1.0" | "True" | "true" => Some(true),
+        "0" | "0.0" | "False" | "false" => Some(false),
+        _ => None,
+    }
+}
+
+/// Reads a prediction file. Errors name the file and the 1-based line.
+pub fn read_predictions(path: &Path) -> Result<PredictionFile> {
+    let shown = path.display();
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .from_path(path)
+        .with_context(|| format!("cannot read prediction file {shown}"))?;
+    let headers = reader
+        .headers()
+        .with_context(|| format!("{shown}:1: cannot read the header"))?
+        .clone();
+    let col = |name: &str| {
+        headers
+            .iter()
+            .position(|h| h.trim().trim_start_matches('\u{feff}') == name)
+    };
+    let mut cols = [0usize; 3];
+    for (slot, name) in cols.iter_mut().zip(["timestamp", "flare_prob", "target"]) {
+        *slot = col(name).with_context(|| {
+            format!(
+                "{shown}:1: missing column `{name}` (need timestamp,flare_prob,target; found {:?})",
+                headers.iter().collect::<Vec<_>>()
+            )
+        })?;
+    }
+    let [ts_col, prob_col, target_col] = cols;
+    let mut file = PredictionFile {
+        path: path.to_path_buf(),
+        timestamps: Vec::new(),
+        keys: Vec::new(),
+        probs: Vec::new(),
+        targets: Vec::new(),
+    };
+    for record in reader.records() {
+        let record = record.with_context(|| format!("{shown}: malformed row"))?;
+        let line = record.position().map_or(0, |p| p.line());
+        let get = |c: usize| record.get(c).unwrap_or("").trim();
+        let ts = get(ts_col);
+        if ts.is_empty() {
+            bail!("{shown}:{line}: empty timestamp");
+        }
+        let prob: f64 = get(prob_col).parse().ok().with_context(|| {
+            format!(
+                "{shown}:{line}: flare_prob {:?} is not a number",
+                get(prob_col)
+            )
+        })?;
+        if !(0.0..=1.0).contains(&prob) {
+            bail!(
+                "{shown}:{line}: flare_prob {} is not a probability in [0, 1]",
+                get(prob_col)
+            );
+        }
+        let target = parse_target(get(target_col)).with_context(|| {
+            format!("{shown}:{line}: target {:?} is not 0 or 1", get(target_col))
+        })?;
+        file.keys.push(instance_key(ts));
+        file.timestamps.push(ts.to_string());
+        file.probs.push(prob);
+        file.targets.push(target);
+    }
+    if file.probs.is_empty() {
+        bail!("{shown}: no predictions");
+    }
+    Ok(file)
+}

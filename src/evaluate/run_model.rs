@@ -1,0 +1,128 @@
+//! A model's forecasts for a fold's validation split, written in the reference's
+//! prediction format (`timestamp,flare_prob,target`, plus `goes_class,fl_lon,fl_lat` when
+//! the fold's full label table `{labels}/Fold{K}_val.csv` is there).
+
+use super::location::{read_details, Details};
+use crate::data::{self, Loader, LoaderConfig, Split};
+use crate::model::{self, Compute, Precision};
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use tch::{Device, Kind};
+
+/// What to run and where to write.
+#[derive(Clone, Debug)]
+pub struct FoldPredictConfig {
+    pub model: PathBuf,
+    pub fold: u32,
+    pub labels: PathBuf,
+    pub images: PathBuf,
+    pub out: PathBuf,
+    pub device: Device,
+    pub batch_size: usize,
+    pub precision: Precision,
+}
+
+/// The full label table of a fold's validation split, when present.
+pub fn full_table(labels: &Path, fold: u32) -> Option<PathBuf> {
+    let p = labels.join(format!("Fold{fold}_val.csv"));
+    p.is_file().then_some(p)
+}
+
+/// Runs the model over the split (in table order) and writes `{out}/fold{K}_res.csv`
+/// (through a temporary name). Returns the file and the details table it joined.
+pub fn predict_fold(cfg: &FoldPredictConfig) -> Result<(PathBuf, Option<Details>)> {
+    if cfg.batch_size == 0 {
+        bail!("--batch-size must be at least 1");
+    }
+    let mut loaded = model::load_model(&cfg.model, cfg.device)?;
+    loaded
+        .net
+        .set_compute(Compute::for_device(cfg.device, cfg.precision));
+    let samples = data::read_fold_split(&cfg.labels, cfg.fold, Split::Val)?;
+    let details = match full_table(&cfg.labels, cfg.fold) {
+        Some(p) => Some(read_details(&[p])?),
+        None => None,
+    };
+    let mut lc = LoaderConfig::new(&cfg.images);
+    lc.shuffle = false;
+    lc.augment = false;
+    lc.batch_size = cfg.batch_size;
+    lc.im_size = u32::try_from(loaded.meta.im_size).context("model image size")?;
+    let loader = Loader::new(lc, samples)?;
+    let items = loader.plain_items();
+    let bar = indicatif::ProgressBar::new(items.len() as u64);
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg} {bar:40} {pos}/{len} [{elapsed_precise}<{eta_precise}]",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_message(format!("fold {} validation", cfg.fold));
+
+    std::fs::create_dir_all(&cfg.out).with_context(|| format!("creating {}", cfg.out.display()))?;
+    let path = cfg.out.join(format!("fold{}_res.csv", cfg.fold));
+    let tmp = model::weights::temp_path(&path);
+    let written = write_rows(cfg, &loaded, &loader, &items, details.as_ref(), &tmp, &bar);
+    bar.finish_and_clear();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+    Ok((path, details))
+}
+
+fn write_rows(
+    cfg: &FoldPredictConfig,
+    loaded: &model::LoadedModel,
+    loader: &Loader,
+    items: &[data::Item],
+    details: Option<&Details>,
+    tmp: &Path,
+    bar: &indicatif::ProgressBar,
+) -> Result<()> {
+    let mut w =
+        csv::Writer::from_path(tmp).with_context(|| format!("writing {}", tmp.display()))?;
+    if details.is_some() {
+        w.write_record([
+            "timestamp",
+            "flare_prob",
+            "target",
+            "goes_class",
+            "fl_lon",
+            "fl_lat",
+        ])?;
+    } else {
+        w.write_record(["timestamp", "flare_prob", "target"])?;
+    }
+    for batch in loader.batches(items, 0)? {
+        let batch = batch?;
+        let out = tch::no_grad(|| {
+            loaded
+                .net
+                .forward_t(&batch.images.to_device(cfg.device), false)
+        });
+        let probs = Vec::<f64>::try_from(out.flare_prob().to_kind(Kind::Double))?;
+        let targets = Vec::<i64>::try_from(batch.targets.to_kind(Kind::Int64))?;
+        for ((name, p), t) in batch.names.iter().zip(&probs).zip(&targets) {
+            let timestamp = cfg.images.join(name).display().to_string();
+            let mut row = vec![timestamp, p.to_string(), t.to_string()];
+            if let Some(d) = details {
+                let (class, lon, lat) = d
+                    .raw
+                    .get(&super::instance_key(name))
+                    .cloned()
+                    .unwrap_or_default();
+                row.extend([class, lon, lat]);
+            }
+            w.write_record(&row)?;
+        }
+        bar.inc(batch.names.len() as u64);
+    }
+    w.flush()
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    Ok(())
+}
