@@ -149,7 +149,7 @@ fn write_tiny_fold(root: &Path, n_train: usize, n_val: usize, positives: bool) {
     let images = root.join("images");
     let labels = root.join("labels/simplified_data_labels");
     std::fs::create_dir_all(&labels).unwrap();
-    let mut write_split = |name: &str, n: usize, month: u32| {
+    let write_split = |name: &str, n: usize, month: u32| {
         let mut csv = String::from("label,goes_class\n");
         for i in 0..n {
             let target = positives && i % 3 == 0;

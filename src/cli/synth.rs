@@ -1,0 +1,106 @@
+use anyhow::Result;
+use flarecast::instant::{parse_duration, parse_time};
+use flarecast::synth::{self, Params, Summary};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Output directory: images/YYYY/MM/DD/HMI.m*.jpg, catalog.csv, synth.json.
+    #[arg(long)]
+    out: PathBuf,
+    /// First image time (UTC). The default span, March and April, gives calendar-quarter
+    /// folds 1 and 2 both training and validation instances.
+    #[arg(long, default_value = "2014-03-01T00:00:00")]
+    start: String,
+    /// Number of days of images.
+    #[arg(long, default_value_t = 60)]
+    days: u32,
+    /// Time between images, e.g. 1h, 3h, 12m.
+    #[arg(long, default_value = "1h")]
+    cadence: String,
+    /// Image width and height in pixels (Helioviewer-style JPGs are 512).
+    #[arg(long, default_value_t = 512)]
+    size: u32,
+    /// Seed of the simulated Sun: the same seed gives the same files.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Replace an archive made with other parameters (or files synth did not write).
+    #[arg(long)]
+    force: bool,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let params = Params {
+        start: parse_time(&args.start)?,
+        days: args.days,
+        cadence_s: parse_duration(&args.cadence)?.as_secs(),
+        size: args.size,
+        seed: args.seed,
+    };
+    params.validate()?;
+    let bar = ProgressBar::with_draw_target(
+        Some(params.instants().len() as u64),
+        ProgressDrawTarget::stderr(),
+    );
+    bar.set_style(
+        ProgressStyle::with_template("synth {bar:40} {pos}/{len} images {elapsed} (eta {eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let summary = synth::generate(&params, &args.out, args.force, &|| bar.inc(1))?;
+    bar.finish_and_clear();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print_summary(&summary);
+    }
+    Ok(())
+}
+
+fn print_summary(s: &Summary) {
+    let p = &s.params;
+    println!(
+        "synth: {} images of {}x{} ({} written, {} reused) in {:.1} s: {}",
+        s.images,
+        p.size,
+        p.size,
+        s.images_written,
+        s.images_reused,
+        s.seconds,
+        s.out.join(synth::IMAGES).display()
+    );
+    println!(
+        "  {}; {} active regions simulated",
+        synth::describe(p),
+        s.regions
+    );
+    println!(
+        "flares: {} (C {}, M {}, X {}) in {}",
+        s.flares,
+        s.flares_c,
+        s.flares_m,
+        s.flares_x,
+        s.out.join(synth::CATALOG).display()
+    );
+    println!(
+        ">= M1.0 within 24 h: {} of {} instances positive ({:.1} %)",
+        s.positives,
+        s.images,
+        100.0 * s.positive_rate
+    );
+    const MONTHS: [&str; 4] = ["Jan-Mar", "Apr-Jun", "Jul-Sep", "Oct-Dec"];
+    for q in &s.quarters {
+        println!(
+            "  Q{} {} (fold {} validation): {} instances, {} positive ({:.1} %)",
+            q.quarter,
+            MONTHS[(q.quarter - 1) as usize],
+            q.quarter,
+            q.instances,
+            q.positives,
+            100.0 * q.positive_rate
+        );
+    }
+}
