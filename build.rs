@@ -9,7 +9,10 @@ fn main() {
         if let Some(v) = libtorch_version(std::path::Path::new(&lib_dir)) {
             println!("cargo:rustc-env=FLARECAST_LIBTORCH_VERSION={v}");
         }
-        if std::path::Path::new(&lib_dir).join("libtorch_cuda.so").exists() {
+        if std::path::Path::new(&lib_dir)
+            .join("libtorch_cuda.so")
+            .exists()
+        {
             println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
         }
     }
@@ -24,10 +27,17 @@ fn libtorch_version(lib_dir: &std::path::Path) -> Option<String> {
         for line in text.lines() {
             if let Some(rest) = line.strip_prefix("__version__") {
                 let v = rest.trim_start_matches([' ', '=', ':']).trim();
-                let v = v.rsplit('=').next().unwrap_or(v).trim().trim_matches(['\'', '"']);
+                let v = v
+                    .rsplit('=')
+                    .next()
+                    .unwrap_or(v)
+                    .trim()
+                    .trim_matches(['\'', '"']);
                 return Some(v.to_string());
             }
         }
     }
-    std::fs::read_to_string(root.join("build-version")).ok().map(|s| s.trim().to_string())
+    std::fs::read_to_string(root.join("build-version"))
+        .ok()
+        .map(|s| s.trim().to_string())
 }

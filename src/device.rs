@@ -29,7 +29,11 @@ pub fn parse_device(s: &str) -> Result<Device> {
 pub fn parse_devices(s: &str) -> Result<Vec<Device>> {
     if s.trim() == "auto" {
         let n = tch::Cuda::device_count() as usize;
-        return Ok(if n == 0 { vec![Device::Cpu] } else { (0..n).map(Device::Cuda).collect() });
+        return Ok(if n == 0 {
+            vec![Device::Cpu]
+        } else {
+            (0..n).map(Device::Cuda).collect()
+        });
     }
     let devs = s.split(',').map(parse_device).collect::<Result<Vec<_>>>()?;
     if devs.is_empty() {
@@ -54,7 +58,10 @@ mod tests {
     #[test]
     fn parses_cpu_lists_and_rejects_garbage() {
         assert_eq!(parse_device("cpu").unwrap(), Device::Cpu);
-        assert_eq!(parse_devices("cpu,cpu").unwrap(), vec![Device::Cpu, Device::Cpu]);
+        assert_eq!(
+            parse_devices("cpu,cpu").unwrap(),
+            vec![Device::Cpu, Device::Cpu]
+        );
         assert!(parse_device("tpu").is_err());
         assert!(parse_device("cuda:x").is_err());
         if tch::Cuda::device_count() == 0 {

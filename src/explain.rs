@@ -32,7 +32,11 @@ pub fn attention_maps(net: &AttnNet, input: &Tensor) -> Result<[Tensor; 3]> {
 /// (align_corners) by `scale`, min-max normalisation. Returns [h*scale, w*scale] in [0, 1].
 pub fn attention_heatmap(c: &Tensor, scale: i64) -> Tensor {
     let (n, _, h, w) = c.size4().expect("a [N,1,h,w] map");
-    let a = c.to_kind(Kind::Float).view([n, 1, h * w]).softmax(2, Kind::Float).view([n, 1, h, w]);
+    let a = c
+        .to_kind(Kind::Float)
+        .view([n, 1, h * w])
+        .softmax(2, Kind::Float)
+        .view([n, 1, h, w]);
     let up = a.upsample_bilinear2d([h * scale, w * scale], true, None, None);
     normalise(&up.view([h * scale, w * scale]))
 }
@@ -64,9 +68,14 @@ pub fn gradcam(net: &AttnNet, input: &Tensor, block: usize) -> Result<Tensor> {
     let score = out.logits.select(1, 1).sum(Kind::Float);
     let grads = Tensor::run_backward(&[&score], &[feats], false, false);
     let weights = grads[0].mean_dim(&[2i64, 3][..], true, Kind::Float);
-    let weighted = (feats.detach().to_kind(Kind::Float) * weights).sum_dim_intlist(1, true, Kind::Float);
+    let weighted =
+        (feats.detach().to_kind(Kind::Float) * weights).sum_dim_intlist(1, true, Kind::Float);
     let relu = weighted.relu();
-    let cam = if relu.max().double_value(&[]) > 0.0 { relu } else { weighted };
+    let cam = if relu.max().double_value(&[]) > 0.0 {
+        relu
+    } else {
+        weighted
+    };
     let up = cam.upsample_bilinear2d([h, w], true, None, None);
     Ok(normalise(&up.view([h, w])))
 }
@@ -74,7 +83,11 @@ pub fn gradcam(net: &AttnNet, input: &Tensor, block: usize) -> Result<Tensor> {
 /// The JET colour map at v in [0, 1] (blue -> cyan -> yellow -> red).
 pub fn jet(v: f32) -> [u8; 3] {
     let ch = |x: f32| (1.5 - (4.0 * v - x).abs()).clamp(0.0, 1.0);
-    [(255.0 * ch(3.0)).round() as u8, (255.0 * ch(2.0)).round() as u8, (255.0 * ch(1.0)).round() as u8]
+    [
+        (255.0 * ch(3.0)).round() as u8,
+        (255.0 * ch(2.0)).round() as u8,
+        (255.0 * ch(1.0)).round() as u8,
+    ]
 }
 
 /// 0.7 * grey image + 0.3 * JET(heatmap); `heat` is [H, W] in [0, 1] of the image's size.
@@ -95,7 +108,8 @@ pub fn overlay(image: &GrayImage, heat: &Tensor) -> Result<RgbImage> {
 pub fn panel(images: &[RgbImage]) -> RgbImage {
     let gap = 4;
     let h = images.iter().map(|i| i.height()).max().unwrap_or(0);
-    let w = images.iter().map(|i| i.width()).sum::<u32>() + gap * images.len().saturating_sub(1) as u32;
+    let w =
+        images.iter().map(|i| i.width()).sum::<u32>() + gap * images.len().saturating_sub(1) as u32;
     let mut out = RgbImage::from_pixel(w, h, Rgb([255, 255, 255]));
     let mut x0 = 0;
     for img in images {
@@ -109,8 +123,16 @@ pub fn panel(images: &[RgbImage]) -> RgbImage {
 pub fn tensor_to_gray(t: &Tensor) -> Result<GrayImage> {
     let t = t.squeeze();
     let (h, w) = t.size2()?;
-    let bytes = Vec::<u8>::try_from((t * 255.0).round().clamp(0.0, 255.0).to_kind(Kind::Uint8).contiguous().view([-1]))?;
-    GrayImage::from_raw(w as u32, h as u32, bytes).ok_or_else(|| anyhow::anyhow!("image buffer size"))
+    let bytes = Vec::<u8>::try_from(
+        (t * 255.0)
+            .round()
+            .clamp(0.0, 255.0)
+            .to_kind(Kind::Uint8)
+            .contiguous()
+            .view([-1]),
+    )?;
+    GrayImage::from_raw(w as u32, h as u32, bytes)
+        .ok_or_else(|| anyhow::anyhow!("image buffer size"))
 }
 
 #[cfg(test)]

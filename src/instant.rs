@@ -53,7 +53,12 @@ impl fmt::Display for Instant {
 /// optional trailing `Z`, a space instead of `T`, or a bare date (midnight).
 pub fn parse_time(s: &str) -> Result<NaiveDateTime> {
     let t = s.trim().trim_end_matches('Z');
-    for fmt in ["%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"] {
+    for fmt in [
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M",
+    ] {
         if let Ok(v) = NaiveDateTime::parse_from_str(t, fmt) {
             return Ok(v);
         }
@@ -105,8 +110,14 @@ mod tests {
 
     #[test]
     fn times_and_durations() {
-        assert_eq!(parse_time("2013-05-13").unwrap().to_string(), "2013-05-13 00:00:00");
-        assert_eq!(parse_time("2013-05-13T01:02:03Z").unwrap().to_string(), "2013-05-13 01:02:03");
+        assert_eq!(
+            parse_time("2013-05-13").unwrap().to_string(),
+            "2013-05-13 00:00:00"
+        );
+        assert_eq!(
+            parse_time("2013-05-13T01:02:03Z").unwrap().to_string(),
+            "2013-05-13 01:02:03"
+        );
         assert!(parse_time("13/05/2013").is_err());
         assert_eq!(parse_duration("12m").unwrap().as_secs(), 720);
         assert_eq!(parse_duration("24h").unwrap().as_secs(), 86400);

@@ -11,7 +11,10 @@ use tch::{Device, Kind, Tensor};
 #[test]
 fn heatmaps_match_pytorch_on_golden_maps() {
     let io: HashMap<String, Tensor> =
-        Tensor::read_safetensors(common::golden().join("attn_io.safetensors")).unwrap().into_iter().collect();
+        Tensor::read_safetensors(common::golden().join("attn_io.safetensors"))
+            .unwrap()
+            .into_iter()
+            .collect();
     let dir = tempfile::tempdir().unwrap();
     for k in 1..=3usize {
         let c = io[&format!("c{k}")].narrow(0, 0, 1); // the real magnetogram's row
@@ -53,11 +56,23 @@ fn attention_command_writes_overlays_panel_and_maps() {
     let model = common::golden().join("attn.pth");
     let jpg = common::magnetogram_jpg();
     let run = common::flarecast()
-        .args(["attention", "--device", "cpu", "--model", model.to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .args([
+            "attention",
+            "--device",
+            "cpu",
+            "--model",
+            model.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
         .arg(&jpg)
         .output()
         .unwrap();
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     let stdout = String::from_utf8_lossy(&run.stdout);
     assert!(stdout.contains("P(FL) 0.457"), "{stdout}");
     let stem = "HMI.m2022.08.02_10.47.53";
@@ -69,14 +84,22 @@ fn attention_command_writes_overlays_panel_and_maps() {
     }
     // The raw map is the model's c2 of this image: the golden one within preprocessing noise.
     let io: HashMap<String, Tensor> =
-        Tensor::read_safetensors(common::golden().join("attn_io.safetensors")).unwrap().into_iter().collect();
+        Tensor::read_safetensors(common::golden().join("attn_io.safetensors"))
+            .unwrap()
+            .into_iter()
+            .collect();
     let c2 = Tensor::read_npy(out.join(format!("{stem}_c2.npy"))).unwrap();
-    let diff = (&c2 - io["c2"].get(0).squeeze()).abs().max().double_value(&[]);
+    let diff = (&c2 - io["c2"].get(0).squeeze())
+        .abs()
+        .max()
+        .double_value(&[]);
     assert!(diff < 1e-4, "c2 differs from the golden map by {diff:e}");
     let panel = image::open(out.join(format!("{stem}_panel.png"))).unwrap();
     assert_eq!((panel.width(), panel.height()), (4 * 256 + 3 * 4, 256));
     // Off the disk the image is black, so the overlay there is 0.3 * JET only.
-    let est1 = image::open(out.join(format!("{stem}_est1.png"))).unwrap().to_rgb8();
+    let est1 = image::open(out.join(format!("{stem}_est1.png")))
+        .unwrap()
+        .to_rgb8();
     let corner = est1.get_pixel(0, 0).0;
     assert!(corner.iter().all(|&v| v <= 77), "{corner:?}");
 }
@@ -96,12 +119,33 @@ fn standard_cnn_gets_gradcam_and_csv_lists_work() {
     let out = dir.path().join("cam");
     let model = common::golden().join("noattn.pth");
     let run = common::flarecast()
-        .args(["attention", "--device", "cpu", "--model", model.to_str().unwrap(), "--out", out.to_str().unwrap()])
-        .args(["--csv", csv.to_str().unwrap(), "--images", images.to_str().unwrap()])
+        .args([
+            "attention",
+            "--device",
+            "cpu",
+            "--model",
+            model.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .args([
+            "--csv",
+            csv.to_str().unwrap(),
+            "--images",
+            images.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
-    for stem in ["HMI.m2013.05.13_06.00.00", "HMI.m2013.11.18_17.00.00", "HMI.m2014.02.02_23.00.00"] {
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    for stem in [
+        "HMI.m2013.05.13_06.00.00",
+        "HMI.m2013.11.18_17.00.00",
+        "HMI.m2014.02.02_23.00.00",
+    ] {
         let cam = Tensor::read_npy(out.join(format!("{stem}_gradcam.npy"))).unwrap();
         assert_eq!(cam.size(), vec![256, 256]);
         assert_eq!(cam.max().double_value(&[]), 1.0);
@@ -110,8 +154,10 @@ fn standard_cnn_gets_gradcam_and_csv_lists_work() {
     }
     // Grad-CAM is a function of the model and image: the library gives the same map.
     let m = flarecast::model::load_model(&model, Device::Cpu).unwrap();
-    let x = flarecast::preprocess::to_tensor(&flarecast::preprocess::load_resized(&common::magnetogram_jpg(), 256).unwrap())
-        .unsqueeze(0);
+    let x = flarecast::preprocess::to_tensor(
+        &flarecast::preprocess::load_resized(&common::magnetogram_jpg(), 256).unwrap(),
+    )
+    .unsqueeze(0);
     let cam = explain::gradcam(&m.net, &x, 5).unwrap();
     let saved = Tensor::read_npy(out.join("HMI.m2013.05.13_06.00.00_gradcam.npy")).unwrap();
     assert!((cam - saved).abs().max().double_value(&[]) < 1e-6);

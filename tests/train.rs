@@ -398,6 +398,20 @@ fn bad_folds_fail_before_training() {
     let err = train_error(dir.path());
     assert!(err.contains("HMI.m2014.04.09_00.00.00.png"), "{err}");
 
+    // An input size the network cannot take.
+    let dir = tempfile::tempdir().unwrap();
+    write_tiny_fold(dir.path(), 6, 3, true);
+    let mut args = train_args(dir.path(), "m", "--attention", 1);
+    let i = args.iter().position(|a| a == "--im-size").unwrap();
+    args[i + 1] = "128".into();
+    let out = common::flarecast().args(&args).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--im-size 128 is below the network's minimum of 192"),
+        "{err}"
+    );
+
     // An empty validation split.
     let dir = tempfile::tempdir().unwrap();
     write_tiny_fold(dir.path(), 6, 3, true);

@@ -47,7 +47,8 @@ fn estimators(spec: &str) -> Result<Vec<usize>> {
 
 /// The --csv instance list: the `timestamp` column, resolved against `images`.
 fn csv_inputs(csv_path: &Path, images: &Path) -> Result<Vec<PathBuf>> {
-    let mut rdr = csv::Reader::from_path(csv_path).with_context(|| format!("reading {}", csv_path.display()))?;
+    let mut rdr = csv::Reader::from_path(csv_path)
+        .with_context(|| format!("reading {}", csv_path.display()))?;
     let headers = rdr.headers()?.clone();
     let col = headers
         .iter()
@@ -57,7 +58,9 @@ fn csv_inputs(csv_path: &Path, images: &Path) -> Result<Vec<PathBuf>> {
     for (i, rec) in rdr.records().enumerate() {
         let rec = rec.with_context(|| format!("{}: line {}", csv_path.display(), i + 2))?;
         let ts = rec.get(col).unwrap_or_default();
-        let rel = flarecast::instant::Instant::from_path(ts).map(|(_, tail)| tail.to_string()).unwrap_or(ts.to_string());
+        let rel = flarecast::instant::Instant::from_path(ts)
+            .map(|(_, tail)| tail.to_string())
+            .unwrap_or(ts.to_string());
         out.push(images.join(rel));
     }
     Ok(out)
@@ -65,7 +68,8 @@ fn csv_inputs(csv_path: &Path, images: &Path) -> Result<Vec<PathBuf>> {
 
 fn save_png(img: &image::RgbImage, path: &Path) -> Result<()> {
     let tmp = fmodel::weights::temp_path(path);
-    img.save_with_format(&tmp, image::ImageFormat::Png).with_context(|| format!("writing {}", tmp.display()))?;
+    img.save_with_format(&tmp, image::ImageFormat::Png)
+        .with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }
 
@@ -81,13 +85,20 @@ pub fn run(args: Args) -> Result<()> {
     if inputs.is_empty() {
         bail!("no input images (give IMAGE paths or --csv with --images)");
     }
-    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
     let arch = model.net.arch();
     for path in &inputs {
         let gray = flarecast::preprocess::load_resized(path, im_size)?;
-        let x = flarecast::preprocess::to_tensor(&gray).unsqueeze(0).to_device(device);
+        let x = flarecast::preprocess::to_tensor(&gray)
+            .unsqueeze(0)
+            .to_device(device);
         fmodel::check_input(&x).with_context(|| path.display().to_string())?;
-        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("image").to_string();
+        let stem = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("image")
+            .to_string();
         let prob = tch::no_grad(|| model.net.forward_t(&x, false).flare_prob()).double_value(&[0]);
         let mut tiles = vec![image::DynamicImage::ImageLuma8(gray.clone()).to_rgb8()];
         let mut written = Vec::new();
@@ -96,8 +107,12 @@ pub fn run(args: Args) -> Result<()> {
             for &k in &ests {
                 let c = &maps[k - 1];
                 let npy = args.out.join(format!("{stem}_c{k}.npy"));
-                c.squeeze().to_device(tch::Device::Cpu).write_npy(&npy).with_context(|| format!("writing {}", npy.display()))?;
-                let heat = explain::attention_heatmap(c, explain::scale_of(k)).to_device(tch::Device::Cpu);
+                c.squeeze()
+                    .to_device(tch::Device::Cpu)
+                    .write_npy(&npy)
+                    .with_context(|| format!("writing {}", npy.display()))?;
+                let heat =
+                    explain::attention_heatmap(c, explain::scale_of(k)).to_device(tch::Device::Cpu);
                 let over = explain::overlay(&gray, &heat)?;
                 let png = args.out.join(format!("{stem}_est{k}.png"));
                 save_png(&over, &png)?;
@@ -105,9 +120,11 @@ pub fn run(args: Args) -> Result<()> {
                 written.push(png);
             }
         } else {
-            let heat = explain::gradcam(&model.net, &x, args.gradcam_block)?.to_device(tch::Device::Cpu);
+            let heat =
+                explain::gradcam(&model.net, &x, args.gradcam_block)?.to_device(tch::Device::Cpu);
             let npy = args.out.join(format!("{stem}_gradcam.npy"));
-            heat.write_npy(&npy).with_context(|| format!("writing {}", npy.display()))?;
+            heat.write_npy(&npy)
+                .with_context(|| format!("writing {}", npy.display()))?;
             let over = explain::overlay(&gray, &heat)?;
             let png = args.out.join(format!("{stem}_gradcam.png"));
             save_png(&over, &png)?;
@@ -119,8 +136,17 @@ pub fn run(args: Args) -> Result<()> {
         println!(
             "{}: P(FL) {prob:.4}; {} -> {}",
             path.display(),
-            if arch == Arch::Attention { "attention" } else { "Grad-CAM" },
-            written.iter().chain([&panel]).map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+            if arch == Arch::Attention {
+                "attention"
+            } else {
+                "Grad-CAM"
+            },
+            written
+                .iter()
+                .chain([&panel])
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
     Ok(())

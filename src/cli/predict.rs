@@ -47,10 +47,15 @@ struct Prediction {
 pub fn run(args: Args) -> Result<()> {
     let device = flarecast::device::parse_device(&args.device)?;
     let mut model = fmodel::load_model(&args.model, device)?;
-    model.net.set_compute(Compute::for_device(device, args.precision));
+    model
+        .net
+        .set_compute(Compute::for_device(device, args.precision));
     let im_size = args.im_size.unwrap_or(model.meta.im_size as u32);
     if (im_size as i64) < fmodel::MIN_IM_SIZE {
-        bail!("--im-size {im_size} is below the network's minimum of {}", fmodel::MIN_IM_SIZE);
+        bail!(
+            "--im-size {im_size} is below the network's minimum of {}",
+            fmodel::MIN_IM_SIZE
+        );
     }
     // Read every input first: a bad file fails the run before any output.
     let mut instances: Vec<(String, usize, Tensor)> = Vec::new();
@@ -66,10 +71,19 @@ pub fn run(args: Args) -> Result<()> {
         // A batch holds consecutive instances of one shape.
         let shape = instances[start].2.size();
         let mut end = start + 1;
-        while end < instances.len() && end - start < args.batch_size.max(1) && instances[end].2.size() == shape {
+        while end < instances.len()
+            && end - start < args.batch_size.max(1)
+            && instances[end].2.size() == shape
+        {
             end += 1;
         }
-        let batch = Tensor::stack(&instances[start..end].iter().map(|i| &i.2).collect::<Vec<_>>(), 0);
+        let batch = Tensor::stack(
+            &instances[start..end]
+                .iter()
+                .map(|i| &i.2)
+                .collect::<Vec<_>>(),
+            0,
+        );
         fmodel::check_input(&batch).map_err(|e| anyhow::anyhow!("{}: {e}", instances[start].0))?;
         let out = tch::no_grad(|| model.net.forward_t(&batch.to_device(device), false));
         let logits = Vec::<f64>::try_from(out.logits.to_kind(Kind::Double).flatten(0, -1))?;
@@ -94,11 +108,23 @@ pub fn run(args: Args) -> Result<()> {
             println!("{line}");
         }
     } else {
-        println!("model: {} ({arch}), device {}, threshold {}", args.model.display(), flarecast::device::device_name(device), args.threshold);
+        println!(
+            "model: {} ({arch}), device {}, threshold {}",
+            args.model.display(),
+            flarecast::device::device_name(device),
+            args.threshold
+        );
         println!("{:>8}  {:>8}  {:<8}  input", "P(FL)", "forecast", "index");
         for p in &preds {
-            let fc = if p.flare_prob >= args.threshold { "FL" } else { "NF" };
-            println!("{:>8.4}  {:>8}  {:<8}  {}", p.flare_prob, fc, p.index, p.input);
+            let fc = if p.flare_prob >= args.threshold {
+                "FL"
+            } else {
+                "NF"
+            };
+            println!(
+                "{:>8.4}  {:>8}  {:<8}  {}",
+                p.flare_prob, fc, p.index, p.input
+            );
         }
     }
     Ok(())
@@ -180,7 +206,9 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             "bench model: device {device_name}, {threads} threads, batch {} at {}x{}, {} timed iterations",
             cfg.batch_size, cfg.im_size, cfg.im_size, cfg.iters
         );
-        println!("baseline: reference PyTorch 2.13 eager f32 on a 2-core AMD EPYC (SPEC section 8)");
+        println!(
+            "baseline: reference PyTorch 2.13 eager f32 on a 2-core AMD EPYC (SPEC section 8)"
+        );
         println!(
             "{:<13} {:<5} {:<10} {:>6} {:>10} {:>10} {:>7}",
             "arch", "prec", "mode", "ch-last", "images/s", "reference", "ratio"

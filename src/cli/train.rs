@@ -123,7 +123,9 @@ pub fn run(args: Args) -> Result<()> {
         out: args.out.clone(),
         devices: flarecast::device::parse_devices(&args.devices)?,
         precision: args.precision,
-        workers: args.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        workers: args
+            .workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
         cache: args.cache,
         seed: args.seed,
         init_weights: args.init_weights.clone(),
@@ -165,7 +167,10 @@ pub fn run(args: Args) -> Result<()> {
             summary.val_positive
         );
         if !summary.skipped_images.is_empty() {
-            println!("skipped {} unreadable images:", summary.skipped_images.len());
+            println!(
+                "skipped {} unreadable images:",
+                summary.skipped_images.len()
+            );
             for s in &summary.skipped_images {
                 println!("  {s}");
             }
@@ -226,7 +231,9 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     let jpg = match args.jpg {
         Some(p) => p,
         None => {
-            let root = std::env::var_os("FLARECAST_REALDATA").map(PathBuf::from).unwrap_or_else(|| "../shared/realdata".into());
+            let root = std::env::var_os("FLARECAST_REALDATA")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| "../shared/realdata".into());
             root.join("images/derived/HMI.m2022.08.02_10.47.53.jpg")
         }
     };
@@ -235,12 +242,16 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         batch_size: args.batch_size,
         im_size: args.im_size,
         batches: args.batches,
-        workers: args.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        workers: args
+            .workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
         cache: args.cache,
         archs,
         precisions: args.precision,
     };
-    let tmp = tempfile::Builder::new().prefix("flarecast-bench-train").tempdir()?;
+    let tmp = tempfile::Builder::new()
+        .prefix("flarecast-bench-train")
+        .tempdir()?;
     let dir = tmp.path().to_path_buf();
     let samples = tbench::make_dataset(&jpg, &dir, cfg.batch_size * (cfg.batches + 1))?;
     let json = args.json;
@@ -255,7 +266,10 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             cfg.cache,
             jpg.display()
         );
-        println!("{:<13} {:<5} {:>12} {:>12} {:>12} {:>12}", "arch", "prec", "loader img/s", "model img/s", "e2e img/s", "loader cost");
+        println!(
+            "{:<13} {:<5} {:>12} {:>12} {:>12} {:>12}",
+            "arch", "prec", "loader img/s", "model img/s", "e2e img/s", "loader cost"
+        );
     }
     let rows = tbench::run(&cfg, &dir, samples, |r| {
         if !json {
@@ -271,7 +285,10 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         }
     })?;
     if json {
-        println!("{}", serde_json::json!({ "device": flarecast::device::device_name(device), "rows": rows }));
+        println!(
+            "{}",
+            serde_json::json!({ "device": flarecast::device::device_name(device), "rows": rows })
+        );
     }
     Ok(())
 }

@@ -9,11 +9,17 @@ pub fn long() -> String {
         libtorch_version(),
         if cuda { "available" } else { "not available" },
         tch::Cuda::device_count(),
-        if tch::Cuda::cudnn_is_available() { "available" } else { "not available" },
+        if tch::Cuda::cudnn_is_available() {
+            "available"
+        } else {
+            "not available"
+        },
     )
 }
 
 fn libtorch_version() -> String {
     // The version of the libtorch the binary was linked against, recorded at build time.
-    option_env!("FLARECAST_LIBTORCH_VERSION").unwrap_or("unknown").to_string()
+    option_env!("FLARECAST_LIBTORCH_VERSION")
+        .unwrap_or("unknown")
+        .to_string()
 }

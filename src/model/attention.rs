@@ -44,8 +44,12 @@ impl Estimators {
     ) -> (Tensor, [Tensor; 3]) {
         let gv = g.flatten(1, -1); // [N, 512]
         let proj = self.projector.flatten(1, -1).to_kind(kind); // [512, 256]
-        let w: Vec<Tensor> = self.ops.iter().map(|o| o.flatten(1, -1).to_kind(kind)).collect(); // [1, 512]
-        // Estimator 1 in l1's 256 channels: the compatibility weight folded through P.
+        let w: Vec<Tensor> = self
+            .ops
+            .iter()
+            .map(|o| o.flatten(1, -1).to_kind(kind))
+            .collect(); // [1, 512]
+                        // Estimator 1 in l1's 256 channels: the compatibility weight folded through P.
         let w1_l1 = w[0].matmul(&proj); // [1, 256]
         let (c1, s1) = Self::attend(l1, &w1_l1, &gv.matmul(&w[0].tr()));
         let g1 = s1.matmul(&proj.tr()); // [N, 512]
@@ -59,7 +63,7 @@ impl Estimators {
         let (n, _c, h, wd) = l.size4().expect("4-d feature map");
         let lf = l.flatten(2, -1); // [N, C, HW]
         let c = w.matmul(&lf) + bias.unsqueeze(-1); // [N, 1, HW]
-        // Softmax in f32 even under bf16: the maps are 4096 positions wide.
+                                                    // Softmax in f32 even under bf16: the maps are 4096 positions wide.
         let a = c.softmax(-1, Kind::Float).to_kind(lf.kind());
         let pooled = lf.matmul(&a.transpose(1, 2)).squeeze_dim(-1); // [N, C]
         (c.view([n, 1, h, wd]), pooled)
@@ -74,12 +78,20 @@ impl Estimators {
         g: &Tensor,
         kind: Kind,
     ) -> (Tensor, [Tensor; 3]) {
-        let conv = |x: &Tensor, w: &Tensor| x.conv2d(&w.to_kind(kind), None::<Tensor>, [1, 1], [0, 0], [1, 1], 1);
+        let conv = |x: &Tensor, w: &Tensor| {
+            x.conv2d(&w.to_kind(kind), None::<Tensor>, [1, 1], [0, 0], [1, 1], 1)
+        };
         let block = |l: &Tensor, w: &Tensor| {
             let (n, c, h, wd) = l.size4().expect("4-d feature map");
             let comp = conv(&(l + g), w);
-            let a = comp.view([n, 1, -1]).softmax(2, Kind::Float).to_kind(kind).view([n, 1, h, wd]);
-            let pooled = (a.expand_as(l) * l).view([n, c, -1]).sum_dim_intlist(2, false, None);
+            let a = comp
+                .view([n, 1, -1])
+                .softmax(2, Kind::Float)
+                .to_kind(kind)
+                .view([n, 1, h, wd]);
+            let pooled = (a.expand_as(l) * l)
+                .view([n, c, -1])
+                .sum_dim_intlist(2, false, None);
             (comp.view([n, 1, h, wd]), pooled)
         };
         let (c1, g1) = block(&conv(l1, &self.projector), &self.ops[0]);

@@ -91,9 +91,18 @@ pub fn measure(cfg: &BenchConfig, arch: Arch, compute: Compute, mode: Mode) -> R
     let vs = nn::VarStore::new(cfg.device);
     let mut net = AttnNet::new(&vs.root(), arch, InitScheme::default());
     net.set_compute(compute);
-    let x = Tensor::rand([cfg.batch_size, 1, cfg.im_size, cfg.im_size], (Kind::Float, cfg.device));
+    let x = Tensor::rand(
+        [cfg.batch_size, 1, cfg.im_size, cfg.im_size],
+        (Kind::Float, cfg.device),
+    );
     let y = Tensor::randint(2, [cfg.batch_size], (Kind::Int64, cfg.device));
-    let mut opt = nn::Sgd { momentum: 0.0, dampening: 0.0, wd: 0.5, nesterov: false }.build(&vs, 1e-3)?;
+    let mut opt = nn::Sgd {
+        momentum: 0.0,
+        dampening: 0.0,
+        wd: 0.5,
+        nesterov: false,
+    }
+    .build(&vs, 1e-3)?;
     let mut step = || match mode {
         Mode::Inference => {
             let out = tch::no_grad(|| net.forward_t(&x, false));

@@ -87,21 +87,47 @@ struct Conv {
 }
 
 impl Conv {
-    fn new(p: nn::Path, cin: i64, cout: i64, k: i64, stride: i64, padding: i64, init: InitScheme) -> Self {
+    fn new(
+        p: nn::Path,
+        cin: i64,
+        cout: i64,
+        k: i64,
+        stride: i64,
+        padding: i64,
+        init: InitScheme,
+    ) -> Self {
         let c = nn::conv2d(
             p,
             cin,
             cout,
             k,
-            nn::ConvConfig { stride, padding, ws_init: conv_init(init), bs_init: Init::Const(0.0), ..Default::default() },
+            nn::ConvConfig {
+                stride,
+                padding,
+                ws_init: conv_init(init),
+                bs_init: Init::Const(0.0),
+                ..Default::default()
+            },
         );
-        Conv { ws: c.ws, bs: c.bs, stride, padding }
+        Conv {
+            ws: c.ws,
+            bs: c.bs,
+            stride,
+            padding,
+        }
     }
 
     fn forward(&self, xs: &Tensor, compute: Compute) -> Tensor {
         let ws = compute.weight(&self.ws);
         let bs = self.bs.as_ref().map(|b| compute.cast(b));
-        xs.conv2d(&ws, bs.as_ref(), [self.stride; 2], [self.padding; 2], [1, 1], 1)
+        xs.conv2d(
+            &ws,
+            bs.as_ref(),
+            [self.stride; 2],
+            [self.padding; 2],
+            [1, 1],
+            1,
+        )
     }
 }
 
@@ -115,7 +141,10 @@ pub struct Compute {
 
 impl Default for Compute {
     fn default() -> Self {
-        Compute { kind: Kind::Float, channels_last: false }
+        Compute {
+            kind: Kind::Float,
+            channels_last: false,
+        }
     }
 }
 
@@ -166,7 +195,10 @@ impl BatchNorm {
     fn new(p: nn::Path, c: i64, init: InitScheme) -> Self {
         let ws = match init {
             InitScheme::KaimingUniform => Init::Uniform { lo: 0.0, up: 1.0 },
-            InitScheme::KaimingNormal => Init::Randn { mean: 0.0, stdev: 0.01 },
+            InitScheme::KaimingNormal => Init::Randn {
+                mean: 0.0,
+                stdev: 0.01,
+            },
         };
         BatchNorm {
             weight: p.var("weight", &[c], ws),
@@ -206,12 +238,27 @@ fn conv_init(init: InitScheme) -> Init {
         InitScheme::KaimingUniform => nn::init::NormalOrUniform::Uniform,
         InitScheme::KaimingNormal => nn::init::NormalOrUniform::Normal,
     };
-    Init::Kaiming { dist, fan: nn::init::FanInOut::FanIn, non_linearity: nn::init::NonLinearity::ReLU }
+    Init::Kaiming {
+        dist,
+        fan: nn::init::FanInOut::FanIn,
+        non_linearity: nn::init::NonLinearity::ReLU,
+    }
 }
 
 impl ConvBn {
-    fn new(p: nn::Path, cin: i64, cout: i64, k: i64, stride: i64, padding: i64, init: InitScheme) -> Self {
-        ConvBn { conv: Conv::new(&p / "0", cin, cout, k, stride, padding, init), bn: BatchNorm::new(&p / "1", cout, init) }
+    fn new(
+        p: nn::Path,
+        cin: i64,
+        cout: i64,
+        k: i64,
+        stride: i64,
+        padding: i64,
+        init: InitScheme,
+    ) -> Self {
+        ConvBn {
+            conv: Conv::new(&p / "0", cin, cout, k, stride, padding, init),
+            bn: BatchNorm::new(&p / "1", cout, init),
+        }
     }
 
     fn forward_t(&self, xs: &Tensor, train: bool, compute: Compute) -> Tensor {
@@ -239,7 +286,12 @@ impl ConvBn {
                 None => -&bn.running_mean * &scale + &bn.bias,
             };
             let ws = &self.conv.ws * scale.view([-1, 1, 1, 1]);
-            let folded = Conv { ws, bs: Some(bias), stride: self.conv.stride, padding: self.conv.padding };
+            let folded = Conv {
+                ws,
+                bs: Some(bias),
+                stride: self.conv.stride,
+                padding: self.conv.padding,
+            };
             folded.forward(xs, compute)
         }
     }
@@ -265,7 +317,10 @@ pub struct Output {
 impl Output {
     /// P(FL) = softmax(logits)[:, 1], as f32 [N].
     pub fn flare_prob(&self) -> Tensor {
-        self.logits.to_kind(Kind::Float).softmax(-1, Kind::Float).select(1, 1)
+        self.logits
+            .to_kind(Kind::Float)
+            .softmax(-1, Kind::Float)
+            .select(1, 1)
     }
 }
 
@@ -289,20 +344,36 @@ impl AttnNet {
             .map(|(cin, cout)| (cin, cout))
             .iter()
             .enumerate()
-            .map(|(i, &(cin, cout))| ConvBn::new(p / format!("conv_block{}", i + 1), cin, cout, 3, 1, 1, init))
+            .map(|(i, &(cin, cout))| {
+                ConvBn::new(p / format!("conv_block{}", i + 1), cin, cout, 3, 1, 1, init)
+            })
             .collect::<Vec<_>>();
         let blocks: [ConvBn; 5] = blocks.try_into().expect("five conv blocks");
         let block6 = ConvBn::new(p / "conv_block6", 512, 512, 3, 3, 0, init);
         let dense = Conv::new(p / "dense", 512, 512, 2, 2, 0, init);
-        let attn = arch.is_attention().then(|| attention::Estimators::new(p, conv_init(init)));
+        let attn = arch
+            .is_attention()
+            .then(|| attention::Estimators::new(p, conv_init(init)));
         let in_features = if arch.is_attention() { 3 * 512 } else { 512 };
         let classify = nn::linear(
             p / "classify",
             in_features,
             2,
-            nn::LinearConfig { ws_init: conv_init(init), bs_init: Some(Init::Const(0.0)), bias: true },
+            nn::LinearConfig {
+                ws_init: conv_init(init),
+                bs_init: Some(Init::Const(0.0)),
+                bias: true,
+            },
         );
-        AttnNet { arch, blocks, block6, dense, attn, classify, compute: Compute::default() }
+        AttnNet {
+            arch,
+            blocks,
+            block6,
+            dense,
+            attn,
+            classify,
+            compute: Compute::default(),
+        }
     }
 
     pub fn arch(&self) -> Arch {
@@ -359,9 +430,19 @@ impl AttnNet {
                     est.forward(&l1, &l2, &l3, &g, c.kind)
                 };
                 let maps = maps.map(|m| m.to_kind(Kind::Float));
-                Output { logits: self.classify_f32(&feats), maps: Some(maps), features, l3 }
+                Output {
+                    logits: self.classify_f32(&feats),
+                    maps: Some(maps),
+                    features,
+                    l3,
+                }
             }
-            None => Output { logits: self.classify_f32(&g.flatten(1, -1)), maps: None, features, l3 },
+            None => Output {
+                logits: self.classify_f32(&g.flatten(1, -1)),
+                maps: None,
+                features,
+                l3,
+            },
         }
     }
 }
@@ -383,7 +464,11 @@ pub fn check_input(xs: &Tensor) -> Result<()> {
         bail!("model input must be [N,1,H,W], got {s:?}");
     }
     if s[2] < MIN_IM_SIZE || s[3] < MIN_IM_SIZE {
-        bail!("model input {}x{} is smaller than the minimum {MIN_IM_SIZE}x{MIN_IM_SIZE}", s[2], s[3]);
+        bail!(
+            "model input {}x{} is smaller than the minimum {MIN_IM_SIZE}x{MIN_IM_SIZE}",
+            s[2],
+            s[3]
+        );
     }
     Ok(())
 }
@@ -428,6 +513,9 @@ impl Compute {
     /// The layout and kind that run fastest for `precision` on `device`.
     pub fn for_device(device: tch::Device, precision: Precision) -> Self {
         let _ = device;
-        Compute { kind: precision.kind(), channels_last: true }
+        Compute {
+            kind: precision.kind(),
+            channels_last: true,
+        }
     }
 }

@@ -26,7 +26,10 @@ enum Value {
     Tuple(Vec<Value>),
     Dict(Vec<(Value, Value)>),
     Global(String, String),
-    Storage { kind: Kind, key: String },
+    Storage {
+        kind: Kind,
+        key: String,
+    },
     Tensor(TensorRef),
     /// A call or object we do not interpret (kept so the structure stays intact).
     Opaque(String),
@@ -84,7 +87,12 @@ struct Unpickler<'a> {
 
 impl<'a> Unpickler<'a> {
     fn new(data: &'a [u8]) -> Self {
-        Unpickler { data, pos: 0, stack: Vec::new(), memo: HashMap::new() }
+        Unpickler {
+            data,
+            pos: 0,
+            stack: Vec::new(),
+            memo: HashMap::new(),
+        }
     }
 
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
@@ -105,14 +113,19 @@ impl<'a> Unpickler<'a> {
 
     fn line(&mut self) -> Result<String> {
         let rest = &self.data[self.pos..];
-        let n = rest.iter().position(|&b| b == b'\n').ok_or_else(|| anyhow!("unterminated pickle line"))?;
+        let n = rest
+            .iter()
+            .position(|&b| b == b'\n')
+            .ok_or_else(|| anyhow!("unterminated pickle line"))?;
         let s = String::from_utf8_lossy(&rest[..n]).into_owned();
         self.pos += n + 1;
         Ok(s)
     }
 
     fn pop(&mut self) -> Result<Value> {
-        self.stack.pop().ok_or_else(|| anyhow!("pickle stack underflow at byte {}", self.pos))
+        self.stack
+            .pop()
+            .ok_or_else(|| anyhow!("pickle stack underflow at byte {}", self.pos))
     }
 
     fn pop_mark(&mut self) -> Result<Vec<Value>> {
@@ -127,11 +140,15 @@ impl<'a> Unpickler<'a> {
     }
 
     fn top(&mut self) -> Result<&mut Value> {
-        self.stack.last_mut().ok_or_else(|| anyhow!("pickle stack empty at byte {}", self.pos))
+        self.stack
+            .last_mut()
+            .ok_or_else(|| anyhow!("pickle stack empty at byte {}", self.pos))
     }
 
     fn str_of(&mut self, n: usize) -> Result<Value> {
-        Ok(Value::Str(String::from_utf8_lossy(self.take(n)?).into_owned()))
+        Ok(Value::Str(
+            String::from_utf8_lossy(self.take(n)?).into_owned(),
+        ))
     }
 
     fn run(mut self) -> Result<Value> {
@@ -155,7 +172,11 @@ impl<'a> Unpickler<'a> {
                 }
                 0x85..=0x87 => {
                     let n = (op - 0x84) as usize;
-                    let at = self.stack.len().checked_sub(n).ok_or_else(|| anyhow!("pickle stack underflow"))?;
+                    let at = self
+                        .stack
+                        .len()
+                        .checked_sub(n)
+                        .ok_or_else(|| anyhow!("pickle stack underflow"))?;
                     let items = self.stack.split_off(at);
                     self.stack.push(Value::Tuple(items));
                 }
@@ -208,8 +229,16 @@ impl<'a> Unpickler<'a> {
                     self.memo.insert(k, v);
                 }
                 b'h' | b'j' => {
-                    let k = if op == b'h' { self.u8()? as u32 } else { self.u32()? };
-                    let v = self.memo.get(&k).cloned().ok_or_else(|| anyhow!("pickle memo {k} missing"))?;
+                    let k = if op == b'h' {
+                        self.u8()? as u32
+                    } else {
+                        self.u32()?
+                    };
+                    let v = self
+                        .memo
+                        .get(&k)
+                        .cloned()
+                        .ok_or_else(|| anyhow!("pickle memo {k} missing"))?;
                     self.stack.push(v);
                 }
                 b'J' => {
@@ -230,7 +259,11 @@ impl<'a> Unpickler<'a> {
                     if n > 8 {
                         bail!("pickle integer of {n} bytes is too large");
                     }
-                    let mut buf = if bytes.last().is_some_and(|b| b & 0x80 != 0) { [0xff; 8] } else { [0; 8] };
+                    let mut buf = if bytes.last().is_some_and(|b| b & 0x80 != 0) {
+                        [0xff; 8]
+                    } else {
+                        [0; 8]
+                    };
                     buf[..n].copy_from_slice(bytes);
                     self.stack.push(Value::Int(i64::from_le_bytes(buf)));
                 }
@@ -262,7 +295,11 @@ impl<'a> Unpickler<'a> {
                     self.stack.push(v);
                 }
                 b'B' | b'C' => {
-                    let n = if op == b'B' { self.u32()? as usize } else { self.u8()? as usize };
+                    let n = if op == b'B' {
+                        self.u32()? as usize
+                    } else {
+                        self.u8()? as usize
+                    };
                     let v = self.take(n)?.to_vec();
                     self.stack.push(Value::Bytes(v));
                 }
@@ -298,7 +335,10 @@ impl<'a> Unpickler<'a> {
                     let v = persistent_load(pid)?;
                     self.stack.push(v);
                 }
-                other => bail!("unsupported pickle opcode 0x{other:02x} at byte {}", self.pos - 1),
+                other => bail!(
+                    "unsupported pickle opcode 0x{other:02x} at byte {}",
+                    self.pos - 1
+                ),
             }
         }
     }
@@ -319,7 +359,9 @@ fn ints(v: &Value) -> Result<Vec<i64>> {
             .iter()
             .map(|x| match x {
                 Value::Int(i) => Ok(*i),
-                other => Err(anyhow!("expected an integer in a tensor shape, got {other:?}")),
+                other => Err(anyhow!(
+                    "expected an integer in a tensor shape, got {other:?}"
+                )),
             })
             .collect(),
         other => bail!("expected a tuple of integers, got {other:?}"),
@@ -337,14 +379,25 @@ fn reduce(func: Value, args: Value) -> Result<Value> {
     Ok(match (module.as_str(), name.as_str()) {
         ("collections", "OrderedDict") => Value::Dict(Vec::new()),
         ("torch._utils", "_rebuild_tensor_v2") | ("torch._utils", "_rebuild_tensor") => {
-            let (Some(Value::Storage { kind, key }), Some(Value::Int(offset)), Some(size), Some(stride)) =
-                (args.first(), args.get(1), args.get(2), args.get(3))
+            let (
+                Some(Value::Storage { kind, key }),
+                Some(Value::Int(offset)),
+                Some(size),
+                Some(stride),
+            ) = (args.first(), args.get(1), args.get(2), args.get(3))
             else {
                 bail!("malformed _rebuild_tensor_v2 arguments");
             };
-            Value::Tensor(TensorRef { kind: *kind, key: key.clone(), offset: *offset, size: ints(size)?, stride: ints(stride)? })
+            Value::Tensor(TensorRef {
+                kind: *kind,
+                key: key.clone(),
+                offset: *offset,
+                size: ints(size)?,
+                stride: ints(stride)?,
+            })
         }
-        ("torch._utils", "_rebuild_parameter") | ("torch._utils", "_rebuild_parameter_with_state") => {
+        ("torch._utils", "_rebuild_parameter")
+        | ("torch._utils", "_rebuild_parameter_with_state") => {
             args.into_iter().next().unwrap_or(Value::None)
         }
         _ => Value::Opaque(format!("{module}.{name}")),
@@ -352,11 +405,18 @@ fn reduce(func: Value, args: Value) -> Result<Value> {
 }
 
 fn persistent_load(pid: Value) -> Result<Value> {
-    let Value::Tuple(items) = pid else { bail!("unexpected persistent id {pid:?}") };
+    let Value::Tuple(items) = pid else {
+        bail!("unexpected persistent id {pid:?}")
+    };
     match items.as_slice() {
-        [Value::Str(tag), Value::Global(_, ty), Value::Str(key), _location, _numel, ..] if tag == "storage" => {
+        [Value::Str(tag), Value::Global(_, ty), Value::Str(key), _location, _numel, ..]
+            if tag == "storage" =>
+        {
             let kind = storage_kind(ty).ok_or_else(|| anyhow!("unsupported storage type {ty}"))?;
-            Ok(Value::Storage { kind, key: key.clone() })
+            Ok(Value::Storage {
+                kind,
+                key: key.clone(),
+            })
         }
         _ => bail!("unexpected persistent id {items:?}"),
     }
@@ -372,25 +432,35 @@ pub fn is_zip(bytes: &[u8]) -> bool {
 /// skipped. Tensors come back contiguous on the CPU, in file order.
 pub fn read_state_dict(path: &Path) -> Result<Vec<(String, Tensor)>> {
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    read_state_dict_from(file).with_context(|| format!("reading PyTorch checkpoint {}", path.display()))
+    read_state_dict_from(file)
+        .with_context(|| format!("reading PyTorch checkpoint {}", path.display()))
 }
 
 fn read_state_dict_from<R: Read + Seek>(reader: R) -> Result<Vec<(String, Tensor)>> {
-    let mut zip = zip::ZipArchive::new(reader).context("not a torch.save zip archive (truncated or another format)")?;
+    let mut zip = zip::ZipArchive::new(reader)
+        .context("not a torch.save zip archive (truncated or another format)")?;
     let pkl_name = (0..zip.len())
-        .filter_map(|i| zip.name_for_index(i).and_then(|r| r.ok()).map(|s| s.to_string()))
+        .filter_map(|i| {
+            zip.name_for_index(i)
+                .and_then(|r| r.ok())
+                .map(|s| s.to_string())
+        })
         .find(|n| n.ends_with("data.pkl"))
         .ok_or_else(|| anyhow!("no data.pkl inside the archive"))?;
     let prefix = pkl_name.trim_end_matches("data.pkl").to_string();
     let mut pkl = Vec::new();
-    zip.by_name(&pkl_name)?.read_to_end(&mut pkl).context("reading data.pkl")?;
+    zip.by_name(&pkl_name)?
+        .read_to_end(&mut pkl)
+        .context("reading data.pkl")?;
     let root = Unpickler::new(&pkl).run().context("decoding data.pkl")?;
     let dict = find_state_dict(&root).ok_or_else(|| {
         anyhow!("no state dict found (expected a dict of tensors, or one under 'model_state_dict' or 'state_dict')")
     })?;
     let mut out = Vec::new();
     for (k, v) in dict {
-        let (Value::Str(name), Value::Tensor(t)) = (k, v) else { continue };
+        let (Value::Str(name), Value::Tensor(t)) = (k, v) else {
+            continue;
+        };
         let mut raw = Vec::new();
         let entry = format!("{prefix}data/{}", t.key);
         zip.by_name(&entry)
@@ -400,11 +470,19 @@ fn read_state_dict_from<R: Read + Seek>(reader: R) -> Result<Vec<(String, Tensor
         let elem = t.kind.elt_size_in_bytes();
         let numel = (raw.len() / elem) as i64;
         let storage = Tensor::f_from_data_size(&raw[..numel as usize * elem], &[numel], t.kind)?;
-        let needed = t.offset + t.size.iter().zip(&t.stride).map(|(s, st)| (s - 1).max(0) * st).sum::<i64>() + 1;
+        let needed = t.offset
+            + t.size
+                .iter()
+                .zip(&t.stride)
+                .map(|(s, st)| (s - 1).max(0) * st)
+                .sum::<i64>()
+            + 1;
         if t.size.iter().all(|&s| s > 0) && needed > numel {
             bail!("tensor {name} needs {needed} elements but its storage holds {numel} (truncated file?)");
         }
-        let tensor = storage.f_as_strided(&t.size, &t.stride, Some(t.offset))?.contiguous();
+        let tensor = storage
+            .f_as_strided(&t.size, &t.stride, Some(t.offset))?
+            .contiguous();
         out.push((name.clone(), tensor));
     }
     if out.is_empty() {
@@ -419,7 +497,10 @@ fn find_state_dict(v: &Value) -> Option<&Vec<(Value, Value)>> {
         return Some(d);
     }
     for key in ["model_state_dict", "state_dict", "model"] {
-        if let Some((_, inner)) = d.iter().find(|(k, _)| matches!(k, Value::Str(s) if s == key)) {
+        if let Some((_, inner)) = d
+            .iter()
+            .find(|(k, _)| matches!(k, Value::Str(s) if s == key))
+        {
             if let Some(found) = find_state_dict(inner) {
                 return Some(found);
             }
@@ -440,7 +521,8 @@ impl Pickler {
     }
     fn global(&mut self, module: &str, name: &str) {
         self.out.push(b'c');
-        self.out.extend_from_slice(format!("{module}\n{name}\n").as_bytes());
+        self.out
+            .extend_from_slice(format!("{module}\n{name}\n").as_bytes());
     }
     fn string(&mut self, s: &str) {
         self.out.push(b'X');
@@ -474,8 +556,21 @@ impl Pickler {
 
 /// Writes `tensors` as a `torch.save` state_dict archive at `path` (atomically).
 pub fn write_state_dict(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
-    let archive = path.file_stem().and_then(|s| s.to_str()).filter(|s| !s.is_empty()).unwrap_or("archive");
-    let archive: String = archive.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
+    let archive = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .filter(|s| !s.is_empty())
+        .unwrap_or("archive");
+    let archive: String = archive
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
     let mut p = Pickler { out: vec![0x80, 2] };
     p.empty_ordered_dict();
     p.op(b'(');
@@ -512,7 +607,8 @@ pub fn write_state_dict(path: &Path, tensors: &[(String, Tensor)]) -> Result<()>
 
     let tmp = crate::model::weights::temp_path(path);
     let result = (|| -> Result<()> {
-        let file = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        let file =
+            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
         let mut zip = zip::ZipWriter::new(std::io::BufWriter::new(file));
         let opts = zip::write::SimpleFileOptions::default()
             .compression_method(zip::CompressionMethod::Stored)
@@ -534,5 +630,6 @@ pub fn write_state_dict(path: &Path, tensors: &[(String, Tensor)]) -> Result<()>
         let _ = std::fs::remove_file(&tmp);
         return Err(e.context(format!("writing {}", path.display())));
     }
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
 }

@@ -26,7 +26,11 @@ pub struct ModelMeta {
 
 impl ModelMeta {
     pub fn new(arch: Arch, im_size: i64) -> Self {
-        ModelMeta { arch, im_size, training: None }
+        ModelMeta {
+            arch,
+            im_size,
+            training: None,
+        }
     }
 }
 
@@ -42,7 +46,10 @@ pub struct LoadedModel {
 
 /// `path` with `.tmp` appended to the file name: where a file is written before the rename.
 pub fn temp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let mut name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
     name.push(format!(".tmp{}", std::process::id()));
     path.with_file_name(name)
 }
@@ -57,18 +64,27 @@ pub fn read_weights(path: &Path) -> Result<NamedTensors> {
     let (tensors, meta) = if pth::is_zip(&bytes) {
         (pth::read_state_dict(path)?, None)
     } else if looks_like_safetensors(&bytes) {
-        read_safetensors(&bytes).with_context(|| format!("reading safetensors {}", path.display()))?
+        read_safetensors(&bytes)
+            .with_context(|| format!("reading safetensors {}", path.display()))?
     } else if bytes.starts_with(&[0x80, 0x02]) || bytes.starts_with(&[0x80, 0x04]) {
         bail!(
             "{} is a legacy (pre-1.6, non-zip) PyTorch file; re-save it with a current torch.save",
             path.display()
         )
     } else {
-        bail!("{} is neither a PyTorch checkpoint (.pth zip) nor a safetensors file", path.display())
+        bail!(
+            "{} is neither a PyTorch checkpoint (.pth zip) nor a safetensors file",
+            path.display()
+        )
     };
     let tensors = tensors
         .into_iter()
-        .map(|(k, t)| (k.strip_prefix("module.").map(str::to_string).unwrap_or(k), t))
+        .map(|(k, t)| {
+            (
+                k.strip_prefix("module.").map(str::to_string).unwrap_or(k),
+                t,
+            )
+        })
         .collect();
     Ok((tensors, meta))
 }
@@ -118,7 +134,10 @@ fn read_safetensors(bytes: &[u8]) -> Result<NamedTensors> {
     let mut out = Vec::new();
     for (name, view) in st.tensors() {
         let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
-        out.push((name, Tensor::f_from_data_size(view.data(), &shape, kind_of(view.dtype())?)?));
+        out.push((
+            name,
+            Tensor::f_from_data_size(view.data(), &shape, kind_of(view.dtype())?)?,
+        ));
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
     Ok((out, meta))
@@ -147,7 +166,11 @@ impl View for &RawTensor {
 }
 
 /// Writes named tensors as safetensors with flarecast's metadata, atomically.
-pub fn write_safetensors(path: &Path, tensors: &[(String, Tensor)], meta: &ModelMeta) -> Result<()> {
+pub fn write_safetensors(
+    path: &Path,
+    tensors: &[(String, Tensor)],
+    meta: &ModelMeta,
+) -> Result<()> {
     let mut raws = Vec::with_capacity(tensors.len());
     for (name, t) in tensors {
         let t = t.to_device(Device::Cpu).contiguous();
@@ -155,18 +178,28 @@ pub fn write_safetensors(path: &Path, tensors: &[(String, Tensor)], meta: &Model
         let mut data = vec![0u8; numel * t.kind().elt_size_in_bytes()];
         t.f_copy_data_u8(&mut data, numel)?;
         let shape = t.size().iter().map(|&d| d as usize).collect();
-        raws.push((name.clone(), RawTensor { dtype: dtype_of(t.kind())?, shape, data }));
+        raws.push((
+            name.clone(),
+            RawTensor {
+                dtype: dtype_of(t.kind())?,
+                shape,
+                data,
+            },
+        ));
     }
     let info = HashMap::from([(META_KEY.to_string(), serde_json::to_string(meta)?)]);
     let tmp = temp_path(path);
     safetensors::serialize_to_file(raws.iter().map(|(n, r)| (n.as_str(), r)), Some(info), &tmp)
         .map_err(|e| anyhow!("writing {}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
 }
 
 /// Which network a set of keys belongs to.
 pub fn detect_arch(names: &BTreeSet<&str>) -> Result<Arch> {
-    let has_attention = names.iter().any(|n| n.starts_with("attn") || n.starts_with("projector1"));
+    let has_attention = names
+        .iter()
+        .any(|n| n.starts_with("attn") || n.starts_with("projector1"));
     if !names.contains("classify.weight") || !names.contains("conv_block1.0.weight") {
         bail!(
             "not a flarecast/AttnNet checkpoint: expected keys like conv_block1.0.weight and classify.weight, found {}",
@@ -204,7 +237,11 @@ pub fn assign(vs: &mut nn::VarStore, tensors: &[(String, Tensor)], what: &str) -
         for (name, src) in tensors {
             let dst = vars.get_mut(name).expect("checked above");
             if dst.size() != src.size() {
-                bail!("{what}: {name} has shape {:?}, the network expects {:?}", src.size(), dst.size());
+                bail!(
+                    "{what}: {name} has shape {:?}, the network expects {:?}",
+                    src.size(),
+                    dst.size()
+                );
             }
             dst.f_copy_(&src.to_kind(dst.kind()))?;
         }
@@ -219,7 +256,12 @@ pub fn load_model(path: &Path, device: Device) -> Result<LoadedModel> {
     let arch = detect_arch(&names).with_context(|| format!("{}", path.display()))?;
     if let Some(m) = &meta {
         if m.arch != arch {
-            bail!("{}: metadata says {:?} but the keys are those of {:?}", path.display(), m.arch, arch);
+            bail!(
+                "{}: metadata says {:?} but the keys are those of {:?}",
+                path.display(),
+                m.arch,
+                arch
+            );
         }
     }
     let mut vs = nn::VarStore::new(device);

@@ -53,12 +53,20 @@ pub fn make_dataset(jpg: &Path, dir: &Path, n: usize) -> Result<Vec<Sample>> {
             std::fs::create_dir_all(parent)?;
         }
         std::fs::write(&path, &bytes)?;
-        samples.push(Sample { label: rel, target: (i % 2) as i64 });
+        samples.push(Sample {
+            label: rel,
+            target: (i % 2) as i64,
+        });
     }
     Ok(samples)
 }
 
-pub fn run(cfg: &TrainBenchConfig, images: &Path, samples: Vec<Sample>, mut report: impl FnMut(&TrainBenchRow)) -> Result<Vec<TrainBenchRow>> {
+pub fn run(
+    cfg: &TrainBenchConfig,
+    images: &Path,
+    samples: Vec<Sample>,
+    mut report: impl FnMut(&TrainBenchRow),
+) -> Result<Vec<TrainBenchRow>> {
     if cfg.batches == 0 {
         bail!("--batches must be at least 1");
     }
@@ -76,10 +84,21 @@ pub fn run(cfg: &TrainBenchConfig, images: &Path, samples: Vec<Sample>, mut repo
         for &precision in &cfg.precisions {
             let compute = Compute::for_device(cfg.device, precision);
             let mut replicas = Replicas::new(&[cfg.device], arch, InitScheme::default(), compute)?;
-            let sgd = nn::Sgd { momentum: 0.0, dampening: 0.0, wd: 0.5, nesterov: false };
+            let sgd = nn::Sgd {
+                momentum: 0.0,
+                dampening: 0.0,
+                wd: 0.5,
+                nesterov: false,
+            };
             let mut opt = sgd.build(&replicas.master().vs, 1e-3)?;
-            let first = loader.batches(&plan.items, 0)?.next().context("no batch")??;
-            let (x, y) = (first.images.to_device(cfg.device), first.targets.to_device(cfg.device));
+            let first = loader
+                .batches(&plan.items, 0)?
+                .next()
+                .context("no batch")??;
+            let (x, y) = (
+                first.images.to_device(cfg.device),
+                first.targets.to_device(cfg.device),
+            );
             let mut step = |x: &tch::Tensor, y: &tch::Tensor| -> Result<()> {
                 opt.zero_grad();
                 replicas.forward_backward(x, y)?;
@@ -101,7 +120,10 @@ pub fn run(cfg: &TrainBenchConfig, images: &Path, samples: Vec<Sample>, mut repo
             while done < cfg.batches * cfg.batch_size {
                 for batch in loader.batches(&plan.items, epoch)? {
                     let batch = batch?;
-                    step(&batch.images.to_device(cfg.device), &batch.targets.to_device(cfg.device))?;
+                    step(
+                        &batch.images.to_device(cfg.device),
+                        &batch.targets.to_device(cfg.device),
+                    )?;
                     done += batch.names.len();
                     if done >= cfg.batches * cfg.batch_size {
                         break;

@@ -22,7 +22,10 @@ pub struct RunPaths {
 
 impl RunPaths {
     pub fn new(cfg: &TrainConfig) -> Self {
-        RunPaths { dir: cfg.out.join(cfg.arch.dir_name()), stem: format!("fold{}", cfg.fold) }
+        RunPaths {
+            dir: cfg.out.join(cfg.arch.dir_name()),
+            stem: format!("fold{}", cfg.fold),
+        }
     }
 
     pub fn file(&self, what: &str) -> PathBuf {
@@ -62,9 +65,21 @@ pub struct TrainingInfo {
     pub resume: Option<ResumeState>,
 }
 
-pub fn save(path: &Path, vs: &nn::VarStore, cfg: &TrainConfig, resume: Option<ResumeState>) -> Result<()> {
-    let info = TrainingInfo { config: cfg.to_json(), resume };
-    let meta = ModelMeta { arch: cfg.arch, im_size: cfg.im_size as i64, training: Some(serde_json::to_value(info)?) };
+pub fn save(
+    path: &Path,
+    vs: &nn::VarStore,
+    cfg: &TrainConfig,
+    resume: Option<ResumeState>,
+) -> Result<()> {
+    let info = TrainingInfo {
+        config: cfg.to_json(),
+        resume,
+    };
+    let meta = ModelMeta {
+        arch: cfg.arch,
+        im_size: cfg.im_size as i64,
+        training: Some(serde_json::to_value(info)?),
+    };
     weights::save_model(path, vs, &meta)
 }
 
@@ -75,7 +90,9 @@ pub fn load_last(path: &Path, vs: &mut nn::VarStore, cfg: &TrainConfig) -> Resul
     let meta = meta.with_context(|| format!("{} has no flarecast metadata", path.display()))?;
     let info: TrainingInfo = serde_json::from_value(meta.training.clone().unwrap_or_default())
         .with_context(|| format!("{}: no training state", path.display()))?;
-    let state = info.resume.with_context(|| format!("{}: no resumable state", path.display()))?;
+    let state = info
+        .resume
+        .with_context(|| format!("{}: no resumable state", path.display()))?;
     let now = cfg.to_json();
     for key in TrainConfig::RESULT_KEYS {
         if info.config.get(key) != now.get(key) {

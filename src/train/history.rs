@@ -50,7 +50,8 @@ pub fn write(dir: &Path, stem: &str, records: &[EpochRecord]) -> Result<()> {
     let csv_path = dir.join(format!("{stem}.csv"));
     let tmp = crate::model::weights::temp_path(&csv_path);
     {
-        let mut w = csv::Writer::from_path(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
+        let mut w =
+            csv::Writer::from_path(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
         for r in records {
             w.serialize(r)?;
         }
@@ -59,7 +60,9 @@ pub fn write(dir: &Path, stem: &str, records: &[EpochRecord]) -> Result<()> {
     std::fs::rename(&tmp, &csv_path).with_context(|| format!("writing {}", csv_path.display()))?;
     let json_path = dir.join(format!("{stem}.json"));
     let tmp = crate::model::weights::temp_path(&json_path);
-    std::fs::write(&tmp, serde_json::to_string_pretty(records)?).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, &json_path).with_context(|| format!("writing {}", json_path.display()))?;
+    std::fs::write(&tmp, serde_json::to_string_pretty(records)?)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &json_path)
+        .with_context(|| format!("writing {}", json_path.display()))?;
     Ok(())
 }

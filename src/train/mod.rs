@@ -131,9 +131,9 @@ pub type EpochCallback<'a> = dyn FnMut(&EpochRecord, usize) + 'a;
 
 fn progress_bar(len: u64, epoch: usize, epochs: usize) -> ProgressBar {
     let pb = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
-    if let Ok(style) =
-        ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} batches {msg} ({elapsed}<{eta})")
-    {
+    if let Ok(style) = ProgressStyle::with_template(
+        "epoch {prefix} [{bar:30}] {pos}/{len} batches {msg} ({elapsed}<{eta})",
+    ) {
         pb.set_style(style.progress_chars("=> "));
     }
     pb.set_prefix(format!("{epoch}/{epochs}"));
@@ -147,6 +147,16 @@ pub fn train(cfg: &TrainConfig, on_epoch: &mut EpochCallback) -> Result<TrainSum
     }
     if cfg.epochs == 0 {
         bail!("--epochs must be at least 1");
+    }
+    if (cfg.im_size as i64) < crate::model::MIN_IM_SIZE {
+        bail!(
+            "--im-size {} is below the network's minimum of {}",
+            cfg.im_size,
+            crate::model::MIN_IM_SIZE
+        );
+    }
+    if cfg.batch_size == 0 {
+        bail!("--batch-size must be at least 1");
     }
     let dev0 = cfg.devices[0];
     if cfg.devices.iter().any(|d| d.is_cuda()) {
@@ -165,7 +175,11 @@ pub fn train(cfg: &TrainConfig, on_epoch: &mut EpochCallback) -> Result<TrainSum
     lcfg.skip_bad_images = cfg.skip_bad_images;
     lcfg.device = dev0;
     let train_loader = Loader::new(lcfg.clone(), train_samples).context("training split")?;
-    let val_cfg = LoaderConfig { shuffle: false, augment: false, ..lcfg };
+    let val_cfg = LoaderConfig {
+        shuffle: false,
+        augment: false,
+        ..lcfg
+    };
     let val_loader = Loader::new(val_cfg, val_samples).context("validation split")?;
     let train_targets = train_loader.targets();
     let plan = data::balance(&train_targets, cfg.seed)
@@ -177,11 +191,22 @@ pub fn train(cfg: &TrainConfig, on_epoch: &mut EpochCallback) -> Result<TrainSum
     let mut replicas = Replicas::new(&cfg.devices, cfg.arch, InitScheme::default(), compute)?;
     if let Some(init) = &cfg.init_weights {
         let (tensors, _) = weights::read_weights(init)?;
-        weights::assign(&mut replicas.master_mut().vs, &tensors, &init.display().to_string())?;
+        weights::assign(
+            &mut replicas.master_mut().vs,
+            &tensors,
+            &init.display().to_string(),
+        )?;
     }
     let paths = RunPaths::new(cfg);
-    std::fs::create_dir_all(&paths.dir).with_context(|| format!("creating {}", paths.dir.display()))?;
-    let mut state = ResumeState { epoch: 0, best_tss: f64::NEG_INFINITY, best_hss2: f64::NEG_INFINITY, best_epoch: None, history: vec![] };
+    std::fs::create_dir_all(&paths.dir)
+        .with_context(|| format!("creating {}", paths.dir.display()))?;
+    let mut state = ResumeState {
+        epoch: 0,
+        best_tss: f64::NEG_INFINITY,
+        best_hss2: f64::NEG_INFINITY,
+        best_epoch: None,
+        history: vec![],
+    };
     if cfg.resume {
         let last = paths.last();
         if last.exists() {
@@ -193,7 +218,12 @@ pub fn train(cfg: &TrainConfig, on_epoch: &mut EpochCallback) -> Result<TrainSum
     replicas.broadcast()?;
     let resumed_from = state.epoch;
 
-    let sgd = nn::Sgd { momentum: 0.0, dampening: 0.0, wd: cfg.weight_decay, nesterov: false };
+    let sgd = nn::Sgd {
+        momentum: 0.0,
+        dampening: 0.0,
+        wd: cfg.weight_decay,
+        nesterov: false,
+    };
     let mut opt = sgd.build(&replicas.master().vs, cfg.lr)?;
 
     for epoch in state.epoch + 1..=cfg.epochs {
@@ -224,7 +254,11 @@ pub fn train(cfg: &TrainConfig, on_epoch: &mut EpochCallback) -> Result<TrainSum
             seen += b;
             add_argmax(&mut train_conf, &out.logits, &batch.targets);
             let secs = started.elapsed().as_secs_f64();
-            pb.set_message(format!("loss {:.4} {:.1} img/s", loss_sum / seen as f64, seen as f64 / secs));
+            pb.set_message(format!(
+                "loss {:.4} {:.1} img/s",
+                loss_sum / seen as f64,
+                seen as f64 / secs
+            ));
             pb.inc(1);
         }
         pb.finish_and_clear();
@@ -304,7 +338,8 @@ pub fn train(cfg: &TrainConfig, on_epoch: &mut EpochCallback) -> Result<TrainSum
 
 /// Counts argmax predictions against 0/1 targets.
 fn add_argmax(conf: &mut Confusion, logits: &Tensor, targets: &Tensor) {
-    let pred = Vec::<i64>::try_from(logits.argmax(1, false).to_device(Device::Cpu)).unwrap_or_default();
+    let pred =
+        Vec::<i64>::try_from(logits.argmax(1, false).to_device(Device::Cpu)).unwrap_or_default();
     let tgt = Vec::<i64>::try_from(targets.to_device(Device::Cpu)).unwrap_or_default();
     for (p, t) in pred.iter().zip(&tgt) {
         conf.add(*p == 1, *t == 1);
@@ -312,13 +347,21 @@ fn add_argmax(conf: &mut Confusion, logits: &Tensor, targets: &Tensor) {
 }
 
 /// Mean cross-entropy and confusion of the validation split in eval mode (on replica 0).
-fn validate(replicas: &Replicas, loader: &Loader, items: &[data::Item]) -> Result<(f64, Confusion)> {
+fn validate(
+    replicas: &Replicas,
+    loader: &Loader,
+    items: &[data::Item],
+) -> Result<(f64, Confusion)> {
     let r = replicas.master();
     let mut conf = Confusion::default();
     let (mut loss, mut n) = (0.0, 0usize);
     for batch in loader.batches(items, 0)? {
         let batch = batch?;
-        let logits = tch::no_grad(|| r.net.forward_t(&batch.images.to_device(r.device()), false).logits);
+        let logits = tch::no_grad(|| {
+            r.net
+                .forward_t(&batch.images.to_device(r.device()), false)
+                .logits
+        });
         let targets = batch.targets.to_device(r.device());
         loss += parallel::summed_loss(&logits, &targets);
         n += batch.names.len();

@@ -45,7 +45,10 @@ impl Replicas {
         if devices.is_empty() {
             bail!("no device to train on");
         }
-        let replicas = devices.iter().map(|&d| Replica::new(d, arch, init, compute)).collect();
+        let replicas = devices
+            .iter()
+            .map(|&d| Replica::new(d, arch, init, compute))
+            .collect();
         let r = Replicas { replicas };
         r.broadcast()?;
         Ok(r)
@@ -69,7 +72,9 @@ impl Replicas {
             for r in &self.replicas[1..] {
                 let mut dst = r.vs.variables();
                 for (name, t) in &src {
-                    let d = dst.get_mut(name).context("replicas differ in their variables")?;
+                    let d = dst
+                        .get_mut(name)
+                        .context("replicas differ in their variables")?;
                     d.f_copy_(&t.to_device(d.device()))?;
                 }
             }
@@ -86,9 +91,14 @@ impl Replicas {
         if n <= 1 {
             let r = &self.replicas[0];
             let out = r.net.forward_t(&images.to_device(r.device()), true);
-            let loss = out.logits.cross_entropy_for_logits(&targets.to_device(r.device()));
+            let loss = out
+                .logits
+                .cross_entropy_for_logits(&targets.to_device(r.device()));
             loss.backward();
-            return Ok(StepOutput { loss: loss.double_value(&[]), logits: out.logits.detach() });
+            return Ok(StepOutput {
+                loss: loss.double_value(&[]),
+                logits: out.logits.detach(),
+            });
         }
         // Shards of (nearly) equal size, as torch.chunk / DataParallel's scatter.
         let image_shards = images.chunk(n as i64, 0);
@@ -103,16 +113,25 @@ impl Replicas {
                         let out = r.net.forward_t(&x.to_device(dev), true);
                         // Sum over the shard / whole batch: the shards' gradients add up
                         // to the gradient of the batch mean.
-                        let loss = out
-                            .logits
-                            .cross_entropy_loss::<Tensor>(&y.to_device(dev), None, tch::Reduction::Sum, -100, 0.0)
-                            / batch as f64;
+                        let loss = out.logits.cross_entropy_loss::<Tensor>(
+                            &y.to_device(dev),
+                            None,
+                            tch::Reduction::Sum,
+                            -100,
+                            0.0,
+                        ) / batch as f64;
                         loss.backward();
                         Ok((loss.double_value(&[]), out.logits.detach()))
                     })
                 })
                 .collect();
-            handles.into_iter().map(|h| h.join().unwrap_or_else(|_| bail!("a replica thread panicked"))).collect()
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| bail!("a replica thread panicked"))
+                })
+                .collect()
         });
         let mut loss = 0.0;
         let mut logits = Vec::new();
@@ -123,7 +142,10 @@ impl Replicas {
             logits.push(lg.to_device(dev0));
         }
         self.reduce_gradients()?;
-        Ok(StepOutput { loss, logits: Tensor::cat(&logits, 0) })
+        Ok(StepOutput {
+            loss,
+            logits: Tensor::cat(&logits, 0),
+        })
     }
 
     /// Adds every replica's gradients into replica 0's.
@@ -139,7 +161,9 @@ impl Replicas {
                     if !g.defined() {
                         continue;
                     }
-                    let m = master.get(&name).context("replicas differ in their variables")?;
+                    let m = master
+                        .get(&name)
+                        .context("replicas differ in their variables")?;
                     let mut mg = m.grad();
                     if mg.defined() {
                         let _ = mg.f_add_(&g.to_device(m.device()))?;
