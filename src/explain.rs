@@ -59,9 +59,13 @@ pub fn normalise(t: &Tensor) -> Tensor {
 /// normalised, so the map still ranks positions instead of going blank.
 pub fn gradcam(net: &AttnNet, input: &Tensor, block: usize) -> Result<Tensor> {
     let (_, _, h, w) = input.size4()?;
-    let out = net.forward_t(input, false);
+    // The reference path keeps conv_block5's full-resolution output.
+    let out = net.forward_reference(input, false);
     let feats = match block {
-        5 => &out.l3,
+        5 => out
+            .l3
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("conv_block5 output missing"))?,
         6 => &out.features,
         other => bail!("Grad-CAM block must be 5 or 6, got {other}"),
     };

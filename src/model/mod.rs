@@ -297,6 +297,17 @@ impl ConvBn {
     }
 }
 
+/// The reference needs g to be 1x1 (inputs 192..383). Larger inputs leave a spatial grid
+/// after the dense layer: average it, which is the identity where the reference works.
+fn global(g: Tensor) -> Tensor {
+    let s = g.size();
+    if s[2] != 1 || s[3] != 1 {
+        g.adaptive_avg_pool2d([1, 1])
+    } else {
+        g
+    }
+}
+
 fn max_pool2(t: &Tensor) -> Tensor {
     t.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false)
 }
@@ -310,8 +321,9 @@ pub struct Output {
     pub maps: Option<[Tensor; 3]>,
     /// The last convolution block's output (conv_block6, 2x2 at 256), for Grad-CAM.
     pub features: Tensor,
-    /// conv_block5's output l3 (16x16 at 256), the last map fine enough for Grad-CAM.
-    pub l3: Tensor,
+    /// conv_block5's output l3 (16x16 at 256), the last map fine enough for Grad-CAM;
+    /// `None` on the standard CNN's fast path, which only ever needs it pooled.
+    pub l3: Option<Tensor>,
 }
 
 impl Output {
@@ -411,17 +423,25 @@ impl AttnNet {
         let pool = max_pool2;
         let x = self.blocks[0].forward_pooled(&xs, train, c);
         let x = self.blocks[1].forward_pooled(&x, train, c);
+        if self.attn.is_none() && !reference {
+            // The standard CNN only sees blocks 3-5 pooled, too.
+            let x = self.blocks[2].forward_pooled(&x, train, c);
+            let x = self.blocks[3].forward_pooled(&x, train, c);
+            let x = self.blocks[4].forward_pooled(&x, train, c);
+            let features = self.block6.forward_t(&x, train, c);
+            let g = global(self.dense.forward(&features, c));
+            return Output {
+                logits: self.classify_f32(&g.flatten(1, -1)),
+                maps: None,
+                features,
+                l3: None,
+            };
+        }
         let l1 = self.blocks[2].forward_t(&x, train, c);
         let l2 = self.blocks[3].forward_t(&pool(&l1), train, c);
         let l3 = self.blocks[4].forward_t(&pool(&l2), train, c);
         let features = self.block6.forward_t(&pool(&l3), train, c);
-        let mut g = self.dense.forward(&features, c);
-        // The reference needs g to be 1x1 (inputs 192..383). Larger inputs leave a
-        // spatial grid here: average it, which is the identity where the reference works.
-        let (gh, gw) = (g.size()[2], g.size()[3]);
-        if gh != 1 || gw != 1 {
-            g = g.adaptive_avg_pool2d([1, 1]);
-        }
+        let g = global(self.dense.forward(&features, c));
         match &self.attn {
             Some(est) => {
                 let (feats, maps) = if reference {
@@ -434,14 +454,14 @@ impl AttnNet {
                     logits: self.classify_f32(&feats),
                     maps: Some(maps),
                     features,
-                    l3,
+                    l3: Some(l3),
                 }
             }
             None => Output {
                 logits: self.classify_f32(&g.flatten(1, -1)),
                 maps: None,
                 features,
-                l3,
+                l3: Some(l3),
             },
         }
     }
