@@ -147,7 +147,7 @@ pub struct BenchArgs {
     warmup: usize,
     /// Comma-separated: attention, standard.
     #[arg(long, default_value = "attention,standard", value_delimiter = ',')]
-    arch: Vec<String>,
+    arch: Vec<Arch>,
     /// Comma-separated: f32, bf16.
     #[arg(long, default_value = "f32,bf16", value_delimiter = ',')]
     precision: Vec<Precision>,
@@ -170,15 +170,6 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         tch::set_num_threads(t);
     }
     let device = flarecast::device::parse_device(&args.device)?;
-    let archs = args
-        .arch
-        .iter()
-        .map(|a| match a.as_str() {
-            "attention" | "attn" => Ok(Arch::Attention),
-            "standard" | "standard_cnn" | "cnn" | "noattn" => Ok(Arch::StandardCnn),
-            other => bail!("unknown architecture {other:?}: expected attention or standard"),
-        })
-        .collect::<Result<Vec<_>>>()?;
     let modes = args
         .mode
         .iter()
@@ -194,7 +185,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         im_size: args.im_size,
         iters: args.iters,
         warmup: args.warmup,
-        archs,
+        archs: args.arch.clone(),
         precisions: args.precision.clone(),
         modes,
         channels_last: args.channels_last,

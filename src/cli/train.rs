@@ -205,7 +205,7 @@ pub struct BenchArgs {
     cache: CacheMode,
     /// Comma-separated: attention, standard.
     #[arg(long, default_value = "attention,standard", value_delimiter = ',')]
-    arch: Vec<String>,
+    arch: Vec<Arch>,
     /// Comma-separated: f32, bf16.
     #[arg(long, default_value = "f32,bf16", value_delimiter = ',')]
     precision: Vec<Precision>,
@@ -219,15 +219,6 @@ pub struct BenchArgs {
 
 pub fn bench(args: BenchArgs) -> Result<()> {
     let device = flarecast::device::parse_device(&args.device)?;
-    let archs = args
-        .arch
-        .iter()
-        .map(|a| match a.as_str() {
-            "attention" | "attn" => Ok(Arch::Attention),
-            "standard" | "standard_cnn" | "cnn" | "noattn" => Ok(Arch::StandardCnn),
-            other => bail!("unknown architecture {other:?}: expected attention or standard"),
-        })
-        .collect::<Result<Vec<_>>>()?;
     let jpg = match args.jpg {
         Some(p) => p,
         None => {
@@ -246,7 +237,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             .workers
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
         cache: args.cache,
-        archs,
+        archs: args.arch.clone(),
         precisions: args.precision,
     };
     let tmp = tempfile::Builder::new()

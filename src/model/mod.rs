@@ -52,6 +52,19 @@ impl Arch {
     }
 }
 
+impl std::str::FromStr for Arch {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "attention" | "attn" => Ok(Arch::Attention),
+            "standard" | "standard_cnn" | "cnn" | "noattn" | "no_attention" => {
+                Ok(Arch::StandardCnn)
+            }
+            other => bail!("unknown architecture {other:?}: expected attention or standard"),
+        }
+    }
+}
+
 /// Weight initialisation schemes of the reference (`initialize.py`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
