@@ -28,7 +28,7 @@ pub fn attention_maps(net: &AttnNet, input: &Tensor) -> Result<[Tensor; 3]> {
     }
 }
 
-/// SPEC section 7 on one map c [1, 1, h, w]: softmax over positions, bilinear upsampling
+/// The paper's map recipe on one map c [1, 1, h, w]: softmax over positions, bilinear upsampling
 /// (align_corners) by `scale`, min-max normalisation. Returns [h*scale, w*scale] in [0, 1].
 pub fn attention_heatmap(c: &Tensor, scale: i64) -> Tensor {
     let (n, _, h, w) = c.size4().expect("a [N,1,h,w] map");

@@ -1,5 +1,5 @@
 //! `flarecast evaluate` end to end: the paper's own prediction files against the scores
-//! of SPEC section 6, the fold-1 location breakdown, plots, and bad input.
+//! of the paper's validation results, the fold-1 location breakdown, plots, and bad input.
 
 mod common;
 
@@ -52,7 +52,7 @@ fn reference_predictions_reproduce_spec_scores() {
     let v = evaluate_json(&["--predictions".as_ref(), f1.as_os_str(), f3.as_os_str()]);
     let files = v["files"].as_array().unwrap();
     assert_eq!(files.len(), 2);
-    // SPEC section 6: TP FP TN FN, TSS, HSS2 of the attention model, folds 1 and 3.
+    // The paper's results: TP FP TN FN, TSS, HSS2 of the attention model, folds 1 and 3.
     let expected = [
         (&f1, 14788, [1760, 2120, 10334, 574], 0.5838, 0.4600),
         (&f3, 16672, [1788, 3163, 11145, 576], 0.5353, 0.3674),

@@ -108,7 +108,7 @@ fn pandey_catalogue_reproduces_the_reference_labels() {
         }
     }
     assert_eq!(compared_classes, 7_851);
-    // SPEC totals: 63,649 instances, 9,000 positive; per-fold validation sizes.
+    // The reference labelling's totals: 63,649 instances, 9,000 positive; per-fold validation sizes.
     assert_eq!(s["instances"], 63_649);
     assert_eq!(s["positives"], 9_000);
     assert_eq!(s["flares_read"], 2_739);

@@ -197,9 +197,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             "bench model: device {device_name}, {threads} threads, batch {} at {}x{}, {} timed iterations",
             cfg.batch_size, cfg.im_size, cfg.im_size, cfg.iters
         );
-        println!(
-            "baseline: reference PyTorch 2.13 eager f32 on a 2-core AMD EPYC (SPEC section 8)"
-        );
+        println!("baseline: reference PyTorch 2.13 eager f32 on a 2-core AMD EPYC");
         println!(
             "{:<13} {:<5} {:<10} {:>6} {:>10} {:>10} {:>7}",
             "arch", "prec", "mode", "ch-last", "images/s", "reference", "ratio"
