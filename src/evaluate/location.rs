@@ -57,31 +57,12 @@ pub fn read_details(paths: &[PathBuf]) -> Result<Details> {
 
 fn read_one(path: &Path, source: usize, details: &mut Details) -> Result<()> {
     let shown = path.display();
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .from_path(path)
-        .with_context(|| format!("cannot read label table {shown}"))?;
-    let headers = reader
-        .headers()
-        .with_context(|| format!("{shown}:1: cannot read the header"))?
-        .clone();
-    let col = |name: &str| {
-        headers
-            .iter()
-            .position(|h| h.trim().trim_start_matches('\u{feff}') == name)
-    };
-    let mut cols = [0usize; 4];
-    for (slot, name) in cols
-        .iter_mut()
-        .zip(["label", "goes_class", "fl_lon", "fl_lat"])
-    {
-        *slot = col(name).with_context(|| {
-            format!(
-                "{shown}:1: missing column `{name}` (a full label table has label,target,goes_class,fl_lon,fl_lat; found {:?})",
-                headers.iter().collect::<Vec<_>>()
-            )
-        })?;
-    }
+    let (mut reader, cols) = super::table::open_with_columns(
+        path,
+        "label table",
+        ["label", "goes_class", "fl_lon", "fl_lat"],
+        "a full label table has label,target,goes_class,fl_lon,fl_lat",
+    )?;
     let [label_col, class_col, lon_col, lat_col] = cols;
     let mut n = 0;
     for record in reader.records() {

@@ -7,6 +7,7 @@ mod location;
 pub mod plots;
 mod predictions;
 mod run_model;
+mod table;
 
 pub use location::{location_analysis, read_details, Details, DetailsRow, Location, ZoneCounts};
 pub use predictions::{instance_key, read_predictions, PredictionFile};

@@ -36,28 +36,12 @@ fn parse_target(s: &str) -> Option<bool> {
 /// Reads a prediction file. Errors name the file and the 1-based line.
 pub fn read_predictions(path: &Path) -> Result<PredictionFile> {
     let shown = path.display();
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .from_path(path)
-        .with_context(|| format!("cannot read prediction file {shown}"))?;
-    let headers = reader
-        .headers()
-        .with_context(|| format!("{shown}:1: cannot read the header"))?
-        .clone();
-    let col = |name: &str| {
-        headers
-            .iter()
-            .position(|h| h.trim().trim_start_matches('\u{feff}') == name)
-    };
-    let mut cols = [0usize; 3];
-    for (slot, name) in cols.iter_mut().zip(["timestamp", "flare_prob", "target"]) {
-        *slot = col(name).with_context(|| {
-            format!(
-                "{shown}:1: missing column `{name}` (need timestamp,flare_prob,target; found {:?})",
-                headers.iter().collect::<Vec<_>>()
-            )
-        })?;
-    }
+    let (mut reader, cols) = super::table::open_with_columns(
+        path,
+        "prediction file",
+        ["timestamp", "flare_prob", "target"],
+        "need timestamp,flare_prob,target",
+    )?;
     let [ts_col, prob_col, target_col] = cols;
     let mut file = PredictionFile {
         path: path.to_path_buf(),
