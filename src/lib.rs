@@ -9,6 +9,7 @@ pub mod data;
 pub mod device;
 pub mod evaluate;
 pub mod explain;
+pub mod fsio;
 pub mod helioviewer;
 pub mod instant;
 pub mod jp2;
