@@ -9,7 +9,8 @@ mod write;
 pub use images::Images;
 pub use window::{Labeller, Window};
 pub use write::{
-    full_line, py_float, write_atomic, write_tables, FULL_HEADER, SIMPLE_DIR, SIMPLE_HEADER,
+    full_line, py_float, table_names, write_tables, FULL_HEADER, SIMPLE_DIR, SIMPLE_HEADER,
+    TABLES_DIR,
 };
 
 use crate::catalog::{Catalog, Flare, GoesClass};

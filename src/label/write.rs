@@ -3,6 +3,7 @@
 //! strings (`['C6.6', 'C4.8']`, `[21.0, 'UNK']`) otherwise.
 
 use super::{Fold, LabelRow};
+use crate::fsio;
 use anyhow::{Context, Result};
 use std::io::Write;
 use std::path::Path;
@@ -87,41 +88,50 @@ pub fn full_line(row: &LabelRow) -> String {
     )
 }
 
-/// Writes `path` through a temporary file in the same directory and a rename, so a
-/// reader never sees a half-written table.
-pub fn write_atomic(
-    path: &Path,
-    body: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
-) -> Result<()> {
-    let name = path
-        .file_name()
-        .with_context(|| format!("{} has no file name", path.display()))?;
-    let tmp = path.with_file_name(format!(".{}.tmp", name.to_string_lossy()));
-    let result = (|| -> std::io::Result<()> {
-        let mut w = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
-        body(&mut w)?;
-        w.into_inner().map_err(|e| e.into_error())?.sync_all()
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e).with_context(|| format!("writing {}", tmp.display()));
+/// The hidden folder that holds the current set of tables; the names the reference uses
+/// (`labels.csv`, `Fold1_train.csv`, ..., `simplified_data_labels/`) are links into it.
+pub const TABLES_DIR: &str = ".label_tables";
+
+/// The top-level names of one set of tables, in the reference's layout.
+pub fn table_names() -> Vec<String> {
+    let mut names = vec!["labels.csv".to_string()];
+    for fold in Fold::ALL {
+        for part in ["train", "val"] {
+            names.push(format!("Fold{}_{part}.csv", fold.number()));
+        }
     }
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+    names
 }
 
 /// Writes `labels.csv`, `Fold{k}_{train,val}.csv` and the simplified tables into `out`.
+///
+/// The tables are one result: they are written into a temporary folder that replaces
+/// `out/.label_tables` in one rename, and the reference's names in `out` are links into
+/// it. A reader, a concurrent run or a run that fails partway thus never leaves tables of
+/// two runs side by side. Other files in `out` are left alone.
 pub fn write_tables(out: &Path, rows: &[LabelRow]) -> Result<()> {
-    let simple_dir = out.join(SIMPLE_DIR);
-    std::fs::create_dir_all(&simple_dir)
-        .with_context(|| format!("creating output directory {}", simple_dir.display()))?;
+    let staged = fsio::AtomicDir::create(&out.join(TABLES_DIR))?;
+    write_set(staged.path(), rows)
+        .with_context(|| format!("cannot write the label tables in {}", out.display()))?;
+    staged.commit()?;
+    for name in table_names().iter().map(String::as_str).chain([SIMPLE_DIR]) {
+        fsio::symlink_atomic(&Path::new(TABLES_DIR).join(name), &out.join(name))?;
+    }
+    Ok(())
+}
+
+/// Writes one complete set of tables into the empty folder `dir`.
+fn write_set(dir: &Path, rows: &[LabelRow]) -> Result<()> {
+    let simple_dir = dir.join(SIMPLE_DIR);
+    std::fs::create_dir(&simple_dir)
+        .with_context(|| format!("cannot create {}", simple_dir.display()))?;
     let full: Vec<String> = rows.iter().map(full_line).collect();
     let simple: Vec<String> = rows
         .iter()
         .map(|r| format!("{},{}", field(&r.name), u8::from(r.target)))
         .collect();
     let table = |path: &Path, header: &str, lines: &[String], keep: &dyn Fn(&LabelRow) -> bool| {
-        write_atomic(path, |w| {
+        fsio::write_atomic_with(path, |w| {
             writeln!(w, "{header}")?;
             for (row, line) in rows.iter().zip(lines) {
                 if keep(row) {
@@ -131,12 +141,12 @@ pub fn write_tables(out: &Path, rows: &[LabelRow]) -> Result<()> {
             Ok(())
         })
     };
-    table(&out.join("labels.csv"), FULL_HEADER, &full, &|_| true)?;
+    table(&dir.join("labels.csv"), FULL_HEADER, &full, &|_| true)?;
     for fold in Fold::ALL {
         for (part, val) in [("train", false), ("val", true)] {
             let keep = move |r: &LabelRow| (r.fold() == fold) == val;
             let name = format!("Fold{}_{part}.csv", fold.number());
-            table(&out.join(&name), FULL_HEADER, &full, &keep)?;
+            table(&dir.join(&name), FULL_HEADER, &full, &keep)?;
             table(&simple_dir.join(&name), SIMPLE_HEADER, &simple, &keep)?;
         }
     }
