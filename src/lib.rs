@@ -10,6 +10,7 @@ pub mod device;
 pub mod evaluate;
 pub mod explain;
 pub mod fsio;
+pub mod hardware;
 pub mod helioviewer;
 pub mod instant;
 pub mod jp2;

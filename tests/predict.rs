@@ -34,6 +34,8 @@ fn predict_json(args: &[&str]) -> Vec<serde_json::Value> {
         .args(args)
         .arg("--device")
         .arg("cpu")
+        // Golden parity is a float32 property (auto picks bf16 where the CPU has it).
+        .args(["--precision", "f32"])
         .output()
         .unwrap();
     assert!(

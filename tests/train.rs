@@ -201,6 +201,8 @@ fn train_args(root: &Path, out: &str, arch_flag: &str, epochs: usize) -> Vec<Str
         "192",
         "--devices",
         "cpu",
+        "--precision",
+        "f32",
         "--images",
         root.join("images").to_str().unwrap(),
         "--labels",

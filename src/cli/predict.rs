@@ -1,8 +1,9 @@
 //! `flarecast predict` and `flarecast bench model`.
 
 use anyhow::{bail, Result};
+use flarecast::hardware::IsaCap;
 use flarecast::model::bench::{self, BenchConfig, Mode};
-use flarecast::model::{self as fmodel, Arch, Compute, Precision};
+use flarecast::model::{self as fmodel, baseline, Arch, Compute, PrecisionChoice};
 use std::path::PathBuf;
 use tch::{Kind, Tensor};
 
@@ -22,9 +23,9 @@ pub struct Args {
     /// cpu, cuda, cuda:N or auto (CUDA when available).
     #[arg(long, default_value = "auto")]
     device: String,
-    /// f32 or bf16 compute.
-    #[arg(long, default_value = "f32")]
-    precision: Precision,
+    /// auto (bf16 where the hardware computes it natively, else f32), f32 or bf16.
+    #[arg(long, default_value = "auto")]
+    precision: PrecisionChoice,
     /// Images per forward pass.
     #[arg(long, default_value_t = 16)]
     batch_size: usize,
@@ -47,9 +48,10 @@ struct Prediction {
 pub fn run(args: Args) -> Result<()> {
     let device = flarecast::device::parse_device(&args.device)?;
     let mut model = fmodel::load_model(&args.model, device)?;
-    model
-        .net
-        .set_compute(Compute::for_device(device, args.precision));
+    model.net.set_compute(Compute::for_device(
+        device,
+        fmodel::choose_precision(args.precision, device).precision,
+    ));
     let im_size = args.im_size.unwrap_or(model.meta.im_size as u32);
     if (im_size as i64) < fmodel::MIN_IM_SIZE {
         bail!(
@@ -139,18 +141,30 @@ pub struct BenchArgs {
     batch_size: i64,
     #[arg(long, default_value_t = 256)]
     im_size: i64,
-    /// Timed iterations per configuration.
+    /// Timed iterations per measurement.
     #[arg(long, default_value_t = 3)]
     iters: usize,
     /// Untimed warm-up iterations per configuration.
     #[arg(long, default_value_t = 1)]
     warmup: usize,
+    /// Measurements per program, alternating the programs; medians are reported
+    /// (default: 3 with a baseline, else 1).
+    #[arg(long)]
+    rounds: Option<usize>,
+    /// none, or torch: time the plain PyTorch eager networks (default and channels-last
+    /// layouts) in the same run, alternating with flarecast, and print the ratios.
+    #[arg(long, default_value = "none", value_parser = ["none", "torch"])]
+    baseline: String,
+    /// The Python holding torch for the baseline (default: the virtualenv setup.sh makes).
+    #[arg(long)]
+    python: Option<PathBuf>,
     /// Comma-separated: attention, standard.
     #[arg(long, default_value = "attention,standard", value_delimiter = ',')]
     arch: Vec<Arch>,
-    /// Comma-separated: f32, bf16.
-    #[arg(long, default_value = "f32,bf16", value_delimiter = ',')]
-    precision: Vec<Precision>,
+    /// Comma-separated: auto (bf16 where the hardware computes it natively, else f32),
+    /// f32, bf16.
+    #[arg(long, default_value = "auto", value_delimiter = ',')]
+    precision: Vec<PrecisionChoice>,
     /// Comma-separated: inference, train.
     #[arg(long, default_value = "inference,train", value_delimiter = ',')]
     mode: Vec<String>,
@@ -179,50 +193,90 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             other => bail!("unknown mode {other:?}: expected inference or train"),
         })
         .collect::<Result<Vec<_>>>()?;
+    let chosen = fmodel::choose_precisions(&args.precision, device);
+    let torch = args.baseline == "torch";
     let cfg = BenchConfig {
         device,
         batch_size: args.batch_size,
         im_size: args.im_size,
         iters: args.iters,
         warmup: args.warmup,
+        rounds: args.rounds.unwrap_or(if torch { 3 } else { 1 }),
         archs: args.arch.clone(),
-        precisions: args.precision.clone(),
+        precisions: chosen.iter().map(|c| c.precision).collect(),
         modes,
         channels_last: args.channels_last,
+        torch_python: torch.then(|| args.python.clone().unwrap_or_else(baseline::default_python)),
     };
     let device_name = flarecast::device::device_name(device);
     let threads = tch::get_num_threads();
+    let peak = bench::cpu_peak(device);
+    let isa = IsaCap::from_env();
     if !args.json {
         println!(
-            "bench model: device {device_name}, {threads} threads, batch {} at {}x{}, {} timed iterations",
-            cfg.batch_size, cfg.im_size, cfg.im_size, cfg.iters
+            "bench model: device {device_name}, {threads} threads, batch {} at {}x{}, {} timed iterations x {} rounds (medians)",
+            cfg.batch_size, cfg.im_size, cfg.im_size, cfg.iters, cfg.rounds
         );
-        println!("baseline: reference PyTorch 2.13 eager f32 on a 2-core AMD EPYC");
+        println!("precision: {}", fmodel::describe_precisions(&chosen));
+        if let Some(p) = &peak {
+            println!(
+                "f32 peak: {:.0} GFLOP/s ({} cores x {}-bit vectors x {} FMA units x 2 x {:.2} GHz); ISA cap: {}",
+                p.gflops, p.cores, p.vector_bits, p.fma_units, p.ghz, isa.describe()
+            );
+        }
+        let torch_cols = if torch {
+            format!(
+                " {:>9} {:>9} {:>7} {:>7}",
+                "pt img/s", "pt-cl", "vs pt", "vs cl"
+            )
+        } else {
+            String::new()
+        };
         println!(
-            "{:<13} {:<5} {:<10} {:>6} {:>10} {:>10} {:>7}",
-            "arch", "prec", "mode", "ch-last", "images/s", "reference", "ratio"
+            "{:<13} {:<5} {:<10} {:>7} {:>9} {:>8} {:>6}{torch_cols}",
+            "arch", "prec", "mode", "ch-last", "images/s", "GFLOP/s", "peak"
         );
     }
     let rows = bench::run(&cfg, |r| {
         if !args.json {
+            let torch_cols = match &r.torch {
+                Some(t) => format!(
+                    " {:>9.2} {:>9.2} {:>6.2}x {:>6.2}x",
+                    t.default.images_per_s,
+                    t.channels_last.images_per_s,
+                    t.ratio_default,
+                    t.ratio_channels_last
+                ),
+                None if torch => format!(" {:>9} {:>9} {:>7} {:>7}", "-", "-", "-", "-"),
+                None => String::new(),
+            };
             println!(
-                "{:<13} {:<5} {:<10} {:>6} {:>10.2} {:>10.2} {:>6.2}x",
+                "{:<13} {:<5} {:<10} {:>7} {:>9.2} {:>8.1} {:>6}{torch_cols}",
                 r.arch,
                 r.precision,
                 format!("{:?}", r.mode).to_lowercase(),
                 r.channels_last,
-                r.images_per_s,
-                r.reference_images_per_s,
-                r.ratio
+                r.flarecast.images_per_s,
+                r.gflop_per_s,
+                r.peak_share
+                    .map_or("-".into(), |s| format!("{:.0}%", 100.0 * s)),
             );
         }
     })?;
     if args.json {
+        let precisions: Vec<_> = chosen
+            .iter()
+            .map(|c| serde_json::json!({"precision": c.precision.name(), "reason": c.reason}))
+            .collect();
         let out = serde_json::json!({
             "device": device_name, "threads": threads, "batch_size": cfg.batch_size,
-            "im_size": cfg.im_size, "iters": cfg.iters, "rows": rows,
+            "im_size": cfg.im_size, "iters": cfg.iters, "rounds": cfg.rounds,
+            "precisions": precisions, "f32_peak": peak, "isa_cap": isa.describe(),
+            "rows": rows,
         });
         println!("{out}");
+    } else if torch {
+        println!("pt: plain PyTorch eager (scripts/reference_model.py), f32; cl: channels_last; ratios of medians");
     }
     Ok(())
 }

@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Result};
 use flarecast::data::CacheMode;
-use flarecast::model::{Arch, Precision};
+use flarecast::model::{self as fmodel, Arch, PrecisionChoice};
 use flarecast::train::{self, bench as tbench, history::EpochRecord, TrainConfig};
 use std::path::PathBuf;
 
@@ -48,9 +48,10 @@ pub struct Args {
     /// auto (all CUDA devices, else CPU), cpu, cuda, cuda:0,cuda:1, cpu,cpu (replicas).
     #[arg(long, default_value = "auto")]
     devices: String,
-    /// f32, or bf16 mixed precision (float32 master weights).
-    #[arg(long, default_value = "f32")]
-    precision: Precision,
+    /// auto (bf16 where the hardware computes it natively, else f32), f32, or bf16 mixed
+    /// precision (float32 master weights).
+    #[arg(long, default_value = "auto")]
+    precision: PrecisionChoice,
     /// Loader threads (default: one per core).
     #[arg(long)]
     workers: Option<usize>,
@@ -108,6 +109,8 @@ fn epoch_line(r: &EpochRecord, epochs: usize) -> String {
 
 pub fn run(args: Args) -> Result<()> {
     let arch = parse_attention(&args)?;
+    let devices = flarecast::device::parse_devices(&args.devices)?;
+    let precision = fmodel::choose_precision(args.precision, devices[0]).precision;
     let cfg = TrainConfig {
         fold: args.fold,
         arch,
@@ -121,8 +124,8 @@ pub fn run(args: Args) -> Result<()> {
         images: args.images.clone(),
         labels: args.labels.clone(),
         out: args.out.clone(),
-        devices: flarecast::device::parse_devices(&args.devices)?,
-        precision: args.precision,
+        devices,
+        precision,
         workers: args
             .workers
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
@@ -206,9 +209,10 @@ pub struct BenchArgs {
     /// Comma-separated: attention, standard.
     #[arg(long, default_value = "attention,standard", value_delimiter = ',')]
     arch: Vec<Arch>,
-    /// Comma-separated: f32, bf16.
-    #[arg(long, default_value = "f32,bf16", value_delimiter = ',')]
-    precision: Vec<Precision>,
+    /// Comma-separated: auto (bf16 where the hardware computes it natively, else f32),
+    /// f32, bf16.
+    #[arg(long, default_value = "auto", value_delimiter = ',')]
+    precision: Vec<PrecisionChoice>,
     /// The 512x512 magnetogram JPG the benchmark's image tree is made of (default: the
     /// real one in $FLARECAST_REALDATA/images/derived).
     #[arg(long)]
@@ -219,6 +223,7 @@ pub struct BenchArgs {
 
 pub fn bench(args: BenchArgs) -> Result<()> {
     let device = flarecast::device::parse_device(&args.device)?;
+    let chosen = fmodel::choose_precisions(&args.precision, device);
     let jpg = match args.jpg {
         Some(p) => p,
         None => {
@@ -238,7 +243,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
         cache: args.cache,
         archs: args.arch.clone(),
-        precisions: args.precision,
+        precisions: chosen.iter().map(|c| c.precision).collect(),
     };
     let tmp = tempfile::Builder::new()
         .prefix("flarecast-bench-train")
@@ -257,6 +262,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             cfg.cache,
             jpg.display()
         );
+        println!("precision: {}", fmodel::describe_precisions(&chosen));
         println!(
             "{:<13} {:<5} {:>12} {:>12} {:>12} {:>12}",
             "arch", "prec", "loader img/s", "model img/s", "e2e img/s", "loader cost"

@@ -3,7 +3,9 @@
 //! parameter names so PyTorch state_dicts load unchanged.
 
 mod attention;
+pub mod baseline;
 pub mod bench;
+pub mod precision;
 pub mod pth;
 pub mod weights;
 
@@ -12,6 +14,10 @@ use serde::{Deserialize, Serialize};
 use tch::nn::{self, Init};
 use tch::{Kind, Tensor};
 
+pub use precision::{
+    choose as choose_precision, choose_all as choose_precisions, describe as describe_precisions,
+    Chosen, PrecisionChoice,
+};
 pub use weights::{load_model, save_model, LoadedModel, ModelMeta};
 
 /// Which of the paper's two networks.
