@@ -3,7 +3,6 @@
 
 pub mod api;
 pub mod bench;
-pub mod client;
 pub mod download;
 pub mod local;
 pub mod manifest;

@@ -12,6 +12,7 @@ pub mod explain;
 pub mod fsio;
 pub mod hardware;
 pub mod helioviewer;
+pub mod http;
 pub mod instant;
 pub mod jp2;
 pub mod label;

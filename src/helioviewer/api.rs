@@ -1,5 +1,6 @@
 //! The Helioviewer API v2 requests the downloader makes and the answers it understands.
 
+use crate::http::snippet;
 use anyhow::{bail, Context, Result};
 use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
 
@@ -90,20 +91,6 @@ fn observation_from_name(name: &str) -> Option<NaiveDateTime> {
     }
     let time = NaiveTime::from_hms_milli_opt(h, m, s, milli)?;
     Some(date.and_time(time))
-}
-
-/// At most 80 characters of a text, for error messages.
-pub fn snippet(text: &str) -> String {
-    let one_line: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    let cut: String = one_line.chars().take(80).collect();
-    if one_line.chars().count() > 80 {
-        format!("{cut:?}...")
-    } else {
-        format!("{cut:?}")
-    }
 }
 
 #[cfg(test)]

@@ -4,9 +4,9 @@
 //! completed chunk in the manifest.
 
 use super::api;
-use super::client::{Client, Expect, RetryPolicy};
 use super::manifest::{self, Row, Status};
 use crate::convert::atomic::{is_temp_name, write_atomic};
+use crate::http::{Client, Expect, RetryPolicy};
 use crate::instant::{chrono_duration, Instant};
 use anyhow::{bail, Context, Result};
 use chrono::NaiveDateTime;

@@ -1,8 +1,8 @@
-//! A polite HTTP client: a cap on requests per second shared by all workers, retries with
-//! exponential backoff and jitter on transient failures, and checks that a body is what
+//! A polite HTTP client for every remote source (image archive, flare catalogues): a cap
+//! on requests per second shared by all workers, retries with exponential backoff and
+//! jitter on transient failures, `Retry-After` honoured, and checks that a body is what
 //! was asked for (a JP2 must be a complete JP2, never an HTML error page).
 
-use super::api::snippet;
 use rand::Rng;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -194,6 +194,20 @@ fn check_jp2_body(body: &[u8], content_type: &str) -> Result<(), FetchError> {
     }
     crate::jp2::validate(body, "download body")
         .map_err(|e| FetchError::transient(format!("{e:#} ({} bytes received)", body.len())))
+}
+
+/// At most 80 characters of a text, for error messages.
+pub fn snippet(text: &str) -> String {
+    let one_line: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let cut: String = one_line.chars().take(80).collect();
+    if one_line.chars().count() > 80 {
+        format!("{cut:?}...")
+    } else {
+        format!("{cut:?}")
+    }
 }
 
 /// The reqwest error in a few words (the kind, then its source chain).
