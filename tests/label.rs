@@ -214,9 +214,16 @@ fn every_real_catalogue_reads() {
 
     let j = catalog::read(&catalog_path(JAMESKC), None, false).unwrap();
     assert_eq!(j.format, Format::Ssw);
+    // 16,676 rows, 5 of them exact repeats of an earlier row (all B-class).
+    assert_eq!(j.duplicates, 5);
     assert_eq!(
         letters(&j),
-        [('A', 2), ('B', 6998), ('C', 8795), ('M', 822), ('X', 59)]
+        [('A', 2), ('B', 6993), ('C', 8795), ('M', 822), ('X', 59)]
+    );
+    assert_eq!(
+        [&p, &h, &w].map(|c| c.duplicates),
+        [0, 0, 0],
+        "the other real catalogues repeat no row"
     );
     assert_eq!((j.flares[0].lon, j.flares[0].lat), (Some(7.0), Some(-6.0)));
 
@@ -383,9 +390,222 @@ fn bench_label_agrees_with_the_scan_and_reports_rates() {
         .assert()
         .success();
     let v: serde_json::Value = serde_json::from_slice(&assert.get_output().stdout).unwrap();
-    assert_eq!(v["flares"], 16_676);
+    assert_eq!(v["flares"], 16_671);
     assert_eq!(v["windows"], 720);
     assert_eq!(v["positives"], 178);
     assert!(v["sweep_windows_per_s"].as_f64().unwrap() > 0.0);
     assert!(v["speedup"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn science_scale_makes_the_c7_to_m1_flares_of_goes_15_and_earlier_positive() {
+    let c = catalog::read(&catalog_path(SWPC), None, false).unwrap();
+    let m1: catalog::GoesClass = "M1.0".parse().unwrap();
+    let c7: catalog::GoesClass = "C7.0".parse().unwrap();
+    let (science, converted) = flarecast::label::on_scale(&c.flares, catalog::FluxScale::Science);
+    // Every GOES-13/14/15 class is converted (8,634 rows); GOES-16 and SDO rows are not.
+    assert_eq!(converted, 8_228 + 306 + 100);
+    let crossing: Vec<&catalog::Flare> = c
+        .flares
+        .iter()
+        .zip(&science)
+        .filter(|(op, sci)| op.class < m1 && sci.class >= m1)
+        .map(|(op, _)| op)
+        .collect();
+    // 420 flares: 399 from GOES-15, 12 from GOES-14, 9 from GOES-13. The list's other
+    // C7.0-C9.9 flares (8 from GOES-16, one from SDO) stay below M1.0.
+    assert_eq!(crossing.len(), 420);
+    assert!(crossing
+        .iter()
+        .all(|f| f.class >= c7 && matches!(f.satellite, Some(catalog::Satellite::Goes(13..=15)))));
+    let candidates = c
+        .flares
+        .iter()
+        .filter(|f| f.class >= c7 && f.class < m1)
+        .count();
+    assert_eq!(candidates, 429);
+
+    // Through `flarecast label`: the default operational scale changes nothing; the
+    // science scale turns exactly the windows those flares reach into positives.
+    let label = |scale: &str| {
+        let out = tempfile::tempdir().unwrap();
+        let assert = common::flarecast()
+            .arg("label")
+            .arg("--catalog")
+            .arg(catalog_path(SWPC))
+            .arg("--file-list")
+            .arg(reference("totalfiles_jpg_512.csv"))
+            .args([
+                "--start",
+                "2010-12-01T00:00:00",
+                "--end",
+                "2018-12-30T23:00:00",
+            ])
+            .args(["--json", "--flux-scale", scale, "--out"])
+            .arg(out.path())
+            .assert()
+            .success();
+        let s: serde_json::Value = serde_json::from_slice(&assert.get_output().stdout).unwrap();
+        (s, targets(&out.path().join("labels.csv")))
+    };
+    let (op, op_targets) = label("operational");
+    let (sci, sci_targets) = label("science");
+    assert_eq!(
+        (
+            op["classes_converted"].as_u64(),
+            op["labels_changed"].as_u64()
+        ),
+        (Some(0), Some(0))
+    );
+    assert_eq!(sci["flux_scale"], "science");
+    let changed: Vec<&String> = op_targets
+        .keys()
+        .filter(|k| op_targets[*k] != sci_targets[*k])
+        .collect();
+    assert!(changed
+        .iter()
+        .all(|k| op_targets[*k] == "0" && sci_targets[*k] == "1"));
+    assert_eq!(sci["labels_changed"].as_u64(), Some(changed.len() as u64));
+    assert_eq!(
+        sci["positives"].as_u64().unwrap() - op["positives"].as_u64().unwrap(),
+        changed.len() as u64
+    );
+    assert_eq!(changed.len(), LABELS_CHANGED_BY_SCIENCE_SCALE);
+    assert_eq!(
+        (op["positives"].as_u64(), sci["positives"].as_u64()),
+        (Some(8_978), Some(11_951))
+    );
+}
+
+/// Hourly instances of the paper's range that the 420 converted flares make positive
+/// (8,978 positives become 11,951; a separate Python count of the same windows agrees).
+const LABELS_CHANGED_BY_SCIENCE_SCALE: usize = 2_973;
+
+#[test]
+fn exact_duplicate_rows_are_dropped_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = write(
+        dir.path(),
+        "files.csv",
+        "2011/03/09/HMI.m2011.03.09_00.00.00.jpg\n",
+    );
+    // The M1.0 row appears twice (an index column aside); the C1.0 twice with a
+    // different location, which is a different row.
+    let cat = write(
+        dir.path(),
+        "cat.csv",
+        ",start_time,goes_class,fl_lon,fl_lat\n\
+         0,2011-03-09 01:00:00,C1.0,1,2\n\
+         1,2011-03-09 02:00:00,M1.0,3,4\n\
+         2,2011-03-09 01:00:00,C1.0,1,5\n\
+         3,2011-03-09 02:00:00,M1.0,3,4\n",
+    );
+    let out = dir.path().join("out");
+    let assert = common::flarecast()
+        .arg("label")
+        .arg("--catalog")
+        .arg(&cat)
+        .arg("--file-list")
+        .arg(&list)
+        .arg("--out")
+        .arg(&out)
+        .arg("--json")
+        .assert()
+        .success()
+        .stderr(predicates::str::contains(format!(
+            "dropped 1 rows of {} that repeat an earlier row exactly",
+            cat.display()
+        )));
+    let s: serde_json::Value = serde_json::from_slice(&assert.get_output().stdout).unwrap();
+    assert_eq!(
+        (s["flares_read"].as_u64(), s["duplicates_dropped"].as_u64()),
+        (Some(3), Some(1))
+    );
+    assert_eq!(
+        read(&out.join("labels.csv")),
+        "label,target,goes_class,fl_lon,fl_lat,rest_fl,rest_lon,rest_lat\n\
+         2011/03/09/HMI.m2011.03.09_00.00.00.jpg,1,M1.0,3.0,4.0,\"['C1.0', 'C1.0']\",\"[1.0, 1.0]\",\"[2.0, 5.0]\"\n"
+    );
+    // The real SSW list repeats 5 rows; the label bench reads 16,671 flares from it.
+    let assert = common::flarecast()
+        .arg("label")
+        .arg("--catalog")
+        .arg(catalog_path(JAMESKC))
+        .arg("--file-list")
+        .arg(&list)
+        .arg("--out")
+        .arg(&out)
+        .arg("--json")
+        .assert()
+        .success();
+    let s: serde_json::Value = serde_json::from_slice(&assert.get_output().stdout).unwrap();
+    assert_eq!(
+        (s["flares_read"].as_u64(), s["duplicates_dropped"].as_u64()),
+        (Some(16_671), Some(5))
+    );
+}
+
+#[test]
+fn a_catalogue_without_rows_warns_and_a_range_without_images_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = write(
+        dir.path(),
+        "files.csv",
+        "2011/03/09/HMI.m2011.03.09_00.00.00.jpg\n2011/03/09/HMI.m2011.03.09_01.00.00.jpg\n",
+    );
+    let empty = write(
+        dir.path(),
+        "empty.csv",
+        "start_time,goes_class,fl_lon,fl_lat\n",
+    );
+    let out = dir.path().join("out");
+    let assert = common::flarecast()
+        .arg("label")
+        .arg("--catalog")
+        .arg(&empty)
+        .arg("--file-list")
+        .arg(&list)
+        .arg("--out")
+        .arg(&out)
+        .arg("--json")
+        .assert()
+        .success()
+        .stderr(predicates::str::contains(format!(
+            "warning: {} has a header but no flare rows",
+            empty.display()
+        )));
+    let s: serde_json::Value = serde_json::from_slice(&assert.get_output().stdout).unwrap();
+    assert_eq!(
+        (s["instances"].as_u64(), s["positives"].as_u64()),
+        (Some(2), Some(0))
+    );
+
+    let cat = write(
+        dir.path(),
+        "cat.csv",
+        "start_time,goes_class,fl_lon,fl_lat\n2012-01-01 00:00:00,M1.0,1,2\n",
+    );
+    let out = dir.path().join("out2");
+    common::flarecast()
+        .arg("label")
+        .arg("--catalog")
+        .arg(&cat)
+        .arg("--file-list")
+        .arg(&list)
+        .arg("--out")
+        .arg(&out)
+        .args([
+            "--start",
+            "2012-01-01T00:00:00",
+            "--end",
+            "2012-01-31T23:00:00",
+        ])
+        .assert()
+        .failure()
+        .code(1)
+        .stderr(predicates::str::contains(
+            "no image at any issue time from 2012-01-01 00:00:00 to 2012-01-31 23:00:00 \
+             (the 2 images run from 2011-03-09T00:00:00 to 2011-03-09T01:00:00): nothing to label",
+        ));
+    assert!(!out.exists(), "no empty folds written");
 }

@@ -36,6 +36,34 @@ impl GoesClass {
     pub fn letter(&self) -> char {
         self.text.chars().next().unwrap_or('?').to_ascii_uppercase()
     }
+
+    /// The class of `num / den` times this flux (rounded to the nearest 1e-14 W/m^2). The
+    /// text keeps one decimal, cut rather than rounded, so it never ranks above the flux:
+    /// C6.97 / 0.7 is shown C9.9, never M1.0.
+    pub fn scaled(&self, num: u64, den: u64) -> GoesClass {
+        let key = ((self.key as u128 * num as u128 + den as u128 / 2) / den as u128)
+            .min(u64::MAX as u128) as u64;
+        GoesClass {
+            text: text_of(key),
+            key,
+        }
+    }
+}
+
+/// `X13.2` for a flux key: the largest letter not above the flux, one decimal, cut.
+fn text_of(key: u64) -> String {
+    let decade = (1..=4u32)
+        .rev()
+        .find(|&d| key >= 10u64.pow(DECIMALS + d))
+        .unwrap_or(0);
+    let micro = key / 10u64.pow(decade);
+    let letter = ['A', 'B', 'C', 'M', 'X'][decade as usize];
+    let unit = 10u64.pow(DECIMALS);
+    format!(
+        "{letter}{}.{}",
+        micro / unit,
+        micro % unit / 10u64.pow(DECIMALS - 1)
+    )
 }
 
 impl FromStr for GoesClass {
@@ -141,6 +169,26 @@ mod tests {
         assert_eq!(c(" M2.3 ").as_str(), "M2.3");
         assert_eq!(c("X10").to_string(), "X10");
         assert_eq!(c("m1.5").letter(), 'M');
+    }
+
+    #[test]
+    fn scaling_keeps_the_order_and_cuts_the_text() {
+        // Operational to science: divide by 0.7.
+        let sci = |s: &str| c(s).scaled(10, 7);
+        assert_eq!(sci("C7.0"), c("M1.0"));
+        assert_eq!(sci("C7.0").as_str(), "M1.0");
+        assert!(sci("C6.9") < c("M1.0"));
+        assert_eq!(sci("C6.9").as_str(), "C9.8");
+        assert_eq!(sci("C6.97").as_str(), "C9.9");
+        assert!(sci("C6.97") < c("M1.0"));
+        assert_eq!(sci("X9.3").as_str(), "X13.2");
+        assert_eq!(sci("B3.5").as_str(), "B5.0");
+        // Science to operational: times 0.7, and back.
+        let op = c("M1.0").scaled(7, 10);
+        assert_eq!((op.as_str(), op == c("C7.0")), ("C7.0", true));
+        assert_eq!(c("X1.0").scaled(7, 10).as_str(), "M7.0");
+        assert_eq!(c("A1.0").scaled(7, 10).as_str(), "A0.7");
+        assert_eq!(c("M2.5").scaled(7, 10).scaled(10, 7), c("M2.5"));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Where each format keeps start time, class and location, and how those fields parse.
 
-use super::{Flare, Format, GoesClass, RowError};
+use super::{Flare, FluxScale, Format, GoesClass, RowError, Satellite};
 use anyhow::{bail, Result};
 use chrono::{NaiveDate, NaiveDateTime};
 
@@ -33,6 +33,8 @@ pub(super) struct Columns {
     start: StartCol,
     class: usize,
     loc: LocCols,
+    satellite: Option<usize>,
+    scale: Option<usize>,
 }
 
 fn find(header: &[String], name: &str) -> Option<usize> {
@@ -95,7 +97,22 @@ impl Columns {
             start,
             class,
             loc,
+            satellite: find(header, "satellite").or_else(|| find(header, "goes_sat")),
+            scale: find(header, "scale"),
         })
+    }
+
+    /// What makes two rows the same row: every field but unnamed (index) columns.
+    pub(super) fn identity(&self, rec: &csv::StringRecord, header_len: usize) -> String {
+        let shift = usize::from(rec.len() == header_len + 1);
+        let mut key = String::new();
+        for (i, field) in rec.iter().enumerate().skip(shift) {
+            if self.names.get(i - shift).is_some_and(|n| !n.is_empty()) {
+                key.push_str(field.trim());
+                key.push('\u{1f}');
+            }
+        }
+        key
     }
 
     /// Parses one record. A record one field longer than the header has a leading
@@ -171,11 +188,25 @@ impl Columns {
                 }
             }
         };
+        let satellite = match self.satellite {
+            Some(i) => Satellite::parse(get(i)?),
+            None => None,
+        };
+        let scale = match self.scale.map(get).transpose()? {
+            Some(v) if !v.is_empty() => v.parse().map_err(|_| RowError::Scale {
+                file: file.to_string(),
+                line,
+                value: v.to_string(),
+            })?,
+            _ => FluxScale::Operational,
+        };
         Ok(Flare {
             start,
             class,
             lon,
             lat,
+            satellite,
+            scale,
         })
     }
 }

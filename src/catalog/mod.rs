@@ -2,12 +2,15 @@
 //! the header: the integrated list (`start_time, goes_class, fl_lon, fl_lat`), HEK/SunPy
 //! exports (`event_starttime, goes_class|fl_goescls, hgs_lon, hgs_lat`), the SWPC event
 //! list (`date` + `HHMM` `start_time`, no location) and the SSW/GEV joined list
-//! (`flare_start, class, loc` like `S06W07`).
+//! (`flare_start, class, loc` like `S06W07`). Optional `satellite` (or `goes_sat`) and
+//! `scale` columns say where each class comes from; exact duplicate rows are dropped.
 
 mod class;
 mod fields;
+mod scale;
 
 pub use class::{ClassError, GoesClass};
+pub use scale::{carries_factor, class_on, FluxScale, Satellite};
 
 use anyhow::{bail, Context, Result};
 use chrono::NaiveDateTime;
@@ -16,13 +19,16 @@ use std::io::Read;
 use std::path::Path;
 
 /// One flare: start time (UTC), class, and Stonyhurst longitude/latitude in degrees
-/// (west and north positive) when the catalogue knows them.
+/// (west and north positive) when the catalogue knows them; the satellite when named and
+/// the flux scale of the class (operational where the catalogue does not say).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Flare {
     pub start: NaiveDateTime,
     pub class: GoesClass,
     pub lon: Option<f64>,
     pub lat: Option<f64>,
+    pub satellite: Option<Satellite>,
+    pub scale: FluxScale,
 }
 
 /// The catalogue layouts that are understood.
@@ -91,6 +97,12 @@ pub enum RowError {
         column: String,
         value: String,
     },
+    #[error("{file}:{line}: scale {value:?} is neither operational nor science")]
+    Scale {
+        file: String,
+        line: u64,
+        value: String,
+    },
     #[error("{file}:{line}: the row has {found} fields, too few for column {column}")]
     ShortRow {
         file: String,
@@ -106,17 +118,20 @@ impl RowError {
             RowError::Class { line, .. }
             | RowError::Time { line, .. }
             | RowError::Location { line, .. }
+            | RowError::Scale { line, .. }
             | RowError::ShortRow { line, .. } => *line,
         }
     }
 }
 
-/// A read catalogue: flares in file order plus the rows skipped with `skip_bad_rows`.
+/// A read catalogue: flares in file order plus the rows skipped with `skip_bad_rows`
+/// and the number of rows dropped as exact repeats of an earlier row.
 #[derive(Debug)]
 pub struct Catalog {
     pub format: Format,
     pub flares: Vec<Flare>,
     pub rejected: Vec<RowError>,
+    pub duplicates: usize,
 }
 
 /// Reads a catalogue file. `format: None` detects it from the header. A bad row is an
@@ -161,6 +176,8 @@ pub fn parse(
         .with_context(|| format!("{name}: {format} catalogue"))?;
     let mut flares = Vec::new();
     let mut rejected = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut duplicates = 0;
     let mut record = csv::StringRecord::new();
     loop {
         match rdr.read_record(&mut record) {
@@ -173,6 +190,7 @@ pub fn parse(
         }
         let line = record.position().map_or(0, |p| p.line());
         match cols.flare(&record, header.len(), name, line) {
+            Ok(_) if !seen.insert(cols.identity(&record, header.len())) => duplicates += 1,
             Ok(f) => flares.push(f),
             Err(e) if skip_bad_rows => rejected.push(e),
             Err(e) => return Err(e.into()),
@@ -182,6 +200,7 @@ pub fn parse(
         format,
         flares,
         rejected,
+        duplicates,
     })
 }
 

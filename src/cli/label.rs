@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Context, Result};
 use chrono::NaiveDateTime;
-use flarecast::catalog::{self, Flare, Format, GoesClass};
+use flarecast::catalog::{self, Flare, FluxScale, Format, GoesClass};
 use flarecast::instant::{chrono_duration, parse_duration, parse_time};
 use flarecast::label::{self, Config, Images, Labeller, Summary};
 use std::path::PathBuf;
@@ -65,6 +65,12 @@ pub struct Args {
     /// Smallest class counted positive (by flux), e.g. M1.0, M5.0, C1.0.
     #[arg(long, default_value = "M1.0")]
     threshold: GoesClass,
+    /// Flux scale the classes are compared on: operational (NOAA's real-time classes, with
+    /// the 0.7 factor up to GOES-15; the paper's labels) or science (the reprocessed
+    /// fluxes, 1/0.7 larger for GOES-15 and earlier). Classes are converted per row from
+    /// the catalogue's `scale` column (operational where absent).
+    #[arg(long, default_value = "operational")]
+    flux_scale: FluxScale,
     /// Catalogue layout; auto detects it from the header.
     #[arg(long, value_enum, default_value = "auto")]
     catalog_format: CatalogFormat,
@@ -91,6 +97,19 @@ pub fn run(args: Args) -> Result<()> {
             catalog.rejected.len() - 5
         );
     }
+    if catalog.flares.is_empty() && catalog.rejected.is_empty() {
+        eprintln!(
+            "flarecast: warning: {} has a header but no flare rows: every instance will be negative",
+            args.catalog.display()
+        );
+    }
+    if catalog.duplicates > 0 {
+        eprintln!(
+            "flarecast: warning: dropped {} rows of {} that repeat an earlier row exactly",
+            catalog.duplicates,
+            args.catalog.display()
+        );
+    }
     let images = match (&args.images, &args.file_list) {
         (Some(dir), _) => Images::from_tree(dir)?,
         (None, Some(list)) => Images::from_file_list(list)?,
@@ -113,6 +132,7 @@ pub fn run(args: Args) -> Result<()> {
         cadence: chrono_duration(args.cadence),
         window: chrono_duration(args.window),
         threshold: args.threshold,
+        flux_scale: args.flux_scale,
     };
     let summary = label::run(&cfg, &catalog, &images, &args.out)?;
     if args.json {
@@ -129,11 +149,16 @@ fn pct(r: f64) -> String {
 
 fn print_summary(s: &Summary, catalog: &std::path::Path) {
     println!(
-        "catalogue  {} ({}): {} flares read, {} rows rejected",
+        "catalogue  {} ({}): {} flares read, {} rows rejected, {} duplicate rows dropped",
         catalog.display(),
         s.catalog_format,
         s.flares_read,
-        s.rows_rejected
+        s.rows_rejected,
+        s.duplicates_dropped
+    );
+    println!(
+        "scale      {}: {} classes converted, {} labels changed by the conversion",
+        s.flux_scale, s.classes_converted, s.labels_changed
     );
     println!(
         "instances  {} from {} to {}; {} positive (>= {}), {}",

@@ -13,7 +13,7 @@ pub use write::{
     TABLES_DIR,
 };
 
-use crate::catalog::{Catalog, Flare, GoesClass};
+use crate::catalog::{self, Catalog, Flare, FluxScale, GoesClass};
 use crate::instant::Instant;
 use anyhow::{bail, Result};
 use chrono::{Datelike, Duration, NaiveDateTime, NaiveTime};
@@ -47,6 +47,8 @@ pub struct Config {
     pub window: Duration,
     /// Positive iff the window's largest class is at least this.
     pub threshold: GoesClass,
+    /// Classes are converted to this scale before thresholding.
+    pub flux_scale: FluxScale,
 }
 
 impl Config {
@@ -60,6 +62,7 @@ impl Config {
             threshold: "M1.0"
                 .parse()
                 .unwrap_or_else(|_| unreachable!("M1.0 is a class")),
+            flux_scale: FluxScale::Operational,
         }
     }
 }
@@ -168,6 +171,13 @@ pub fn label<'a>(cfg: &Config, flares: &'a [Flare], images: &Images) -> Result<V
         .into_iter()
         .filter_map(|t| images.get(Instant(t)).map(|n| (t, n)))
         .unzip();
+    if issues.is_empty() {
+        let span = match (images.first(), images.last()) {
+            (Some(a), Some(b)) => format!("the {} images run from {a} to {b}", images.len()),
+            _ => "there are no images".to_string(),
+        };
+        bail!("no image at any issue time from {start} to {end} ({span}): nothing to label");
+    }
     let labeller = Labeller::new(flares);
     Ok(label_windows(&labeller, &issues, cfg)
         .into_iter()
@@ -199,7 +209,14 @@ pub struct Summary {
     pub catalog_format: String,
     pub flares_read: usize,
     pub rows_rejected: usize,
+    /// Exact repeats of an earlier catalogue row, left out.
+    pub duplicates_dropped: usize,
     pub threshold: String,
+    pub flux_scale: FluxScale,
+    /// Flares whose class the scale conversion changed.
+    pub classes_converted: usize,
+    /// Instances whose target differs from labelling the classes as the catalogue gives them.
+    pub labels_changed: usize,
     pub first: Option<String>,
     pub last: Option<String>,
     pub instances: usize,
@@ -242,16 +259,50 @@ pub fn fold_summaries(rows: &[LabelRow]) -> Vec<FoldSummary> {
         .collect()
 }
 
+/// The flares with their classes on `scale`, and how many classes changed.
+pub fn on_scale(flares: &[Flare], scale: FluxScale) -> (Vec<Flare>, usize) {
+    let mut changed = 0;
+    let converted = flares
+        .iter()
+        .map(|f| {
+            let class = catalog::class_on(f, scale);
+            if class != f.class {
+                changed += 1;
+            }
+            Flare {
+                class,
+                scale,
+                ..f.clone()
+            }
+        })
+        .collect();
+    (converted, changed)
+}
+
 /// Labels the catalogue against the images and writes all tables into `out`.
 pub fn run(cfg: &Config, catalog: &Catalog, images: &Images, out: &Path) -> Result<Summary> {
-    let rows = label(cfg, &catalog.flares, images)?;
+    let (flares, classes_converted) = on_scale(&catalog.flares, cfg.flux_scale);
+    let rows = label(cfg, &flares, images)?;
+    let labels_changed = if classes_converted == 0 {
+        0
+    } else {
+        let as_given = label(cfg, &catalog.flares, images)?;
+        rows.iter()
+            .zip(&as_given)
+            .filter(|(a, b)| a.target != b.target)
+            .count()
+    };
     write_tables(out, &rows)?;
     let positives = rows.iter().filter(|r| r.target).count();
     Ok(Summary {
         catalog_format: catalog.format.name().to_string(),
         flares_read: catalog.flares.len(),
         rows_rejected: catalog.rejected.len(),
+        duplicates_dropped: catalog.duplicates,
         threshold: cfg.threshold.to_string(),
+        flux_scale: cfg.flux_scale,
+        classes_converted,
+        labels_changed,
         first: rows.first().map(|r| r.instant.to_string()),
         last: rows.last().map(|r| r.instant.to_string()),
         instances: rows.len(),

@@ -11,6 +11,8 @@ fn flare(start: &str, class: &str, lon: Option<f64>, lat: Option<f64>) -> Flare 
         class: class.parse().unwrap(),
         lon,
         lat,
+        satellite: None,
+        scale: crate::catalog::FluxScale::Operational,
     }
 }
 
@@ -161,6 +163,7 @@ fn writes_every_table_atomically() {
         format: crate::catalog::Format::Integrated,
         flares,
         rejected: Vec::new(),
+        duplicates: 0,
     };
     let c = Config {
         start: Some(t("2012-03-31T00:00:00")),

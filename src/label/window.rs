@@ -118,6 +118,8 @@ mod tests {
             class: class.parse::<GoesClass>().unwrap(),
             lon: None,
             lat: None,
+            satellite: None,
+            scale: crate::catalog::FluxScale::Operational,
         }
     }
 
