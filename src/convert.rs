@@ -32,6 +32,9 @@ impl Format {
     }
 }
 
+/// Largest output side: twice the full HMI resolution (64 MiB per decoded image).
+pub const MAX_SIZE: u32 = 8192;
+
 #[derive(Clone, Debug)]
 pub struct Options {
     pub input: PathBuf,
@@ -135,6 +138,12 @@ pub fn convert_tree(opts: &Options, progress: &ProgressBar) -> Result<Summary> {
     let started = std::time::Instant::now();
     if !opts.input.is_dir() {
         bail!("input folder {} does not exist", opts.input.display());
+    }
+    if opts.size > MAX_SIZE {
+        bail!(
+            "output size {} is above {MAX_SIZE} (the HMI magnetograms are 4096x4096)",
+            opts.size
+        );
     }
     if opts.format == Format::Jpg && !(1..=100).contains(&opts.quality) {
         bail!("JPEG quality must be 1..=100, got {}", opts.quality);

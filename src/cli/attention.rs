@@ -76,6 +76,9 @@ fn save_png(img: &image::RgbImage, path: &Path) -> Result<()> {
 pub fn run(args: Args) -> Result<()> {
     let device = flarecast::device::parse_device(&args.device)?;
     let model = fmodel::load_model(&args.model, device)?;
+    if let Some(s) = args.im_size {
+        fmodel::check_im_size(s.into()).context("--im-size")?;
+    }
     let im_size = args.im_size.unwrap_or(model.meta.im_size as u32);
     let ests = estimators(&args.estimator)?;
     let mut inputs = args.inputs.clone();

@@ -1,6 +1,6 @@
 //! `flarecast predict` and `flarecast bench model`.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use flarecast::hardware::IsaCap;
 use flarecast::model::bench::{self, BenchConfig, Mode};
 use flarecast::model::{self as fmodel, baseline, Arch, Compute, PrecisionChoice};
@@ -52,13 +52,13 @@ pub fn run(args: Args) -> Result<()> {
         device,
         fmodel::choose_precision(args.precision, device).precision,
     ));
-    let im_size = args.im_size.unwrap_or(model.meta.im_size as u32);
-    if (im_size as i64) < fmodel::MIN_IM_SIZE {
-        bail!(
-            "--im-size {im_size} is below the network's minimum of {}",
-            fmodel::MIN_IM_SIZE
-        );
-    }
+    let im_size = match args.im_size {
+        Some(s) => {
+            fmodel::check_im_size(s.into()).context("--im-size")?;
+            s
+        }
+        None => model.meta.im_size as u32,
+    };
     // Read every input first: a bad file fails the run before any output.
     let mut instances: Vec<(String, usize, Tensor)> = Vec::new();
     for path in &args.inputs {
@@ -91,6 +91,13 @@ pub fn run(args: Args) -> Result<()> {
         let logits = Vec::<f64>::try_from(out.logits.to_kind(Kind::Double).flatten(0, -1))?;
         let probs = Vec::<f64>::try_from(out.flare_prob().to_kind(Kind::Double))?;
         for (k, inst) in instances[start..end].iter().enumerate() {
+            if !probs[k].is_finite() {
+                bail!(
+                    "{}: the model gives P(FL) = {} for this input",
+                    inst.0,
+                    probs[k]
+                );
+            }
             preds.push(Prediction {
                 input: inst.0.clone(),
                 index: inst.1,

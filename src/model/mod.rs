@@ -86,6 +86,18 @@ pub enum InitScheme {
 /// 2x2/stride-2 dense layer leave nothing to convolve.
 pub const MIN_IM_SIZE: i64 = 192;
 
+/// Largest input side accepted: twice the paper's largest (512). The attention network
+/// holds 64 float32 channels at full resolution, 1 GiB per image at this size already.
+pub const MAX_IM_SIZE: i64 = 2048;
+
+/// Refuses an image side outside what the network can run.
+pub fn check_im_size(size: i64) -> Result<()> {
+    if !(MIN_IM_SIZE..=MAX_IM_SIZE).contains(&size) {
+        bail!("image size {size} is outside {MIN_IM_SIZE}..={MAX_IM_SIZE}");
+    }
+    Ok(())
+}
+
 /// Conv 3x3 + BatchNorm (+ ReLU in forward): one `conv_blockK` of the reference,
 /// parameters `conv_blockK.0.*` and `conv_blockK.1.*`.
 #[derive(Debug)]

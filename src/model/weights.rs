@@ -252,6 +252,11 @@ pub fn assign(vs: &mut nn::VarStore, tensors: &[(String, Tensor)], what: &str) -
 /// Loads a model from a `.pth`/`.pt`/`.safetensors` file onto `device`.
 pub fn load_model(path: &Path, device: Device) -> Result<LoadedModel> {
     let (tensors, meta) = read_weights(path)?;
+    check_finite(&tensors).with_context(|| format!("{}", path.display()))?;
+    if let Some(m) = &meta {
+        super::check_im_size(m.im_size)
+            .with_context(|| format!("{}: the metadata's image size", path.display()))?;
+    }
     let names: BTreeSet<&str> = tensors.iter().map(|(n, _)| n.as_str()).collect();
     let arch = detect_arch(&names).with_context(|| format!("{}", path.display()))?;
     if let Some(m) = &meta {
@@ -269,6 +274,23 @@ pub fn load_model(path: &Path, device: Device) -> Result<LoadedModel> {
     assign(&mut vs, &tensors, &path.display().to_string())?;
     let meta = meta.unwrap_or_else(|| ModelMeta::new(arch, 256));
     Ok(LoadedModel { vs, net, meta })
+}
+
+/// Refuses weights holding NaN or infinity (a diverged run's): they would forecast NaN.
+pub fn check_finite(tensors: &[(String, Tensor)]) -> Result<()> {
+    for (name, t) in tensors {
+        if !t.is_floating_point() {
+            continue;
+        }
+        let bad = t.isfinite().logical_not().sum(Kind::Int64).int64_value(&[]);
+        if bad > 0 {
+            bail!(
+                "tensor {name} holds {bad} NaN or infinite values of {}; the weights are unusable",
+                t.numel()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The network's variables by name, sorted (the reference's state_dict keys).
@@ -297,6 +319,9 @@ pub fn save_tensors(path: &Path, tensors: &[(String, Tensor)], meta: &ModelMeta)
 /// Converts a weight file to the format given by `output`'s extension, checking that it
 /// is a complete flarecast network first. Returns the detected metadata.
 pub fn convert_weights(input: &Path, output: &Path, im_size: Option<i64>) -> Result<ModelMeta> {
+    if let Some(s) = im_size {
+        super::check_im_size(s)?;
+    }
     let model = load_model(input, Device::Cpu)?;
     let mut meta = model.meta.clone();
     if let Some(s) = im_size {

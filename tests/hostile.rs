@@ -1,0 +1,462 @@
+//! Every subcommand against hostile files (empty, truncated, of the wrong type, with huge
+//! dimensions in their headers, holding NaN): each run exits 1 with a one-line error that
+//! names the file, never a panic (101) or an abort (134). Also the size limits on numbers
+//! that come from flags or from a model's metadata, and weights holding NaN.
+
+mod common;
+
+use flarecast::model::{weights, ModelMeta};
+use std::path::{Path, PathBuf};
+use tch::Tensor;
+
+/// Runs flarecast and asserts the failure contract: exit 1, exactly one stderr line, an
+/// error naming `names`.
+fn fails_naming(args: &[&std::ffi::OsStr], names: &str) -> String {
+    let out = common::flarecast().args(args).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    let shown: Vec<String> = args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "flarecast {}: exit {:?}\n{err}",
+        shown.join(" "),
+        out.status.code()
+    );
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "flarecast {}: {err}", shown.join(" "));
+    assert!(
+        lines[0].starts_with("flarecast: error: ") && lines[0].contains(names),
+        "flarecast {}: the error does not name {names}: {err}",
+        shown.join(" ")
+    );
+    err
+}
+
+fn os<S: AsRef<std::ffi::OsStr> + ?Sized>(s: &S) -> &std::ffi::OsStr {
+    s.as_ref()
+}
+
+/// The golden attention weights with `edit` applied, saved as safetensors.
+fn edited_model(dir: &Path, name: &str, meta: ModelMeta, edit: impl Fn(&str, &Tensor)) -> PathBuf {
+    let (tensors, _) = weights::read_weights(&common::golden().join("attn.pth")).unwrap();
+    for (n, t) in &tensors {
+        edit(n, t);
+    }
+    let path = dir.join(name);
+    weights::save_tensors(&path, &tensors, &meta).unwrap();
+    path
+}
+
+fn attention_meta(im_size: i64) -> ModelMeta {
+    ModelMeta::new(flarecast::model::Arch::from_attention(true), im_size)
+}
+
+/// A PNG header (signature and IHDR) claiming `w` x `h` 8-bit grey pixels, no data.
+fn png_header(w: u32, h: u32) -> Vec<u8> {
+    let mut v = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = b"IHDR".to_vec();
+    ihdr.extend_from_slice(&w.to_be_bytes());
+    ihdr.extend_from_slice(&h.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 0, 0, 0, 0]);
+    v.extend_from_slice(&13u32.to_be_bytes());
+    v.extend_from_slice(&ihdr);
+    v.extend_from_slice(&[0, 0, 0, 0]); // CRC left wrong on purpose
+    v
+}
+
+/// A float32 .npy header with `shape` and `data` after it.
+fn npy(shape: &str, data: &[u8]) -> Vec<u8> {
+    let mut h = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}");
+    while (10 + h.len() + 1) % 64 != 0 {
+        h.push(' ');
+    }
+    h.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(h.len() as u16).to_le_bytes());
+    out.extend_from_slice(h.as_bytes());
+    out.extend_from_slice(data);
+    out
+}
+
+struct Hostile {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+}
+
+impl Hostile {
+    fn path(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+}
+
+/// The directory of hostile files.
+fn hostile() -> Hostile {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    let w = |name: &str, bytes: &[u8]| std::fs::write(root.join(name), bytes).unwrap();
+    let jpg = std::fs::read(common::magnetogram_jpg()).unwrap();
+    let jp2 = std::fs::read(common::magnetogram_jp2()).unwrap();
+    let pth = std::fs::read(common::golden().join("attn.pth")).unwrap();
+    w("empty.jpg", b"");
+    w("truncated.jpg", &jpg[..jpg.len() / 3]);
+    w(
+        "text.jpg",
+        b"<html><body>Service unavailable</body></html>\n",
+    );
+    w("huge.png", &png_header(100_000, 100_000));
+    w("truncated.jp2", &jp2[..jp2.len() / 4]);
+    w("empty.npy", b"");
+    w("truncated.npy", &npy("(256, 256)", &[0u8; 1000]));
+    w("huge.npy", &npy("(100000, 1, 100000, 100000)", &[0u8; 64]));
+    let mut nan = Vec::new();
+    for _ in 0..256 * 256 {
+        nan.extend_from_slice(&f32::NAN.to_le_bytes());
+    }
+    w("nan.npy", &npy("(256, 256)", &nan));
+    w("empty.pth", b"");
+    w("truncated.pth", &pth[..pth.len() / 2]);
+    w("text.pth", b"model weights go here\n");
+    // A safetensors header that claims a 2^60-byte header.
+    let mut st = (1u64 << 60).to_le_bytes().to_vec();
+    st.extend_from_slice(
+        b"{\"a\":{\"dtype\":\"F32\",\"shape\":[100000,100000],\"data_offsets\":[0,40000000000]}}",
+    );
+    w("huge.safetensors", &st);
+    w("empty.csv", b"");
+    w("text.csv", b"\x00\x01\x02 binary \xff\xfe");
+    w(
+        "nan_predictions.csv",
+        b"timestamp,flare_prob,target\n2011/01/01/HMI.m2011.01.01_00.00.00.jpg,nan,1\n\
+          2011/01/01/HMI.m2011.01.01_01.00.00.jpg,0.2,0\n",
+    );
+    w(
+        "truncated_predictions.csv",
+        b"timestamp,flare_prob,target\n2011/01/01/HMI.m2011.01.01_00.00.00.jpg,0.5",
+    );
+    Hostile { _dir: dir, root }
+}
+
+#[test]
+fn predict_and_attention_refuse_hostile_inputs() {
+    let h = hostile();
+    let model = common::golden().join("attn.pth");
+    for name in [
+        "empty.jpg",
+        "truncated.jpg",
+        "text.jpg",
+        "huge.png",
+        "truncated.jp2",
+        "empty.npy",
+        "truncated.npy",
+        "huge.npy",
+        "nan.npy",
+    ] {
+        let input = h.path(name);
+        fails_naming(
+            &[
+                os("predict"),
+                os("--device"),
+                os("cpu"),
+                os("--model"),
+                os(&model),
+                os(&input),
+            ],
+            name,
+        );
+        if !name.ends_with(".npy") {
+            let out = h.path("maps");
+            fails_naming(
+                &[
+                    os("attention"),
+                    os("--device"),
+                    os("cpu"),
+                    os("--model"),
+                    os(&model),
+                    os("--out"),
+                    os(&out),
+                    os(&input),
+                ],
+                name,
+            );
+        }
+    }
+}
+
+#[test]
+fn every_model_command_refuses_hostile_weight_files() {
+    let h = hostile();
+    let image = common::magnetogram_jpg();
+    let out = h.path("converted.safetensors");
+    for name in [
+        "empty.pth",
+        "truncated.pth",
+        "text.pth",
+        "huge.safetensors",
+        "empty.jpg",
+    ] {
+        let model = h.path(name);
+        fails_naming(
+            &[
+                os("predict"),
+                os("--device"),
+                os("cpu"),
+                os("--model"),
+                os(&model),
+                os(&image),
+            ],
+            name,
+        );
+        fails_naming(&[os("convert-weights"), os(&model), os(&out)], name);
+        let maps = h.path("maps");
+        fails_naming(
+            &[
+                os("attention"),
+                os("--device"),
+                os("cpu"),
+                os("--model"),
+                os(&model),
+                os("--out"),
+                os(&maps),
+                os(&image),
+            ],
+            name,
+        );
+    }
+    assert!(!out.exists());
+}
+
+#[test]
+fn evaluate_and_label_refuse_hostile_tables() {
+    let h = hostile();
+    for name in [
+        "empty.csv",
+        "text.csv",
+        "nan_predictions.csv",
+        "truncated_predictions.csv",
+    ] {
+        fails_naming(
+            &[os("evaluate"), os("--predictions"), os(&h.path(name))],
+            name,
+        );
+    }
+    let list = common::realdata().join("original_labels/totalfiles_jpg_512.csv");
+    for name in ["empty.csv", "text.csv"] {
+        let out = h.path("labels");
+        fails_naming(
+            &[
+                os("label"),
+                os("--catalog"),
+                os(&h.path(name)),
+                os("--file-list"),
+                os(&list),
+                os("--out"),
+                os(&out),
+            ],
+            name,
+        );
+    }
+    // A file list that is not text.
+    fails_naming(
+        &[
+            os("label"),
+            os("--catalog"),
+            os(&common::realdata()
+                .join("catalogs/pandey_reconstructed_window_max_flares_2010-12_2018-07.csv")),
+            os("--file-list"),
+            os(&h.path("text.csv")),
+        ],
+        "text.csv",
+    );
+}
+
+#[test]
+fn train_refuses_hostile_label_tables() {
+    let h = hostile();
+    let labels = h.path("labels");
+    std::fs::create_dir_all(labels.join("simplified_data_labels")).unwrap();
+    for (k, name) in [(1, "empty.csv"), (2, "text.csv")] {
+        for part in ["train", "val"] {
+            std::fs::copy(
+                h.path(name),
+                labels.join(format!("simplified_data_labels/Fold{k}_{part}.csv")),
+            )
+            .unwrap();
+        }
+        fails_naming(
+            &[
+                os("train"),
+                os("--fold"),
+                os(&k.to_string()),
+                os("--epochs"),
+                os("1"),
+                os("--devices"),
+                os("cpu"),
+                os("--images"),
+                os(&h.root),
+                os("--labels"),
+                os(&labels),
+                os("--out"),
+                os(&h.path("models")),
+            ],
+            &format!("Fold{k}_train.csv"),
+        );
+    }
+}
+
+#[test]
+fn convert_and_download_refuse_hostile_files() {
+    let h = hostile();
+    // A download folder whose manifest is not a manifest.
+    let dl = h.path("jp2");
+    std::fs::create_dir_all(&dl).unwrap();
+    std::fs::write(dl.join("manifest.jsonl"), b"{\"requested\": 12, \n\x00\xff").unwrap();
+    fails_naming(
+        &[
+            os("download"),
+            os("--dry-run"),
+            os("--start"),
+            os("2013-05-13T00:00:00"),
+            os("--end"),
+            os("2013-05-13T01:00:00"),
+            os("--out"),
+            os(&dl),
+        ],
+        "manifest.jsonl",
+    );
+    // convert: an input folder that is a file.
+    fails_naming(
+        &[
+            os("convert"),
+            os("--input"),
+            os(&h.path("truncated.jp2")),
+            os("--output"),
+            os(&h.path("jpg")),
+        ],
+        "truncated.jp2",
+    );
+}
+
+#[test]
+fn weights_holding_nan_or_inf_are_refused_naming_the_tensor() {
+    let dir = tempfile::tempdir().unwrap();
+    let nan = edited_model(
+        dir.path(),
+        "nan.safetensors",
+        attention_meta(256),
+        |n, t| {
+            if n == "conv_block3.0.weight" {
+                let _ = t.get(0).get(0).fill_(f64::NAN);
+            }
+        },
+    );
+    let inf = edited_model(
+        dir.path(),
+        "inf.safetensors",
+        attention_meta(256),
+        |n, t| {
+            if n == "classify.bias" {
+                let _ = t.get(1).fill_(f64::INFINITY);
+            }
+        },
+    );
+    let image = common::magnetogram_jpg();
+    for (model, tensor) in [(&nan, "conv_block3.0.weight"), (&inf, "classify.bias")] {
+        let err = fails_naming(
+            &[
+                os("predict"),
+                os("--device"),
+                os("cpu"),
+                os("--model"),
+                os(model),
+                os(&image),
+            ],
+            tensor,
+        );
+        assert!(err.contains(&model.display().to_string()), "{err}");
+        assert!(err.contains("NaN or infinite"), "{err}");
+        fails_naming(
+            &[
+                os("convert-weights"),
+                os(model),
+                os(&dir.path().join("x.pth")),
+            ],
+            tensor,
+        );
+    }
+}
+
+#[test]
+fn image_sizes_from_flags_and_metadata_are_checked_where_they_enter() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = common::magnetogram_jpg();
+    let golden = common::golden().join("attn.pth");
+    let err = fails_naming(
+        &[
+            os("predict"),
+            os("--device"),
+            os("cpu"),
+            os("--im-size"),
+            os("100000"),
+            os("--model"),
+            os(&golden),
+            os(&image),
+        ],
+        "--im-size",
+    );
+    assert!(
+        err.contains("image size 100000 is outside 192..=2048"),
+        "{err}"
+    );
+    let out = dir.path().join("big.safetensors");
+    fails_naming(
+        &[
+            os("convert-weights"),
+            os("--im-size"),
+            os("100000"),
+            os(&golden),
+            os(&out),
+        ],
+        "image size 100000 is outside 192..=2048",
+    );
+    assert!(!out.exists());
+    // A model file whose metadata claims a huge size is refused on load.
+    let big = edited_model(
+        dir.path(),
+        "meta.safetensors",
+        attention_meta(100_000),
+        |_, _| {},
+    );
+    let err = fails_naming(
+        &[
+            os("predict"),
+            os("--device"),
+            os("cpu"),
+            os("--model"),
+            os(&big),
+            os(&image),
+        ],
+        "meta.safetensors",
+    );
+    assert!(
+        err.contains("image size 100000 is outside 192..=2048"),
+        "{err}"
+    );
+    let jp2_dir = dir.path().join("jp2");
+    std::fs::create_dir_all(&jp2_dir).unwrap();
+    let err = fails_naming(
+        &[
+            os("convert"),
+            os("--input"),
+            os(&jp2_dir),
+            os("--output"),
+            os(&dir.path().join("jpg")),
+            os("--size"),
+            os("100000"),
+        ],
+        "100000",
+    );
+    assert!(err.contains("above 8192"), "{err}");
+}
