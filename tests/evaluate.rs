@@ -658,3 +658,68 @@ fn unparsable_values_and_bad_options_are_errors() {
         "{err}"
     );
 }
+
+#[test]
+fn scores_an_all_positive_file_cannot_define_print_as_undefined() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("all_pos.csv");
+    std::fs::write(
+        &p,
+        "timestamp,flare_prob,target\n\
+         2011/01/01/HMI.m2011.01.01_00.00.00.jpg,0.9,1\n\
+         2011/01/01/HMI.m2011.01.01_01.00.00.jpg,0.3,1\n\
+         2011/01/01/HMI.m2011.01.01_02.00.00.jpg,0.7,1\n",
+    )
+    .unwrap();
+    let v = evaluate_json(&[std::ffi::OsStr::new("--predictions"), p.as_os_str()]);
+    let f = &v["files"][0];
+    for key in ["tss", "bss", "roc_auc", "best_threshold", "best_tss"] {
+        assert!(f[key].is_null(), "{key}: {}", f[key]);
+        assert!(v["mean"][key].is_null(), "mean {key}: {}", v["mean"][key]);
+    }
+    assert_eq!(f["recall"].as_f64(), Some(2.0 / 3.0));
+    assert_eq!(f["precision"].as_f64(), Some(1.0));
+    assert_eq!(f["hss2"].as_f64(), Some(0.0));
+    assert_eq!(
+        f["undefined"],
+        serde_json::json!([
+            "no negative instance: TSS, BSS, ROC AUC and the best TSS are undefined"
+        ])
+    );
+    let out = common::flarecast()
+        .args(["evaluate", "--predictions"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let row = text.lines().find(|l| l.starts_with("all_pos")).unwrap();
+    assert_eq!(
+        row.split_whitespace().collect::<Vec<_>>(),
+        [
+            "all_pos.csv",
+            "3",
+            "2",
+            "0",
+            "0",
+            "1",
+            "undefined",
+            "0.0000",
+            "0.667",
+            "1.000",
+            "0.667",
+            "0.1967",
+            "undefined",
+            "undefined",
+            "undefined"
+        ],
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "undefined: no negative instance: TSS, BSS, ROC AUC and the best TSS are undefined"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("0.5000") && !text.contains("NaN"), "{text}");
+}

@@ -118,8 +118,12 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-fn num(v: Option<&serde_json::Value>) -> Option<f64> {
-    v.and_then(|v| v.as_f64())
+/// A score with `decimals`, or "undefined", right-aligned in `width`.
+fn cell(v: Option<f64>, width: usize, decimals: usize) -> String {
+    match v {
+        Some(x) => format!("{x:>width$.decimals$}"),
+        None => format!("{:>width$}", "undefined"),
+    }
 }
 
 fn print_report(r: &Report) {
@@ -133,31 +137,51 @@ fn print_report(r: &Report) {
     );
     for f in &r.files {
         let name = plots::short_name(std::path::Path::new(&f.file));
+        let best = match (f.best_threshold, f.best_tss) {
+            (Some(t), Some(s)) => format!("{t:>6.3}/{s:.4}"),
+            _ => format!("{:>13}", "undefined"),
+        };
         println!(
-            "{:<28} {:>6} {:>6} {:>6} {:>6} {:>6} {:>7.4} {:>7.4} {:>6.3} {:>6.3} {:>6.3} {:>7.4} {:>7.4} {:>6.4} {:>6.3}/{:.4}",
-            name, f.n, f.tp, f.fp, f.tn, f.fn_, f.tss, f.hss2, f.accuracy, f.precision, f.recall, f.brier, f.bss,
-            f.roc_auc, f.best_threshold, f.best_tss
+            "{:<28} {:>6} {:>6} {:>6} {:>6} {:>6} {} {} {} {} {} {} {} {} {best}",
+            name,
+            f.n,
+            f.tp,
+            f.fp,
+            f.tn,
+            f.fn_,
+            cell(f.tss, 7, 4),
+            cell(f.hss2, 7, 4),
+            cell(f.accuracy, 6, 3),
+            cell(f.precision, 6, 3),
+            cell(f.recall, 6, 3),
+            cell(f.brier, 7, 4),
+            cell(f.bss, 7, 4),
+            cell(f.roc_auc, 6, 4),
         );
+        for why in &f.undefined {
+            println!("{:<28} undefined: {why}", "");
+        }
     }
     if r.files.len() > 1 {
-        for key in [
-            "tss",
-            "hss2",
-            "accuracy",
-            "precision",
-            "recall",
-            "brier",
-            "bss",
-            "roc_auc",
-            "best_tss",
+        let (m, s) = (&r.mean, &r.std);
+        for (key, mean, std) in [
+            ("tss", m.tss, s.tss),
+            ("hss2", m.hss2, s.hss2),
+            ("accuracy", m.accuracy, s.accuracy),
+            ("precision", m.precision, s.precision),
+            ("recall", m.recall, s.recall),
+            ("brier", m.brier, s.brier),
+            ("bss", m.bss, s.bss),
+            ("roc_auc", m.roc_auc, s.roc_auc),
+            ("best_tss", m.best_tss, s.best_tss),
         ] {
-            let m = num(r.mean.get(key)).unwrap_or(0.0);
-            match num(r.std.get(key)) {
-                Some(s) => println!(
+            match (mean, std) {
+                (Some(m), Some(s)) => println!(
                     "mean {key:<10} {m:.4} +- {s:.4} (sample std over {} files)",
                     r.files.len()
                 ),
-                None => println!("mean {key:<10} {m:.4}"),
+                (Some(m), None) => println!("mean {key:<10} {m:.4}"),
+                (None, _) => println!("mean {key:<10} undefined (undefined in some file)"),
             }
         }
     }

@@ -16,7 +16,9 @@ pub use run_model::{predict_fold, FoldPredictConfig};
 use crate::metrics::{self, Confusion};
 use serde::Serialize;
 
-/// The scores of one prediction file at one threshold.
+/// The scores of one prediction file at one threshold. A score that the file cannot
+/// define (TSS without a positive or a negative instance, precision without a forecast
+/// flare, ...) is `None`, written as null; `undefined` says why.
 #[derive(Clone, Debug, Serialize)]
 pub struct FileScores {
     pub file: String,
@@ -26,18 +28,21 @@ pub struct FileScores {
     pub tn: u64,
     #[serde(rename = "fn")]
     pub fn_: u64,
-    pub tss: f64,
-    pub hss2: f64,
-    pub accuracy: f64,
-    pub precision: f64,
-    pub recall: f64,
-    pub brier: f64,
-    pub bss: f64,
-    pub roc_auc: f64,
-    pub best_threshold: f64,
-    pub best_tss: f64,
+    pub tss: Option<f64>,
+    pub hss2: Option<f64>,
+    pub accuracy: Option<f64>,
+    pub precision: Option<f64>,
+    pub recall: Option<f64>,
+    pub brier: Option<f64>,
+    pub bss: Option<f64>,
+    pub roc_auc: Option<f64>,
+    pub best_threshold: Option<f64>,
+    pub best_tss: Option<f64>,
     /// Fraction of instances that are events (the climatology of the BSS).
-    pub event_rate: f64,
+    pub event_rate: Option<f64>,
+    /// Why some scores are undefined, one reason each; empty when all are defined.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub undefined: Vec<String>,
     /// The file's location breakdown, when details were given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub location: Option<Location>,
@@ -47,8 +52,30 @@ pub struct FileScores {
 pub fn score(file: &PredictionFile, threshold: f64) -> FileScores {
     let (probs, targets) = (&file.probs, &file.targets);
     let c = Confusion::from_probs(probs, targets, threshold);
-    let (best_threshold, best_tss) = metrics::best_tss_threshold(probs, targets);
     let events = targets.iter().filter(|&&t| t).count();
+    let (n, pos, neg) = (targets.len(), events, targets.len() - events);
+    let hss_den = {
+        let (tp, fp, tn, fn_) = (c.tp as f64, c.fp as f64, c.tn as f64, c.fn_ as f64);
+        (tp + fn_) * (fn_ + tn) + (tp + fp) * (fp + tn)
+    };
+    let mut undefined = Vec::new();
+    if n == 0 {
+        undefined.push("the file has no instances: every score is undefined".to_string());
+    } else if pos == 0 || neg == 0 {
+        let which = if pos == 0 { "positive" } else { "negative" };
+        undefined.push(format!(
+            "no {which} instance: TSS, BSS, ROC AUC and the best TSS are undefined{}",
+            if pos == 0 { ", and so is recall" } else { "" }
+        ));
+    }
+    if n > 0 && hss_den == 0.0 {
+        undefined.push("HSS2 is undefined: its denominator is 0".to_string());
+    }
+    if n > 0 && c.tp + c.fp == 0 {
+        undefined.push("no instance forecast positive: precision is undefined".to_string());
+    }
+    let both = pos > 0 && neg > 0;
+    let best = both.then(|| metrics::best_tss_threshold(probs, targets));
     FileScores {
         file: file.path.display().to_string(),
         n: c.n(),
@@ -56,71 +83,95 @@ pub fn score(file: &PredictionFile, threshold: f64) -> FileScores {
         fp: c.fp,
         tn: c.tn,
         fn_: c.fn_,
-        tss: c.tss(),
-        hss2: c.hss2(),
-        accuracy: c.accuracy(),
-        precision: c.precision(),
-        recall: c.recall(),
-        brier: metrics::brier(probs, targets),
-        bss: metrics::brier_skill(probs, targets),
-        roc_auc: metrics::roc_auc(probs, targets),
-        best_threshold,
-        best_tss,
-        event_rate: if targets.is_empty() {
-            0.0
-        } else {
-            events as f64 / targets.len() as f64
-        },
+        tss: both.then(|| c.tss()),
+        hss2: (hss_den != 0.0).then(|| c.hss2()),
+        accuracy: (n > 0).then(|| c.accuracy()),
+        precision: (c.tp + c.fp > 0).then(|| c.precision()),
+        recall: (pos > 0).then(|| c.recall()),
+        brier: (n > 0).then(|| metrics::brier(probs, targets)),
+        bss: both.then(|| metrics::brier_skill(probs, targets)),
+        roc_auc: both.then(|| metrics::roc_auc(probs, targets)),
+        best_threshold: best.map(|b| b.0),
+        best_tss: best.map(|b| b.1),
+        event_rate: (n > 0).then(|| events as f64 / n as f64),
+        undefined,
         location: None,
     }
 }
 
-type Getter = fn(&FileScores) -> f64;
+/// One statistic (mean or standard deviation) of every numeric field of [`FileScores`]
+/// over files; `None` where a file leaves the score undefined, and for the standard
+/// deviation of fewer than two files.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct ScoreStats {
+    pub n: Option<f64>,
+    pub tp: Option<f64>,
+    pub fp: Option<f64>,
+    pub tn: Option<f64>,
+    #[serde(rename = "fn")]
+    pub fn_: Option<f64>,
+    pub tss: Option<f64>,
+    pub hss2: Option<f64>,
+    pub accuracy: Option<f64>,
+    pub precision: Option<f64>,
+    pub recall: Option<f64>,
+    pub brier: Option<f64>,
+    pub bss: Option<f64>,
+    pub roc_auc: Option<f64>,
+    pub best_threshold: Option<f64>,
+    pub best_tss: Option<f64>,
+    pub event_rate: Option<f64>,
+}
 
-/// The numeric fields of [`FileScores`], for the mean and standard deviation over files.
-const SUMMARY_FIELDS: [(&str, Getter); 16] = [
-    ("n", |s| s.n as f64),
-    ("tp", |s| s.tp as f64),
-    ("fp", |s| s.fp as f64),
-    ("tn", |s| s.tn as f64),
-    ("fn", |s| s.fn_ as f64),
-    ("tss", |s| s.tss),
-    ("hss2", |s| s.hss2),
-    ("accuracy", |s| s.accuracy),
-    ("precision", |s| s.precision),
-    ("recall", |s| s.recall),
-    ("brier", |s| s.brier),
-    ("bss", |s| s.bss),
-    ("roc_auc", |s| s.roc_auc),
-    ("best_threshold", |s| s.best_threshold),
-    ("best_tss", |s| s.best_tss),
-    ("event_rate", |s| s.event_rate),
-];
-
-/// Mean and sample standard deviation (n - 1) of every summary field over the files;
-/// the standard deviation is `None` for fewer than two files.
-pub fn summarise(
-    scores: &[FileScores],
-) -> (
-    serde_json::Map<String, serde_json::Value>,
-    serde_json::Map<String, serde_json::Value>,
-) {
-    let mut mean = serde_json::Map::new();
-    let mut std = serde_json::Map::new();
-    let n = scores.len() as f64;
-    for (name, get) in SUMMARY_FIELDS {
-        let values: Vec<f64> = scores.iter().map(get).collect();
-        let m = if values.is_empty() {
-            0.0
-        } else {
-            values.iter().sum::<f64>() / n
+impl ScoreStats {
+    /// Applies `stat` to each field's values over `scores`; a field undefined in any file
+    /// gets `None`.
+    fn over(scores: &[FileScores], stat: impl Fn(&[f64]) -> Option<f64>) -> ScoreStats {
+        let count = |get: fn(&FileScores) -> u64| {
+            stat(&scores.iter().map(|s| get(s) as f64).collect::<Vec<_>>())
         };
-        mean.insert(name.to_string(), serde_json::json!(m));
-        let sd = (values.len() >= 2)
-            .then(|| (values.iter().map(|v| (v - m).powi(2)).sum::<f64>() / (n - 1.0)).sqrt());
-        std.insert(name.to_string(), serde_json::json!(sd));
+        let score = |get: fn(&FileScores) -> Option<f64>| {
+            let values: Option<Vec<f64>> = scores.iter().map(get).collect();
+            values.and_then(|v| stat(&v))
+        };
+        ScoreStats {
+            n: count(|s| s.n),
+            tp: count(|s| s.tp),
+            fp: count(|s| s.fp),
+            tn: count(|s| s.tn),
+            fn_: count(|s| s.fn_),
+            tss: score(|s| s.tss),
+            hss2: score(|s| s.hss2),
+            accuracy: score(|s| s.accuracy),
+            precision: score(|s| s.precision),
+            recall: score(|s| s.recall),
+            brier: score(|s| s.brier),
+            bss: score(|s| s.bss),
+            roc_auc: score(|s| s.roc_auc),
+            best_threshold: score(|s| s.best_threshold),
+            best_tss: score(|s| s.best_tss),
+            event_rate: score(|s| s.event_rate),
+        }
     }
-    (mean, std)
+}
+
+fn mean(v: &[f64]) -> Option<f64> {
+    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+}
+
+/// Sample standard deviation (n - 1).
+fn sample_std(v: &[f64]) -> Option<f64> {
+    let m = mean(v)?;
+    (v.len() >= 2)
+        .then(|| (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len() as f64 - 1.0)).sqrt())
+}
+
+/// Mean and sample standard deviation (n - 1) of every score over the files.
+pub fn summarise(scores: &[FileScores]) -> (ScoreStats, ScoreStats) {
+    (
+        ScoreStats::over(scores, mean),
+        ScoreStats::over(scores, sample_std),
+    )
 }
 
 /// Everything `evaluate` reports.
@@ -128,8 +179,8 @@ pub fn summarise(
 pub struct Report {
     pub threshold: f64,
     pub files: Vec<FileScores>,
-    pub mean: serde_json::Map<String, serde_json::Value>,
-    pub std: serde_json::Map<String, serde_json::Value>,
+    pub mean: ScoreStats,
+    pub std: ScoreStats,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub location: Option<Location>,
 }
@@ -185,13 +236,38 @@ mod tests {
             file(&[0.9, 0.6, 0.1, 0.2], &[true, false, false, true]),
         ];
         let report = evaluate(&files, None, 0.5).unwrap();
-        let tss: Vec<f64> = report.files.iter().map(|f| f.tss).collect();
-        assert_eq!(tss, vec![1.0, -1.0, 0.0]);
-        assert_eq!(report.mean["tss"], 0.0);
-        assert_eq!(report.std["tss"], 1.0);
-        assert_eq!(report.mean["n"], 8.0 / 3.0);
+        let tss: Vec<Option<f64>> = report.files.iter().map(|f| f.tss).collect();
+        assert_eq!(tss, vec![Some(1.0), Some(-1.0), Some(0.0)]);
+        assert_eq!(report.mean.tss, Some(0.0));
+        assert_eq!(report.std.tss, Some(1.0));
+        assert_eq!(report.mean.n, Some(8.0 / 3.0));
         let one = evaluate(&files[..1], None, 0.5).unwrap();
-        assert!(one.std["tss"].is_null());
+        assert_eq!(one.std.tss, None);
+    }
+
+    #[test]
+    fn scores_a_single_class_file_leaves_undefined_and_says_why() {
+        let all_pos = file(&[0.9, 0.2, 0.7], &[true, true, true]);
+        let s = score(&all_pos, 0.5);
+        assert_eq!((s.tp, s.fn_), (2, 1));
+        assert_eq!(s.tss, None);
+        assert_eq!(s.roc_auc, None);
+        assert_eq!(s.best_tss, None);
+        assert_eq!(s.bss, None);
+        assert_eq!(s.recall, Some(2.0 / 3.0));
+        assert_eq!(s.precision, Some(1.0));
+        assert_eq!(
+            s.undefined,
+            vec!["no negative instance: TSS, BSS, ROC AUC and the best TSS are undefined"]
+        );
+        // One undefined file makes the mean over files undefined, not a number.
+        let mixed = file(&[0.9, 0.1], &[true, false]);
+        let report = evaluate(&[mixed, all_pos], None, 0.5).unwrap();
+        assert_eq!(report.mean.tss, None);
+        assert_eq!(report.mean.tp, Some(1.5));
+        let json = serde_json::to_value(&report).unwrap();
+        assert!(json["mean"]["tss"].is_null());
+        assert!(json["files"][1]["roc_auc"].is_null());
     }
 
     #[test]
