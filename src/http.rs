@@ -9,7 +9,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Largest JP2 accepted (Helioviewer's 4096x4096 files are about 1-4 MB).
-const MAX_JP2_BYTES: usize = 256 << 20;
+const MAX_JP2_BYTES: usize = 64 << 20;
+/// Largest text answer accepted (a JSON answer of the API is under 1 KB).
+const MAX_TEXT_BYTES: usize = 1 << 20;
 /// Longest wait a `Retry-After` may impose.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
 
@@ -154,26 +156,43 @@ impl Client {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_string();
-        let body = resp
-            .bytes()
-            .map_err(|e| FetchError::transient(format!("body cut off: {}", describe(&e))))?;
+        let body = read_capped(resp, expect)?;
         match expect {
-            Expect::Text => Ok(body.to_vec()),
-            Expect::Jp2 => check_jp2_body(&body, &content_type).map(|()| body.to_vec()),
+            Expect::Text => Ok(body),
+            Expect::Jp2 => check_jp2_body(&body, &content_type).map(|()| body),
         }
     }
+}
+
+/// Reads a body of at most the cap for `expect`: a larger announced length is refused
+/// before reading, and a body that runs past the cap is cut off there, so an oversized
+/// answer never costs more memory than the cap.
+fn read_capped(resp: reqwest::blocking::Response, expect: Expect) -> Result<Vec<u8>, FetchError> {
+    use std::io::Read;
+    let cap = match expect {
+        Expect::Text => MAX_TEXT_BYTES,
+        Expect::Jp2 => MAX_JP2_BYTES,
+    };
+    let too_large = |n: String| {
+        FetchError::permanent(format!("body of {n} bytes is over the {cap}-byte limit"))
+    };
+    if let Some(n) = resp.content_length().filter(|&n| n > cap as u64) {
+        return Err(too_large(n.to_string()));
+    }
+    let mut body = Vec::with_capacity(resp.content_length().unwrap_or(0) as usize);
+    resp.take(cap as u64 + 1)
+        .read_to_end(&mut body)
+        .map_err(|e| FetchError::transient(format!("body cut off: {e}")))?;
+    if body.len() > cap {
+        return Err(too_large(format!("more than {cap}")));
+    }
+    Ok(body)
 }
 
 /// A JP2 body must start with the JP2 signature and be structurally complete. Text in its
 /// place (an HTML error page served with 200) is a permanent failure; a JP2 that stops
 /// short is a transfer problem worth retrying.
 fn check_jp2_body(body: &[u8], content_type: &str) -> Result<(), FetchError> {
-    if body.len() > MAX_JP2_BYTES {
-        return Err(FetchError::permanent(format!(
-            "body of {} bytes is too large for a JP2",
-            body.len()
-        )));
-    }
     if !crate::jp2::has_signature(body) {
         let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
         let kind = if text.trim_start().starts_with('<') {

@@ -441,7 +441,7 @@ fn unreachable_server_is_retried_then_failed_and_bad_ranges_are_refused() {
     assert_eq!(r.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&r.stderr);
     assert!(
-        stderr.contains("flarecast: error:") && stderr.contains("must be after --start"),
+        stderr.contains("flarecast: error:") && stderr.contains("must be after the start"),
         "{stderr}"
     );
 }
@@ -475,5 +475,110 @@ fn max_rps_caps_the_request_rate() {
         started.elapsed() >= Duration::from_millis(1125),
         "{:?}",
         started.elapsed()
+    );
+}
+
+/// A server with one observation 53 s after each of the first `n` 12-minute instants.
+fn plain_server(n: i64, jp2: Arc<Vec<u8>>) -> LocalServer {
+    LocalServer::start(Config {
+        observations: (0..n)
+            .map(|i| t0() + CDuration::minutes(12 * i) + CDuration::seconds(53))
+            .collect(),
+        jp2,
+        latency: Duration::ZERO,
+        uri_style: UriStyle::Jpip,
+        faults: HashMap::new(),
+    })
+    .unwrap()
+}
+
+#[test]
+fn a_damaged_file_on_disk_is_fetched_again() {
+    let server = plain_server(3, magnetogram());
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("jp2");
+    let out_s = out.to_str().unwrap();
+    let end = "2013-05-13T00:36:00";
+    let run = |extra: &[&str]| {
+        let r = common::flarecast()
+            .args(download_args(&server.url, out_s, end))
+            .args(extra)
+            .arg("--json")
+            .output()
+            .unwrap();
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+        (v["saved"].as_u64().unwrap(), v["skipped"].as_u64().unwrap())
+    };
+    assert_eq!(run(&[]), (3, 0));
+    let jp2 = magnetogram();
+    // Truncated after the download: the size differs, so it is fetched again.
+    std::fs::write(out.join(rel(0)), &jp2[..jp2.len() / 2]).unwrap();
+    // Same size, one byte changed: only --verify (the digest) notices.
+    let mut flipped = jp2.to_vec();
+    flipped[jp2.len() / 2] ^= 0xff;
+    std::fs::write(out.join(rel(1)), &flipped).unwrap();
+    assert_eq!(run(&[]), (1, 2));
+    assert_eq!(std::fs::read(out.join(rel(0))).unwrap(), *jp2);
+    assert_eq!(std::fs::read(out.join(rel(1))).unwrap(), flipped);
+    assert_eq!(run(&["--verify"]), (1, 2));
+    for i in 0..3 {
+        assert_eq!(
+            std::fs::read(out.join(rel(i))).unwrap(),
+            *jp2,
+            "instant {i}"
+        );
+    }
+    assert_eq!(run(&["--verify"]), (0, 3));
+}
+
+#[test]
+fn an_oversized_answer_is_refused_at_the_cap() {
+    // A JP2 signature followed by 80 MB: over the 64 MiB cap for one image.
+    let mut big = std::fs::read(common::magnetogram_jp2()).unwrap();
+    big.resize(80_000_000, 0);
+    let server = plain_server(1, Arc::new(big));
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("jp2");
+    let r = common::flarecast()
+        .args(download_args(
+            &server.url,
+            out.to_str().unwrap(),
+            "2013-05-13T00:12:00",
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(r.status.code(), Some(1));
+    let m = manifest(&out);
+    assert_eq!(status(&m, 0), "failed");
+    assert!(
+        reason(&m, 0).contains("body of 80000000 bytes is over the 67108864-byte limit"),
+        "{}",
+        reason(&m, 0)
+    );
+    assert!(!out.join(rel(0)).exists());
+}
+
+#[test]
+fn a_request_of_billions_of_instants_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = common::flarecast()
+        .args(["download", "--dry-run", "--cadence", "1s"])
+        .args([
+            "--start",
+            "1900-01-01T00:00:00",
+            "--end",
+            "2100-01-01T00:00:00",
+        ])
+        .arg("--out")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(r.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&r.stderr),
+        "flarecast: error: 1900-01-01 00:00:00 to 2100-01-01 00:00:00 every 1s makes 6311433600 \
+         instants, more than the 10000000 one run may request; ask for a shorter range or a \
+         longer cadence\n"
     );
 }

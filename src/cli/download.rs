@@ -51,6 +51,10 @@ pub struct Args {
     /// Ask again for instants an earlier run found no image for.
     #[arg(long)]
     retry_missing: bool,
+    /// Check the SHA-256 of files already on disk against the manifest (sizes are always
+    /// checked) and fetch again those that differ.
+    #[arg(long)]
+    verify: bool,
     /// Show what would be requested, without any request.
     #[arg(long)]
     dry_run: bool,
@@ -77,6 +81,7 @@ pub fn run(a: Args) -> Result<()> {
         timeout: a.timeout,
         backoff: a.backoff,
         retry_missing: a.retry_missing,
+        verify: a.verify,
     };
     if a.dry_run {
         let p = helioviewer::plan(&opts)?;

@@ -60,6 +60,7 @@ pub fn run(
             timeout: Duration::from_secs(30),
             backoff: Duration::from_millis(100),
             retry_missing: false,
+            verify: false,
         };
         let s = download(&opts, &indicatif::ProgressBar::hidden())?;
         ensure!(

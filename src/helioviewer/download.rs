@@ -37,6 +37,9 @@ pub struct Options {
     pub backoff: Duration,
     /// Ask again for instants an earlier run found no image for.
     pub retry_missing: bool,
+    /// Check the SHA-256 of files already on disk against the manifest (their size is
+    /// always checked); a file that fails is fetched again.
+    pub verify: bool,
 }
 
 /// What a dry run would do, without a request.
@@ -67,6 +70,11 @@ pub struct Summary {
     pub failures: Vec<(String, String)>,
 }
 
+/// Most instants one request may make: 19 years at a 1-minute cadence (the paper's 8
+/// years at 12 minutes are 350,000). Each needs a file check, a manifest row and
+/// possibly a request, so a larger request is refused before any work.
+pub const MAX_INSTANTS: i64 = 10_000_000;
+
 /// The requested instants: `start`, `start + cadence`, ... strictly before `end`.
 pub fn instants(
     start: NaiveDateTime,
@@ -74,13 +82,22 @@ pub fn instants(
     cadence: Duration,
 ) -> Result<Vec<NaiveDateTime>> {
     if end <= start {
-        bail!("--end {end} must be after --start {start}");
+        bail!("the end {end} must be after the start {start}");
     }
     let step = chrono_duration(cadence);
     if step <= chrono::Duration::zero() {
         bail!("cadence must be positive");
     }
-    let mut out = Vec::new();
+    let span_ms = (end - start).num_milliseconds();
+    let step_ms = step.num_milliseconds().max(1);
+    let count = (span_ms + step_ms - 1) / step_ms;
+    if count > MAX_INSTANTS {
+        bail!(
+            "{start} to {end} every {} makes {count} instants, more than the {MAX_INSTANTS} one run may request; ask for a shorter range or a longer cadence",
+            humantime::format_duration(cadence)
+        );
+    }
+    let mut out = Vec::with_capacity(count as usize);
     let mut t = start;
     while t < end {
         out.push(t);
@@ -94,7 +111,8 @@ pub fn plan(opts: &Options) -> Result<Plan> {
     let old = manifest::read(&opts.out.join(manifest::FILE_NAME))?;
     let (mut on_disk, mut known_missing) = (0, 0);
     for t in &ts {
-        if opts.out.join(Instant(*t).relative_path("jp2")).is_file() {
+        let path = opts.out.join(Instant(*t).relative_path("jp2"));
+        if path.is_file() && intact(old.get(&Instant(*t).to_string()), &path, opts.verify) {
             on_disk += 1;
         } else if !opts.retry_missing && is_known_missing(&old, *t) {
             known_missing += 1;
@@ -218,7 +236,7 @@ fn run_chunk(
         let key = Instant(t).to_string();
         let rel = Instant(t).relative_path("jp2");
         let path = opts.out.join(&rel);
-        if path.is_file() {
+        if path.is_file() && intact(old.get(&key), &path, opts.verify) {
             rows.push(skipped_row(old.get(&key), key, rel, &path)?);
         } else if !opts.retry_missing && is_known_missing(old, t) {
             rows.push(old[&key].clone());
@@ -341,8 +359,11 @@ fn fetch_and_store(
     fetched: &AtomicUsize,
     fetched_bytes: &AtomicU64,
 ) -> Result<(Stored, Vec<Result<(), String>>), String> {
+    // An earlier copy counts only if it still has the recorded bytes.
     let local = known
-        .and_then(|k| std::fs::read(&k.path).ok())
+        .and_then(|k| std::fs::read(&k.path).ok().map(|b| (k, b)))
+        .filter(|(k, b)| b.len() as u64 == k.bytes && hex(&Sha256::digest(b)) == k.sha256)
+        .map(|(_, b)| b)
         .filter(|b| crate::jp2::validate(b, name).is_ok());
     let bytes = match local {
         Some(b) => b,
@@ -369,6 +390,27 @@ fn fetch_and_store(
         sha256: hex(&Sha256::digest(&bytes)),
     };
     Ok((stored, writes))
+}
+
+/// Whether a file already on disk is the one the manifest recorded: the same size, and
+/// with `verify` the same SHA-256. A file the manifest does not know is taken as it is.
+fn intact(row: Option<&Row>, path: &Path, verify: bool) -> bool {
+    let Some(row) = row.filter(|r| matches!(r.status, Status::Saved | Status::Skipped)) else {
+        return true;
+    };
+    let size_ok = match (row.bytes, std::fs::metadata(path)) {
+        (Some(b), Ok(m)) => m.len() == b,
+        (None, Ok(_)) => true,
+        (_, Err(_)) => false,
+    };
+    if !size_ok || !verify {
+        return size_ok;
+    }
+    match (&row.sha256, std::fs::read(path)) {
+        (Some(h), Ok(bytes)) => hex(&Sha256::digest(&bytes)) == *h,
+        (None, Ok(_)) => true,
+        (_, Err(_)) => false,
+    }
 }
 
 /// An instant whose file is already there: keep what the manifest knew about it, or
@@ -486,6 +528,17 @@ mod tests {
             Duration::from_secs(1)
         )
         .is_err());
+        let err = instants(
+            parse_time("1900-01-01").unwrap(),
+            parse_time("2100-01-01").unwrap(),
+            Duration::from_secs(1),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "1900-01-01 00:00:00 to 2100-01-01 00:00:00 every 1s makes 6311433600 instants, \
+             more than the 10000000 one run may request; ask for a shorter range or a longer cadence"
+        );
     }
 
     #[test]
