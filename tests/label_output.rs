@@ -184,7 +184,7 @@ fn a_run_that_cannot_write_fails_naming_the_table_and_keeps_the_previous_set() {
     let out = dir.path().join("out");
     assert!(label_cmd("M1.0", &out).status().unwrap().success());
     // Files over 64 KiB cannot be written (EFBIG), whoever runs the test.
-    let mut cmd = label_cmd("C1.0", &out);
+    let cmd = label_cmd("C1.0", &out);
     let inner: Vec<_> = std::iter::once(cmd.get_program().to_owned())
         .chain(cmd.get_args().map(|a| a.to_owned()))
         .collect();
@@ -214,4 +214,57 @@ fn a_run_that_cannot_write_fails_naming_the_table_and_keeps_the_previous_set() {
 fn set_mode(p: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[test]
+fn labelling_two_centuries_at_one_second_walks_only_the_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("jpg");
+    for name in [
+        "2012/03/06/HMI.m2012.03.06_22.00.00.jpg",
+        "2012/03/06/HMI.m2012.03.06_23.00.00.jpg",
+        "2012/03/07/HMI.m2012.03.07_00.00.00.jpg",
+        "2012/03/07/HMI.m2012.03.07_01.00.00.jpg",
+    ] {
+        let p = images.join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, b"").unwrap();
+    }
+    let cat = dir.path().join("swpc.csv");
+    std::fs::write(
+        &cat,
+        "date,event_no,start_time,max_time,end_time,goes_sat,goes_channel,goes_class_ind,goes_class,integrated_flux,noaa_ar,ts\n\
+         0,20120307,1,0002,0024,0040,G15,1-8A,X,X5.4,1.0,11429,201203070002\n",
+    )
+    .unwrap();
+    let run = |start: &str, cadence: &str| -> serde_json::Value {
+        let out = common::flarecast()
+            .arg("label")
+            .arg("--catalog")
+            .arg(&cat)
+            .arg("--images")
+            .arg(&images)
+            .arg("--out")
+            .arg(dir.path().join("labels"))
+            .args(["--start", start, "--end", "2100-01-01T00:00:00"])
+            .args(["--cadence", cadence, "--json"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let s = run("1900-01-01T00:00:00", "1s");
+    assert_eq!(
+        (s["instances"].as_u64(), s["positives"].as_u64()),
+        (Some(4), Some(3))
+    );
+    // Every 2 hours from midnight: 22:00 and 00:00 are issue times, 23:00 and 01:00 not.
+    let s = run("2012-03-06T00:00:00", "2h");
+    assert_eq!(s["instances"].as_u64(), Some(2));
+    assert_eq!(s["first"], "2012-03-06T22:00:00");
+    assert_eq!(s["last"], "2012-03-07T00:00:00");
 }

@@ -94,6 +94,13 @@ impl Images {
         self.by_time.get(&t).map(String::as_str)
     }
 
+    /// The images from `start` to `end`, both inclusive, in time order.
+    pub fn range(&self, start: Instant, end: Instant) -> impl Iterator<Item = (Instant, &str)> {
+        self.by_time
+            .range(start..=end)
+            .map(|(t, n)| (*t, n.as_str()))
+    }
+
     pub fn first(&self) -> Option<Instant> {
         self.by_time.keys().next().copied()
     }
