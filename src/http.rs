@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 /// Largest JP2 accepted (Helioviewer's 4096x4096 files are about 1-4 MB).
 const MAX_JP2_BYTES: usize = 64 << 20;
-/// Largest text answer accepted (a JSON answer of the API is under 1 KB).
-const MAX_TEXT_BYTES: usize = 1 << 20;
+/// Largest text answer accepted (API answers are under 1 KB, event lists a few MB).
+const MAX_TEXT_BYTES: usize = 64 << 20;
 /// Longest wait a `Retry-After` may impose.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
 
