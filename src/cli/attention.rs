@@ -1,10 +1,10 @@
-//! `flarecast attention`: attention-map overlays (or Grad-CAM for the standard CNN) for
-//! magnetograms, as PNG, with the raw maps as .npy.
+//! `flarecast attention`: the network's own maps (attention estimators, or Grad-CAM for
+//! the standard CNN) as overlays, raw .npy maps and a panel; `explain` with its default
+//! method.
 
 use anyhow::{bail, Context, Result};
-use flarecast::explain;
-use flarecast::model::{self as fmodel, Arch};
-use std::path::{Path, PathBuf};
+use flarecast::explain::{self, Options};
+use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -37,7 +37,7 @@ pub struct Args {
     device: String,
 }
 
-fn estimators(spec: &str) -> Result<Vec<usize>> {
+pub fn estimators(spec: &str) -> Result<Vec<usize>> {
     match spec {
         "all" => Ok(vec![1, 2, 3]),
         "1" | "2" | "3" => Ok(vec![spec.parse()?]),
@@ -45,112 +45,56 @@ fn estimators(spec: &str) -> Result<Vec<usize>> {
     }
 }
 
-/// The --csv instance list: the `timestamp` column, resolved against `images`.
-fn csv_inputs(csv_path: &Path, images: &Path) -> Result<Vec<PathBuf>> {
-    let mut rdr = csv::Reader::from_path(csv_path)
-        .with_context(|| format!("reading {}", csv_path.display()))?;
-    let headers = rdr.headers()?.clone();
-    let col = headers
-        .iter()
-        .position(|h| h.trim_start_matches('\u{feff}') == "timestamp")
-        .with_context(|| format!("{}: no `timestamp` column", csv_path.display()))?;
-    let mut out = Vec::new();
-    for (i, rec) in rdr.records().enumerate() {
-        let rec = rec.with_context(|| format!("{}: line {}", csv_path.display(), i + 2))?;
-        let ts = rec.get(col).unwrap_or_default();
-        let rel = flarecast::instant::Instant::from_path(ts)
-            .map(|(_, tail)| tail.to_string())
-            .unwrap_or(ts.to_string());
-        out.push(images.join(rel));
-    }
-    Ok(out)
-}
-
-fn save_png(img: &image::RgbImage, path: &Path) -> Result<()> {
-    let tmp = fmodel::weights::temp_path(path);
-    img.save_with_format(&tmp, image::ImageFormat::Png)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
-}
-
-pub fn run(args: Args) -> Result<()> {
-    let device = flarecast::device::parse_device(&args.device)?;
-    let model = fmodel::load_model(&args.model, device)?;
-    if let Some(s) = args.im_size {
-        fmodel::check_im_size(s.into()).context("--im-size")?;
-    }
-    let im_size = args.im_size.unwrap_or(model.meta.im_size as u32);
-    let ests = estimators(&args.estimator)?;
-    let mut inputs = args.inputs.clone();
-    if let (Some(csv), Some(images)) = (&args.csv, &args.images) {
-        inputs.extend(csv_inputs(csv, images)?);
+/// The positional images, then those of the --csv list.
+pub fn inputs(
+    mut inputs: Vec<PathBuf>,
+    csv: Option<&PathBuf>,
+    images: Option<&PathBuf>,
+) -> Result<Vec<PathBuf>> {
+    if let (Some(csv), Some(images)) = (csv, images) {
+        inputs.extend(explain::instance_list(csv, images)?);
     }
     if inputs.is_empty() {
         bail!("no input images (give IMAGE paths or --csv with --images)");
     }
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
-    let arch = model.net.arch();
-    for path in &inputs {
-        let gray = flarecast::preprocess::load_resized(path, im_size)?;
-        let x = flarecast::preprocess::to_tensor(&gray)
-            .unsqueeze(0)
-            .to_device(device);
-        fmodel::check_input(&x).with_context(|| path.display().to_string())?;
-        let stem = path
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or("image")
-            .to_string();
-        let prob = tch::no_grad(|| model.net.forward_t(&x, false).flare_prob()).double_value(&[0]);
-        let mut tiles = vec![image::DynamicImage::ImageLuma8(gray.clone()).to_rgb8()];
-        let mut written = Vec::new();
-        if arch == Arch::Attention {
-            let maps = explain::attention_maps(&model.net, &x)?;
-            for &k in &ests {
-                let c = &maps[k - 1];
-                let npy = args.out.join(format!("{stem}_c{k}.npy"));
-                c.squeeze()
-                    .to_device(tch::Device::Cpu)
-                    .write_npy(&npy)
-                    .with_context(|| format!("writing {}", npy.display()))?;
-                let heat =
-                    explain::attention_heatmap(c, explain::scale_of(k)).to_device(tch::Device::Cpu);
-                let over = explain::overlay(&gray, &heat)?;
-                let png = args.out.join(format!("{stem}_est{k}.png"));
-                save_png(&over, &png)?;
-                tiles.push(over);
-                written.push(png);
-            }
-        } else {
-            let heat =
-                explain::gradcam(&model.net, &x, args.gradcam_block)?.to_device(tch::Device::Cpu);
-            let npy = args.out.join(format!("{stem}_gradcam.npy"));
-            heat.write_npy(&npy)
-                .with_context(|| format!("writing {}", npy.display()))?;
-            let over = explain::overlay(&gray, &heat)?;
-            let png = args.out.join(format!("{stem}_gradcam.png"));
-            save_png(&over, &png)?;
-            tiles.push(over);
-            written.push(png);
-        }
-        let panel = args.out.join(format!("{stem}_panel.png"));
-        save_png(&explain::panel(&tiles), &panel)?;
-        println!(
-            "{}: P(FL) {prob:.4}; {} -> {}",
-            path.display(),
-            if arch == Arch::Attention {
-                "attention"
-            } else {
-                "Grad-CAM"
-            },
-            written
-                .iter()
-                .chain([&panel])
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
+    Ok(inputs)
+}
+
+/// One line per image: its forecast and the files written.
+pub fn report(r: &explain::ImageResult, what: &str) {
+    let files: Vec<String> = r.written.iter().map(|p| p.display().to_string()).collect();
+    let delta = r
+        .delta
+        .map(|d| format!(" (convergence delta {d:.3e})"))
+        .unwrap_or_default();
+    println!(
+        "{}: P(FL) {:.4}; {what}{delta} -> {}",
+        r.input.display(),
+        r.prob,
+        files.join(", ")
+    );
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let device = flarecast::device::parse_device(&args.device)?;
+    let model = flarecast::model::load_model(&args.model, device)?;
+    if let Some(s) = args.im_size {
+        flarecast::model::check_im_size(s.into()).context("--im-size")?;
     }
+    let im_size = args.im_size.unwrap_or(model.meta.im_size as u32);
+    let opts = Options {
+        estimators: estimators(&args.estimator)?,
+        gradcam_block: args.gradcam_block,
+        ..Options::default()
+    };
+    let inputs = inputs(args.inputs, args.csv.as_ref(), args.images.as_ref())?;
+    let what = if model.net.arch().is_attention() {
+        "attention"
+    } else {
+        "Grad-CAM"
+    };
+    explain::explain_images(&model, &inputs, im_size, None, &opts, &args.out, |r| {
+        report(r, what)
+    })?;
     Ok(())
 }

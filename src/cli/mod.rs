@@ -6,6 +6,7 @@ mod convert;
 mod convert_weights;
 mod download;
 mod evaluate;
+mod explain;
 mod label;
 mod predict;
 mod synth;
@@ -48,6 +49,8 @@ enum Command {
     Predict(predict::Args),
     /// Attention maps (or Grad-CAM for the standard CNN) overlaid on magnetograms.
     Attention(attention::Args),
+    /// Explain forecasts: Integrated Gradients, (Guided) Grad-CAM, occlusion, attention.
+    Explain(explain::Args),
     /// Convert weights between PyTorch checkpoints (.pth/.pt) and flarecast safetensors.
     ConvertWeights(convert_weights::Args),
     /// Write a synthetic magnetogram archive and flare catalogue.
@@ -70,6 +73,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Evaluate(a) => evaluate::run(a),
         Command::Predict(a) => predict::run(a),
         Command::Attention(a) => attention::run(a),
+        Command::Explain(a) => explain::run(a),
         Command::ConvertWeights(a) => convert_weights::run(a),
         Command::Synth(a) => synth::run(a),
         Command::Bench(a) => bench::run(a),

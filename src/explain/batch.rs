@@ -1,0 +1,78 @@
+//! Explaining a list of images: each loaded, resized, explained and written in turn, so a
+//! fold's worth of maps streams to disk.
+
+use super::{explain, names, write_outputs, Method, Options};
+use crate::model::LoadedModel;
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+
+/// What was written for one image.
+#[derive(Debug, serde::Serialize)]
+pub struct ImageResult {
+    pub input: PathBuf,
+    /// P(FL) of the image.
+    pub prob: f64,
+    /// Integrated Gradients' convergence delta.
+    pub delta: Option<f64>,
+    /// Overlays, then the panel.
+    pub written: Vec<PathBuf>,
+}
+
+/// Explains `inputs` resized to `im_size` with `method` (the network's own map when
+/// `None`), writing under `out`; `done` sees each image's result as it is written.
+pub fn explain_images(
+    model: &LoadedModel,
+    inputs: &[PathBuf],
+    im_size: u32,
+    method: Option<Method>,
+    opts: &Options,
+    out: &Path,
+    mut done: impl FnMut(&ImageResult),
+) -> Result<Vec<ImageResult>> {
+    if inputs.is_empty() {
+        bail!("no input images");
+    }
+    let method = method.unwrap_or_else(|| Method::default_for(model.net.arch()));
+    let stems = names::output_stems(inputs)?;
+    let device = model.vs.device();
+    let mut results = Vec::with_capacity(inputs.len());
+    for (path, stem) in inputs.iter().zip(&stems) {
+        let gray = crate::preprocess::load_resized(path, im_size)?;
+        let x = crate::preprocess::to_tensor(&gray)
+            .unsqueeze(0)
+            .to_device(device);
+        let exp = explain(model, &x, method, opts).with_context(|| path.display().to_string())?;
+        let written = write_outputs(out, stem, &gray, &exp)?;
+        let result = ImageResult {
+            input: path.clone(),
+            prob: exp.prob,
+            delta: exp.delta,
+            written,
+        };
+        done(&result);
+        results.push(result);
+    }
+    Ok(results)
+}
+
+/// An instance list with a `timestamp` column of image paths (the reference's plots.csv
+/// and prediction files), resolved against the image tree `images`.
+pub fn instance_list(csv_path: &Path, images: &Path) -> Result<Vec<PathBuf>> {
+    let mut rdr = csv::Reader::from_path(csv_path)
+        .with_context(|| format!("reading {}", csv_path.display()))?;
+    let headers = rdr.headers()?.clone();
+    let col = headers
+        .iter()
+        .position(|h| h.trim_start_matches('\u{feff}') == "timestamp")
+        .with_context(|| format!("{}: no `timestamp` column", csv_path.display()))?;
+    let mut out = Vec::new();
+    for (i, rec) in rdr.records().enumerate() {
+        let rec = rec.with_context(|| format!("{}: line {}", csv_path.display(), i + 2))?;
+        let ts = rec.get(col).unwrap_or_default();
+        let rel = crate::instant::Instant::from_path(ts)
+            .map(|(_, tail)| tail.to_string())
+            .unwrap_or(ts.to_string());
+        out.push(images.join(rel));
+    }
+    Ok(out)
+}
