@@ -6,8 +6,10 @@
 //! `scale` columns say where each class comes from; exact duplicate rows are dropped.
 
 mod class;
+pub mod fetch;
 mod fields;
 mod scale;
+pub mod store;
 
 pub use class::{ClassError, GoesClass};
 pub use scale::{carries_factor, class_on, FluxScale, Satellite};

@@ -1,7 +1,8 @@
-//! `flarecast download` and `flarecast bench download`.
+//! `flarecast download [images|catalog]` and `flarecast bench download`.
 
 use anyhow::{bail, Context, Result};
 use chrono::NaiveDateTime;
+use flarecast::catalog::fetch::{self, Source};
 use flarecast::helioviewer::{self, Options};
 use flarecast::instant::{parse_duration, parse_time};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -10,8 +11,133 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// `flarecast download --start ...` alone downloads images, as it always did.
 #[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    images: Option<ImagesArgs>,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// HMI magnetogram JP2s from the Helioviewer API (resumable); the default.
+    Images(ImagesArgs),
+    /// The GOES flare catalogue from NOAA NCEI, HEK or SWPC, in the layout `label` reads.
+    Catalog(CatalogArgs),
+}
+
+pub fn run(a: Args) -> Result<()> {
+    match (a.command, a.images) {
+        (Some(Command::Images(i)), _) | (None, Some(i)) => run_images(i),
+        (Some(Command::Catalog(c)), _) => run_catalog(c),
+        (None, None) => bail!("give --start and --end, or a subcommand (images, catalog)"),
+    }
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum SourceArg {
+    /// NOAA NCEI's science-quality GOES XRS flare report (1995 to now; science scale).
+    Ncei,
+    /// HEK flare events reported by SWPC (operational scale, with locations).
+    Hek,
+    /// SWPC's feed of the last 7 days (operational scale), for daily --append runs.
+    Swpc,
+}
+
+#[derive(clap::Args)]
+pub struct CatalogArgs {
+    #[arg(long, value_enum)]
+    source: SourceArg,
+    /// Flares starting at or after this time (UTC); needed for ncei and hek.
+    #[arg(long, value_parser = parse_time)]
+    start: Option<NaiveDateTime>,
+    /// Flares starting before this time (UTC); needed for ncei and hek.
+    #[arg(long, value_parser = parse_time)]
+    end: Option<NaiveDateTime>,
+    /// Catalogue to write (replaced atomically, or merged into with --append).
+    #[arg(long, default_value = "data_source/goes_flares.csv")]
+    out: PathBuf,
+    /// Where the source is read from instead of the public service: NCEI's CSV directory,
+    /// HEK's search endpoint or SWPC's JSON feed.
+    #[arg(long)]
+    api_url: Option<String>,
+    /// Merge the new flares into the catalogue at --out; flares already there are kept.
+    #[arg(long)]
+    append: bool,
+    /// Extra attempts after a timeout, connection error, 429 or 5xx.
+    #[arg(long, default_value_t = 5)]
+    retries: u32,
+    /// Limit for one request, body included.
+    #[arg(long, default_value = "120s", value_parser = parse_duration)]
+    timeout: Duration,
+    /// First wait before a retry (doubles each attempt, with jitter; Retry-After wins).
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    backoff: Duration,
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+fn run_catalog(a: CatalogArgs) -> Result<()> {
+    let opts = fetch::Options {
+        source: match a.source {
+            SourceArg::Ncei => Source::Ncei,
+            SourceArg::Hek => Source::Hek,
+            SourceArg::Swpc => Source::Swpc,
+        },
+        start: a.start,
+        end: a.end,
+        out: a.out,
+        url: a.api_url,
+        append: a.append,
+        retries: a.retries,
+        timeout: a.timeout,
+        backoff: a.backoff,
+    };
+    let bar = progress_bar("catalog {bar:40} {pos}/{len} requests");
+    let s = fetch::download(&opts, &bar)?;
+    bar.finish_and_clear();
+    for why in &s.rejected {
+        eprintln!("flarecast: warning: row skipped: {why}");
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+        return Ok(());
+    }
+    println!(
+        "{}: {} flares fetched from {} in {} requests; {} rows rejected, {} in progress left out, \
+         {} outside the range, {} duplicates dropped",
+        s.source.name(),
+        s.fetched,
+        s.url,
+        s.requests,
+        s.rows_rejected,
+        s.in_progress_skipped,
+        s.outside_range,
+        s.duplicates_dropped
+    );
+    println!(
+        "{}: {} rows ({} added, {} already there)",
+        s.out, s.rows, s.added, s.already_present
+    );
+    println!(
+        "{:>6} {:>6} {:>6} {:>6} {:>6} {:>6}",
+        "year", "A", "B", "C", "M", "X"
+    );
+    for y in &s.by_year {
+        println!(
+            "{:>6} {:>6} {:>6} {:>6} {:>6} {:>6}",
+            y.year, y.a, y.b, y.c, y.m, y.x
+        );
+    }
+    Ok(())
+}
+
+#[derive(clap::Args)]
+pub struct ImagesArgs {
     /// First requested time (UTC), e.g. 2013-05-13T00:00:00.
     #[arg(long, value_parser = parse_time)]
     start: NaiveDateTime,
@@ -63,7 +189,7 @@ pub struct Args {
     json: bool,
 }
 
-pub fn run(a: Args) -> Result<()> {
+fn run_images(a: ImagesArgs) -> Result<()> {
     if !(a.max_rps >= 0.0 && a.max_rps.is_finite()) {
         bail!("--max-rps must be a number >= 0, got {}", a.max_rps);
     }
@@ -101,7 +227,7 @@ pub fn run(a: Args) -> Result<()> {
         }
         return Ok(());
     }
-    let bar = progress_bar();
+    let bar = progress_bar("download {bar:40} {pos}/{len} instants {per_sec} (eta {eta})");
     let s = helioviewer::download(&opts, &bar)?;
     bar.finish_and_clear();
     if a.json {
@@ -137,14 +263,11 @@ pub fn run(a: Args) -> Result<()> {
     Ok(())
 }
 
-fn progress_bar() -> ProgressBar {
+fn progress_bar(template: &str) -> ProgressBar {
     let bar = ProgressBar::new(0);
     if std::io::stderr().is_terminal() {
         bar.set_style(
-            ProgressStyle::with_template(
-                "download {bar:40} {pos}/{len} instants {per_sec} (eta {eta})",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
     } else {
         bar.set_draw_target(ProgressDrawTarget::hidden());

@@ -35,7 +35,8 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Download HMI magnetogram JP2s from the Helioviewer API (resumable).
+    /// Download HMI magnetogram JP2s (the default, or `download images`) or the GOES flare
+    /// catalogue (`download catalog`).
     Download(download::Args),
     /// Convert a JP2 tree to JPG/PNG at a smaller size (area averaging).
     Convert(convert::Args),
