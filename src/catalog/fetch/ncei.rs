@@ -137,12 +137,6 @@ struct Cols {
 /// Parses one report file. A body that is not the report, or that stops mid-row, is an
 /// error; a row that does not parse is listed in `rejected`.
 pub fn parse(body: &[u8], name: &str) -> Result<Fetched> {
-    if !body.ends_with(b"\n") {
-        bail!(
-            "{name} does not end with a line break: the download was cut off ({} bytes)",
-            body.len()
-        );
-    }
     let mut rdr = csv::ReaderBuilder::new().flexible(true).from_reader(body);
     let header: Vec<String> = rdr
         .headers()
@@ -171,6 +165,12 @@ pub fn parse(body: &[u8], name: &str) -> Result<Fetched> {
         xrs_lat: col("flare_loc_xrs_hgs_lat")?,
         region: col("active_region")?,
     };
+    if !body.ends_with(b"\n") {
+        bail!(
+            "{name} does not end with a line break: the download was cut off ({} bytes)",
+            body.len()
+        );
+    }
     let mut out = Fetched::default();
     for rec in rdr.records() {
         let rec = rec.with_context(|| format!("reading {name}"))?;
