@@ -200,12 +200,22 @@ impl Compute {
 }
 
 /// Same values and shape, NHWC strides: libtorch picks its channels-last kernels from them
-/// (tch exposes no memory-format argument).
+/// (tch exposes no memory-format argument). The strides are set explicitly: a permute and
+/// `contiguous()` leaves a one-channel tensor (the network's input, conv_block1's weight)
+/// in NCHW, since contiguity ignores size-1 dimensions, and the whole first block then
+/// runs in NCHW with a reorder of its 64-channel output forward and backward.
 pub fn to_channels_last(t: &Tensor) -> Tensor {
-    if t.dim() != 4 {
+    let Ok((n, c, h, w)) = t.size4() else {
+        return t.shallow_clone();
+    };
+    let nhwc = [h * w * c, 1, w * c, c];
+    if t.stride() == nhwc {
         return t.shallow_clone();
     }
-    t.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
+    let mut out = Tensor::empty_strided([n, c, h, w], nhwc, (t.kind(), t.device()));
+    // copy_ is differentiable: gradients reach `t` (a weight) through it.
+    out.copy_(t);
+    out
 }
 
 /// BatchNorm2d with the reference's buffers, `num_batches_tracked` included, so
@@ -568,5 +578,22 @@ impl Compute {
             kind: precision.kind(),
             channels_last: true,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channels_last_strides_even_for_one_channel() {
+        let x = Tensor::arange(2 * 3 * 4, (Kind::Float, tch::Device::Cpu)).view([2, 1, 3, 4]);
+        let cl = to_channels_last(&x);
+        assert_eq!(cl.stride(), vec![12, 1, 4, 1]);
+        assert!(cl.equal(&x));
+        let y = Tensor::arange(2 * 3 * 4 * 5, (Kind::Float, tch::Device::Cpu)).view([2, 3, 4, 5]);
+        let cl = to_channels_last(&y);
+        assert_eq!(cl.stride(), vec![60, 1, 15, 3]);
+        assert!(cl.equal(&y));
     }
 }

@@ -1,0 +1,95 @@
+//! CUDA: golden parity, the automatic precision and a training step on the GPU. Each test
+//! runs where libtorch sees a CUDA device and prints "skipped: no CUDA" elsewhere
+//! (scripts/gpu-check.sh runs them on a GPU machine).
+
+mod common;
+
+use flarecast::model::{self, Compute, Precision, PrecisionChoice};
+use tch::nn::OptimizerConfig;
+use tch::{Device, Kind, Tensor};
+
+fn cuda() -> Option<Device> {
+    if tch::Cuda::is_available() {
+        Some(Device::Cuda(0))
+    } else {
+        println!("skipped: no CUDA");
+        None
+    }
+}
+
+fn golden(name: &str) -> std::collections::HashMap<String, Tensor> {
+    Tensor::read_safetensors(common::golden().join(name))
+        .unwrap()
+        .into_iter()
+        .collect()
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
+    (a.to_device(Device::Cpu).to_kind(Kind::Double) - b.to_kind(Kind::Double))
+        .abs()
+        .max()
+        .double_value(&[])
+}
+
+#[test]
+fn golden_probabilities_on_cuda_in_f32_and_bf16() {
+    let Some(dev) = cuda() else { return };
+    let g = golden("attn_io.safetensors");
+    let x = g["input"].to_device(dev);
+    for (precision, tol) in [(Precision::F32, 2e-3), (Precision::Bf16, 5e-2)] {
+        let mut m = model::load_model(&common::golden().join("attn.pth"), dev).unwrap();
+        m.net.set_compute(Compute::for_device(dev, precision));
+        let out = tch::no_grad(|| m.net.forward_t(&x, false));
+        // cuDNN may compute float32 convolutions in TF32: a looser bound than the CPU's.
+        let d = max_abs_diff(&out.logits.softmax(-1, Kind::Float), &g["probs"]);
+        assert!(
+            d <= tol,
+            "{precision:?}: probabilities differ by {d:e} (> {tol:e})"
+        );
+    }
+}
+
+#[test]
+fn auto_precision_follows_the_compute_capability() {
+    let Some(dev) = cuda() else { return };
+    let (major, minor) = flarecast::hardware::cuda_compute_capability(0)
+        .expect("the driver reports the compute capability");
+    let chosen = model::choose_precision(PrecisionChoice::Auto, dev);
+    let want = if major >= 8 {
+        Precision::Bf16
+    } else {
+        Precision::F32
+    };
+    assert_eq!(
+        chosen.precision, want,
+        "compute capability {major}.{minor}: {}",
+        chosen.reason
+    );
+}
+
+#[test]
+fn training_step_on_cuda_matches_the_golden_step() {
+    let Some(dev) = cuda() else { return };
+    let g = golden("noattn_step.safetensors");
+    let mut m = model::load_model(&common::golden().join("noattn.pth"), dev).unwrap();
+    m.net.set_compute(Compute::for_device(dev, Precision::F32));
+    let mut opt = tch::nn::Sgd {
+        momentum: 0.0,
+        dampening: 0.0,
+        wd: 0.5,
+        nesterov: false,
+    }
+    .build(&m.vs, 1e-3)
+    .unwrap();
+    let out = m.net.forward_t(&g["input"].to_device(dev), true);
+    let loss = out
+        .logits
+        .cross_entropy_for_logits(&g["target"].to_device(dev));
+    let d = max_abs_diff(&loss.reshape([1]), &g["loss"]);
+    assert!(d <= 2e-3, "loss differs by {d:e}");
+    opt.backward_step(&loss);
+    let vars = m.vs.variables();
+    let w = "classify.weight";
+    let d = max_abs_diff(&vars[w], &g[&format!("after.{w}")]);
+    assert!(d <= 1e-3, "{w} after one step differs by {d:e}");
+}
