@@ -2,9 +2,9 @@
 //! atomically under the same relative path with the new extension. Files run in parallel;
 //! a corrupt input is reported and counted, never fatal to the run.
 
-pub mod atomic;
 pub mod bench;
 
+use crate::fsio::{self, write_atomic};
 use crate::jp2;
 use anyhow::{bail, Context, Result};
 use image::GrayImage;
@@ -12,8 +12,6 @@ use indicatif::ProgressBar;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-
-pub use atomic::write_atomic;
 
 pub const MANIFEST: &str = "manifest.csv";
 
@@ -120,15 +118,13 @@ pub fn list_jp2(root: &Path) -> Result<Vec<PathBuf>> {
 
 /// Removes temporary files an interrupted run left in the output tree.
 fn remove_temp_files(dir: &Path) {
+    let _ = fsio::remove_stale_temps(dir);
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
     for e in entries.flatten() {
-        let path = e.path();
         if e.file_type().is_ok_and(|t| t.is_dir()) {
-            remove_temp_files(&path);
-        } else if atomic::is_temp_name(&e.file_name().to_string_lossy()) {
-            let _ = std::fs::remove_file(&path);
+            remove_temp_files(&e.path());
         }
     }
 }

@@ -14,7 +14,7 @@
 
 use anyhow::{Context, Result};
 use std::fs;
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 /// Suffix of in-progress files.
@@ -70,6 +70,13 @@ impl Write for AtomicFile {
     }
     fn flush(&mut self) -> std::io::Result<()> {
         self.writer.flush()
+    }
+}
+
+/// Formats that go back to patch what they wrote (zip directories, PNG) need to seek.
+impl Seek for AtomicFile {
+    fn seek(&mut self, pos: SeekFrom) -> std::io::Result<u64> {
+        self.writer.seek(pos)
     }
 }
 

@@ -4,7 +4,6 @@
 pub mod api;
 pub mod bench;
 pub mod download;
-pub mod local;
 pub mod manifest;
 
 pub use download::{download, plan, Options, Plan, Summary};

@@ -20,4 +20,6 @@ pub mod metrics;
 pub mod model;
 pub mod preprocess;
 pub mod synth;
+#[doc(hidden)]
+pub mod testing;
 pub mod train;

@@ -4,7 +4,7 @@
 mod common;
 
 use chrono::{Duration as CDuration, NaiveDateTime};
-use flarecast::helioviewer::local::{hmi_name, Config, Fault, Kind, LocalServer, UriStyle};
+use flarecast::testing::helioviewer::{hmi_name, Config, Fault, Kind, LocalServer, UriStyle};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::Path;

@@ -44,23 +44,21 @@ fn draw_png(
     draw: impl FnOnce(&DrawingArea<BitMapBackend, Shift>) -> Result<()>,
 ) -> Result<PathBuf> {
     let path = dir.join(name);
-    let tmp = dir.join(format!(
-        ".{}.tmp{}.png",
-        name.trim_end_matches(".png"),
-        std::process::id()
-    ));
+    let mut pixels = vec![0u8; size.0 as usize * size.1 as usize * 3];
     let result: Result<()> = (|| {
-        let root = BitMapBackend::new(&tmp, size).into_drawing_area();
+        let root = BitMapBackend::with_buffer(&mut pixels, size).into_drawing_area();
         root.fill(&WHITE).map_err(plot_err)?;
         draw(&root)?;
         root.present().map_err(plot_err)?;
         Ok(())
     })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e.context(format!("plotting {}", path.display())));
-    }
-    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+    result.with_context(|| format!("plotting {}", path.display()))?;
+    let image = image::RgbImage::from_raw(size.0, size.1, pixels)
+        .with_context(|| format!("plotting {}", path.display()))?;
+    crate::fsio::write_atomic_with(&path, |file| {
+        image.write_to(file, image::ImageFormat::Png)?;
+        Ok(())
+    })?;
     Ok(path)
 }
 

@@ -64,14 +64,11 @@ pub fn predict_fold(cfg: &FoldPredictConfig) -> Result<(PathBuf, Option<Details>
 
     std::fs::create_dir_all(&cfg.out).with_context(|| format!("creating {}", cfg.out.display()))?;
     let path = cfg.out.join(format!("fold{}_res.csv", cfg.fold));
-    let tmp = model::weights::temp_path(&path);
-    let written = write_rows(cfg, &loaded, &loader, &items, details.as_ref(), &tmp, &bar);
+    let written = crate::fsio::write_atomic_with(&path, |file| {
+        write_rows(cfg, &loaded, &loader, &items, details.as_ref(), file, &bar)
+    });
     bar.finish_and_clear();
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
-    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+    written?;
     Ok((path, details))
 }
 
@@ -81,11 +78,10 @@ fn write_rows(
     loader: &Loader,
     items: &[data::Item],
     details: Option<&Details>,
-    tmp: &Path,
+    file: &mut crate::fsio::AtomicFile,
     bar: &indicatif::ProgressBar,
 ) -> Result<()> {
-    let mut w =
-        csv::Writer::from_path(tmp).with_context(|| format!("writing {}", tmp.display()))?;
+    let mut w = csv::Writer::from_writer(file);
     if details.is_some() {
         w.write_record([
             "timestamp",
@@ -122,7 +118,6 @@ fn write_rows(
         }
         bar.inc(batch.names.len() as u64);
     }
-    w.flush()
-        .with_context(|| format!("writing {}", tmp.display()))?;
+    w.flush()?;
     Ok(())
 }

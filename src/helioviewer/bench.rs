@@ -1,8 +1,8 @@
 //! Download throughput against the local server with injected latency: the same archive
 //! fetched at several concurrencies into fresh folders.
 
-use super::local::{Config, LocalServer, UriStyle};
 use super::{download, Options};
+use crate::testing::helioviewer::{Config, LocalServer, UriStyle};
 use anyhow::{ensure, Context, Result};
 use chrono::NaiveDateTime;
 use serde::Serialize;

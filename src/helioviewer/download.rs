@@ -5,7 +5,7 @@
 
 use super::api;
 use super::manifest::{self, Row, Status};
-use crate::convert::atomic::{is_temp_name, write_atomic};
+use crate::fsio::{self, write_atomic};
 use crate::http::{Client, Expect, RetryPolicy};
 use crate::instant::{chrono_duration, Instant};
 use anyhow::{bail, Context, Result};
@@ -466,15 +466,7 @@ fn hex(bytes: &[u8]) -> String {
 fn remove_stale_temp_files(out: &Path, start: NaiveDateTime, end: NaiveDateTime) {
     let mut day = start.date();
     while day <= end.date() {
-        if let Ok(entries) = std::fs::read_dir(out.join(day.format("%Y/%m/%d").to_string())) {
-            for e in entries.flatten() {
-                let n = e.file_name();
-                let n = n.to_string_lossy();
-                if n.starts_with(".HMI.m") && is_temp_name(&n) {
-                    let _ = std::fs::remove_file(e.path());
-                }
-            }
-        }
+        let _ = fsio::remove_stale_temps(&out.join(day.format("%Y/%m/%d").to_string()));
         match day.succ_opt() {
             Some(d) => day = d,
             None => break,

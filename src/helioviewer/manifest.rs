@@ -112,19 +112,13 @@ impl Appender {
 /// Rewrites the manifest with one row per instant, in time order (temporary name, rename).
 pub fn compact(path: &Path) -> Result<usize> {
     let rows = read(path)?;
-    let tmp = path.with_extension("jsonl.tmp");
-    {
-        let mut out = BufWriter::new(
-            File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?,
-        );
+    crate::fsio::write_atomic_with(path, |out| {
         for row in rows.values() {
-            serde_json::to_writer(&mut out, row)?;
+            serde_json::to_writer(&mut *out, row)?;
             out.write_all(b"\n")?;
         }
-        out.flush()
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
-    }
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))?;
+        Ok(())
+    })?;
     Ok(rows.len())
 }
 

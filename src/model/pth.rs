@@ -605,11 +605,8 @@ pub fn write_state_dict(path: &Path, tensors: &[(String, Tensor)]) -> Result<()>
     p.op(b'u');
     p.op(b'.');
 
-    let tmp = crate::model::weights::temp_path(path);
-    let result = (|| -> Result<()> {
-        let file =
-            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        let mut zip = zip::ZipWriter::new(std::io::BufWriter::new(file));
+    crate::fsio::write_atomic_with(path, |file| {
+        let mut zip = zip::ZipWriter::new(file);
         let opts = zip::write::SimpleFileOptions::default()
             .compression_method(zip::CompressionMethod::Stored)
             .with_alignment(64);
@@ -623,13 +620,7 @@ pub fn write_state_dict(path: &Path, tensors: &[(String, Tensor)]) -> Result<()>
         }
         zip.start_file(format!("{archive}/version"), opts)?;
         zip.write_all(b"3\n")?;
-        zip.finish()?.flush()?;
+        zip.finish()?;
         Ok(())
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e.context(format!("writing {}", path.display())));
-    }
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+    })
 }

@@ -7,7 +7,7 @@ use safetensors::tensor::{Dtype, View};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use tch::{nn, Device, Kind, Tensor};
 
 /// The metadata key flarecast writes into safetensors headers.
@@ -42,16 +42,6 @@ pub struct LoadedModel {
     pub vs: nn::VarStore,
     pub net: AttnNet,
     pub meta: ModelMeta,
-}
-
-/// `path` with `.tmp` appended to the file name: where a file is written before the rename.
-pub fn temp_path(path: &Path) -> PathBuf {
-    let mut name = path
-        .file_name()
-        .map(|n| n.to_os_string())
-        .unwrap_or_default();
-    name.push(format!(".tmp{}", std::process::id()));
-    path.with_file_name(name)
 }
 
 /// Reads a weight file of either format into named CPU tensors (keys without any
@@ -188,11 +178,9 @@ pub fn write_safetensors(
         ));
     }
     let info = HashMap::from([(META_KEY.to_string(), serde_json::to_string(meta)?)]);
-    let tmp = temp_path(path);
-    safetensors::serialize_to_file(raws.iter().map(|(n, r)| (n.as_str(), r)), Some(info), &tmp)
-        .map_err(|e| anyhow!("writing {}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+    let bytes = safetensors::serialize(raws.iter().map(|(n, r)| (n.as_str(), r)), Some(info))
+        .map_err(|e| anyhow!("writing {}: {e}", path.display()))?;
+    crate::fsio::write_atomic(path, &bytes)
 }
 
 /// Which network a set of keys belongs to.

@@ -13,6 +13,7 @@ pub mod regions;
 pub mod render;
 pub mod sun;
 
+use crate::fsio::write_atomic;
 use crate::instant::Instant;
 use anyhow::{bail, Context, Result};
 use chrono::{Datelike, Duration, NaiveDateTime};
@@ -158,16 +159,6 @@ struct Manifest {
     complete: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     summary: Option<Summary>,
-}
-
-/// Writes `bytes` to `path` through a temporary file in the same directory.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".part");
-    let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))
 }
 
 fn encode_jpeg(pixels: &[u8], size: u32) -> Result<Vec<u8>> {

@@ -1,7 +1,8 @@
 //! Per-epoch training history, written as CSV and JSON beside the checkpoints.
 
+use crate::fsio;
 use crate::metrics::Confusion;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -48,21 +49,17 @@ impl EpochRecord {
 /// Writes `records` to `{stem}.csv` and `{stem}.json` (each atomically).
 pub fn write(dir: &Path, stem: &str, records: &[EpochRecord]) -> Result<()> {
     let csv_path = dir.join(format!("{stem}.csv"));
-    let tmp = crate::model::weights::temp_path(&csv_path);
-    {
-        let mut w =
-            csv::Writer::from_path(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
+    fsio::write_atomic_with(&csv_path, |file| {
+        let mut w = csv::Writer::from_writer(file);
         for r in records {
             w.serialize(r)?;
         }
         w.flush()?;
-    }
-    std::fs::rename(&tmp, &csv_path).with_context(|| format!("writing {}", csv_path.display()))?;
+        Ok(())
+    })?;
     let json_path = dir.join(format!("{stem}.json"));
-    let tmp = crate::model::weights::temp_path(&json_path);
-    std::fs::write(&tmp, serde_json::to_string_pretty(records)?)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, &json_path)
-        .with_context(|| format!("writing {}", json_path.display()))?;
-    Ok(())
+    fsio::write_atomic(
+        &json_path,
+        serde_json::to_string_pretty(records)?.as_bytes(),
+    )
 }
