@@ -33,6 +33,10 @@ impl Format {
 /// Largest output side: twice the full HMI resolution (64 MiB per decoded image).
 pub const MAX_SIZE: u32 = 8192;
 
+/// The side and JPEG quality of the training images (the reference's 512x512 JPGs).
+pub const TRAINING_SIZE: u32 = 512;
+pub const TRAINING_QUALITY: u8 = 95;
+
 #[derive(Clone, Debug)]
 pub struct Options {
     pub input: PathBuf,
@@ -48,6 +52,23 @@ pub struct Options {
     pub fast_reduce: bool,
     /// Convert even when the output is newer than the input.
     pub force: bool,
+}
+
+impl Options {
+    /// The training images' conversion (512x512 JPG, quality 95, full decode) between
+    /// two folders.
+    pub fn training(input: PathBuf, output: PathBuf) -> Options {
+        Options {
+            input,
+            output,
+            size: TRAINING_SIZE,
+            format: Format::Jpg,
+            quality: TRAINING_QUALITY,
+            jobs: 0,
+            fast_reduce: false,
+            force: false,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -260,20 +281,28 @@ pub fn convert_file(input: &Path, output: &Path, opts: &Options) -> Result<FileI
     let what = input.display().to_string();
     let bytes = std::fs::read(input).with_context(|| format!("cannot read {what}"))?;
     let obs = jp2::obs_time_bytes(&bytes, &what)?;
-    let (img, full) = decode(&bytes, &what, opts.size, opts.fast_reduce)?;
-    let img = if opts.size == 0 || img.dimensions() == (opts.size, opts.size) {
-        img
-    } else {
-        jp2::resize_area(&img, opts.size, opts.size)
-    };
-    let encoded = encode(&img, opts.format, opts.quality)
-        .with_context(|| format!("cannot encode {}", output.display()))?;
+    let (encoded, full) = convert_bytes(&bytes, &what, opts)
+        .with_context(|| format!("cannot make {}", output.display()))?;
     write_atomic(output, &encoded)?;
     Ok(FileInfo {
         width: full.0,
         height: full.1,
         obs,
     })
+}
+
+/// The image file `convert` makes of JP2 bytes (`opts`' size, format, quality and
+/// reduction; its paths are not used), and the JP2's full decoded size. `what` names the
+/// source in errors.
+pub fn convert_bytes(bytes: &[u8], what: &str, opts: &Options) -> Result<(Vec<u8>, (u32, u32))> {
+    let (img, full) = decode(bytes, what, opts.size, opts.fast_reduce)?;
+    let img = if opts.size == 0 || img.dimensions() == (opts.size, opts.size) {
+        img
+    } else {
+        jp2::resize_area(&img, opts.size, opts.size)
+    };
+    let encoded = encode(&img, opts.format, opts.quality).context("cannot encode the image")?;
+    Ok((encoded, full))
 }
 
 /// Full decode, or with `fast_reduce` the coarsest wavelet level still at least `size`

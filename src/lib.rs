@@ -9,6 +9,7 @@ pub mod data;
 pub mod device;
 pub mod evaluate;
 pub mod explain;
+pub mod forecast;
 pub mod fsio;
 pub mod hardware;
 pub mod helioviewer;
@@ -23,3 +24,4 @@ pub mod synth;
 #[doc(hidden)]
 pub mod testing;
 pub mod train;
+pub mod verify;

@@ -15,12 +15,12 @@ pub struct Args {
     #[arg(long, default_value = "data/hmi_jpgs_512")]
     output: PathBuf,
     /// Output side length in pixels (area averaging); 0 keeps the decoded size.
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = convert::TRAINING_SIZE)]
     size: u32,
     #[arg(long, value_enum, default_value_t = Format::Jpg)]
     format: Format,
     /// JPEG quality (1-100).
-    #[arg(long, default_value_t = 95, value_parser = clap::value_parser!(u8).range(1..=100))]
+    #[arg(long, default_value_t = convert::TRAINING_QUALITY, value_parser = clap::value_parser!(u8).range(1..=100))]
     quality: u8,
     /// Files converted at once (default: all cores).
     #[arg(long, default_value_t = 0)]
@@ -97,7 +97,7 @@ pub struct BenchArgs {
     /// Copies of the JP2 to convert in each configuration.
     #[arg(long, default_value_t = 16)]
     files: usize,
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = convert::TRAINING_SIZE)]
     size: u32,
     /// JP2 to copy (default: the real 4096x4096 HMI magnetogram).
     #[arg(long)]

@@ -7,10 +7,12 @@ mod convert_weights;
 mod download;
 mod evaluate;
 mod explain;
+mod forecast;
 mod label;
 mod predict;
 mod synth;
 mod train;
+mod verify;
 mod version;
 
 use anyhow::Result;
@@ -48,6 +50,10 @@ enum Command {
     Evaluate(evaluate::Args),
     /// Forecast probabilities for images or preprocessed arrays.
     Predict(predict::Args),
+    /// Forecast P(>= M1.0 flare in 24 h) from the newest HMI magnetogram (Helioviewer or a file).
+    Forecast(forecast::Args),
+    /// Score forecasts against a flare catalogue: outcomes, pending forecasts, TSS, plots.
+    Verify(verify::Args),
     /// Attention maps (or Grad-CAM for the standard CNN) overlaid on magnetograms.
     Attention(attention::Args),
     /// Explain forecasts: Integrated Gradients, (Guided) Grad-CAM, occlusion, attention.
@@ -73,6 +79,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Train(a) => train::run(a),
         Command::Evaluate(a) => evaluate::run(a),
         Command::Predict(a) => predict::run(a),
+        Command::Forecast(a) => forecast::run(a),
+        Command::Verify(a) => verify::run(a),
         Command::Attention(a) => attention::run(a),
         Command::Explain(a) => explain::run(a),
         Command::ConvertWeights(a) => convert_weights::run(a),

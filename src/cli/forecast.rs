@@ -1,0 +1,204 @@
+//! `flarecast forecast`: today's Sun in, a 24-hour flare forecast out.
+
+use anyhow::{bail, Context, Result};
+use flarecast::forecast::watch::{self, Event, Outputs, Schedule};
+use flarecast::forecast::{output, Ensemble, Forecaster, Format, Source};
+use flarecast::instant::{chrono_duration, parse_duration, parse_time};
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+const ABOUT: &str = "\
+Forecast the probability of a >= M1.0 GOES flare in the next 24 hours from the newest
+SDO/HMI magnetogram.
+
+Without --image, flarecast asks the Helioviewer API (getClosestImage) for the image
+closest to --at, refuses it if it was observed after --at or more than --max-age before
+it (the API returns images from either side, days away during data gaps), fetches that
+exact image by its id, and prepares it exactly as a training image is made (JP2 -> 512x512
+area resize -> the JPEG round trip of `convert` -> the model's input size), so the model
+sees what it was trained on. With --image, a local JP2 is prepared the same way; a JPG or
+PNG is taken as a training image as it is.
+
+Several --model make an ensemble: the forecast is the mean probability, and each member's
+probability and the spread are reported. Each member's architecture (attention network or
+standard CNN) and input size come from its own checkpoint, so they may be mixed. PyTorch
+checkpoints load as they are, including the paper's published fold checkpoints
+(attn_fold1.pth .. attn_fold4.pth in the reference repository's trained_models), as do
+flarecast's .safetensors.
+
+The prediction window is the 24 hours from the start of the image's hour, the window
+`flarecast label` gives that image, so `flarecast verify` scores forecasts exactly as
+`evaluate` scores the labelled instances. The record (JSON on stdout, and in --out) names
+the flarecast version, each model's path, SHA-256 and architecture, the issue time, the
+image's time, source id and id, the window, the threshold class M1.0, the probability,
+the members, the spread and the yes/no decision at --threshold; a one-line summary goes
+to stderr. --out also writes the CCMC Flare Scoreboard text and JSON exchange files
+(flarecast forecasts the M+ bin only and says so; it gives no X probability).
+
+--every keeps running: one forecast per cycle into --out, each file written atomically,
+an index of every forecast in --out/index.jsonl; a cycle whose newest image was already
+forecast writes nothing; a failed cycle (server down, bad image) prints one line and the
+next goes on; SIGINT/SIGTERM let the current write finish and exit 0. With --at now (the
+default) cycles follow the clock; with a fixed --at they replay an archive: cycle k
+forecasts as of --at + k * --every, back to back.
+
+Examples:
+  flarecast forecast --model attn_fold1.pth --model attn_fold2.pth --model attn_fold3.pth \\
+      --model attn_fold4.pth --out forecasts --attention-map
+  flarecast forecast --model m.safetensors --out forecasts --every 1h
+  flarecast forecast --model m.safetensors --image HMI.m2014.03.02_05.00.00.jpg";
+
+#[derive(clap::Args)]
+#[command(long_about = ABOUT)]
+pub struct Args {
+    /// Weights of one ensemble member (repeat for an ensemble): PyTorch .pth/.pt (the
+    /// paper's attn_fold{1..4}.pth load as they are) or flarecast .safetensors.
+    #[arg(long = "model", required = true, value_name = "MODEL")]
+    models: Vec<PathBuf>,
+    /// Forecast time (UTC, e.g. 2014-03-02T05:00:00) or `now`: the newest image at or
+    /// before it is used. With --every, the first cycle's time of a replay.
+    #[arg(long, default_value = "now")]
+    at: String,
+    /// A local magnetogram (JP2, or a JPG/PNG training image) instead of Helioviewer.
+    #[arg(long, conflicts_with = "every")]
+    image: Option<PathBuf>,
+    /// Helioviewer API root.
+    #[arg(long, default_value = "https://api.helioviewer.org")]
+    api_url: String,
+    /// Helioviewer source id (19: SDO/HMI line-of-sight magnetogram).
+    #[arg(long, default_value_t = flarecast::helioviewer::HMI_MAGNETOGRAM)]
+    source_id: u32,
+    /// Oldest image accepted, as an age at the forecast time (e.g. 6h, 2d).
+    #[arg(long, default_value = "6h")]
+    max_age: String,
+    /// A flare is forecast (yes) when the probability is at least this.
+    #[arg(long, default_value_t = 0.5)]
+    threshold: f64,
+    /// Folder for the record, the CCMC files, the attention map and index.jsonl.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// What --out gets, comma-separated: json (the record), ccmc-json, ccmc-text.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "json,ccmc-json,ccmc-text"
+    )]
+    format: Vec<Format>,
+    /// Also write the forecast image beside each member's attention overlays (attention
+    /// network) or Grad-CAM (standard CNN), as one PNG in --out.
+    #[arg(long, requires = "out")]
+    attention_map: bool,
+    /// Keep running: one forecast per cycle of this length (e.g. 1h) into --out.
+    #[arg(long, requires = "out")]
+    every: Option<String>,
+    /// Stop after this many cycles.
+    #[arg(long, requires = "every")]
+    cycles: Option<u64>,
+    /// cpu, cuda, cuda:N or auto (CUDA when available).
+    #[arg(long, default_value = "auto")]
+    device: String,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let at = match args.at.trim() {
+        "now" => None,
+        t => Some(parse_time(t).context("--at")?),
+    };
+    let max_age = chrono_duration(parse_duration(&args.max_age).context("--max-age")?);
+    let device = flarecast::device::parse_device(&args.device)?;
+    let forecaster = Forecaster::new(Ensemble::load(&args.models, device)?, args.threshold)
+        .context("--threshold")?;
+    let source = Source {
+        api_url: args.api_url.clone(),
+        source_id: args.source_id,
+        max_age,
+    };
+    if let Some(every) = &args.every {
+        let every = parse_duration(every).context("--every")?;
+        return run_every(&args, &forecaster, &source, every, at);
+    }
+    let issue_time = at.unwrap_or_else(flarecast::forecast::record::now_utc);
+    let forecast = match &args.image {
+        Some(path) => forecaster.from_file(path, None, issue_time)?,
+        None => {
+            let client = source.client()?;
+            forecaster.from_source(&source, &client, issue_time)?
+        }
+    };
+    println!("{}", serde_json::to_string_pretty(&forecast.record)?);
+    eprintln!("{}", forecast.record.summary());
+    if let Some(dir) = &args.out {
+        let written = output::write(
+            dir,
+            &forecaster,
+            &forecast,
+            &args.format,
+            args.attention_map,
+        )?;
+        for f in &written.files {
+            eprintln!("wrote {}", f.display());
+        }
+    }
+    Ok(())
+}
+
+fn run_every(
+    args: &Args,
+    forecaster: &Forecaster,
+    source: &Source,
+    every: std::time::Duration,
+    start: Option<chrono::NaiveDateTime>,
+) -> Result<()> {
+    let Some(dir) = &args.out else {
+        bail!("--every needs --out");
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .context("cannot install the signal handler")?;
+    }
+    let outputs = Outputs {
+        dir: dir.clone(),
+        formats: args.format.clone(),
+        attention_map: args.attention_map,
+    };
+    let schedule = Schedule {
+        every,
+        cycles: args.cycles,
+        start,
+    };
+    let summary = watch::run(
+        forecaster,
+        source,
+        &outputs,
+        &schedule,
+        &stop,
+        &mut |e| match e {
+            Event::Written { cycle, record, .. } => {
+                eprintln!("cycle {cycle}: {}", record.summary())
+            }
+            Event::AlreadyForecast { cycle, at, image } => eprintln!(
+                "cycle {cycle} at {at}: the newest image ({}) was already forecast",
+                image.time
+            ),
+            Event::Failed { cycle, at, error } => {
+                eprintln!("cycle {cycle} at {at} failed: {error}")
+            }
+        },
+    )?;
+    eprintln!(
+        "{} cycles: {} forecasts written, {} already forecast, {} failed{}; index {}",
+        summary.cycles,
+        summary.written,
+        summary.already_forecast,
+        summary.failed,
+        if summary.stopped_by_signal {
+            " (stopped by signal)"
+        } else {
+            ""
+        },
+        dir.join(output::INDEX).display()
+    );
+    Ok(())
+}

@@ -1,0 +1,79 @@
+//! `flarecast verify`: forecasts scored against the flares that came.
+
+use anyhow::{Context, Result};
+use flarecast::instant::parse_time;
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Forecast folders (their index.jsonl), index files or record files.
+    #[arg(long = "forecasts", required = true, num_args = 1.., value_name = "DIR|FILE")]
+    forecasts: Vec<PathBuf>,
+    /// A GOES flare catalogue in any format `label` reads.
+    #[arg(long)]
+    catalog: PathBuf,
+    /// The time up to which the catalogue is complete (UTC); forecasts whose window ends
+    /// later are pending. Default: the start of its last flare.
+    #[arg(long)]
+    catalog_end: Option<String>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Folder for the ROC, reliability, skill and confusion plots.
+    #[arg(long)]
+    plots: Option<PathBuf>,
+    /// Also write the decided forecasts as a prediction file (timestamp,flare_prob,target)
+    /// that `flarecast evaluate --predictions` reads.
+    #[arg(long)]
+    predictions: Option<PathBuf>,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let end = args
+        .catalog_end
+        .as_deref()
+        .map(parse_time)
+        .transpose()
+        .context("--catalog-end")?;
+    let report =
+        flarecast::verify::verify(&args.forecasts, &args.catalog, end, args.plots.as_deref())?;
+    if let Some(p) = &args.predictions {
+        flarecast::fsio::write_atomic(p, flarecast::verify::predictions_csv(&report).as_bytes())?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    println!(
+        "{} forecasts: {} decided, {} pending (catalogue complete to {}){}",
+        report.forecasts,
+        report.decided,
+        report.pending,
+        report.catalog_end,
+        if report.duplicates > 0 {
+            format!(
+                "; {} repeated forecasts of one image ignored",
+                report.duplicates
+            )
+        } else {
+            String::new()
+        }
+    );
+    if let Some(s) = &report.scores {
+        println!(
+            "threshold {}: TP {} FP {} TN {} FN {}",
+            report.threshold, s.tp, s.fp, s.tn, s.fn_
+        );
+        println!(
+            "TSS {:.4}  HSS2 {:.4}  Brier {:.4}  BSS {:.4}  ROC AUC {:.4}  event rate {:.4}",
+            s.tss, s.hss2, s.brier, s.bss, s.roc_auc, s.event_rate
+        );
+    }
+    for p in &report.plots {
+        println!("plot {p}");
+    }
+    if let Some(p) = &args.predictions {
+        println!("predictions {}", p.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,128 @@
+//! Forecasts from today's Sun: the newest HMI magnetogram (from Helioviewer, or a local
+//! file) through the trained networks, as a record with the prediction window `label`
+//! would give the image, in flarecast's JSON and the CCMC Flare Scoreboard formats; once,
+//! or every cycle into a folder with an index.
+//!
+//! - [`record`]: the forecast record and its JSON.
+//! - [`ccmc`]: the scoreboard's text and JSON exchange formats.
+//! - [`ensemble`]: several checkpoints, each at its own architecture and input size.
+//! - [`input`]: JP2 -> the training image `convert` would make of it.
+//! - [`source`]: the newest acceptable image from the Helioviewer API, fetched by id.
+//! - [`output`]: the files of a forecast and the index, written atomically.
+//! - [`watch`]: one forecast per cycle, skipping images already forecast.
+
+pub mod ccmc;
+pub mod ensemble;
+pub mod input;
+pub mod output;
+pub mod record;
+pub mod source;
+pub mod watch;
+
+pub use ensemble::Ensemble;
+pub use output::{Format, Written};
+pub use record::Record;
+pub use source::Source;
+
+use anyhow::{bail, Context, Result};
+use chrono::NaiveDateTime;
+use image::GrayImage;
+use std::path::Path;
+
+/// A forecast and the training image it was made from.
+pub struct Forecast {
+    pub record: Record,
+    pub image: GrayImage,
+}
+
+/// An ensemble with its decision threshold.
+pub struct Forecaster {
+    pub ensemble: Ensemble,
+    pub threshold: f64,
+}
+
+impl Forecaster {
+    pub fn new(ensemble: Ensemble, threshold: f64) -> Result<Forecaster> {
+        if !(0.0..=1.0).contains(&threshold) {
+            bail!("decision threshold {threshold} is not a probability in [0, 1]");
+        }
+        Ok(Forecaster {
+            ensemble,
+            threshold,
+        })
+    }
+
+    /// The forecast from a training image observed at `image_time`.
+    pub fn forecast(
+        &self,
+        image: GrayImage,
+        image_info: record::ImageInfo,
+        issue_time: NaiveDateTime,
+    ) -> Result<Forecast> {
+        let probs = self.ensemble.predict(&image)?;
+        let record = Record::new(
+            self.ensemble.infos(),
+            issue_time,
+            image_info,
+            &probs,
+            self.threshold,
+        );
+        Ok(Forecast { record, image })
+    }
+
+    /// The forecast from a local magnetogram (JP2, or a JPG/PNG training image). Its
+    /// observation time comes from the file (FITS header or name), else `image_time`.
+    pub fn from_file(
+        &self,
+        path: &Path,
+        image_time: Option<NaiveDateTime>,
+        issue_time: NaiveDateTime,
+    ) -> Result<Forecast> {
+        let (image, file_time) = input::load_file(path)?;
+        let time = file_time.or(image_time).with_context(|| {
+            format!(
+                "cannot tell when {} was observed: neither its header nor its name \
+                 (HMI.mYYYY.MM.DD_HH.MM.SS or YYYY_MM_DD__HH_MM_SS) gives the time",
+                path.display()
+            )
+        })?;
+        let info = record::ImageInfo {
+            time,
+            source_id: None,
+            id: None,
+            file: Some(path.display().to_string()),
+        };
+        self.forecast(image, info, issue_time)
+    }
+
+    /// The forecast from the newest acceptable Helioviewer image at or before `at`.
+    pub fn from_source(
+        &self,
+        source: &Source,
+        client: &crate::helioviewer::client::Client,
+        at: NaiveDateTime,
+    ) -> Result<Forecast> {
+        let closest = source.newest(client, at)?;
+        self.from_closest(source, client, &closest, at)
+    }
+
+    /// The forecast from an image `getClosestImage` named (already checked).
+    pub fn from_closest(
+        &self,
+        source: &Source,
+        client: &crate::helioviewer::client::Client,
+        closest: &source::Closest,
+        at: NaiveDateTime,
+    ) -> Result<Forecast> {
+        let bytes = source.fetch(client, closest.id)?;
+        let what = format!("image {} ({})", closest.id, closest.date);
+        let image = input::training_image_from_jp2(&bytes, &what)?;
+        let info = record::ImageInfo {
+            time: closest.date,
+            source_id: Some(source.source_id),
+            id: Some(closest.id),
+            file: None,
+        };
+        self.forecast(image, info, at)
+    }
+}

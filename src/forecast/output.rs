@@ -1,0 +1,154 @@
+//! The files of a forecast in an output folder, each written atomically, and the index
+//! (`index.jsonl`: one record per line, with the files it was written to) rewritten
+//! atomically after them, so the index never names a file that is not complete.
+
+use super::{ccmc, record::Record, Forecast, Forecaster};
+use crate::explain;
+use crate::fsio;
+use crate::model::Arch;
+use anyhow::{bail, Context, Result};
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+/// The index of an output folder.
+pub const INDEX: &str = "index.jsonl";
+
+/// What to write for each forecast.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// flarecast's record, `flarecast_YYYYMMDD_HHMMSS.json`.
+    Json,
+    /// `Flare_Forecast_flarecast_YYYYMMDD_HHMM.json`.
+    CcmcJson,
+    /// `Flare_Forecast_flarecast_YYYYMMDD_HHMM.txt`.
+    CcmcText,
+}
+
+impl std::str::FromStr for Format {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim() {
+            "json" => Ok(Format::Json),
+            "ccmc-json" => Ok(Format::CcmcJson),
+            "ccmc-text" | "ccmc-txt" => Ok(Format::CcmcText),
+            other => bail!("unknown format {other:?}: expected json, ccmc-json or ccmc-text"),
+        }
+    }
+}
+
+/// The files one forecast was written to.
+#[derive(Clone, Debug)]
+pub struct Written {
+    pub files: Vec<PathBuf>,
+}
+
+/// `flarecast_YYYYMMDD_HHMMSS` of the issue time.
+pub fn record_stem(r: &Record) -> String {
+    format!("flarecast_{}", r.issue_time.format("%Y%m%d_%H%M%S"))
+}
+
+/// Writes the forecast's files into `dir` (and its attention map when asked), then adds
+/// it to the index.
+pub fn write(
+    dir: &Path,
+    forecaster: &Forecaster,
+    forecast: &Forecast,
+    formats: &[Format],
+    attention_map: bool,
+) -> Result<Written> {
+    let r = &forecast.record;
+    let mut files = Vec::new();
+    for f in formats {
+        let (path, bytes) = match f {
+            Format::Json => (
+                dir.join(format!("{}.json", record_stem(r))),
+                serde_json::to_vec_pretty(r)?,
+            ),
+            Format::CcmcJson => (
+                dir.join(format!("{}.json", ccmc::file_stem(r.issue_time))),
+                serde_json::to_vec_pretty(&ccmc::json(r))?,
+            ),
+            Format::CcmcText => (
+                dir.join(format!("{}.txt", ccmc::file_stem(r.issue_time))),
+                ccmc::text(r).into_bytes(),
+            ),
+        };
+        fsio::write_atomic(&path, &bytes)?;
+        files.push(path);
+    }
+    if attention_map {
+        let path = dir.join(format!("{}_attention.png", record_stem(r)));
+        let png = attention_png(forecaster, forecast)?;
+        fsio::write_atomic(&path, &png)?;
+        files.push(path);
+    }
+    append_index(dir, r, &files)?;
+    Ok(Written { files })
+}
+
+/// The forecast image beside each member's explanation: the attention network's three
+/// attention overlays, or the standard CNN's Grad-CAM (conv_block5), as one PNG panel.
+pub fn attention_png(forecaster: &Forecaster, forecast: &Forecast) -> Result<Vec<u8>> {
+    let ensemble = &forecaster.ensemble;
+    let mut tiles = Vec::new();
+    for m in &ensemble.members {
+        let x = super::ensemble::member_input(&forecast.image, m.info.im_size)?;
+        let gray = explain::tensor_to_gray(&x)?;
+        if tiles.is_empty() {
+            tiles.push(image::DynamicImage::ImageLuma8(gray.clone()).to_rgb8());
+        }
+        let x = x.to_device(ensemble.device);
+        if m.model.net.arch() == Arch::Attention {
+            let maps = explain::attention_maps(&m.model.net, &x)?;
+            for (k, c) in maps.iter().enumerate() {
+                let heat = explain::attention_heatmap(c, explain::scale_of(k + 1))
+                    .to_device(tch::Device::Cpu);
+                tiles.push(explain::overlay(&gray, &heat)?);
+            }
+        } else {
+            let heat = explain::gradcam(&m.model.net, &x, 5)?.to_device(tch::Device::Cpu);
+            tiles.push(explain::overlay(&gray, &heat)?);
+        }
+    }
+    let mut png = Vec::new();
+    explain::panel(&tiles)
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .context("cannot encode the attention map")?;
+    Ok(png)
+}
+
+/// Adds one line (the record and its files) to `dir/index.jsonl`, rewriting it
+/// atomically.
+fn append_index(dir: &Path, r: &Record, files: &[PathBuf]) -> Result<()> {
+    let path = dir.join(INDEX);
+    let mut text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    let mut line = serde_json::to_value(r)?;
+    line["files"] = serde_json::json!(files
+        .iter()
+        .map(|f| f
+            .file_name()
+            .map_or(String::new(), |n| n.to_string_lossy().into_owned()))
+        .collect::<Vec<_>>());
+    text.push_str(&serde_json::to_string(&line)?);
+    text.push('\n');
+    fsio::write_atomic(&path, text.as_bytes())
+}
+
+/// The images already forecast in `dir` (by [`super::record::ImageInfo::key`]).
+pub fn forecast_images(dir: &Path) -> Result<HashSet<String>> {
+    let path = dir.join(INDEX);
+    if !path.exists() {
+        return Ok(HashSet::new());
+    }
+    Ok(super::record::read_records(&path)?
+        .into_iter()
+        .map(|r| r.image.key())
+        .collect())
+}

@@ -1,0 +1,308 @@
+//! The forecast record: one JSON object per forecast, with everything needed to
+//! reproduce it (models and their hashes, the exact image) and to verify it later (the
+//! prediction window, decided by the rule `label` uses).
+
+use anyhow::{bail, Context, Result};
+use chrono::{DateTime, Duration, NaiveDateTime, Timelike, Utc};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// The flare class the probability is for: a flare of this class or larger.
+pub const THRESHOLD_CLASS: &str = "M1.0";
+/// Length of the prediction window.
+pub const WINDOW_HOURS: i64 = 24;
+
+/// One ensemble member's checkpoint.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    pub path: String,
+    pub sha256: String,
+    pub architecture: String,
+    /// The image side the member sees (from its checkpoint).
+    pub im_size: i64,
+}
+
+/// The magnetogram a forecast was made from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ImageInfo {
+    /// Observation time (UTC).
+    #[serde(with = "utc")]
+    pub time: NaiveDateTime,
+    /// Helioviewer source id (19: SDO/HMI magnetogram); None for a local file.
+    pub source_id: Option<u32>,
+    /// Helioviewer image id; None for a local file.
+    pub id: Option<u64>,
+    /// The local file, when the image was not fetched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+}
+
+impl ImageInfo {
+    /// What identifies the image: its Helioviewer id, else its time and file.
+    pub fn key(&self) -> String {
+        match self.id {
+            Some(id) => format!("id:{id}"),
+            None => format!(
+                "{}:{}",
+                fmt_utc(self.time),
+                self.file.as_deref().unwrap_or("")
+            ),
+        }
+    }
+}
+
+/// The 24 hours a forecast is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Window {
+    #[serde(with = "utc")]
+    pub start: NaiveDateTime,
+    #[serde(with = "utc")]
+    pub end: NaiveDateTime,
+}
+
+impl Window {
+    /// The window of an image observed at `t`: 24 hours from the start of its hour, the
+    /// instance time `label` gives the image (flares starting after `start`, up to `end`).
+    pub fn of_image(t: NaiveDateTime) -> Window {
+        let start = t
+            .with_minute(0)
+            .and_then(|t| t.with_second(0))
+            .and_then(|t| t.with_nanosecond(0))
+            .unwrap_or(t);
+        Window {
+            start,
+            end: start + Duration::hours(WINDOW_HOURS),
+        }
+    }
+
+    pub fn duration(&self) -> Duration {
+        self.end - self.start
+    }
+}
+
+/// One member's forecast.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Member {
+    pub model: String,
+    pub probability: f64,
+}
+
+/// How far the members disagree.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Spread {
+    pub min: f64,
+    pub max: f64,
+    /// Population standard deviation of the members' probabilities (0 for one model).
+    pub std: f64,
+}
+
+impl Spread {
+    pub fn of(probs: &[f64]) -> Spread {
+        let n = probs.len().max(1) as f64;
+        let mean = probs.iter().sum::<f64>() / n;
+        Spread {
+            min: probs.iter().copied().fold(f64::INFINITY, f64::min),
+            max: probs.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            std: (probs.iter().map(|p| (p - mean).powi(2)).sum::<f64>() / n).sqrt(),
+        }
+    }
+}
+
+/// A forecast, as written to `flarecast_*.json`, the index and stdout.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub flarecast_version: String,
+    pub models: Vec<ModelInfo>,
+    /// The time the forecast is issued for (the requested time, or now).
+    #[serde(with = "utc")]
+    pub issue_time: NaiveDateTime,
+    pub image: ImageInfo,
+    pub prediction_window: Window,
+    /// The probability is for a flare of this class or larger starting in the window.
+    pub threshold_class: String,
+    /// The ensemble mean of the members' probabilities.
+    pub probability: f64,
+    pub members: Vec<Member>,
+    pub spread: Spread,
+    /// The decision rule: a flare is forecast when probability >= this.
+    pub decision_threshold: f64,
+    pub flare_forecast: bool,
+}
+
+impl Record {
+    /// A record from the members' probabilities (in model order).
+    pub fn new(
+        models: Vec<ModelInfo>,
+        issue_time: NaiveDateTime,
+        image: ImageInfo,
+        member_probs: &[f64],
+        decision_threshold: f64,
+    ) -> Record {
+        let probability = member_probs.iter().sum::<f64>() / member_probs.len().max(1) as f64;
+        Record {
+            flarecast_version: env!("CARGO_PKG_VERSION").to_string(),
+            members: models
+                .iter()
+                .zip(member_probs)
+                .map(|(m, &p)| Member {
+                    model: m.path.clone(),
+                    probability: p,
+                })
+                .collect(),
+            models,
+            issue_time,
+            prediction_window: Window::of_image(image.time),
+            image,
+            threshold_class: THRESHOLD_CLASS.to_string(),
+            probability,
+            spread: Spread::of(member_probs),
+            decision_threshold,
+            flare_forecast: probability >= decision_threshold,
+        }
+    }
+
+    /// One line for a person: the probability, the decision, the window and the image.
+    pub fn summary(&self) -> String {
+        let spread = if self.members.len() > 1 {
+            format!(
+                " (ensemble of {}: {:.3}..{:.3}, std {:.3})",
+                self.members.len(),
+                self.spread.min,
+                self.spread.max,
+                self.spread.std
+            )
+        } else {
+            String::new()
+        };
+        format!(
+            "P(>= {} flare between {} and {}) = {:.3}{spread}: {} at threshold {}; image {}",
+            self.threshold_class,
+            fmt_utc(self.prediction_window.start),
+            fmt_utc(self.prediction_window.end),
+            self.probability,
+            if self.flare_forecast {
+                "FLARE"
+            } else {
+                "no flare"
+            },
+            self.decision_threshold,
+            fmt_utc(self.image.time),
+        )
+    }
+
+    /// Checks what a record read from a file must satisfy to be scored.
+    pub fn check(&self) -> Result<()> {
+        if !(0.0..=1.0).contains(&self.probability) {
+            bail!("probability {} is not in [0, 1]", self.probability);
+        }
+        if self.prediction_window.end <= self.prediction_window.start {
+            bail!("the prediction window ends before it starts");
+        }
+        self.threshold_class
+            .parse::<crate::catalog::GoesClass>()
+            .map_err(|e| anyhow::anyhow!("threshold class: {e}"))?;
+        Ok(())
+    }
+}
+
+/// Reads forecast records: a record file (`.json`, one object) or an index (JSON lines).
+pub fn read_records(path: &Path) -> Result<Vec<Record>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let trimmed = text.trim_start();
+    if trimmed.is_empty() {
+        return Ok(Vec::new());
+    }
+    let parse = |s: &str, line: usize| -> Result<Record> {
+        let r: Record = serde_json::from_str(s).with_context(|| {
+            format!("{}:{line}: not a flarecast forecast record", path.display())
+        })?;
+        r.check()
+            .with_context(|| format!("{}:{line}", path.display()))?;
+        Ok(r)
+    };
+    // A pretty-printed record spans lines; an index has one record per line.
+    if path.extension().is_some_and(|e| e == "json") {
+        return Ok(vec![parse(&text, 1)?]);
+    }
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| parse(l, i + 1))
+        .collect()
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ`.
+pub fn fmt_utc(t: NaiveDateTime) -> String {
+    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// Now, in UTC, to the second.
+pub fn now_utc() -> NaiveDateTime {
+    let now: DateTime<Utc> = Utc::now();
+    let t = now.naive_utc();
+    t.with_nanosecond(0).unwrap_or(t)
+}
+
+/// Times in records: `YYYY-MM-DDTHH:MM:SSZ` (fractions of a second kept when present).
+mod utc {
+    use chrono::NaiveDateTime;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &NaiveDateTime, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&t.format("%Y-%m-%dT%H:%M:%S%.fZ").to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<NaiveDateTime, D::Error> {
+        let s = String::deserialize(d)?;
+        crate::instant::parse_time(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::instant::parse_time;
+
+    #[test]
+    fn the_window_starts_at_the_image_hour() {
+        let w = Window::of_image(parse_time("2014-03-02T04:47:53").unwrap());
+        assert_eq!(fmt_utc(w.start), "2014-03-02T04:00:00Z");
+        assert_eq!(fmt_utc(w.end), "2014-03-03T04:00:00Z");
+    }
+
+    #[test]
+    fn mean_members_spread_and_decision() {
+        let model = |p: &str| ModelInfo {
+            path: p.into(),
+            sha256: "00".into(),
+            architecture: "attention".into(),
+            im_size: 256,
+        };
+        let image = ImageInfo {
+            time: parse_time("2014-03-02T04:47:53").unwrap(),
+            source_id: Some(19),
+            id: Some(7),
+            file: None,
+        };
+        let r = Record::new(
+            vec![model("a"), model("b")],
+            parse_time("2014-03-02T05:00:00").unwrap(),
+            image,
+            &[0.25, 0.75],
+            0.5,
+        );
+        assert_eq!(r.probability, 0.5);
+        assert!(r.flare_forecast);
+        assert_eq!(r.spread.std, 0.25);
+        assert_eq!((r.spread.min, r.spread.max), (0.25, 0.75));
+        assert_eq!(r.members[1].model, "b");
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(
+            json.contains("\"issue_time\":\"2014-03-02T05:00:00Z\""),
+            "{json}"
+        );
+        let back: Record = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, r);
+    }
+}

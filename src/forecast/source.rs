@@ -1,0 +1,206 @@
+//! The newest magnetogram from the Helioviewer API v2. There is no "latest image" call:
+//! `getClosestImage` with the forecast time returns the nearest image before *or after*
+//! it, days away during data gaps, so its date is checked here; then that exact image is
+//! fetched by its id (`getJP2Image?id=`), never by date, so the bytes are the image
+//! whose date was checked.
+
+use crate::helioviewer::api::snippet;
+use crate::helioviewer::client::{Client, Expect, RetryPolicy};
+use anyhow::{anyhow, bail, Context, Result};
+use chrono::{Duration, NaiveDateTime};
+use std::time::Duration as StdDuration;
+
+/// Where images come from.
+#[derive(Clone, Debug)]
+pub struct Source {
+    pub api_url: String,
+    pub source_id: u32,
+    /// The oldest image accepted, as an age at the forecast time.
+    pub max_age: Duration,
+}
+
+/// What `getClosestImage` said.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Closest {
+    pub id: u64,
+    pub date: NaiveDateTime,
+}
+
+/// `getClosestImage?date=...&sourceId=...`.
+pub fn closest_url(api: &str, t: NaiveDateTime, source_id: u32) -> String {
+    format!(
+        "{}/v2/getClosestImage/?date={}&sourceId={source_id}",
+        api.trim_end_matches('/'),
+        t.format("%Y-%m-%dT%H:%M:%SZ")
+    )
+}
+
+/// `getJP2Image?id=...`: the JP2 of one image.
+pub fn image_by_id_url(api: &str, id: u64) -> String {
+    format!("{}/v2/getJP2Image/?id={id}", api.trim_end_matches('/'))
+}
+
+/// Parses a `getClosestImage` answer: `{"id": 34205701, "date": "2014-01-02 00:00:02",
+/// ...}` (the id may come as a string), or `{"error": "..."}`.
+pub fn parse_closest(body: &[u8]) -> Result<Closest> {
+    let text = std::str::from_utf8(body).context("answer is not UTF-8 text")?;
+    let v: serde_json::Value = serde_json::from_str(text.trim())
+        .with_context(|| format!("answer is not JSON: {}", snippet(text)))?;
+    if let Some(err) = v.get("error").and_then(|e| e.as_str()) {
+        bail!("the API answered with an error: {err}");
+    }
+    let id = match v.get("id") {
+        Some(serde_json::Value::Number(n)) => n.as_u64(),
+        Some(serde_json::Value::String(s)) => s.trim().parse().ok(),
+        _ => None,
+    }
+    .ok_or_else(|| anyhow!("answer has no image id: {}", snippet(text)))?;
+    let date = v
+        .get("date")
+        .and_then(|d| d.as_str())
+        .ok_or_else(|| anyhow!("answer has no image date: {}", snippet(text)))?;
+    let date = NaiveDateTime::parse_from_str(date.trim(), "%Y-%m-%d %H:%M:%S%.f")
+        .or_else(|_| crate::instant::parse_time(date))
+        .map_err(|_| anyhow!("image date {date:?} is not YYYY-MM-DD HH:MM:SS"))?;
+    Ok(Closest { id, date })
+}
+
+/// Accepts the image only if it was observed at or before `at` and no more than
+/// `max_age` before it; the refusal names the image's date.
+pub fn check_age(image: &Closest, at: NaiveDateTime, max_age: Duration) -> Result<()> {
+    let date = image.date.format("%Y-%m-%d %H:%M:%S");
+    if image.date > at {
+        bail!(
+            "the closest image (id {}, observed {date}) is after the forecast time {}: \
+             no image at or before it is that close",
+            image.id,
+            at.format("%Y-%m-%d %H:%M:%S")
+        );
+    }
+    if at - image.date > max_age {
+        bail!(
+            "the newest image at or before {} (id {}, observed {date}) is {} old, more than \
+             the {} allowed",
+            at.format("%Y-%m-%d %H:%M:%S"),
+            image.id,
+            human(at - image.date),
+            human(max_age)
+        );
+    }
+    Ok(())
+}
+
+/// `2d 3h 4m`-style duration for messages.
+fn human(d: Duration) -> String {
+    humantime::format_duration(StdDuration::from_secs(d.num_seconds().max(0) as u64)).to_string()
+}
+
+impl Source {
+    /// A client with short retries: a cycle that fails is retried by the next cycle.
+    pub fn client(&self) -> Result<Client> {
+        Client::new(
+            &self.api_url,
+            StdDuration::from_secs(60),
+            0.0,
+            RetryPolicy {
+                retries: 2,
+                backoff: StdDuration::from_millis(500),
+                max_backoff: StdDuration::from_secs(5),
+            },
+        )
+    }
+
+    /// The newest acceptable image at or before `at`.
+    pub fn newest(&self, client: &Client, at: NaiveDateTime) -> Result<Closest> {
+        let url = closest_url(&self.api_url, at, self.source_id);
+        let body = client
+            .get(&url, Expect::Text)
+            .map_err(|e| anyhow!("getClosestImage for {at}: {}", e.reason))?;
+        let image = parse_closest(&body).with_context(|| format!("getClosestImage for {at}"))?;
+        check_age(&image, at, self.max_age)?;
+        Ok(image)
+    }
+
+    /// The JP2 bytes of one image (checked to be a complete JP2).
+    pub fn fetch(&self, client: &Client, id: u64) -> Result<Vec<u8>> {
+        client
+            .get(&image_by_id_url(&self.api_url, id), Expect::Jp2)
+            .map_err(|e| anyhow!("getJP2Image for image {id}: {}", e.reason))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::instant::parse_time;
+
+    fn realdata(name: &str) -> Vec<u8> {
+        let root = std::env::var_os("FLARECAST_REALDATA")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| {
+                std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/realdata")
+            });
+        std::fs::read(root.join("helioviewer_api").join(name)).unwrap()
+    }
+
+    #[test]
+    fn real_closest_image_answers_parse() {
+        for name in [
+            "getClosestImage_date-2014-01-01T23-59-59Z_sourceId-14.documented_openapi.json",
+            "getClosestImage_date-2014-01-01T23-59-59Z_sourceId-14.documented_v2xml.json",
+        ] {
+            let c = parse_closest(&realdata(name)).unwrap();
+            assert_eq!(c.id, 34205701);
+            assert_eq!(c.date, parse_time("2014-01-02T00:00:02").unwrap());
+        }
+        let c = parse_closest(br#"{"id":"12","date":"2014-01-02 00:00:02.620"}"#).unwrap();
+        assert_eq!(c.id, 12);
+        let e = parse_closest(br#"{"error":"No images found"}"#).unwrap_err();
+        assert!(e.to_string().contains("No images found"), "{e}");
+        assert!(parse_closest(b"<html>maintenance</html>").is_err());
+    }
+
+    #[test]
+    fn images_after_the_time_or_too_old_are_refused_with_their_date() {
+        // The real answer for 2014-01-01T23:59:59 is an image 3 s later.
+        let c = parse_closest(&realdata(
+            "getClosestImage_date-2014-01-01T23-59-59Z_sourceId-14.documented_openapi.json",
+        ))
+        .unwrap();
+        let at = parse_time("2014-01-01T23:59:59").unwrap();
+        let e = check_age(&c, at, Duration::hours(6))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("2014-01-02 00:00:02") && e.contains("after"),
+            "{e}"
+        );
+        let later = parse_time("2014-01-02T08:00:02").unwrap();
+        let e = check_age(&c, later, Duration::hours(6))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("2014-01-02 00:00:02") && e.contains("8h old"),
+            "{e}"
+        );
+        check_age(
+            &c,
+            parse_time("2014-01-02T06:00:02").unwrap(),
+            Duration::hours(6),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn urls() {
+        let t = parse_time("2014-03-02T05:00:00").unwrap();
+        assert_eq!(
+            closest_url("http://h/", t, 19),
+            "http://h/v2/getClosestImage/?date=2014-03-02T05:00:00Z&sourceId=19"
+        );
+        assert_eq!(
+            image_by_id_url("http://h", 7),
+            "http://h/v2/getJP2Image/?id=7"
+        );
+    }
+}

@@ -1,0 +1,279 @@
+//! `flarecast forecast` on local images: the ensemble equals `predict` member by member,
+//! a JP2 is prepared exactly as `convert` + `predict` would, and the CCMC exchange files
+//! read back in their documented layout.
+
+mod common;
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+fn golden(name: &str) -> String {
+    common::golden().join(name).display().to_string()
+}
+
+fn run_json(args: &[&str]) -> Value {
+    let out = common::flarecast()
+        .args(args)
+        .output()
+        .expect("run flarecast");
+    assert!(
+        out.status.success(),
+        "flarecast {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+}
+
+/// `predict --json` (f32) probability of one image.
+fn predict(model: &str, image: &Path) -> f64 {
+    let out = common::flarecast()
+        .args(["predict", "--json", "--precision", "f32", "--device", "cpu"])
+        .args(["--model", model])
+        .arg(image)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line: Value = serde_json::from_slice(&out.stdout).unwrap();
+    line["flare_prob"].as_f64().unwrap()
+}
+
+#[test]
+fn an_ensemble_of_the_golden_networks_equals_predict_on_each() {
+    let jpg = common::magnetogram_jpg();
+    let (attn, noattn) = (golden("attn.pth"), golden("noattn.pth"));
+    let r = run_json(&[
+        "forecast",
+        "--device",
+        "cpu",
+        "--model",
+        &attn,
+        "--model",
+        &noattn,
+        "--image",
+        jpg.to_str().unwrap(),
+        "--at",
+        "2022-08-02T11:00:00",
+    ]);
+    let want = [predict(&attn, &jpg), predict(&noattn, &jpg)];
+    let members: Vec<f64> = r["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["probability"].as_f64().unwrap())
+        .collect();
+    assert_eq!(members.len(), 2);
+    for (got, want) in members.iter().zip(want) {
+        assert!((got - want).abs() <= 1e-6, "member {got} vs predict {want}");
+    }
+    let mean = (want[0] + want[1]) / 2.0;
+    assert!((r["probability"].as_f64().unwrap() - mean).abs() <= 1e-6);
+    assert_eq!(r["models"][0]["architecture"], "attention");
+    assert_eq!(r["models"][1]["architecture"], "standard_cnn");
+    assert_eq!(r["models"][0]["im_size"], 256);
+    // The SHA-256 of the golden attention checkpoint, as `sha256sum` gives it.
+    let sha = common::python(&format!(
+        "import hashlib;print(hashlib.sha256(open({attn:?},'rb').read()).hexdigest())"
+    ));
+    assert_eq!(r["models"][0]["sha256"], sha.trim());
+    // The image's hour starts the 24 h window, as `label` names the instance.
+    assert_eq!(r["image"]["time"], "2022-08-02T10:47:53Z");
+    assert_eq!(r["prediction_window"]["start"], "2022-08-02T10:00:00Z");
+    assert_eq!(r["prediction_window"]["end"], "2022-08-03T10:00:00Z");
+    assert_eq!(r["issue_time"], "2022-08-02T11:00:00Z");
+    assert_eq!(r["threshold_class"], "M1.0");
+    assert_eq!(r["flare_forecast"], mean >= 0.5);
+    let std = ((want[0] - want[1]) / 2.0).abs();
+    assert!((r["spread"]["std"].as_f64().unwrap() - std).abs() <= 1e-9);
+}
+
+#[test]
+fn a_forecast_from_a_jp2_equals_predict_on_the_jpg_convert_makes_of_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let jp2_dir = dir.path().join("jp2");
+    std::fs::create_dir_all(&jp2_dir).unwrap();
+    let jp2 = jp2_dir.join("2022_08_02__10_47_53_000__SDO_HMI_HMI_magnetogram.jp2");
+    std::fs::copy(common::magnetogram_jp2(), &jp2).unwrap();
+    let jpg_dir = dir.path().join("jpg");
+    let out = common::flarecast()
+        .args(["convert", "--input"])
+        .arg(&jp2_dir)
+        .arg("--output")
+        .arg(&jpg_dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let jpg: PathBuf = jpg_dir.join("2022_08_02__10_47_53_000__SDO_HMI_HMI_magnetogram.jpg");
+    let attn = golden("attn.pth");
+    let r = run_json(&[
+        "forecast",
+        "--device",
+        "cpu",
+        "--model",
+        &attn,
+        "--image",
+        jp2.to_str().unwrap(),
+    ]);
+    let from_jpg = predict(&attn, &jpg);
+    assert_eq!(r["probability"].as_f64().unwrap(), from_jpg);
+    // The observation time comes from the JP2's FITS header.
+    assert_eq!(
+        r["image"]["time"].as_str().unwrap()[..16],
+        *"2022-08-02T10:47"
+    );
+}
+
+/// `Key: value` header lines of the CCMC text file, in order.
+fn header(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .take_while(|l| !l.starts_with('#'))
+        .map(|l| {
+            let (k, v) = l.split_once(": ").expect("Key: value");
+            (k.to_string(), v.to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn the_ccmc_text_and_json_read_back_in_the_documented_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let jpg = common::magnetogram_jpg();
+    let (attn, noattn) = (golden("attn.pth"), golden("noattn.pth"));
+    let r = run_json(&[
+        "forecast",
+        "--device",
+        "cpu",
+        "--model",
+        &attn,
+        "--model",
+        &noattn,
+        "--image",
+        jpg.to_str().unwrap(),
+        "--at",
+        "2022-08-02T11:05:00",
+        "--out",
+        dir.path().to_str().unwrap(),
+    ]);
+    let p = r["probability"].as_f64().unwrap();
+    let std = r["spread"]["std"].as_f64().unwrap();
+
+    let text = std::fs::read_to_string(
+        dir.path()
+            .join("Flare_Forecast_flarecast_20220802_1105.txt"),
+    )
+    .unwrap();
+    let h = header(&text);
+    let keys: Vec<&str> = h.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "Forecasting method",
+            "Issue time",
+            "Prediction window start time",
+            "Prediction window end time",
+            "Probability bins",
+            "Input data",
+            "Prediction window (hours)"
+        ]
+    );
+    assert!(h[0].1.starts_with("flarecast "), "{}", h[0].1);
+    assert_eq!(h[1].1, "2022-08-02T11:05Z");
+    assert_eq!(h[2].1, "2022-08-02T10:00Z");
+    assert_eq!(h[3].1, "2022-08-03T10:00Z");
+    assert_eq!(h[4].1, "M+");
+    assert!(h[5].1.contains("2022-08-02T10:47:53Z"), "{}", h[5].1);
+    assert_eq!(h[6].1, "24");
+    // The M+ bin only, said in the file; the full-disk line: bin, probability, uncertainty, level.
+    assert!(text.contains("M+ bin (>= M1.0) only"), "{text}");
+    let mut after = text
+        .lines()
+        .skip_while(|l| *l != "#Full Disk Forecast")
+        .skip(1);
+    assert!(after.next().unwrap().starts_with('#'));
+    let fields: Vec<&str> = after.next().unwrap().split_whitespace().collect();
+    assert_eq!(fields[0], "M+");
+    assert_eq!(fields[1], format!("{p:.4}"));
+    assert_eq!(fields[2], format!("{std:.4}"));
+    assert_eq!(after.next(), None);
+
+    let json: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            dir.path()
+                .join("Flare_Forecast_flarecast_20220802_1105.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let sub = &json["forecast_submission"];
+    assert_eq!(sub["issue_time"], "2022-08-02T11:05Z");
+    let fd = &sub["full_disk_forecasts"].as_array().unwrap()[0];
+    assert_eq!(fd["prediction_window"]["start_time"], "2022-08-02T10:00Z");
+    assert_eq!(fd["prediction_window"]["end_time"], "2022-08-03T10:00Z");
+    let probs = fd["flare_probabilities"].as_array().unwrap();
+    assert_eq!(probs.len(), 1, "M+ only, no X bin");
+    assert_eq!(probs[0]["class"], "M+");
+    assert_eq!(probs[0]["probability"].as_f64().unwrap(), p);
+    assert_eq!(sub["region_forecasts"].as_array().unwrap().len(), 0);
+
+    // The record beside them, and the index line naming every file.
+    let record: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("flarecast_20220802_110500.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(record, r);
+    let index = std::fs::read_to_string(dir.path().join("index.jsonl")).unwrap();
+    assert_eq!(index.lines().count(), 1);
+    let line: Value = serde_json::from_str(index.lines().next().unwrap()).unwrap();
+    assert_eq!(line["probability"].as_f64().unwrap(), p);
+    assert_eq!(
+        line["files"],
+        serde_json::json!([
+            "flarecast_20220802_110500.json",
+            "Flare_Forecast_flarecast_20220802_1105.json",
+            "Flare_Forecast_flarecast_20220802_1105.txt"
+        ])
+    );
+}
+
+#[test]
+fn bad_requests_fail_with_one_line_naming_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let attn = golden("attn.pth");
+    // An image whose time neither its name nor a header gives.
+    let anon = dir.path().join("sun.jpg");
+    std::fs::copy(common::magnetogram_jpg(), &anon).unwrap();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec!["--image".into(), anon.display().to_string()],
+            "cannot tell when",
+        ),
+        (
+            vec![
+                "--image".into(),
+                common::magnetogram_jpg().display().to_string(),
+                "--threshold".into(),
+                "1.5".into(),
+            ],
+            "threshold",
+        ),
+        (vec!["--at".into(), "yesterday".into()], "yesterday"),
+    ];
+    for (extra, want) in cases {
+        let out = common::flarecast()
+            .args(["forecast", "--device", "cpu", "--model", &attn])
+            .args(&extra)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{extra:?}: {err}");
+        assert!(err.contains(want), "{extra:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+}
