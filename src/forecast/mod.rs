@@ -22,7 +22,7 @@ pub mod watch;
 pub use ensemble::Ensemble;
 pub use output::{Format, Written};
 pub use record::Record;
-pub use source::Source;
+pub use source::{Origin, Source};
 
 use anyhow::{bail, Context, Result};
 use chrono::NaiveDateTime;
@@ -95,34 +95,26 @@ impl Forecaster {
         self.forecast(image, info, issue_time)
     }
 
-    /// The forecast from the newest acceptable Helioviewer image at or before `at`.
+    /// The forecast from the newest acceptable image at or before `at`.
     pub fn from_source(
         &self,
         source: &Source,
-        client: &crate::helioviewer::client::Client,
+        client: Option<&crate::helioviewer::client::Client>,
         at: NaiveDateTime,
     ) -> Result<Forecast> {
-        let closest = source.newest(client, at)?;
-        self.from_closest(source, client, &closest, at)
+        let image = source.newest(client, at)?;
+        self.from_chosen(source, client, image, at)
     }
 
-    /// The forecast from an image `getClosestImage` named (already checked).
-    pub fn from_closest(
+    /// The forecast from an image [`Source::newest`] chose.
+    pub fn from_chosen(
         &self,
         source: &Source,
-        client: &crate::helioviewer::client::Client,
-        closest: &source::Closest,
+        client: Option<&crate::helioviewer::client::Client>,
+        image: record::ImageInfo,
         at: NaiveDateTime,
     ) -> Result<Forecast> {
-        let bytes = source.fetch(client, closest.id)?;
-        let what = format!("image {} ({})", closest.id, closest.date);
-        let image = input::training_image_from_jp2(&bytes, &what)?;
-        let info = record::ImageInfo {
-            time: closest.date,
-            source_id: Some(source.source_id),
-            id: Some(closest.id),
-            file: None,
-        };
-        self.forecast(image, info, at)
+        let pixels = source.training_image(client, &image)?;
+        self.forecast(pixels, image, at)
     }
 }

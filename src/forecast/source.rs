@@ -1,20 +1,33 @@
-//! The newest magnetogram from the Helioviewer API v2. There is no "latest image" call:
-//! `getClosestImage` with the forecast time returns the nearest image before *or after*
-//! it, days away during data gaps, so its date is checked here; then that exact image is
-//! fetched by its id (`getJP2Image?id=`), never by date, so the bytes are the image
-//! whose date was checked.
+//! The newest magnetogram at or before a forecast time, from the Helioviewer API v2 or
+//! from a local image tree. Helioviewer has no "latest image" call: `getClosestImage`
+//! with the forecast time returns the nearest image before *or after* it, days away during
+//! data gaps, so its date is checked here; then that exact image is fetched by its id
+//! (`getJP2Image?id=`), never by date, so the bytes are the image whose date was checked.
 
+use super::record::ImageInfo;
 use crate::helioviewer::api::snippet;
 use crate::helioviewer::client::{Client, Expect, RetryPolicy};
+use crate::instant::Instant;
 use anyhow::{anyhow, bail, Context, Result};
 use chrono::{Duration, NaiveDateTime};
+use image::GrayImage;
+use std::path::PathBuf;
 use std::time::Duration as StdDuration;
 
 /// Where images come from.
 #[derive(Clone, Debug)]
+pub enum Origin {
+    /// The Helioviewer API at this root, for one source id (19: HMI magnetograms).
+    Helioviewer { api_url: String, source_id: u32 },
+    /// A tree of training images `YYYY/MM/DD/HMI.mYYYY.MM.DD_HH.MM.SS.{jpg,png}` (what
+    /// `convert` or `synth` write), read again at every forecast.
+    Tree(PathBuf),
+}
+
+/// An image origin and the oldest image accepted.
+#[derive(Clone, Debug)]
 pub struct Source {
-    pub api_url: String,
-    pub source_id: u32,
+    pub origin: Origin,
     /// The oldest image accepted, as an age at the forecast time.
     pub max_age: Duration,
 }
@@ -96,10 +109,14 @@ fn human(d: Duration) -> String {
 }
 
 impl Source {
-    /// A client with short retries: a cycle that fails is retried by the next cycle.
-    pub fn client(&self) -> Result<Client> {
-        Client::new(
-            &self.api_url,
+    /// The HTTP client for Helioviewer (None for a tree), with short retries: a cycle
+    /// that fails is retried by the next cycle.
+    pub fn connect(&self) -> Result<Option<Client>> {
+        let Origin::Helioviewer { api_url, .. } = &self.origin else {
+            return Ok(None);
+        };
+        Ok(Some(Client::new(
+            api_url,
             StdDuration::from_secs(60),
             0.0,
             RetryPolicy {
@@ -107,25 +124,70 @@ impl Source {
                 backoff: StdDuration::from_millis(500),
                 max_backoff: StdDuration::from_secs(5),
             },
-        )
+        )?))
     }
 
     /// The newest acceptable image at or before `at`.
-    pub fn newest(&self, client: &Client, at: NaiveDateTime) -> Result<Closest> {
-        let url = closest_url(&self.api_url, at, self.source_id);
-        let body = client
-            .get(&url, Expect::Text)
-            .map_err(|e| anyhow!("getClosestImage for {at}: {}", e.reason))?;
-        let image = parse_closest(&body).with_context(|| format!("getClosestImage for {at}"))?;
-        check_age(&image, at, self.max_age)?;
-        Ok(image)
+    pub fn newest(&self, client: Option<&Client>, at: NaiveDateTime) -> Result<ImageInfo> {
+        match &self.origin {
+            Origin::Helioviewer { api_url, source_id } => {
+                let client = client.context("no HTTP client")?;
+                let url = closest_url(api_url, at, *source_id);
+                let body = client
+                    .get(&url, Expect::Text)
+                    .map_err(|e| anyhow!("getClosestImage for {at}: {}", e.reason))?;
+                let image =
+                    parse_closest(&body).with_context(|| format!("getClosestImage for {at}"))?;
+                check_age(&image, at, self.max_age)?;
+                Ok(ImageInfo {
+                    time: image.date,
+                    source_id: Some(*source_id),
+                    id: Some(image.id),
+                    file: None,
+                })
+            }
+            Origin::Tree(dir) => {
+                let images = crate::label::Images::from_tree(dir)?;
+                let (t, name) = images.at_or_before(Instant(at)).with_context(|| {
+                    format!("{} has no image at or before {at}", dir.display())
+                })?;
+                let age = at - t.0;
+                if age > self.max_age {
+                    bail!(
+                        "the newest image at or before {} in {} ({name}, observed {}) is {} \
+                         old, more than the {} allowed",
+                        at.format("%Y-%m-%d %H:%M:%S"),
+                        dir.display(),
+                        t.0.format("%Y-%m-%d %H:%M:%S"),
+                        human(age),
+                        human(self.max_age)
+                    );
+                }
+                Ok(ImageInfo {
+                    time: t.0,
+                    source_id: None,
+                    id: None,
+                    file: Some(dir.join(name).display().to_string()),
+                })
+            }
+        }
     }
 
-    /// The JP2 bytes of one image (checked to be a complete JP2).
-    pub fn fetch(&self, client: &Client, id: u64) -> Result<Vec<u8>> {
-        client
-            .get(&image_by_id_url(&self.api_url, id), Expect::Jp2)
-            .map_err(|e| anyhow!("getJP2Image for image {id}: {}", e.reason))
+    /// The training image of an image [`Source::newest`] chose: fetched by id and prepared
+    /// as `convert` prepares a JP2, or read from the tree.
+    pub fn training_image(&self, client: Option<&Client>, image: &ImageInfo) -> Result<GrayImage> {
+        match (&self.origin, image.id, &image.file) {
+            (Origin::Helioviewer { api_url, .. }, Some(id), _) => {
+                let client = client.context("no HTTP client")?;
+                let bytes = client
+                    .get(&image_by_id_url(api_url, id), Expect::Jp2)
+                    .map_err(|e| anyhow!("getJP2Image for image {id}: {}", e.reason))?;
+                let what = format!("image {id} ({})", image.time);
+                super::input::training_image_from_jp2(&bytes, &what)
+            }
+            (_, _, Some(file)) => Ok(super::input::load_file(std::path::Path::new(file))?.0),
+            _ => bail!("the image has neither an id nor a file"),
+        }
     }
 }
 

@@ -74,7 +74,7 @@ pub fn run(
         .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", outputs.dir.display()))?;
     crate::fsio::remove_stale_temps(&outputs.dir)?;
     let mut seen = output::forecast_images(&outputs.dir)?;
-    let client = source.client()?;
+    let client = source.connect()?;
     let mut summary = Summary::default();
     let mut cycle = 0u64;
     loop {
@@ -87,10 +87,10 @@ pub fn run(
         }
         let started = Instant::now();
         let at = match schedule.start {
-            Some(s) => s + crate::instant::chrono_duration(schedule.every * cycle as u32),
+            Some(s) => s + crate::instant::chrono_duration(schedule.every.saturating_mul(cycle.min(u32::MAX as u64) as u32)),
             None => now_utc(),
         };
-        let event = match one_cycle(forecaster, source, &client, outputs, &seen, at) {
+        let event = match one_cycle(forecaster, source, client.as_ref(), outputs, &seen, at) {
             Ok(Step::Written(record, files)) => {
                 seen.insert(record.image.key());
                 summary.written += 1;
@@ -133,22 +133,16 @@ enum Step {
 fn one_cycle(
     forecaster: &Forecaster,
     source: &Source,
-    client: &crate::helioviewer::client::Client,
+    client: Option<&crate::helioviewer::client::Client>,
     outputs: &Outputs,
     seen: &std::collections::HashSet<String>,
     at: NaiveDateTime,
 ) -> Result<Step> {
-    let closest = source.newest(client, at)?;
-    let info = ImageInfo {
-        time: closest.date,
-        source_id: Some(source.source_id),
-        id: Some(closest.id),
-        file: None,
-    };
-    if seen.contains(&info.key()) {
-        return Ok(Step::Seen(info));
+    let image = source.newest(client, at)?;
+    if seen.contains(&image.key()) {
+        return Ok(Step::Seen(image));
     }
-    let forecast = forecaster.from_closest(source, client, &closest, at)?;
+    let forecast = forecaster.from_chosen(source, client, image, at)?;
     let written = output::write(
         &outputs.dir,
         forecaster,

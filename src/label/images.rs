@@ -101,6 +101,14 @@ impl Images {
             .map(|(t, n)| (*t, n.as_str()))
     }
 
+    /// The latest image at or before `t`, with its instance name.
+    pub fn at_or_before(&self, t: Instant) -> Option<(Instant, &str)> {
+        self.by_time
+            .range(..=t)
+            .next_back()
+            .map(|(i, n)| (*i, n.as_str()))
+    }
+
     pub fn first(&self) -> Option<Instant> {
         self.by_time.keys().next().copied()
     }
