@@ -2,7 +2,8 @@
 # The main job on an embedded default: set up (cached libtorch, release build), then the
 # whole pipeline on a synthetic magnetogram archive, on the CPU:
 #   synth -> label -> train (attention + standard CNN) -> evaluate (scores, plots)
-#   -> attention maps for a few flaring instances.
+#   -> attention maps for a few flaring instances -> a forecast from the newest image by
+#   the ensemble of both models -> hourly forecasts over the validation quarter, verified.
 # A second run reuses the archive and the trained models.
 #
 #   FLARECAST_DEMO     output directory (default: demo/ in the repository)
@@ -63,9 +64,27 @@ for p in $positives; do inputs+=("$out/archive/images/$p"); done
 "$fc" attention --model "$out/models/attention/fold1_best.safetensors" --out "$out/attention" \
   --estimator all "${inputs[@]}"
 
+step "forecast: the archive's newest image by the ensemble of both trained models, with its attention map"
+models=(--model "$out/models/attention/fold1_best.safetensors" --model "$out/models/no_attention/fold1_best.safetensors")
+"$fc" forecast "${models[@]}" --images "$out/archive/images" --at 2014-04-29T18:00:00 \
+  --out "$out/forecast" --attention-map --device cpu > /dev/null
+
+step "forecast --every 1h: hourly forecasts replayed over fold 1's validation quarter (March)"
+# A fixed --at replays the archive: cycle k forecasts as of --at + k hours; with images
+# every 6 h, five cycles in six find their image already forecast and write nothing.
+"$fc" forecast "${models[@]}" --images "$out/archive/images" --at 2014-03-01T00:00:00 \
+  --every 1h --cycles 744 --out "$out/forecasts" --format json --device cpu 2>&1 | tail -1
+
+step "verify: the hourly forecasts against the archive's flare catalogue"
+# synth draws flares up to a day past the last image: the catalogue is complete to May 1.
+"$fc" verify --forecasts "$out/forecasts" --catalog "$out/archive/catalog.csv" \
+  --catalog-end 2014-05-01T00:00:00 --plots "$out/verify/plots" --predictions "$out/verify/forecasts.csv"
+
 step "done in $(( $(date +%s) - start )) s"
 echo "archive:      $out/archive (catalog.csv, images/)"
 echo "labels:       $out/labels"
 echo "models:       $out/models/{attention,no_attention}/fold1_{best,final,last}.safetensors"
 echo "evaluation:   $out/eval/*/fold1_res.csv, plots in $out/eval/*/plots"
 echo "attention:    $out/attention"
+echo "forecast:     $out/forecast (record, CCMC text and JSON, attention map)"
+echo "hourly:       $out/forecasts/index.jsonl, verified in $out/verify"

@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Context, Result};
 use flarecast::forecast::watch::{self, Event, Outputs, Schedule};
-use flarecast::forecast::{output, Ensemble, Forecaster, Format, Source};
+use flarecast::forecast::{output, Ensemble, Forecaster, Format, Origin, Source};
 use flarecast::instant::{chrono_duration, parse_duration, parse_time};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -18,7 +18,9 @@ it (the API returns images from either side, days away during data gaps), fetche
 exact image by its id, and prepares it exactly as a training image is made (JP2 -> 512x512
 area resize -> the JPEG round trip of `convert` -> the model's input size), so the model
 sees what it was trained on. With --image, a local JP2 is prepared the same way; a JPG or
-PNG is taken as a training image as it is.
+PNG is taken as a training image as it is. With --images DIR, the newest image at or
+before --at in a local tree of training images is used (a mirror kept current by
+`download` and `convert`, or a `synth` archive).
 
 Several --model make an ensemble: the forecast is the mean probability, and each member's
 probability and the spread are reported. Each member's architecture (attention network or
@@ -61,8 +63,13 @@ pub struct Args {
     #[arg(long, default_value = "now")]
     at: String,
     /// A local magnetogram (JP2, or a JPG/PNG training image) instead of Helioviewer.
-    #[arg(long, conflicts_with = "every")]
+    #[arg(long, conflicts_with_all = ["every", "images"])]
     image: Option<PathBuf>,
+    /// Instead of Helioviewer, the newest image of a local tree of training images
+    /// (YYYY/MM/DD/HMI.mYYYY.MM.DD_HH.MM.SS.jpg, as `convert` and `synth` write),
+    /// read again every cycle.
+    #[arg(long)]
+    images: Option<PathBuf>,
     /// Helioviewer API root.
     #[arg(long, default_value = "https://api.helioviewer.org")]
     api_url: String,
@@ -109,11 +116,14 @@ pub fn run(args: Args) -> Result<()> {
     let device = flarecast::device::parse_device(&args.device)?;
     let forecaster = Forecaster::new(Ensemble::load(&args.models, device)?, args.threshold)
         .context("--threshold")?;
-    let source = Source {
-        api_url: args.api_url.clone(),
-        source_id: args.source_id,
-        max_age,
+    let origin = match &args.images {
+        Some(dir) => Origin::Tree(dir.clone()),
+        None => Origin::Helioviewer {
+            api_url: args.api_url.clone(),
+            source_id: args.source_id,
+        },
     };
+    let source = Source { origin, max_age };
     if let Some(every) = &args.every {
         let every = parse_duration(every).context("--every")?;
         return run_every(&args, &forecaster, &source, every, at);
@@ -122,8 +132,8 @@ pub fn run(args: Args) -> Result<()> {
     let forecast = match &args.image {
         Some(path) => forecaster.from_file(path, None, issue_time)?,
         None => {
-            let client = source.client()?;
-            forecaster.from_source(&source, &client, issue_time)?
+            let client = source.connect()?;
+            forecaster.from_source(&source, client.as_ref(), issue_time)?
         }
     };
     println!("{}", serde_json::to_string_pretty(&forecast.record)?);

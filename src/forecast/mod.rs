@@ -99,7 +99,7 @@ impl Forecaster {
     pub fn from_source(
         &self,
         source: &Source,
-        client: Option<&crate::helioviewer::client::Client>,
+        client: Option<&crate::http::Client>,
         at: NaiveDateTime,
     ) -> Result<Forecast> {
         let image = source.newest(client, at)?;
@@ -110,7 +110,7 @@ impl Forecaster {
     pub fn from_chosen(
         &self,
         source: &Source,
-        client: Option<&crate::helioviewer::client::Client>,
+        client: Option<&crate::http::Client>,
         image: record::ImageInfo,
         at: NaiveDateTime,
     ) -> Result<Forecast> {

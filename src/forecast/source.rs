@@ -5,8 +5,8 @@
 //! (`getJP2Image?id=`), never by date, so the bytes are the image whose date was checked.
 
 use super::record::ImageInfo;
-use crate::helioviewer::api::snippet;
-use crate::helioviewer::client::{Client, Expect, RetryPolicy};
+use crate::http::snippet;
+use crate::http::{Client, Expect, RetryPolicy};
 use crate::instant::Instant;
 use anyhow::{anyhow, bail, Context, Result};
 use chrono::{Duration, NaiveDateTime};
@@ -148,9 +148,9 @@ impl Source {
             }
             Origin::Tree(dir) => {
                 let images = crate::label::Images::from_tree(dir)?;
-                let (t, name) = images.at_or_before(Instant(at)).with_context(|| {
-                    format!("{} has no image at or before {at}", dir.display())
-                })?;
+                let (t, name) = images
+                    .at_or_before(Instant(at))
+                    .with_context(|| format!("{} has no image at or before {at}", dir.display()))?;
                 let age = at - t.0;
                 if age > self.max_age {
                     bail!(

@@ -87,7 +87,13 @@ pub fn run(
         }
         let started = Instant::now();
         let at = match schedule.start {
-            Some(s) => s + crate::instant::chrono_duration(schedule.every.saturating_mul(cycle.min(u32::MAX as u64) as u32)),
+            Some(s) => {
+                s + crate::instant::chrono_duration(
+                    schedule
+                        .every
+                        .saturating_mul(cycle.min(u32::MAX as u64) as u32),
+                )
+            }
             None => now_utc(),
         };
         let event = match one_cycle(forecaster, source, client.as_ref(), outputs, &seen, at) {
@@ -133,7 +139,7 @@ enum Step {
 fn one_cycle(
     forecaster: &Forecaster,
     source: &Source,
-    client: Option<&crate::helioviewer::client::Client>,
+    client: Option<&crate::http::Client>,
     outputs: &Outputs,
     seen: &std::collections::HashSet<String>,
     at: NaiveDateTime,

@@ -246,6 +246,8 @@ mod tests {
             class: class.parse().unwrap(),
             lon: None,
             lat: None,
+            satellite: None,
+            scale: Default::default(),
         }
     }
 

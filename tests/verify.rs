@@ -1,0 +1,203 @@
+//! Forecasts replayed hourly over a synthetic archive, then verified against its flare
+//! catalogue: the outcomes are `label`'s targets and the scores `evaluate`'s, instance by
+//! instance.
+
+mod common;
+
+use serde_json::Value;
+use std::path::Path;
+
+fn run(args: &[&str]) -> std::process::Output {
+    let out = common::flarecast()
+        .args(args)
+        .output()
+        .expect("run flarecast");
+    assert!(
+        out.status.success(),
+        "flarecast {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// 2 days of hourly 256x256 images (seed 3: positive and negative windows), labelled.
+fn archive(dir: &Path) {
+    run(&[
+        "synth",
+        "--out",
+        s(&dir.join("archive")),
+        "--start",
+        "2014-03-01T00:00:00",
+        "--days",
+        "2",
+        "--cadence",
+        "1h",
+        "--size",
+        "256",
+        "--seed",
+        "3",
+    ]);
+}
+
+/// `evaluate --model` on fold 1 (all of March) of the labelled archive, one image per
+/// forward pass in f32 as `forecast` runs: its JSON report and its per-instance file.
+fn evaluate(dir: &Path, images: &Path, model: &str) -> (Value, String) {
+    run(&[
+        "label",
+        "--catalog",
+        s(&dir.join("archive/catalog.csv")),
+        "--images",
+        s(images),
+        "--out",
+        s(&dir.join("labels")),
+        "--start",
+        "2014-03-01T00:00:00",
+        "--end",
+        "2014-03-02T23:00:00",
+    ]);
+    let out = run(&[
+        "evaluate",
+        "--model",
+        model,
+        "--fold",
+        "1",
+        "--labels",
+        s(&dir.join("labels")),
+        "--images",
+        s(images),
+        "--out",
+        s(&dir.join("eval")),
+        "--device",
+        "cpu",
+        "--precision",
+        "f32",
+        "--batch-size",
+        "1",
+        "--json",
+    ]);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let res = std::fs::read_to_string(dir.join("eval/fold1_res.csv")).unwrap();
+    (report, res)
+}
+
+fn verify(dir: &Path, forecasts: &Path) -> Value {
+    let out = run(&[
+        "verify",
+        "--forecasts",
+        s(forecasts),
+        "--catalog",
+        s(&dir.join("archive/catalog.csv")),
+        "--catalog-end",
+        "2014-03-04T00:00:00",
+        "--json",
+        "--predictions",
+        s(&dir.join("verified.csv")),
+    ]);
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The scores both reports share are equal, and every instance has the same probability
+/// and target.
+fn assert_same_scores(verify: &Value, evaluate: &Value, res: &str, verified: &str) {
+    let e = &evaluate["files"][0];
+    let v = &verify["scores"];
+    for key in [
+        "n", "tp", "fp", "tn", "fn", "tss", "hss2", "brier", "bss", "roc_auc", "best_tss",
+    ] {
+        assert_eq!(
+            v[key], e[key],
+            "{key}: verify {} evaluate {}",
+            v[key], e[key]
+        );
+    }
+    let rows = |text: &str| -> Vec<(f64, String)> {
+        text.lines()
+            .skip(1)
+            .map(|l| {
+                let f: Vec<&str> = l.split(',').collect();
+                (f[1].parse().unwrap(), f[2].trim().to_string())
+            })
+            .collect()
+    };
+    let (a, b) = (rows(res), rows(verified));
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(&b) {
+        assert!((x.0 - y.0).abs() <= 1e-6, "{x:?} vs {y:?}");
+        assert_eq!(x.1.trim_end_matches(".0"), y.1, "target");
+    }
+}
+
+#[test]
+fn hourly_forecasts_from_a_local_tree_verify_as_evaluate_scores_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    archive(d);
+    let model = common::golden().join("noattn.pth");
+    let model = s(&model);
+    let images = d.join("archive/images");
+    // 50 hourly cycles over 48 images: the last two find nothing new.
+    let out = run(&[
+        "forecast",
+        "--model",
+        model,
+        "--images",
+        s(&images),
+        "--at",
+        "2014-03-01T00:20:00",
+        "--every",
+        "1h",
+        "--cycles",
+        "50",
+        "--out",
+        s(&d.join("forecasts")),
+        "--format",
+        "json",
+        "--device",
+        "cpu",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("50 cycles: 48 forecasts written, 2 already forecast, 0 failed"),
+        "{err}"
+    );
+    let v = verify(d, &d.join("forecasts"));
+    assert_eq!(
+        (v["forecasts"].as_u64(), v["decided"].as_u64()),
+        (Some(48), Some(48))
+    );
+    let (e, res) = evaluate(d, &images, model);
+    let verified = std::fs::read_to_string(d.join("verified.csv")).unwrap();
+    assert_same_scores(&v, &e, &res, &verified);
+    // The decisions split at 0.5 on this archive, so TSS is not trivially 0.
+    let sc = &v["scores"];
+    assert!(
+        sc["tp"].as_u64().unwrap() + sc["fp"].as_u64().unwrap() > 0,
+        "{sc}"
+    );
+    assert!(
+        sc["tn"].as_u64().unwrap() + sc["fn"].as_u64().unwrap() > 0,
+        "{sc}"
+    );
+
+    // With the catalogue known only to 2014-03-02T12:00, windows ending later are pending.
+    let out = run(&[
+        "verify",
+        "--forecasts",
+        s(&d.join("forecasts")),
+        "--catalog",
+        s(&d.join("archive/catalog.csv")),
+        "--catalog-end",
+        "2014-03-02T12:00:00",
+        "--json",
+    ]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // Windows start at 00:00..12:00 on March 1 and end by 12:00 on March 2: 13 decided.
+    assert_eq!(
+        (v["decided"].as_u64(), v["pending"].as_u64()),
+        (Some(13), Some(35))
+    );
+}
