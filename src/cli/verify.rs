@@ -64,10 +64,19 @@ pub fn run(args: Args) -> Result<()> {
             "threshold {}: TP {} FP {} TN {} FN {}",
             report.threshold, s.tp, s.fp, s.tn, s.fn_
         );
+        let f = |v: Option<f64>| v.map_or("undefined".to_string(), |v| format!("{v:.4}"));
         println!(
-            "TSS {:.4}  HSS2 {:.4}  Brier {:.4}  BSS {:.4}  ROC AUC {:.4}  event rate {:.4}",
-            s.tss, s.hss2, s.brier, s.bss, s.roc_auc, s.event_rate
+            "TSS {}  HSS2 {}  Brier {}  BSS {}  ROC AUC {}  event rate {}",
+            f(s.tss),
+            f(s.hss2),
+            f(s.brier),
+            f(s.bss),
+            f(s.roc_auc),
+            f(s.event_rate)
         );
+        for why in &s.undefined {
+            println!("undefined: {why}");
+        }
     }
     for p in &report.plots {
         println!("plot {p}");
