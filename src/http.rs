@@ -73,6 +73,8 @@ impl Client {
         max_rps: f64,
         policy: RetryPolicy,
     ) -> anyhow::Result<Self> {
+        // The process's TLS provider (ring); an error only means one is installed already.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let mut b = reqwest::blocking::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(30)))
@@ -310,6 +312,25 @@ impl RateLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn https_clients_build_with_the_ring_provider() {
+        let policy = || RetryPolicy {
+            retries: 0,
+            backoff: Duration::ZERO,
+            max_backoff: Duration::ZERO,
+        };
+        // Twice: the second finds the provider installed already.
+        for _ in 0..2 {
+            Client::new(
+                "https://api.helioviewer.org/",
+                Duration::from_secs(5),
+                0.0,
+                policy(),
+            )
+            .unwrap();
+        }
+    }
 
     #[test]
     fn retry_after_forms() {
