@@ -61,6 +61,14 @@ pub fn obs_time_file(path: &Path) -> Result<ObsTime> {
     })
 }
 
+/// The `INSTRUME` of a JP2 file's FITS header, reading only the box headers and the `xml `
+/// box; None where the file has no FITS header or no such key.
+pub fn instrument_file(path: &Path) -> Result<Option<String>> {
+    let xml = boxes::read_xml_box(path)
+        .with_context(|| format!("{}: cannot read the JP2 header", path.display()))?;
+    Ok(xml.and_then(|x| xml_value(&x, "INSTRUME")))
+}
+
 /// Reads a JP2 file and decodes it to 8-bit grey at full resolution.
 pub fn decode_gray8(path: &Path) -> Result<GrayImage> {
     let bytes = read(path)?;

@@ -164,3 +164,89 @@ fn bad_inputs_fail_cleanly() {
         "missing.jpg",
     );
 }
+
+#[test]
+fn a_sixteen_bit_or_colour_image_is_read_as_pillow_does_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let grey = image::open(common::magnetogram_jpg()).unwrap().to_luma8();
+    let p8 = dir.path().join("m8.png");
+    grey.save(&p8).unwrap();
+    let p16 = dir.path().join("m16.png");
+    image::ImageBuffer::<image::Luma<u16>, _>::from_fn(grey.width(), grey.height(), |x, y| {
+        image::Luma([grey.get_pixel(x, y).0[0] as u16 * 257])
+    })
+    .save(&p16)
+    .unwrap();
+    let rgb = dir.path().join("rgb.png");
+    image::DynamicImage::ImageLuma8(grey.clone())
+        .to_rgb8()
+        .save(&rgb)
+        .unwrap();
+    let golden = common::golden().join("attn.pth");
+    let run = |p: &Path| {
+        let out = common::flarecast()
+            .args(["predict", "--json", "--device", "cpu", "--model"])
+            .arg(&golden)
+            .arg(p)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (
+            v["flare_prob"].as_f64().unwrap(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (prob8, err8) = run(&p8);
+    assert_eq!(err8, "");
+    let (_, err16) = run(&p16);
+    assert_eq!(
+        err16,
+        format!(
+            "flarecast: warning: {}: 16-bit grey image; values above 255 are clipped to 255 (as Pillow's \
+             convert(\"L\") does), so a 16-bit magnetogram saturates: convert it to 8 bits first\n",
+            p16.display()
+        )
+    );
+    // Grey stored as RGB gives the same luma, hence the same forecast, with a warning.
+    let (prob_rgb, err_rgb) = run(&rgb);
+    assert_eq!(prob_rgb, prob8);
+    assert!(err_rgb.starts_with(&format!(
+        "flarecast: warning: {}: colour image",
+        rgb.display()
+    )));
+}
+
+#[test]
+fn a_jp2_from_another_instrument_is_forecast_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut jp2 = std::fs::read(common::magnetogram_jp2()).unwrap();
+    // Same length, so every box keeps its size.
+    let at = jp2.windows(10).position(|w| w == b"HMI_FRONT2").unwrap();
+    jp2[at..at + 10].copy_from_slice(b"AIA_FRONT2");
+    let p = dir.path().join("aia.jp2");
+    std::fs::write(&p, &jp2).unwrap();
+    let out = common::flarecast()
+        .args(["predict", "--device", "cpu", "--model"])
+        .arg(common::golden().join("attn.pth"))
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "flarecast: warning: {}: the JP2 header names instrument AIA_FRONT2; the model was \
+             trained on SDO/HMI magnetograms\n",
+            p.display()
+        )
+    );
+}

@@ -63,6 +63,9 @@ pub fn run(args: Args) -> Result<()> {
     let mut instances: Vec<(String, usize, Tensor)> = Vec::new();
     for path in &args.inputs {
         let loaded = flarecast::preprocess::load_input(path, im_size)?;
+        for note in flarecast::preprocess::assumptions(path) {
+            eprintln!("flarecast: warning: {note}");
+        }
         for (index, (_, t)) in loaded.into_iter().enumerate() {
             instances.push((path.display().to_string(), index, t));
         }

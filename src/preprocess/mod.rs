@@ -10,6 +10,7 @@
 //! - [`load_input`]: any accepted input file -> labelled `[1, H, W]` tensors.
 //! - [`augment`]: flips and the nearest-neighbour rotation used in training.
 
+mod assumptions;
 pub mod augment;
 mod jpeg;
 mod npy;
@@ -21,6 +22,7 @@ use anyhow::{bail, Context, Result};
 use image::{DynamicImage, GrayImage, ImageFormat};
 use tch::Tensor;
 
+pub use assumptions::assumptions;
 pub use augment::{hflip, rotate_nearest, vflip};
 pub use resize::{resize_exact_like_pil, resize_like_pil, resized_dims};
 
