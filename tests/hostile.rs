@@ -67,6 +67,19 @@ fn png_header(w: u32, h: u32) -> Vec<u8> {
     v
 }
 
+/// The real JP2 with 100000 x 100000 pixels claimed in both its image header box and
+/// its codestream's SIZ marker.
+fn huge_jp2(real: &[u8]) -> Vec<u8> {
+    let mut b = real.to_vec();
+    let big = 100_000u32.to_be_bytes();
+    let ihdr = b.windows(4).position(|w| w == b"ihdr").unwrap();
+    let siz = b.windows(2).position(|w| w == [0xff, 0x51]).unwrap();
+    for at in [ihdr + 4, ihdr + 8, siz + 6, siz + 10] {
+        b[at..at + 4].copy_from_slice(&big);
+    }
+    b
+}
+
 /// A float32 .npy header with `shape` and `data` after it.
 fn npy(shape: &str, data: &[u8]) -> Vec<u8> {
     let mut h = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}");
@@ -108,6 +121,7 @@ fn hostile() -> Hostile {
     );
     w("huge.png", &png_header(100_000, 100_000));
     w("truncated.jp2", &jp2[..jp2.len() / 4]);
+    w("huge.jp2", &huge_jp2(&jp2));
     w("empty.npy", b"");
     w("truncated.npy", &npy("(256, 256)", &[0u8; 1000]));
     w("huge.npy", &npy("(100000, 1, 100000, 100000)", &[0u8; 64]));
@@ -149,6 +163,7 @@ fn predict_and_attention_refuse_hostile_inputs() {
         "text.jpg",
         "huge.png",
         "truncated.jp2",
+        "huge.jp2",
         "empty.npy",
         "truncated.npy",
         "huge.npy",

@@ -88,7 +88,10 @@ pub fn run(args: Args) -> Result<()> {
         ..Options::default()
     };
     let inputs = inputs(args.inputs, args.csv.as_ref(), args.images.as_ref())?;
-    for note in inputs.iter().flat_map(|p| flarecast::preprocess::assumptions(p)) {
+    for note in inputs
+        .iter()
+        .flat_map(|p| flarecast::preprocess::assumptions(p))
+    {
         eprintln!("flarecast: warning: {note}");
     }
     let what = if model.net.arch().is_attention() {
