@@ -475,3 +475,22 @@ fn image_sizes_from_flags_and_metadata_are_checked_where_they_enter() {
     );
     assert!(err.contains("above 8192"), "{err}");
 }
+
+#[test]
+fn convert_weights_onto_a_folder_fails_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let golden = common::golden().join("attn.pth");
+    for name in ["existing_dir", "existing.pth", "existing.safetensors"] {
+        let target = dir.path().join(name);
+        std::fs::create_dir_all(&target).unwrap();
+        fails_naming(&[os("convert-weights"), os(&golden), os(&target)], name);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert!(left.iter().all(|n| n.starts_with("existing")), "{left:?}");
+        assert!(left.iter().all(|n| !n.contains("tmp")), "{left:?}");
+        assert!(std::fs::read_dir(&target).unwrap().next().is_none());
+    }
+}
