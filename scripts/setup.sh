@@ -9,6 +9,10 @@
 set -euo pipefail
 
 TORCH_VERSION=2.13.0
+# captum (the explanation methods' reference) and its dependencies; installed without
+# dependency resolution so pip never replaces torch.
+CAPTUM_VERSION=0.9.0
+CAPTUM_DEPS="numpy==2.3.5 matplotlib==3.10.9 packaging==26.3 tqdm==4.70.1"
 VENV="${FLARECAST_VENV:-$HOME/.cache/flarecast/venv-torch-$TORCH_VERSION}"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
@@ -36,6 +40,21 @@ else
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "torch==$TORCH_VERSION"
   have_torch || { echo "setup: torch $TORCH_VERSION did not install into $VENV" >&2; exit 1; }
+fi
+
+have_captum() {
+  "$VENV/bin/python" -c "import captum,sys; sys.exit(0 if captum.__version__=='$CAPTUM_VERSION' else 1)" 2>/dev/null
+}
+
+if have_captum; then
+  echo "setup: captum already in $VENV" >&2
+else
+  echo "setup: installing captum (explanation references) into $VENV" >&2
+  # matplotlib brings its own dependencies (none of them torch); captum itself comes
+  # without its dependency list so torch stays the one pinned above.
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check $CAPTUM_DEPS
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check --no-deps "captum==$CAPTUM_VERSION"
+  have_captum && have_torch || { echo "setup: captum did not install cleanly into $VENV" >&2; exit 1; }
 fi
 
 if [ "${FLARECAST_SKIP_BUILD:-0}" != 1 ]; then

@@ -69,6 +69,12 @@ pub fn instrument_file(path: &Path) -> Result<Option<String>> {
     Ok(xml.and_then(|x| xml_value(&x, "INSTRUME")))
 }
 
+/// The FITS header (the `xml ` box's text) of a JP2 file, without reading the codestream.
+pub fn fits_header_file(path: &Path) -> Result<Option<String>> {
+    boxes::read_xml_box(path)
+        .with_context(|| format!("{}: cannot read the JP2 header", path.display()))
+}
+
 /// Reads a JP2 file and decodes it to 8-bit grey at full resolution.
 pub fn decode_gray8(path: &Path) -> Result<GrayImage> {
     let bytes = read(path)?;

@@ -2,7 +2,8 @@
 //! overlays, raw .npy maps and panels.
 
 use super::attention::{estimators, inputs, report};
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
+use flarecast::explain::pointing as point;
 use flarecast::explain::{self, Baseline, Method, Options, Rule, Target};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -15,9 +16,9 @@ pub struct Args {
     /// Magnetograms (JPG/PNG/JP2).
     inputs: Vec<PathBuf>,
     /// Explanation method (default: attention for the attention network, Grad-CAM for
-    /// the standard CNN).
-    #[arg(long, value_enum)]
-    method: Option<Method>,
+    /// the standard CNN); with --pointing, a comma-separated list.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    method: Vec<Method>,
     /// Output directory for the PNG overlays, .npy maps and panels.
     #[arg(long, default_value = "explain")]
     out: PathBuf,
@@ -54,9 +55,28 @@ pub struct Args {
     /// An instance list with a `timestamp` column of image paths, resolved against --images.
     #[arg(long, requires = "images")]
     csv: Option<PathBuf>,
-    /// Image tree the --csv paths are relative to.
+    /// Image tree the --csv (or, with --pointing, the label table's) paths are relative to.
     #[arg(long)]
     images: Option<PathBuf>,
+    /// Score where the maps point: each positive validation instance of --fold against
+    /// its flare's site from --catalog, central and near-limb flares apart.
+    #[arg(long, requires_all = ["catalog", "labels", "fold", "images"], conflicts_with = "csv")]
+    pointing: bool,
+    /// GOES flare catalogue with flare positions (for --pointing).
+    #[arg(long)]
+    catalog: Option<PathBuf>,
+    /// Label folder written by `flarecast label` (for --pointing).
+    #[arg(long)]
+    labels: Option<PathBuf>,
+    /// Fold whose validation positives are scored (for --pointing).
+    #[arg(long)]
+    fold: Option<u32>,
+    /// Radius around the flare site, in solar radii (for --pointing).
+    #[arg(long, default_value_t = 0.1)]
+    radius: f64,
+    /// Print the --pointing results as JSON.
+    #[arg(long)]
+    json: bool,
     /// cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "auto")]
     device: String,
@@ -80,14 +100,19 @@ pub fn run(args: Args) -> Result<()> {
         stride: args.stride,
         batch: args.batch,
     };
-    let inputs = inputs(args.inputs, args.csv.as_ref(), args.images.as_ref())?;
-    let method = args
-        .method
-        .unwrap_or_else(|| Method::default_for(model.net.arch()));
-    let bar = indicatif::ProgressBar::new(inputs.len() as u64);
-    if !std::io::stderr().is_terminal() {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    let methods = if args.method.is_empty() {
+        vec![Method::default_for(model.net.arch())]
+    } else {
+        args.method.clone()
+    };
+    if args.pointing {
+        return pointing(&args, &model, &methods, &opts, im_size);
     }
+    let [method] = methods[..] else {
+        bail!("give one --method when writing maps (several are for --pointing)");
+    };
+    let inputs = inputs(args.inputs, args.csv.as_ref(), args.images.as_ref())?;
+    let bar = progress(inputs.len());
     let started = std::time::Instant::now();
     let results = explain::explain_images(
         &model,
@@ -109,5 +134,51 @@ pub fn run(args: Args) -> Result<()> {
         started.elapsed().as_secs_f64(),
         args.out.display()
     );
+    Ok(())
+}
+
+fn progress(len: usize) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len as u64);
+    if !std::io::stderr().is_terminal() {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    bar
+}
+
+fn pointing(
+    args: &Args,
+    model: &flarecast::model::LoadedModel,
+    methods: &[Method],
+    opts: &Options,
+    im_size: u32,
+) -> Result<()> {
+    let (Some(catalog), Some(labels), Some(fold), Some(images)) =
+        (&args.catalog, &args.labels, args.fold, &args.images)
+    else {
+        bail!("--pointing needs --catalog, --labels, --fold and --images");
+    };
+    let spec = point::FoldSpec {
+        catalog,
+        labels,
+        fold,
+        images,
+    };
+    let bar = progress(0);
+    let report = point::pointing_fold(
+        model,
+        &spec,
+        methods,
+        opts,
+        im_size,
+        args.radius,
+        |n| bar.set_length(n as u64),
+        || bar.inc(1),
+    )?;
+    bar.finish_and_clear();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", point::table(&report));
+    }
     Ok(())
 }

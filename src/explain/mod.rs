@@ -8,11 +8,13 @@
 
 pub mod attention;
 pub mod batch;
+pub mod geometry;
 pub mod gradcam;
 pub mod graph;
 pub mod integrated;
 pub mod names;
 pub mod occlusion;
+pub mod pointing;
 pub mod render;
 
 pub use attention::{attention_heatmap, attention_maps, scale_of};
