@@ -19,6 +19,7 @@ pub mod jp2;
 pub mod label;
 pub mod metrics;
 pub mod model;
+pub mod predict;
 pub mod preprocess;
 pub mod synth;
 #[doc(hidden)]

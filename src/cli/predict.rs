@@ -4,8 +4,8 @@ use anyhow::{bail, Context, Result};
 use flarecast::hardware::IsaCap;
 use flarecast::model::bench::{self, BenchConfig, Mode};
 use flarecast::model::{self as fmodel, baseline, Arch, Compute, PrecisionChoice};
+use flarecast::predict::{predict, Options};
 use std::path::PathBuf;
-use tch::{Kind, Tensor};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -37,14 +37,6 @@ pub struct Args {
     json: bool,
 }
 
-/// One forecast.
-struct Prediction {
-    input: String,
-    index: usize,
-    flare_prob: f64,
-    logits: [f64; 2],
-}
-
 pub fn run(args: Args) -> Result<()> {
     let device = flarecast::device::parse_device(&args.device)?;
     let mut model = fmodel::load_model(&args.model, device)?;
@@ -59,62 +51,21 @@ pub fn run(args: Args) -> Result<()> {
         }
         None => model.meta.im_size as u32,
     };
-    // Read every input first: a bad file fails the run before any output.
-    let mut instances: Vec<(String, usize, Tensor)> = Vec::new();
-    for path in &args.inputs {
-        let loaded = flarecast::preprocess::load_input(path, im_size)?;
-        for note in flarecast::preprocess::assumptions(path) {
-            eprintln!("flarecast: warning: {note}");
-        }
-        for (index, (_, t)) in loaded.into_iter().enumerate() {
-            instances.push((path.display().to_string(), index, t));
-        }
-    }
-    let mut preds = Vec::with_capacity(instances.len());
-    let mut start = 0;
-    while start < instances.len() {
-        // A batch holds consecutive instances of one shape.
-        let shape = instances[start].2.size();
-        let mut end = start + 1;
-        while end < instances.len()
-            && end - start < args.batch_size.max(1)
-            && instances[end].2.size() == shape
-        {
-            end += 1;
-        }
-        let batch = Tensor::stack(
-            &instances[start..end]
-                .iter()
-                .map(|i| &i.2)
-                .collect::<Vec<_>>(),
-            0,
-        );
-        fmodel::check_input(&batch).map_err(|e| anyhow::anyhow!("{}: {e}", instances[start].0))?;
-        let out = tch::no_grad(|| model.net.forward_t(&batch.to_device(device), false));
-        let logits = Vec::<f64>::try_from(out.logits.to_kind(Kind::Double).flatten(0, -1))?;
-        let probs = Vec::<f64>::try_from(out.flare_prob().to_kind(Kind::Double))?;
-        for (k, inst) in instances[start..end].iter().enumerate() {
-            if !probs[k].is_finite() {
-                bail!(
-                    "{}: the model gives P(FL) = {} for this input",
-                    inst.0,
-                    probs[k]
-                );
-            }
-            preds.push(Prediction {
-                input: inst.0.clone(),
-                index: inst.1,
-                flare_prob: probs[k],
-                logits: [logits[2 * k], logits[2 * k + 1]],
-            });
-        }
-        start = end;
-    }
+    let opts = Options {
+        device,
+        im_size,
+        batch_size: args.batch_size,
+    };
+    let preds = predict(&model, args.inputs.iter().cloned(), opts);
     let arch = model.net.arch().name();
     if args.json {
-        for p in &preds {
+        for p in preds {
+            let p = p?;
+            for note in &p.notes {
+                eprintln!("flarecast: warning: {note}");
+            }
             let line = serde_json::json!({
-                "input": p.input, "index": p.index, "flare_prob": p.flare_prob,
+                "input": p.input.display().to_string(), "index": p.index, "flare_prob": p.flare_prob,
                 "logits": p.logits, "model": arch,
             });
             println!("{line}");
@@ -127,7 +78,11 @@ pub fn run(args: Args) -> Result<()> {
             args.threshold
         );
         println!("{:>8}  {:>8}  {:<8}  input", "P(FL)", "forecast", "index");
-        for p in &preds {
+        for p in preds {
+            let p = p?;
+            for note in &p.notes {
+                eprintln!("flarecast: warning: {note}");
+            }
             let fc = if p.flare_prob >= args.threshold {
                 "FL"
             } else {
@@ -135,7 +90,10 @@ pub fn run(args: Args) -> Result<()> {
             };
             println!(
                 "{:>8.4}  {:>8}  {:<8}  {}",
-                p.flare_prob, fc, p.index, p.input
+                p.flare_prob,
+                fc,
+                p.index,
+                p.input.display()
             );
         }
     }
