@@ -174,3 +174,80 @@ impl Archive {
         }
     }
 }
+
+const GET_CLOSEST_IMAGE: &str = "/v2/getClosestImage";
+
+/// Images served by id, as the forecast asks for them: `getClosestImage?date=&sourceId=`
+/// names the image nearest the date, before or after it as Helioviewer does, in
+/// Helioviewer's JSON (`{"id": ..., "date": "YYYY-MM-DD HH:MM:SS", ...}`), and
+/// `getJP2Image?id=` returns that image's JP2.
+pub struct Images {
+    /// In time order; image k has id `FIRST_ID + k`.
+    images: Vec<(NaiveDateTime, Arc<Vec<u8>>)>,
+}
+
+impl Images {
+    /// Id of the first image (ids are large and not indices, as Helioviewer's are).
+    pub const FIRST_ID: u64 = 34_205_701;
+
+    pub fn new(mut images: Vec<(NaiveDateTime, Arc<Vec<u8>>)>) -> Arc<Self> {
+        images.sort_by_key(|(t, _)| *t);
+        Arc::new(Images { images })
+    }
+
+    /// The id the image observed at `t` is served under.
+    pub fn id_of(&self, t: NaiveDateTime) -> Option<u64> {
+        self.images
+            .iter()
+            .position(|(o, _)| *o == t)
+            .map(|k| Self::FIRST_ID + k as u64)
+    }
+
+    /// The `getClosestImage` route.
+    pub fn closest_route(self: &Arc<Self>) -> Route {
+        let images = self.clone();
+        Route::handler(GET_CLOSEST_IMAGE, move |req| images.closest(req))
+    }
+
+    /// The `getJP2Image?id=` route (requests without an id are not its own).
+    pub fn by_id_route(self: &Arc<Self>) -> Route {
+        let images = self.clone();
+        Route::handler(GET_JP2_IMAGE, move |req| images.by_id(req)).without_param("date")
+    }
+
+    /// Both routes.
+    pub fn routes(self: &Arc<Self>) -> Vec<Route> {
+        vec![self.closest_route(), self.by_id_route()]
+    }
+
+    fn closest(&self, req: &Request) -> Answer {
+        let t = req.param("date").and_then(|d| {
+            NaiveDateTime::parse_from_str(d.trim_end_matches('Z'), "%Y-%m-%dT%H:%M:%S").ok()
+        });
+        let Some(t) = t else {
+            return Answer::json(r#"{"error":"Invalid date"}"#);
+        };
+        let Some(k) = (0..self.images.len()).min_by_key(|&k| (self.images[k].0 - t).abs()) else {
+            return Answer::json(r#"{"error":"No images found"}"#);
+        };
+        Answer::json(format!(
+            "{{\"id\":{},\"date\":\"{}\",\"scale\":0.504492,\"width\":4096,\"height\":4096,\
+             \"refPixelX\":2048.5,\"refPixelY\":2048.5,\"rsun\":1900,\
+             \"sunCenterOffsetParams\":[],\"layeringOrder\":1}}",
+            Self::FIRST_ID + k as u64,
+            self.images[k].0.format("%Y-%m-%d %H:%M:%S")
+        ))
+    }
+
+    fn by_id(&self, req: &Request) -> Answer {
+        let k = req
+            .param("id")
+            .and_then(|id| id.parse::<u64>().ok())
+            .and_then(|id| id.checked_sub(Self::FIRST_ID))
+            .filter(|&k| (k as usize) < self.images.len());
+        match k {
+            Some(k) => Answer::ok("image/jp2", self.images[k as usize].1.as_ref().clone()),
+            None => Answer::json(r#"{"error":"Invalid image id"}"#),
+        }
+    }
+}

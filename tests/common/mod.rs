@@ -69,3 +69,4 @@ pub fn python(script: &str) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+pub mod jp2;
