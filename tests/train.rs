@@ -429,3 +429,48 @@ fn bad_folds_fail_before_training() {
         "{err}"
     );
 }
+
+#[test]
+fn a_diverging_run_fails_and_keeps_the_last_finite_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    write_tiny_fold(dir.path(), 12, 4, true);
+    let good = common::flarecast()
+        .args(train_args(dir.path(), "models", "--no-attention", 1))
+        .output()
+        .unwrap();
+    assert!(
+        good.status.success(),
+        "{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+    let run = dir.path().join("models/no_attention");
+    let names = [
+        "fold1_last.safetensors",
+        "fold1_final.safetensors",
+        "fold1_best.safetensors",
+    ];
+    let before: Vec<Option<Vec<u8>>> = names
+        .iter()
+        .map(|n| std::fs::read(run.join(n)).ok())
+        .collect();
+    assert!(before[0].is_some() && before[1].is_some());
+
+    // The same fold with an absurd learning rate: the weights blow up in the first epoch.
+    let mut args = train_args(dir.path(), "models", "--no-attention", 2);
+    args.extend(["--lr".to_string(), "1e6".to_string()]);
+    let bad = common::flarecast().args(&args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("epoch 1:") && stderr.contains("keeps the last good weights"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    // Nothing of the diverged epoch was written: the good run's checkpoints are intact and load.
+    for (name, old) in names.iter().zip(&before) {
+        assert_eq!(&std::fs::read(run.join(name)).ok(), old, "{name}");
+        if old.is_some() {
+            model::load_model(&run.join(name), Device::Cpu).unwrap();
+        }
+    }
+}

@@ -263,7 +263,20 @@ pub fn train(cfg: &TrainConfig, on_epoch: &mut EpochCallback) -> Result<TrainSum
         }
         pb.finish_and_clear();
         let train_secs = started.elapsed().as_secs_f64();
+        // An epoch's last step can blow the weights up with no later loss to show it: stop
+        // before any checkpoint of this epoch is written, so `last` keeps finite weights.
+        let diverged = || {
+            format!(
+                "epoch {epoch}: training diverged (lr {lr}); {} keeps the last good weights",
+                paths.last().display()
+            )
+        };
+        weights::check_finite(&weights::named_tensors(&replicas.master().vs))
+            .with_context(diverged)?;
         let (val_loss, val_conf) = validate(&replicas, &val_loader, &val_items)?;
+        if !val_loss.is_finite() {
+            bail!("{}: the validation loss is {val_loss}", diverged());
+        }
         let mut rec = EpochRecord {
             epoch,
             lr,
