@@ -474,3 +474,42 @@ fn a_diverging_run_fails_and_keeps_the_last_finite_checkpoints() {
         }
     }
 }
+
+#[test]
+fn a_one_class_validation_split_is_refused_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    write_tiny_fold(dir.path(), 12, 4, true);
+    // Every validation instance negative: TSS and HSS2 are undefined there.
+    let val = dir
+        .path()
+        .join("labels/simplified_data_labels/Fold1_val.csv");
+    let text = std::fs::read_to_string(&val).unwrap();
+    let negatives: String = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| match (i, l.rsplit_once(',')) {
+            (0, _) | (_, None) => format!("{l}\n"),
+            (_, Some((name, _))) => format!("{name},0\n"),
+        })
+        .collect();
+    std::fs::write(&val, negatives).unwrap();
+
+    let err = train_error(dir.path());
+    assert!(err.contains("0 of 4 instances are positive"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+
+    let mut args = train_args(dir.path(), "models", "--no-attention", 1);
+    args.push("--allow-one-class-val".to_string());
+    let out = common::flarecast().args(&args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["val_positive"], 0);
+    assert!(summary["best_epoch"].is_null(), "{summary}");
+    let run = dir.path().join("models/no_attention");
+    assert!(!run.join("fold1_best.safetensors").exists());
+    assert!(run.join("fold1_last.safetensors").exists());
+}

@@ -72,6 +72,10 @@ pub struct Args {
     /// Leave out unreadable images (listed in the summary) instead of failing.
     #[arg(long)]
     skip_bad_images: bool,
+    /// Train even when the validation split holds one class only. TSS and HSS2 are then
+    /// undefined, so no epoch is chosen as best (only last and final are written).
+    #[arg(long)]
+    allow_one_class_val: bool,
     /// Print the summary as one JSON object on stdout (epoch lines go to stderr).
     #[arg(long)]
     json: bool,
@@ -135,6 +139,7 @@ pub fn run(args: Args) -> Result<()> {
         resume: args.resume,
         augment: !args.no_augment,
         skip_bad_images: args.skip_bad_images,
+        allow_one_class_val: args.allow_one_class_val,
     };
     let json = args.json;
     let summary = train::train(&cfg, &mut |r, epochs| {
@@ -149,15 +154,19 @@ pub fn run(args: Args) -> Result<()> {
         println!("{}", serde_json::to_string(&summary)?);
     } else {
         println!(
-            "trained {} on fold {} for {} epochs ({}; {}): best epoch {} with val TSS {:.4} HSS2 {:.4}; final val TSS {:.4} HSS2 {:.4}",
+            "trained {} on fold {} for {} epochs ({}; {}): {}; final val TSS {:.4} HSS2 {:.4}",
             summary.arch,
             summary.fold,
             summary.epochs,
             summary.devices.join(","),
             summary.precision,
-            summary.best_epoch.map_or("-".into(), |e| e.to_string()),
-            summary.best_val_tss,
-            summary.best_val_hss2,
+            summary.best_epoch.map_or(
+                "no best epoch (TSS undefined on a one-class validation split)".into(),
+                |e| format!(
+                    "best epoch {e} with val TSS {:.4} HSS2 {:.4}",
+                    summary.best_val_tss, summary.best_val_hss2
+                )
+            ),
             summary.final_val_tss,
             summary.final_val_hss2
         );
@@ -181,7 +190,11 @@ pub fn run(args: Args) -> Result<()> {
         println!(
             "checkpoints: {}, {}, {}; history: {}",
             summary.final_checkpoint.display(),
-            summary.best_checkpoint.display(),
+            if summary.best_epoch.is_some() {
+                summary.best_checkpoint.display().to_string()
+            } else {
+                "no best".into()
+            },
             summary.last_checkpoint.display(),
             summary.history_csv.display()
         );

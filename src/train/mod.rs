@@ -51,6 +51,8 @@ pub struct TrainConfig {
     pub resume: bool,
     pub augment: bool,
     pub skip_bad_images: bool,
+    /// Train on a validation split of one class; no epoch is then chosen as best.
+    pub allow_one_class_val: bool,
 }
 
 impl TrainConfig {
@@ -185,6 +187,20 @@ pub fn train(cfg: &TrainConfig, on_epoch: &mut EpochCallback) -> Result<TrainSum
     let plan = data::balance(&train_targets, cfg.seed)
         .with_context(|| format!("fold {} training split", cfg.fold))?;
     let val_items = val_loader.plain_items();
+    // TSS and HSS2 need both classes: on a one-class split "best" would be chosen on
+    // an undefined score.
+    let val_positive = val_loader.targets().iter().filter(|&&t| t == 1).count();
+    let val_two_classes = val_positive > 0 && val_positive < val_loader.targets().len();
+    if !val_two_classes && !cfg.allow_one_class_val {
+        bail!(
+            "fold {} validation split: {} of {} instances are positive, so TSS and HSS2 \
+             are undefined and no epoch can be chosen as best; give a split with both \
+             classes, or allow a one-class validation split explicitly",
+            cfg.fold,
+            val_positive,
+            val_loader.targets().len()
+        );
+    }
 
     tch::manual_seed(cfg.seed as i64);
     let compute = Compute::for_device(dev0, cfg.precision);
@@ -301,7 +317,7 @@ pub fn train(cfg: &TrainConfig, on_epoch: &mut EpochCallback) -> Result<TrainSum
         rec.set_train(&train_conf);
         rec.set_val(&val_conf);
         let vs = &replicas.master().vs;
-        if rec.val_tss > state.best_tss && rec.val_hss2 > state.best_hss2 {
+        if val_two_classes && rec.val_tss > state.best_tss && rec.val_hss2 > state.best_hss2 {
             state.best_tss = rec.val_tss;
             state.best_hss2 = rec.val_hss2;
             state.best_epoch = Some(epoch);
