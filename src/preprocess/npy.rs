@@ -82,9 +82,15 @@ fn read_f32_bytes(bytes: &[u8]) -> Result<Tensor> {
     if header.shape.iter().any(|&d| d < 0) {
         bail!("negative dimension in shape {:?}", header.shape);
     }
-    let count: i64 = header.shape.iter().product();
+    // A crafted header can name dimensions whose product overflows: check every step.
+    let need = header
+        .shape
+        .iter()
+        .try_fold(kind.elt_size_in_bytes(), |acc, &d| {
+            acc.checked_mul(usize::try_from(d).ok()?)
+        })
+        .with_context(|| format!("shape {:?} is too large", header.shape))?;
     let data = &bytes[start + len..];
-    let need = count as usize * kind.elt_size_in_bytes();
     if data.len() != need {
         bail!(
             "shape {:?} needs {need} data bytes, the file has {}",
@@ -161,5 +167,16 @@ mod tests {
         assert!(e.to_string().contains("needs 24 data bytes"), "{e}");
         let e = read_f32_bytes(&npy("<i8", "(2,)", &data)).unwrap_err();
         assert!(e.to_string().contains("not float32"), "{e}");
+    }
+
+    #[test]
+    fn a_shape_whose_size_overflows_is_an_error() {
+        let huge = "(4294967296, 4294967296, 4294967296)";
+        let e = read_f32_bytes(&npy("<f4", huge, &[0; 16])).unwrap_err();
+        assert!(e.to_string().contains("is too large"), "{e}");
+        // 2^62 * 4 * 4 bytes wraps to 0 when multiplied unchecked, which an empty data
+        // section would then match.
+        let e = read_f32_bytes(&npy("<f4", "(4611686018427387904, 4)", &[])).unwrap_err();
+        assert!(e.to_string().contains("is too large"), "{e}");
     }
 }
