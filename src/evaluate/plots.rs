@@ -530,7 +530,16 @@ pub fn plot_history(dir: &Path, history: &History) -> Result<PathBuf> {
             chart
                 .configure_mesh()
                 .x_desc("Epoch")
-                .x_label_formatter(&|v| format!("{v:.0}"))
+                // One label per epoch (at most 12); a tick between epochs stays blank, so a
+                // rounded "2 2" never appears.
+                .x_labels(((last - first) as usize + 1).min(12))
+                .x_label_formatter(&|v| {
+                    if (v - v.round()).abs() < 1e-6 {
+                        format!("{v:.0}")
+                    } else {
+                        String::new()
+                    }
+                })
                 .y_desc(name)
                 .label_style((FONT, 15))
                 .axis_desc_style((FONT, 17))
