@@ -173,7 +173,7 @@ fn print_summary(s: &Summary, catalog: &std::path::Path) {
     for (f, q) in s
         .folds
         .iter()
-        .zip(["Jan-Mar", "Apr-Jun", "Jul-Sep", "Oct-Dec"])
+        .zip(flarecast::label::Fold::ALL.map(flarecast::label::Fold::months))
     {
         println!(
             "{:>4}  {:<11}  {:>5}  {:>9}  {:>10}  {:>5}  {:>7}  {:>8}",

@@ -91,12 +91,11 @@ fn print_summary(s: &Summary) {
         s.images,
         100.0 * s.positive_rate
     );
-    const MONTHS: [&str; 4] = ["Jan-Mar", "Apr-Jun", "Jul-Sep", "Oct-Dec"];
     for q in &s.quarters {
         println!(
             "  Q{} {} (fold {} validation): {} instances, {} positive ({:.1} %)",
             q.quarter,
-            MONTHS[(q.quarter - 1) as usize],
+            flarecast::label::Fold::ALL[(q.quarter - 1) as usize].months(),
             q.quarter,
             q.instances,
             q.positives,

@@ -35,6 +35,11 @@ impl Fold {
     pub fn number(self) -> u8 {
         self.0
     }
+
+    /// The months of the fold's validation quarter, as summaries print them.
+    pub fn months(self) -> &'static str {
+        ["Jan-Mar", "Apr-Jun", "Jul-Sep", "Oct-Dec"][(self.0 - 1) as usize]
+    }
 }
 
 /// What to label.
