@@ -72,7 +72,7 @@ pub fn run(cli: Cli) -> Result<()> {
         println!("flarecast {}", version::long());
         return Ok(());
     };
-    match command {
+    let result = match command {
         Command::Download(a) => download::run(a),
         Command::Convert(a) => convert::run(a),
         Command::Label(a) => label::run(a),
@@ -86,5 +86,17 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::ConvertWeights(a) => convert_weights::run(a),
         Command::Synth(a) => synth::run(a),
         Command::Bench(a) => bench::run(a),
+    };
+    result.map_err(name_flag)
+}
+
+/// Names the flag behind a setting the library refused: `--im-size: image size 128 ...`.
+fn name_flag(err: anyhow::Error) -> anyhow::Error {
+    match flarecast::setting::find(&err) {
+        Some(bad) => {
+            let flag = format!("--{}", bad.setting.replace('_', "-"));
+            err.context(flag)
+        }
+        None => err,
     }
 }

@@ -245,13 +245,16 @@ impl Loader {
         }
         if !skipped.is_empty() && !config.skip_bad_images {
             let first = &skipped[0];
-            bail!(
-                "{} of {} labelled images cannot be used (--skip-bad-images leaves them out); first: {}: {}",
-                skipped.len(),
-                skipped.len() + kept.len(),
-                first.label,
-                first.error
-            );
+            return Err(crate::setting::bad(
+                "skip_bad_images",
+                format!(
+                    "{} of {} labelled images cannot be used (they can be left out instead); first: {}: {}",
+                    skipped.len(),
+                    skipped.len() + kept.len(),
+                    first.label,
+                    first.error
+                ),
+            ));
         }
         if kept.is_empty() {
             bail!("none of the labelled images can be used");

@@ -5,7 +5,7 @@
 use super::location::{read_details, Details};
 use crate::data::{self, Loader, LoaderConfig, Split};
 use crate::model::{self, Compute, Precision};
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind};
 
@@ -32,7 +32,10 @@ pub fn full_table(labels: &Path, fold: u32) -> Option<PathBuf> {
 /// (through a temporary name). Returns the file and the details table it joined.
 pub fn predict_fold(cfg: &FoldPredictConfig) -> Result<(PathBuf, Option<Details>)> {
     if cfg.batch_size == 0 {
-        bail!("--batch-size must be at least 1");
+        return Err(crate::setting::bad(
+            "batch_size",
+            "batch size must be at least 1",
+        ));
     }
     let mut loaded = model::load_model(&cfg.model, cfg.device)?;
     loaded

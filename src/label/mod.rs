@@ -145,7 +145,12 @@ pub fn issue_range(
                 (Some(d), Some(i)) => d.max(i.0),
                 (d, i) => match d.or(i.map(|i| i.0)) {
                     Some(s) => s,
-                    None => bail!("no --start given and neither flares nor images to take it from"),
+                    None => {
+                        return Err(crate::setting::bad(
+                            "start",
+                            "no start given and neither flares nor images to take it from",
+                        ))
+                    }
                 },
             }
         }
@@ -156,7 +161,12 @@ pub fn issue_range(
             (Some(f), Some(i)) => f.min(i.0),
             (f, i) => match f.or(i.map(|i| i.0)) {
                 Some(e) => e,
-                None => bail!("no --end given and neither flares nor images to take it from"),
+                None => {
+                    return Err(crate::setting::bad(
+                        "end",
+                        "no end given and neither flares nor images to take it from",
+                    ))
+                }
             },
         },
     };

@@ -15,7 +15,8 @@ pub mod sun;
 
 use crate::fsio::write_atomic;
 use crate::instant::Instant;
-use anyhow::{bail, Context, Result};
+use crate::setting;
+use anyhow::{Context, Result};
 use chrono::{Datelike, Duration, NaiveDateTime};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -48,16 +49,25 @@ pub struct Params {
 impl Params {
     pub fn validate(&self) -> Result<()> {
         if self.days == 0 || self.days > 3660 {
-            bail!("--days {} must be between 1 and 3660", self.days);
+            return Err(setting::bad(
+                "days",
+                format!("days {} must be between 1 and 3660", self.days),
+            ));
         }
         if self.cadence_s < 60 || !self.cadence_s.is_multiple_of(60) {
-            bail!(
-                "--cadence of {} s must be a whole number of minutes",
-                self.cadence_s
-            );
+            return Err(setting::bad(
+                "cadence",
+                format!(
+                    "a cadence of {} s is not a whole number of minutes",
+                    self.cadence_s
+                ),
+            ));
         }
         if !(64..=4096).contains(&self.size) {
-            bail!("--size {} must be between 64 and 4096", self.size);
+            return Err(setting::bad(
+                "size",
+                format!("image size {} must be between 64 and 4096", self.size),
+            ));
         }
         Ok(())
     }
@@ -181,13 +191,16 @@ fn check_existing(out: &Path, params: &Params, force: bool) -> Result<bool> {
             return Ok(true);
         }
         if !force {
-            bail!(
-                "{} holds a synthetic archive made with different parameters ({}, generator {}); \
-                 pass --force to replace it or choose another --out",
-                out.display(),
-                describe(&old.params),
-                old.generator
-            );
+            return Err(setting::bad(
+                "force",
+                format!(
+                    "{} holds a synthetic archive made with different parameters ({}, generator {}); \
+                     replace it explicitly or choose another directory",
+                    out.display(),
+                    describe(&old.params),
+                    old.generator
+                ),
+            ));
         }
         // It is our own archive: clear it so no image of the old one survives.
         for name in [IMAGES, CATALOG] {
@@ -203,11 +216,14 @@ fn check_existing(out: &Path, params: &Params, force: bool) -> Result<bool> {
         return Ok(false);
     }
     if !force && (out.join(IMAGES).exists() || out.join(CATALOG).exists()) {
-        bail!(
-            "{} already holds {IMAGES}/ or {CATALOG} not written by synth (no {MANIFEST}); \
-             choose an empty directory or pass --force to overwrite",
-            out.display()
-        );
+        return Err(setting::bad(
+            "force",
+            format!(
+                "{} already holds {IMAGES}/ or {CATALOG} not written by synth (no {MANIFEST}); \
+                 choose an empty directory or overwrite it explicitly",
+                out.display()
+            ),
+        ));
     }
     Ok(false)
 }

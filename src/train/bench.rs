@@ -5,7 +5,7 @@
 use super::parallel::Replicas;
 use crate::data::{self, CacheMode, Loader, LoaderConfig, Sample};
 use crate::model::{Arch, Compute, InitScheme, Precision};
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use serde::Serialize;
 use std::path::Path;
 use std::time::Instant;
@@ -68,7 +68,10 @@ pub fn run(
     mut report: impl FnMut(&TrainBenchRow),
 ) -> Result<Vec<TrainBenchRow>> {
     if cfg.batches == 0 {
-        bail!("--batches must be at least 1");
+        return Err(crate::setting::bad(
+            "batches",
+            "the timed batches must be at least 1",
+        ));
     }
     let mut lcfg = LoaderConfig::new(images);
     lcfg.im_size = cfg.im_size;

@@ -15,6 +15,7 @@ use crate::data::{self, CacheMode, Loader, LoaderConfig, Split};
 use crate::device::device_name;
 use crate::metrics::Confusion;
 use crate::model::{weights, Arch, Compute, InitScheme, Precision};
+use crate::setting;
 use anyhow::{bail, Context, Result};
 use checkpoint::{ResumeState, RunPaths};
 use history::EpochRecord;
@@ -145,20 +146,26 @@ fn progress_bar(len: u64, epoch: usize, epochs: usize) -> ProgressBar {
 /// Runs the whole training. `on_epoch` sees every finished epoch.
 pub fn train(cfg: &TrainConfig, on_epoch: &mut EpochCallback) -> Result<TrainSummary> {
     if !(1..=4).contains(&cfg.fold) {
-        bail!("--fold must be 1..4, got {}", cfg.fold);
+        return Err(setting::bad(
+            "fold",
+            format!("fold {} is not one of 1..4", cfg.fold),
+        ));
     }
     if cfg.epochs == 0 {
-        bail!("--epochs must be at least 1");
+        return Err(setting::bad("epochs", "epochs must be at least 1"));
     }
     if (cfg.im_size as i64) < crate::model::MIN_IM_SIZE {
-        bail!(
-            "--im-size {} is below the network's minimum of {}",
-            cfg.im_size,
-            crate::model::MIN_IM_SIZE
-        );
+        return Err(setting::bad(
+            "im_size",
+            format!(
+                "image size {} is below the network's minimum of {}",
+                cfg.im_size,
+                crate::model::MIN_IM_SIZE
+            ),
+        ));
     }
     if cfg.batch_size == 0 {
-        bail!("--batch-size must be at least 1");
+        return Err(setting::bad("batch_size", "batch size must be at least 1"));
     }
     let dev0 = cfg.devices[0];
     if cfg.devices.iter().any(|d| d.is_cuda()) {
@@ -228,7 +235,10 @@ pub fn train(cfg: &TrainConfig, on_epoch: &mut EpochCallback) -> Result<TrainSum
         if last.exists() {
             state = checkpoint::load_last(&last, &mut replicas.master_mut().vs, cfg)?;
         } else {
-            bail!("--resume: no checkpoint {} to resume from", last.display());
+            return Err(setting::bad(
+                "resume",
+                format!("no checkpoint {} to resume from", last.display()),
+            ));
         }
     }
     replicas.broadcast()?;
