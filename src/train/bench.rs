@@ -79,7 +79,7 @@ pub fn run(
     lcfg.workers = cfg.workers;
     lcfg.cache = cfg.cache;
     lcfg.device = cfg.device;
-    let loader_ips = data::measure_loader(&lcfg, samples.clone(), cfg.batches)?;
+    let loader_ips = data::measure_loader(&lcfg, samples.clone(), cfg.batches)?.images_per_s;
     let loader = Loader::new(lcfg.clone(), samples)?;
     let plan = data::balance(&loader.targets(), lcfg.seed)?;
     let mut rows = Vec::new();
