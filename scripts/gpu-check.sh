@@ -47,7 +47,8 @@ if [ "$ngpu" -ge 1 ]; then
   run "$fc" bench model --device cuda --precision f32,bf16 --iters 10 --warmup 3 --rounds 3
 
   section "bench train on cuda with the device cache (f32, bf16)"
-  run "$fc" bench train --device cuda --cache device --precision f32,bf16 --batches 10
+  run "$fc" bench train --device cuda --cache device --precision f32,bf16 --batches 10 \
+    --jpg "$FLARECAST_REALDATA/images/derived/HMI.m2022.08.02_10.47.53.jpg"
 
   if [ "$ngpu" -ge 2 ]; then
     section "data-parallel training across cuda:0 and cuda:1 (synthetic archive)"

@@ -171,9 +171,7 @@ pub fn convert_tree(opts: &Options, progress: &ProgressBar) -> Result<Summary> {
     remove_temp_files(&opts.output);
     progress.set_length(files.len() as u64);
     let jobs = if opts.jobs == 0 {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
+        crate::hardware::cores()
     } else {
         opts.jobs
     };

@@ -4,6 +4,12 @@
 
 use tch::Device;
 
+/// The cores this process may use (1 where the system does not say): the default number
+/// of worker threads.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// oneDNN's instruction-set levels, lowest first (`ONEDNN_MAX_CPU_ISA` values).
 const ONEDNN_ISAS: [&str; 13] = [
     "SSE41",

@@ -4,6 +4,7 @@
 mod common;
 
 use chrono::{Duration as CDuration, NaiveDateTime};
+use flarecast::helioviewer::api;
 use flarecast::testing::helioviewer::{hmi_name, Config, Fault, Kind, LocalServer, UriStyle};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -581,4 +582,30 @@ fn a_request_of_billions_of_instants_is_refused_at_once() {
          instants, more than the 10000000 one run may request; ask for a shorter range or a \
          longer cadence\n"
     );
+}
+
+#[test]
+fn real_jp2_uri_answers_parse() {
+    let want = "jpip://api.helioviewer.org:8090/AIA/2014/01/02/335/2014_01_02__00_00_02_62__SDO_AIA_AIA_335.jp2";
+    let text = common::helioviewer_answer(
+        "getJP2Image_date-2014-01-01T23-59-59Z_sourceId-14_jpip-true.txt",
+    );
+    assert_eq!(api::parse_uri_answer(&text).unwrap(), want);
+    let json = common::helioviewer_answer(
+        "getJP2Image_date-2014-01-01T23-59-59Z_sourceId-14_jpip-true_json-true.documented.json",
+    );
+    assert_eq!(api::parse_uri_answer(&json).unwrap(), want);
+    let escaped = br#"{"uri":"jpips:\/\/api.helioviewer.org:8090\/HMI\/2022\/08\/02\/magnetogram\/2022_08_02__10_47_53_000__SDO_HMI_HMI_magnetogram.jp2"}"#;
+    let uri = api::parse_uri_answer(escaped).unwrap();
+    assert!(uri.starts_with("jpips://api.helioviewer.org:8090/HMI/2022/08/02/"));
+    // The real JPX answer is a movie, not a .jp2: rejected.
+    assert!(api::parse_uri_answer(&common::helioviewer_answer(
+        "getJPX_real_php_json_encode_output.test_fixture.json"
+    ))
+    .is_err());
+    assert!(api::parse_uri_answer(b"<html><body>Error</body></html>").is_err());
+    assert!(api::parse_uri_answer(br#"{"error":"No images found"}"#)
+        .unwrap_err()
+        .to_string()
+        .contains("No images"));
 }

@@ -4,6 +4,8 @@
 
 mod common;
 
+use flarecast::forecast::source;
+use flarecast::instant::parse_time;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -276,4 +278,52 @@ fn bad_requests_fail_with_one_line_naming_the_problem() {
         assert!(err.contains(want), "{extra:?}: {err}");
         assert_eq!(err.trim().lines().count(), 1, "{err}");
     }
+}
+
+#[test]
+fn real_closest_image_answers_parse() {
+    for name in [
+        "getClosestImage_date-2014-01-01T23-59-59Z_sourceId-14.documented_openapi.json",
+        "getClosestImage_date-2014-01-01T23-59-59Z_sourceId-14.documented_v2xml.json",
+    ] {
+        let c = source::parse_closest(&common::helioviewer_answer(name)).unwrap();
+        assert_eq!(c.id, 34205701);
+        assert_eq!(c.date, parse_time("2014-01-02T00:00:02").unwrap());
+    }
+    let c = source::parse_closest(br#"{"id":"12","date":"2014-01-02 00:00:02.620"}"#).unwrap();
+    assert_eq!(c.id, 12);
+    let e = source::parse_closest(br#"{"error":"No images found"}"#).unwrap_err();
+    assert!(e.to_string().contains("No images found"), "{e}");
+    assert!(source::parse_closest(b"<html>maintenance</html>").is_err());
+}
+
+#[test]
+fn images_after_the_time_or_too_old_are_refused_with_their_date() {
+    // The real answer for 2014-01-01T23:59:59 is an image 3 s later.
+    let c = source::parse_closest(&common::helioviewer_answer(
+        "getClosestImage_date-2014-01-01T23-59-59Z_sourceId-14.documented_openapi.json",
+    ))
+    .unwrap();
+    let at = parse_time("2014-01-01T23:59:59").unwrap();
+    let e = source::check_age(&c, at, chrono::Duration::hours(6))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("2014-01-02 00:00:02") && e.contains("after"),
+        "{e}"
+    );
+    let later = parse_time("2014-01-02T08:00:02").unwrap();
+    let e = source::check_age(&c, later, chrono::Duration::hours(6))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("2014-01-02 00:00:02") && e.contains("8h old"),
+        "{e}"
+    );
+    source::check_age(
+        &c,
+        parse_time("2014-01-02T06:00:02").unwrap(),
+        chrono::Duration::hours(6),
+    )
+    .unwrap();
 }

@@ -84,36 +84,22 @@ pub fn run(a: Args) -> Result<()> {
     Ok(())
 }
 
-/// The real HMI magnetogram in `$FLARECAST_REALDATA/images` (default `../shared/realdata`).
-pub(super) fn default_magnetogram() -> PathBuf {
-    let root = std::env::var_os("FLARECAST_REALDATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("../shared/realdata"));
-    root.join("images/2022_08_02__10_47_53_000__SDO_HMI_HMI_magnetogram.jp2")
-}
-
 #[derive(clap::Args)]
-pub struct BenchArgs {
+pub struct ConvertBenchArgs {
     /// Copies of the JP2 to convert in each configuration.
     #[arg(long, default_value_t = 16)]
     files: usize,
     #[arg(long, default_value_t = convert::TRAINING_SIZE)]
     size: u32,
-    /// JP2 to copy (default: the real 4096x4096 HMI magnetogram).
+    /// JP2 to copy (the figures in README.md use the real 4096x4096 HMI magnetogram).
     #[arg(long)]
-    jp2: Option<PathBuf>,
+    jp2: PathBuf,
     #[arg(long)]
     json: bool,
 }
 
-pub fn bench(a: BenchArgs) -> Result<()> {
-    let path = a.jp2.unwrap_or_else(default_magnetogram);
-    if !path.is_file() {
-        bail!(
-            "JP2 {} not found (set FLARECAST_REALDATA or pass --jp2)",
-            path.display()
-        );
-    }
+pub fn bench(a: ConvertBenchArgs) -> Result<()> {
+    let path = a.jp2;
     let rows = convert::bench::run(&path, a.files, a.size)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);

@@ -276,7 +276,7 @@ fn progress_bar(template: &str) -> ProgressBar {
 }
 
 #[derive(clap::Args)]
-pub struct BenchArgs {
+pub struct DownloadBenchArgs {
     /// Images downloaded at each concurrency.
     #[arg(long, default_value_t = 64)]
     images: usize,
@@ -286,19 +286,19 @@ pub struct BenchArgs {
     /// Concurrencies to compare; the first is the baseline.
     #[arg(long, value_delimiter = ',', default_value = "1,8")]
     concurrency: Vec<usize>,
-    /// JP2 served for every observation (default: the real HMI magnetogram in
-    /// $FLARECAST_REALDATA/images).
+    /// JP2 served for every observation (the figures in README.md use the real HMI
+    /// magnetogram).
     #[arg(long)]
-    jp2: Option<PathBuf>,
+    jp2: PathBuf,
     #[arg(long)]
     json: bool,
 }
 
-pub fn bench(a: BenchArgs) -> Result<()> {
+pub fn bench(a: DownloadBenchArgs) -> Result<()> {
     if a.concurrency.contains(&0) {
         bail!("--concurrency values must be >= 1");
     }
-    let path = a.jp2.unwrap_or_else(super::convert::default_magnetogram);
+    let path = a.jp2;
     let jp2 = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
     flarecast::jp2::validate(&jp2, &path.display().to_string())?;
     let rows = helioviewer::bench::run(Arc::new(jp2), a.images, a.latency, &a.concurrency)?;

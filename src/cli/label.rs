@@ -1,12 +1,12 @@
 //! `flarecast label` and `flarecast bench label`.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use chrono::NaiveDateTime;
-use flarecast::catalog::{self, Flare, FluxScale, Format, GoesClass};
+use flarecast::catalog::{self, FluxScale, Format, GoesClass};
 use flarecast::instant::{chrono_duration, parse_duration, parse_time};
-use flarecast::label::{self, Config, Images, Labeller, Summary};
+use flarecast::label::{self, Config, Images, Summary};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 enum CatalogFormat {
@@ -191,10 +191,11 @@ fn print_summary(s: &Summary, catalog: &std::path::Path) {
 }
 
 #[derive(clap::Args)]
-pub struct BenchArgs {
-    /// Catalogue to label against [default: $FLARECAST_REALDATA/catalogs/jameskc_joined_her_gev_2010-04-13_2019-05-30.csv].
+pub struct LabelBenchArgs {
+    /// Catalogue to label against, in any format `label` reads (the figures in README.md
+    /// use the real jameskc joined HER/GEV list).
     #[arg(long)]
-    catalog: Option<PathBuf>,
+    catalog: PathBuf,
     /// First issue time.
     #[arg(long, default_value = "2010-12-01T00:00:00", value_parser = parse_time)]
     start: NaiveDateTime,
@@ -209,122 +210,26 @@ pub struct BenchArgs {
     json: bool,
 }
 
-/// The baseline: every window scans the whole catalogue.
-fn naive<'a>(
-    flares: &'a [Flare],
-    issues: &[NaiveDateTime],
-    cfg: &Config,
-) -> Vec<(Option<&'a Flare>, usize, bool)> {
-    let reach = cfg.window - chrono::Duration::seconds(1);
-    issues
-        .iter()
-        .map(|&t| {
-            let last = t + reach;
-            let mut best: Option<&Flare> = None;
-            let mut n = 0;
-            for f in flares {
-                if f.start > t && f.start <= last {
-                    n += 1;
-                    if best.is_none_or(|b| f.class > b.class) {
-                        best = Some(f);
-                    }
-                }
-            }
-            let target = best.is_some_and(|b| b.class >= cfg.threshold);
-            (best, n, target)
-        })
-        .collect()
-}
-
-fn median_ms(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-pub fn bench(args: BenchArgs) -> Result<()> {
-    let path = match args.catalog {
-        Some(p) => p,
-        None => std::env::var_os("FLARECAST_REALDATA")
-            .map_or_else(|| PathBuf::from("../shared/realdata"), PathBuf::from)
-            .join("catalogs/jameskc_joined_her_gev_2010-04-13_2019-05-30.csv"),
-    };
-    let repeat = args.repeat.max(1);
-    let t0 = Instant::now();
-    let catalog = catalog::read(&path, None, false)
-        .with_context(|| format!("bench catalogue {}", path.display()))?;
-    let read_ms = t0.elapsed().as_secs_f64() * 1e3;
-    let cfg = Config::paper();
-    let issues = label::issue_times(args.start, args.end, cfg.cadence);
-    if issues.is_empty() {
-        bail!("no issue times between {} and {}", args.start, args.end);
-    }
-
-    let mut sweep_ms = Vec::new();
-    let mut fast = Vec::new();
-    for _ in 0..repeat {
-        let t = Instant::now();
-        let labeller = Labeller::new(&catalog.flares);
-        fast = label::label_windows(&labeller, &issues, &cfg);
-        sweep_ms.push(t.elapsed().as_secs_f64() * 1e3);
-    }
-    let mut naive_ms = Vec::new();
-    let mut slow = Vec::new();
-    for _ in 0..repeat {
-        let t = Instant::now();
-        slow = naive(&catalog.flares, &issues, &cfg);
-        naive_ms.push(t.elapsed().as_secs_f64() * 1e3);
-    }
-    // Both methods must agree before their speeds are worth comparing.
-    for ((w, ranked, target), (best, n, naive_target)) in fast.iter().zip(&slow) {
-        let same_top = match (ranked.first(), best) {
-            (Some(a), Some(b)) => std::ptr::eq(*a, *b),
-            (None, None) => true,
-            _ => false,
-        };
-        if !same_top || w.len() != *n || target != naive_target {
-            bail!("sweep and scan disagree on the window at {}", w.issue);
-        }
-    }
-    let (sweep, scan) = (median_ms(sweep_ms), median_ms(naive_ms));
-    let windows = issues.len();
-    let positives = fast.iter().filter(|r| r.2).count();
-    let per_s = |ms: f64| windows as f64 / (ms / 1e3);
+pub fn bench(args: LabelBenchArgs) -> Result<()> {
+    let r = label::bench::run(&args.catalog, args.start, args.end, args.repeat)?;
     if args.json {
-        let v = serde_json::json!({
-            "catalog": path.display().to_string(),
-            "flares": catalog.flares.len(),
-            "windows": windows,
-            "positives": positives,
-            "read_ms": read_ms,
-            "sweep_ms": sweep,
-            "sweep_windows_per_s": per_s(sweep),
-            "scan_ms": scan,
-            "scan_windows_per_s": per_s(scan),
-            "speedup": scan / sweep,
-            "repeat": repeat,
-        });
-        println!("{v}");
-    } else {
-        println!(
-            "label bench: {} flares ({}), {} hourly windows {} .. {}, {} positive, median of {repeat}",
-            catalog.flares.len(),
-            path.display(),
-            windows,
-            args.start,
-            args.end,
-            positives
-        );
-        println!("catalogue read             {read_ms:>10.1} ms");
-        println!("method                           ms     windows/s");
-        println!(
-            "sweep (sort + two pointers) {sweep:>9.2} {:>13.0}",
-            per_s(sweep)
-        );
-        println!(
-            "scan per window (baseline)  {scan:>9.2} {:>13.0}",
-            per_s(scan)
-        );
-        println!("speed-up over baseline      {:>9.1}x", scan / sweep);
+        println!("{}", serde_json::to_string(&r)?);
+        return Ok(());
     }
+    println!(
+        "label bench: {} flares ({}), {} hourly windows {} .. {}, {} positive, median of {}",
+        r.flares, r.catalog, r.windows, args.start, args.end, r.positives, r.repeat
+    );
+    println!("catalogue read             {:>10.1} ms", r.read_ms);
+    println!("method                           ms     windows/s");
+    println!(
+        "sweep (sort + two pointers) {:>9.2} {:>13.0}",
+        r.sweep_ms, r.sweep_windows_per_s
+    );
+    println!(
+        "scan per window (baseline)  {:>9.2} {:>13.0}",
+        r.scan_ms, r.scan_windows_per_s
+    );
+    println!("speed-up over baseline      {:>9.1}x", r.speedup);
     Ok(())
 }

@@ -3,7 +3,7 @@
 use anyhow::{bail, Context, Result};
 use flarecast::hardware::IsaCap;
 use flarecast::model::bench::{self, BenchConfig, Mode};
-use flarecast::model::{self as fmodel, baseline, Arch, Compute, PrecisionChoice};
+use flarecast::model::{self as fmodel, baseline, Compute, PrecisionChoice};
 use flarecast::predict::{predict, Options};
 use std::path::PathBuf;
 
@@ -101,14 +101,9 @@ pub fn run(args: Args) -> Result<()> {
 }
 
 #[derive(clap::Args)]
-pub struct BenchArgs {
-    /// cpu, cuda, cuda:N or auto.
-    #[arg(long, default_value = "auto")]
-    device: String,
-    #[arg(long, default_value_t = 16)]
-    batch_size: i64,
-    #[arg(long, default_value_t = 256)]
-    im_size: i64,
+pub struct ModelBenchArgs {
+    #[command(flatten)]
+    net: super::bench::BenchArgs,
     /// Timed iterations per measurement.
     #[arg(long, default_value_t = 3)]
     iters: usize,
@@ -126,13 +121,6 @@ pub struct BenchArgs {
     /// The Python holding torch for the baseline (default: the virtualenv setup.sh makes).
     #[arg(long)]
     python: Option<PathBuf>,
-    /// Comma-separated: attention, standard.
-    #[arg(long, default_value = "attention,standard", value_delimiter = ',')]
-    arch: Vec<Arch>,
-    /// Comma-separated: auto (bf16 where the hardware computes it natively, else f32),
-    /// f32, bf16.
-    #[arg(long, default_value = "auto", value_delimiter = ',')]
-    precision: Vec<PrecisionChoice>,
     /// Comma-separated: inference, train.
     #[arg(long, default_value = "inference,train", value_delimiter = ',')]
     mode: Vec<String>,
@@ -147,11 +135,11 @@ pub struct BenchArgs {
     json: bool,
 }
 
-pub fn bench(args: BenchArgs) -> Result<()> {
+pub fn bench(args: ModelBenchArgs) -> Result<()> {
     if let Some(t) = args.threads {
         tch::set_num_threads(t);
     }
-    let device = flarecast::device::parse_device(&args.device)?;
+    let device = flarecast::device::parse_device(&args.net.device)?;
     let modes = args
         .mode
         .iter()
@@ -161,16 +149,16 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             other => bail!("unknown mode {other:?}: expected inference or train"),
         })
         .collect::<Result<Vec<_>>>()?;
-    let chosen = fmodel::choose_precisions(&args.precision, device);
+    let chosen = fmodel::choose_precisions(&args.net.precision, device);
     let torch = args.baseline == "torch";
     let cfg = BenchConfig {
         device,
-        batch_size: args.batch_size,
-        im_size: args.im_size,
+        batch_size: i64::try_from(args.net.batch_size).context("--batch-size")?,
+        im_size: args.net.im_size.into(),
         iters: args.iters,
         warmup: args.warmup,
         rounds: args.rounds.unwrap_or(if torch { 3 } else { 1 }),
-        archs: args.arch.clone(),
+        archs: args.net.arch.clone(),
         precisions: chosen.iter().map(|c| c.precision).collect(),
         modes,
         channels_last: args.channels_last,

@@ -130,9 +130,7 @@ pub fn run(args: Args) -> Result<()> {
         out: args.out.clone(),
         devices,
         precision,
-        workers: args
-            .workers
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        workers: args.workers.unwrap_or_else(flarecast::hardware::cores),
         cache: args.cache,
         seed: args.seed,
         init_weights: args.init_weights.clone(),
@@ -203,14 +201,9 @@ pub fn run(args: Args) -> Result<()> {
 }
 
 #[derive(clap::Args)]
-pub struct BenchArgs {
-    /// cpu, cuda, cuda:N or auto.
-    #[arg(long, default_value = "auto")]
-    device: String,
-    #[arg(long, default_value_t = 16)]
-    batch_size: usize,
-    #[arg(long, default_value_t = 256)]
-    im_size: u32,
+pub struct TrainBenchArgs {
+    #[command(flatten)]
+    net: super::bench::BenchArgs,
     /// Timed batches per measurement.
     #[arg(long, default_value_t = 3)]
     batches: usize,
@@ -219,43 +212,26 @@ pub struct BenchArgs {
     workers: Option<usize>,
     #[arg(long, value_enum, default_value = "none")]
     cache: CacheMode,
-    /// Comma-separated: attention, standard.
-    #[arg(long, default_value = "attention,standard", value_delimiter = ',')]
-    arch: Vec<Arch>,
-    /// Comma-separated: auto (bf16 where the hardware computes it natively, else f32),
-    /// f32, bf16.
-    #[arg(long, default_value = "auto", value_delimiter = ',')]
-    precision: Vec<PrecisionChoice>,
-    /// The 512x512 magnetogram JPG the benchmark's image tree is made of (default: the
-    /// real one in $FLARECAST_REALDATA/images/derived).
+    /// The 512x512 magnetogram JPG the benchmark's image tree is made of (the figures in
+    /// README.md use the real one `convert` makes of the real HMI magnetogram).
     #[arg(long)]
-    jpg: Option<PathBuf>,
+    jpg: PathBuf,
     #[arg(long)]
     json: bool,
 }
 
-pub fn bench(args: BenchArgs) -> Result<()> {
-    let device = flarecast::device::parse_device(&args.device)?;
-    let chosen = fmodel::choose_precisions(&args.precision, device);
-    let jpg = match args.jpg {
-        Some(p) => p,
-        None => {
-            let root = std::env::var_os("FLARECAST_REALDATA")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| "../shared/realdata".into());
-            root.join("images/derived/HMI.m2022.08.02_10.47.53.jpg")
-        }
-    };
+pub fn bench(args: TrainBenchArgs) -> Result<()> {
+    let device = flarecast::device::parse_device(&args.net.device)?;
+    let chosen = fmodel::choose_precisions(&args.net.precision, device);
+    let jpg = args.jpg;
     let cfg = tbench::TrainBenchConfig {
         device,
-        batch_size: args.batch_size,
-        im_size: args.im_size,
+        batch_size: args.net.batch_size,
+        im_size: args.net.im_size,
         batches: args.batches,
-        workers: args
-            .workers
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        workers: args.workers.unwrap_or_else(flarecast::hardware::cores),
         cache: args.cache,
-        archs: args.arch.clone(),
+        archs: args.net.arch,
         precisions: chosen.iter().map(|c| c.precision).collect(),
     };
     let tmp = tempfile::Builder::new()

@@ -34,9 +34,7 @@ pub fn run(jp2: &Path, files: usize, size: u32) -> Result<Vec<Row>> {
         std::fs::copy(jp2, &dst)
             .with_context(|| format!("cannot copy {} to {}", jp2.display(), dst.display()))?;
     }
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
+    let cores = crate::hardware::cores();
     let mut rows = Vec::new();
     let cases: [(&str, usize, bool, bool); 3] = [
         ("one core, full decode + area", 1, false, true),

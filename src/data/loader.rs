@@ -68,7 +68,7 @@ impl LoaderConfig {
             images: images.into(),
             im_size: crate::preprocess::DEFAULT_IM_SIZE,
             batch_size: 128,
-            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            workers: crate::hardware::cores(),
             seed: 4,
             augment: true,
             cache: CacheMode::None,

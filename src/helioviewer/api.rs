@@ -97,39 +97,6 @@ fn observation_from_name(name: &str) -> Option<NaiveDateTime> {
 mod tests {
     use super::*;
 
-    fn realdata(name: &str) -> Vec<u8> {
-        let root = std::env::var_os("FLARECAST_REALDATA")
-            .map(std::path::PathBuf::from)
-            .unwrap_or_else(|| {
-                std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/realdata")
-            });
-        std::fs::read(root.join("helioviewer_api").join(name)).unwrap()
-    }
-
-    #[test]
-    fn real_answers_parse() {
-        let want = "jpip://api.helioviewer.org:8090/AIA/2014/01/02/335/2014_01_02__00_00_02_62__SDO_AIA_AIA_335.jp2";
-        let text = realdata("getJP2Image_date-2014-01-01T23-59-59Z_sourceId-14_jpip-true.txt");
-        assert_eq!(parse_uri_answer(&text).unwrap(), want);
-        let json = realdata(
-            "getJP2Image_date-2014-01-01T23-59-59Z_sourceId-14_jpip-true_json-true.documented.json",
-        );
-        assert_eq!(parse_uri_answer(&json).unwrap(), want);
-        let escaped = br#"{"uri":"jpips:\/\/api.helioviewer.org:8090\/HMI\/2022\/08\/02\/magnetogram\/2022_08_02__10_47_53_000__SDO_HMI_HMI_magnetogram.jp2"}"#;
-        let uri = parse_uri_answer(escaped).unwrap();
-        assert!(uri.starts_with("jpips://api.helioviewer.org:8090/HMI/2022/08/02/"));
-        // The real JPX answer is a movie, not a .jp2: rejected.
-        assert!(parse_uri_answer(&realdata(
-            "getJPX_real_php_json_encode_output.test_fixture.json"
-        ))
-        .is_err());
-        assert!(parse_uri_answer(b"<html><body>Error</body></html>").is_err());
-        assert!(parse_uri_answer(br#"{"error":"No images found"}"#)
-            .unwrap_err()
-            .to_string()
-            .contains("No images"));
-    }
-
     #[test]
     fn observation_times_from_names() {
         let (name, t) = observation(

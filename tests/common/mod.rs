@@ -32,6 +32,12 @@ pub fn magnetogram_jpg() -> PathBuf {
     realdata().join("images/derived/HMI.m2022.08.02_10.47.53.jpg")
 }
 
+/// A real answer of the Helioviewer API, saved in `realdata/helioviewer_api`.
+pub fn helioviewer_answer(name: &str) -> Vec<u8> {
+    let path = realdata().join("helioviewer_api").join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
 /// The built `flarecast` binary, ready for arguments.
 pub fn flarecast() -> assert_cmd::Command {
     assert_cmd::Command::cargo_bin("flarecast").expect("flarecast binary")
