@@ -5,13 +5,147 @@
 use super::predictions::PredictionFile;
 use crate::metrics::{self, Confusion};
 use anyhow::{bail, Context, Result};
+use plotters::chart::{MeshStyle, SeriesAnno};
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 const SIZE: (u32, u32) = (900, 700);
 const FONT: &str = "sans-serif";
+
+/// Text sizes and margin of a chart: full-size plots, and the smaller panels of
+/// training.png.
+#[derive(Clone, Copy)]
+struct Look {
+    caption: u32,
+    label: u32,
+    axis_desc: u32,
+    margin: u32,
+}
+
+const FULL: Look = Look {
+    caption: 28,
+    label: 16,
+    axis_desc: 18,
+    margin: 20,
+};
+const PANEL: Look = Look {
+    caption: 24,
+    label: 15,
+    axis_desc: 17,
+    margin: 15,
+};
+
+type Area<'b> = DrawingArea<BitMapBackend<'b>, Shift>;
+type Chart<'a, 'b> =
+    ChartContext<'a, BitMapBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// A chart in `look` with an optional caption, `x_area` px for the x labels and 60 px
+/// for the y labels. `top_margin` overrides the look's margin at the top.
+fn styled_chart<'a, 'b>(
+    area: &'a Area<'b>,
+    look: Look,
+    caption: Option<&str>,
+    top_margin: Option<u32>,
+    x_area: u32,
+    x: Range<f64>,
+    y: Range<f64>,
+) -> Result<Chart<'a, 'b>> {
+    let mut builder = ChartBuilder::on(area);
+    if let Some(c) = caption {
+        builder.caption(c, (FONT, look.caption));
+    }
+    builder.margin(look.margin);
+    if let Some(m) = top_margin {
+        builder.margin_top(m);
+    }
+    builder
+        .x_label_area_size(x_area)
+        .y_label_area_size(60)
+        .build_cartesian_2d(x, y)
+        .map_err(plot_err)
+}
+
+/// The chart's grid and axes in `look`; the caller adds what else it needs and draws.
+fn styled_mesh<'a, 'c, 'b>(
+    chart: &'c mut Chart<'a, 'b>,
+    look: Look,
+    x_desc: Option<&str>,
+    y_desc: &str,
+) -> MeshStyle<'a, 'c, RangedCoordf64, RangedCoordf64, BitMapBackend<'b>> {
+    let mut mesh = chart.configure_mesh();
+    if let Some(d) = x_desc {
+        mesh.x_desc(d);
+    }
+    mesh.y_desc(y_desc)
+        .label_style((FONT, look.label))
+        .axis_desc_style((FONT, look.axis_desc));
+    mesh
+}
+
+/// The legend box at `position`.
+fn draw_legend<'a, 'b: 'a>(
+    chart: &mut Chart<'a, 'b>,
+    look: Look,
+    position: SeriesLabelPosition,
+) -> Result<()> {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .label_font((FONT, look.label))
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .draw()
+        .map_err(plot_err)
+}
+
+/// A legend entry: a line `len` px long in `style`.
+fn legend_line<S: Into<ShapeStyle> + Copy>(
+    style: S,
+    len: i32,
+) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)> {
+    move |(x, y)| PathElement::new(vec![(x, y), (x + len, y)], style)
+}
+
+/// The dashed diagonal of the unit square (no skill on a ROC curve, perfect reliability).
+fn draw_diagonal<'c, 'a, 'b>(
+    chart: &'c mut Chart<'a, 'b>,
+) -> Result<&'c mut SeriesAnno<'a, BitMapBackend<'b>>> {
+    chart
+        .draw_series(DashedLineSeries::new(
+            [(0.0, 0.0), (1.0, 1.0)],
+            6,
+            6,
+            BLACK.mix(0.5).stroke_width(1),
+        ))
+        .map_err(plot_err)
+}
+
+/// A solid curve in colour `c`, with its legend entry.
+fn draw_curve<'a, 'b: 'a>(
+    chart: &mut Chart<'a, 'b>,
+    pts: Vec<(f64, f64)>,
+    c: RGBColor,
+    label: String,
+) -> Result<()> {
+    chart
+        .draw_series(LineSeries::new(pts, c.stroke_width(2)))
+        .map_err(plot_err)?
+        .label(label)
+        .legend(legend_line(c.stroke_width(2), 24));
+    Ok(())
+}
+
+/// Filled dots of `radius` px at `pts`.
+fn draw_dots(chart: &mut Chart, pts: &[(f64, f64)], radius: i32, c: RGBColor) -> Result<()> {
+    chart
+        .draw_series(pts.iter().map(|&p| Circle::new(p, radius, c.filled())))
+        .map_err(plot_err)?;
+    Ok(())
+}
 
 fn color(i: usize) -> RGBColor {
     const COLORS: [RGBColor; 6] = [
@@ -114,83 +248,55 @@ fn unique_stems(files: &[PredictionFile]) -> Vec<String> {
 
 fn roc(dir: &Path, files: &[PredictionFile]) -> Result<PathBuf> {
     draw_png(dir, "roc.png", SIZE, |root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption("ROC curve", (FONT, 28))
-            .margin(20)
-            .x_label_area_size(50)
-            .y_label_area_size(60)
-            .build_cartesian_2d(0f64..1f64, 0f64..1f64)
-            .map_err(plot_err)?;
-        chart
-            .configure_mesh()
-            .x_desc("False positive rate (POFD)")
-            .y_desc("True positive rate (POD)")
-            .label_style((FONT, 16))
-            .axis_desc_style((FONT, 18))
-            .draw()
-            .map_err(plot_err)?;
-        chart
-            .draw_series(DashedLineSeries::new(
-                [(0.0, 0.0), (1.0, 1.0)],
-                6,
-                6,
-                BLACK.mix(0.5).stroke_width(1),
-            ))
-            .map_err(plot_err)?;
+        let mut chart = styled_chart(
+            root,
+            FULL,
+            Some("ROC curve"),
+            None,
+            50,
+            0f64..1f64,
+            0f64..1f64,
+        )?;
+        styled_mesh(
+            &mut chart,
+            FULL,
+            Some("False positive rate (POFD)"),
+            "True positive rate (POD)",
+        )
+        .draw()
+        .map_err(plot_err)?;
+        draw_diagonal(&mut chart)?;
         for (i, f) in files.iter().enumerate() {
             let pts: Vec<(f64, f64)> = metrics::operating_points(&f.probs, &f.targets)
                 .iter()
                 .map(|p| (p.fpr(), p.tpr()))
                 .collect();
             let auc = metrics::roc_auc(&f.probs, &f.targets);
-            let c = color(i);
-            chart
-                .draw_series(LineSeries::new(pts, c.stroke_width(2)))
-                .map_err(plot_err)?
-                .label(format!("{} (AUC {auc:.3})", short_name(&f.path)))
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 24, y)], c.stroke_width(2))
-                });
+            let label = format!("{} (AUC {auc:.3})", short_name(&f.path));
+            draw_curve(&mut chart, pts, color(i), label)?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .label_font((FONT, 16))
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .draw()
-            .map_err(plot_err)?;
-        Ok(())
+        draw_legend(&mut chart, FULL, SeriesLabelPosition::LowerRight)
     })
 }
 
 fn reliability(dir: &Path, files: &[PredictionFile]) -> Result<PathBuf> {
     draw_png(dir, "reliability.png", (900, 900), |root| {
         let (top, bottom) = root.split_vertically(640);
-        let mut chart = ChartBuilder::on(&top)
-            .caption("Reliability diagram", (FONT, 28))
-            .margin(20)
-            .x_label_area_size(40)
-            .y_label_area_size(60)
-            .build_cartesian_2d(0f64..1f64, 0f64..1f64)
-            .map_err(plot_err)?;
-        chart
-            .configure_mesh()
-            .y_desc("Observed frequency")
-            .label_style((FONT, 16))
-            .axis_desc_style((FONT, 18))
+        let mut chart = styled_chart(
+            &top,
+            FULL,
+            Some("Reliability diagram"),
+            None,
+            40,
+            0f64..1f64,
+            0f64..1f64,
+        )?;
+        styled_mesh(&mut chart, FULL, None, "Observed frequency")
             .draw()
             .map_err(plot_err)?;
-        chart
-            .draw_series(DashedLineSeries::new(
-                [(0.0, 0.0), (1.0, 1.0)],
-                6,
-                6,
-                BLACK.mix(0.5).stroke_width(1),
-            ))
-            .map_err(plot_err)?
+        draw_diagonal(&mut chart)?
             .label("perfect reliability")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], BLACK.mix(0.5)));
+            .legend(legend_line(BLACK.mix(0.5), 24));
         let mut max_count = 1u64;
         let all_bins: Vec<_> = files
             .iter()
@@ -214,43 +320,24 @@ fn reliability(dir: &Path, files: &[PredictionFile]) -> Result<PathBuf> {
                     c.mix(0.6).stroke_width(1),
                 ))
                 .map_err(plot_err)?;
-            chart
-                .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))
-                .map_err(plot_err)?
-                .label(format!(
-                    "{} (climatology {rate:.3}, dashed)",
-                    short_name(&f.path)
-                ))
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 24, y)], c.stroke_width(2))
-                });
-            chart
-                .draw_series(pts.iter().map(|&p| Circle::new(p, 4, c.filled())))
-                .map_err(plot_err)?;
+            let label = format!("{} (climatology {rate:.3}, dashed)", short_name(&f.path));
+            draw_curve(&mut chart, pts.clone(), c, label)?;
+            draw_dots(&mut chart, &pts, 4, c)?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .label_font((FONT, 16))
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .draw()
-            .map_err(plot_err)?;
+        draw_legend(&mut chart, FULL, SeriesLabelPosition::UpperLeft)?;
         // How many forecasts fall in each probability bin.
-        let mut hist = ChartBuilder::on(&bottom)
-            .margin(20)
-            .margin_top(0)
-            .x_label_area_size(50)
-            .y_label_area_size(60)
-            .build_cartesian_2d(0f64..1f64, 0f64..(max_count as f64 * 1.05))
-            .map_err(plot_err)?;
-        hist.configure_mesh()
-            .x_desc("Forecast probability")
-            .y_desc("Forecasts")
+        let mut hist = styled_chart(
+            &bottom,
+            FULL,
+            None,
+            Some(0),
+            50,
+            0f64..1f64,
+            0f64..(max_count as f64 * 1.05),
+        )?;
+        styled_mesh(&mut hist, FULL, Some("Forecast probability"), "Forecasts")
             .y_labels(4)
             .y_label_formatter(&|v| format!("{v:.0}"))
-            .label_style((FONT, 16))
-            .axis_desc_style((FONT, 18))
             .draw()
             .map_err(plot_err)?;
         let n = files.len().max(1) as f64;
@@ -286,21 +373,23 @@ fn skill_vs_threshold(dir: &Path, files: &[PredictionFile], threshold: f64) -> R
             .flatten()
             .map(|c| c.tss().min(c.hss2()))
             .fold(0.0f64, f64::min);
-        let mut chart = ChartBuilder::on(root)
-            .caption("TSS and HSS2 against the decision threshold", (FONT, 28))
-            .margin(20)
-            .x_label_area_size(50)
-            .y_label_area_size(60)
-            .build_cartesian_2d(0f64..1f64, (lo - 0.02).min(0.0)..1f64)
-            .map_err(plot_err)?;
-        chart
-            .configure_mesh()
-            .x_desc("Threshold on P(flare)")
-            .y_desc("Skill score")
-            .label_style((FONT, 16))
-            .axis_desc_style((FONT, 18))
-            .draw()
-            .map_err(plot_err)?;
+        let mut chart = styled_chart(
+            root,
+            FULL,
+            Some("TSS and HSS2 against the decision threshold"),
+            None,
+            50,
+            0f64..1f64,
+            (lo - 0.02).min(0.0)..1f64,
+        )?;
+        styled_mesh(
+            &mut chart,
+            FULL,
+            Some("Threshold on P(flare)"),
+            "Skill score",
+        )
+        .draw()
+        .map_err(plot_err)?;
         chart
             .draw_series(DashedLineSeries::new(
                 [(threshold, (lo - 0.02).min(0.0)), (threshold, 1.0)],
@@ -310,40 +399,22 @@ fn skill_vs_threshold(dir: &Path, files: &[PredictionFile], threshold: f64) -> R
             ))
             .map_err(plot_err)?
             .label(format!("threshold {threshold}; dots: best TSS"))
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], BLACK.stroke_width(2)));
+            .legend(legend_line(BLACK.stroke_width(2), 24));
         for (i, (f, cs)) in files.iter().zip(&curves).enumerate() {
             let c = color(i);
             let name = short_name(&f.path);
             let tss: Vec<(f64, f64)> = grid.iter().zip(cs).map(|(&t, c)| (t, c.tss())).collect();
             let hss: Vec<(f64, f64)> = grid.iter().zip(cs).map(|(&t, c)| (t, c.hss2())).collect();
-            chart
-                .draw_series(LineSeries::new(tss, c.stroke_width(2)))
-                .map_err(plot_err)?
-                .label(format!("{name} TSS"))
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 24, y)], c.stroke_width(2))
-                });
+            draw_curve(&mut chart, tss, c, format!("{name} TSS"))?;
             chart
                 .draw_series(DashedLineSeries::new(hss, 8, 5, c.stroke_width(2)))
                 .map_err(plot_err)?
                 .label(format!("{name} HSS2 (dashed)"))
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 10, y)], c.stroke_width(2))
-                });
-            let (bt, bs) = metrics::best_tss_threshold(&f.probs, &f.targets);
-            chart
-                .draw_series([Circle::new((bt, bs), 5, c.filled())])
-                .map_err(plot_err)?;
+                .legend(legend_line(c.stroke_width(2), 10));
+            let best = metrics::best_tss_threshold(&f.probs, &f.targets);
+            draw_dots(&mut chart, &[best], 5, c)?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .label_font((FONT, 16))
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .draw()
-            .map_err(plot_err)?;
-        Ok(())
+        draw_legend(&mut chart, FULL, SeriesLabelPosition::UpperRight)
     })
 }
 
@@ -520,16 +591,17 @@ pub fn plot_history(dir: &Path, history: &History) -> Result<PathBuf> {
             });
             let (lo, hi) = if lo.is_finite() { (lo, hi) } else { (0.0, 1.0) };
             let pad = ((hi - lo) * 0.08).max(1e-3);
-            let mut chart = ChartBuilder::on(panel)
-                .caption(format!("{name} per epoch"), (FONT, 24))
-                .margin(15)
-                .x_label_area_size(45)
-                .y_label_area_size(60)
-                .build_cartesian_2d(first..last, (lo - pad)..(hi + pad))
-                .map_err(plot_err)?;
-            chart
-                .configure_mesh()
-                .x_desc("Epoch")
+            let caption = format!("{name} per epoch");
+            let mut chart = styled_chart(
+                panel,
+                PANEL,
+                Some(&caption),
+                None,
+                45,
+                first..last,
+                (lo - pad)..(hi + pad),
+            )?;
+            styled_mesh(&mut chart, PANEL, Some("Epoch"), name)
                 // One label per epoch (at most 12); a tick between epochs stays blank, so a
                 // rounded "2 2" never appears.
                 .x_labels(((last - first) as usize + 1).min(12))
@@ -540,9 +612,6 @@ pub fn plot_history(dir: &Path, history: &History) -> Result<PathBuf> {
                         String::new()
                     }
                 })
-                .y_desc(name)
-                .label_style((FONT, 15))
-                .axis_desc_style((FONT, 17))
                 .draw()
                 .map_err(plot_err)?;
             for (i, (label, values)) in [("train", train), ("validation", val)]
@@ -556,25 +625,10 @@ pub fn plot_history(dir: &Path, history: &History) -> Result<PathBuf> {
                     .copied()
                     .zip(values.iter().copied())
                     .collect();
-                chart
-                    .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))
-                    .map_err(plot_err)?
-                    .label(label)
-                    .legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 24, y)], c.stroke_width(2))
-                    });
-                chart
-                    .draw_series(pts.iter().map(|&p| Circle::new(p, 3, c.filled())))
-                    .map_err(plot_err)?;
+                draw_curve(&mut chart, pts.clone(), c, label.to_string())?;
+                draw_dots(&mut chart, &pts, 3, c)?;
             }
-            chart
-                .configure_series_labels()
-                .position(corner)
-                .label_font((FONT, 15))
-                .background_style(WHITE.mix(0.9))
-                .border_style(BLACK)
-                .draw()
-                .map_err(plot_err)?;
+            draw_legend(&mut chart, PANEL, corner)?;
         }
         Ok(())
     })
