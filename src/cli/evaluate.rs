@@ -81,10 +81,7 @@ pub fn run(args: Args) -> Result<()> {
     if !args.details.is_empty() {
         details = Some(evaluate::read_details(&args.details)?);
     }
-    let files = prediction_paths
-        .iter()
-        .map(|p| evaluate::read_predictions(p))
-        .collect::<Result<Vec<_>>>()?;
+    let files = evaluate::read_prediction_files(&prediction_paths)?;
     let report = evaluate::evaluate(&files, details.as_ref(), args.threshold)?;
     let mut plotted = Vec::new();
     if let Some(dir) = &args.plots {
@@ -135,8 +132,9 @@ fn print_report(r: &Report) {
         "{:<28} {:>6} {:>6} {:>6} {:>6} {:>6} {:>7} {:>7} {:>6} {:>6} {:>6} {:>7} {:>7} {:>6} {:>13}",
         "file", "n", "TP", "FP", "TN", "FN", "TSS", "HSS2", "acc", "prec", "recall", "Brier", "BSS", "AUC", "best thr/TSS"
     );
-    for f in &r.files {
-        let name = plots::short_name(std::path::Path::new(&f.file));
+    for file in &r.files {
+        let name = plots::short_name(std::path::Path::new(&file.file));
+        let f = &file.scores;
         let best = match (f.best_threshold, f.best_tss) {
             (Some(t), Some(s)) => format!("{t:>6.3}/{s:.4}"),
             _ => format!("{:>13}", "undefined"),
@@ -158,7 +156,7 @@ fn print_report(r: &Report) {
             cell(f.bss, 7, 4),
             cell(f.roc_auc, 6, 4),
         );
-        for why in &f.undefined {
+        for why in &file.undefined {
             println!("{:<28} undefined: {why}", "");
         }
     }

@@ -4,7 +4,7 @@
 //! the central disk (|lon| <= 70 and |lat| <= 70) and near the limb (otherwise).
 
 use super::predictions::{instance_key, PredictionFile};
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -65,10 +65,9 @@ fn read_one(path: &Path, source: usize, details: &mut Details) -> Result<()> {
     )?;
     let [label_col, class_col, lon_col, lat_col] = cols;
     let mut n = 0;
-    for record in reader.records() {
-        let record = record.with_context(|| format!("{shown}: malformed row"))?;
-        let line = record.position().map_or(0, |p| p.line());
-        let get = |c: usize| record.get(c).unwrap_or("").trim();
+    for row in super::table::rows(&mut reader, path) {
+        let row = row?;
+        let (line, get) = (row.line, |c: usize| row.get(c));
         let label = get(label_col);
         if label.is_empty() {
             bail!("{shown}:{line}: empty label");

@@ -10,11 +10,44 @@ mod run_model;
 mod table;
 
 pub use location::{location_analysis, read_details, Details, DetailsRow, Location, ZoneCounts};
-pub use predictions::{instance_key, read_predictions, PredictionFile};
+pub use predictions::{instance_key, read_prediction_files, read_predictions, PredictionFile};
 pub use run_model::{predict_fold, FoldPredictConfig};
 
 use crate::metrics::{self, Confusion};
 use serde::Serialize;
+
+/// The counts and scores of a verification: `Count` is the type of the confusion
+/// counts, `Score` that of the scores. A file's are [`FileCounts`], their mean or standard
+/// deviation over files [`ScoreStats`].
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct Scores<Count, Score> {
+    pub n: Count,
+    pub tp: Count,
+    pub fp: Count,
+    pub tn: Count,
+    #[serde(rename = "fn")]
+    pub fn_: Count,
+    pub tss: Score,
+    pub hss2: Score,
+    pub accuracy: Score,
+    pub precision: Score,
+    pub recall: Score,
+    pub brier: Score,
+    pub bss: Score,
+    pub roc_auc: Score,
+    pub best_threshold: Score,
+    pub best_tss: Score,
+    /// Fraction of instances that are events (the climatology of the BSS).
+    pub event_rate: Score,
+}
+
+/// A file's counts, and its scores, `None` where the file leaves them undefined.
+pub type FileCounts = Scores<u64, Option<f64>>;
+
+/// One statistic (mean or standard deviation) of every count and score over files;
+/// `None` where a file leaves the score undefined, and for the standard deviation of
+/// fewer than two files.
+pub type ScoreStats = Scores<Option<f64>, Option<f64>>;
 
 /// The scores of one prediction file at one threshold. A score that the file cannot
 /// define (TSS without a positive or a negative instance, precision without a forecast
@@ -22,24 +55,8 @@ use serde::Serialize;
 #[derive(Clone, Debug, Serialize)]
 pub struct FileScores {
     pub file: String,
-    pub n: u64,
-    pub tp: u64,
-    pub fp: u64,
-    pub tn: u64,
-    #[serde(rename = "fn")]
-    pub fn_: u64,
-    pub tss: Option<f64>,
-    pub hss2: Option<f64>,
-    pub accuracy: Option<f64>,
-    pub precision: Option<f64>,
-    pub recall: Option<f64>,
-    pub brier: Option<f64>,
-    pub bss: Option<f64>,
-    pub roc_auc: Option<f64>,
-    pub best_threshold: Option<f64>,
-    pub best_tss: Option<f64>,
-    /// Fraction of instances that are events (the climatology of the BSS).
-    pub event_rate: Option<f64>,
+    #[serde(flatten)]
+    pub scores: FileCounts,
     /// Why some scores are undefined, one reason each; empty when all are defined.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub undefined: Vec<String>,
@@ -78,60 +95,43 @@ pub fn score(file: &PredictionFile, threshold: f64) -> FileScores {
     let best = both.then(|| metrics::best_tss_threshold(probs, targets));
     FileScores {
         file: file.path.display().to_string(),
-        n: c.n(),
-        tp: c.tp,
-        fp: c.fp,
-        tn: c.tn,
-        fn_: c.fn_,
-        tss: both.then(|| c.tss()),
-        hss2: (hss_den != 0.0).then(|| c.hss2()),
-        accuracy: (n > 0).then(|| c.accuracy()),
-        precision: (c.tp + c.fp > 0).then(|| c.precision()),
-        recall: (pos > 0).then(|| c.recall()),
-        brier: (n > 0).then(|| metrics::brier(probs, targets)),
-        bss: both.then(|| metrics::brier_skill(probs, targets)),
-        roc_auc: both.then(|| metrics::roc_auc(probs, targets)),
-        best_threshold: best.map(|b| b.0),
-        best_tss: best.map(|b| b.1),
-        event_rate: (n > 0).then(|| events as f64 / n as f64),
+        scores: Scores {
+            n: c.n(),
+            tp: c.tp,
+            fp: c.fp,
+            tn: c.tn,
+            fn_: c.fn_,
+            tss: both.then(|| c.tss()),
+            hss2: (hss_den != 0.0).then(|| c.hss2()),
+            accuracy: (n > 0).then(|| c.accuracy()),
+            precision: (c.tp + c.fp > 0).then(|| c.precision()),
+            recall: (pos > 0).then(|| c.recall()),
+            brier: (n > 0).then(|| metrics::brier(probs, targets)),
+            bss: both.then(|| metrics::brier_skill(probs, targets)),
+            roc_auc: both.then(|| metrics::roc_auc(probs, targets)),
+            best_threshold: best.map(|b| b.0),
+            best_tss: best.map(|b| b.1),
+            event_rate: (n > 0).then(|| events as f64 / n as f64),
+        },
         undefined,
         location: None,
     }
-}
-
-/// One statistic (mean or standard deviation) of every numeric field of [`FileScores`]
-/// over files; `None` where a file leaves the score undefined, and for the standard
-/// deviation of fewer than two files.
-#[derive(Clone, Debug, Default, Serialize, PartialEq)]
-pub struct ScoreStats {
-    pub n: Option<f64>,
-    pub tp: Option<f64>,
-    pub fp: Option<f64>,
-    pub tn: Option<f64>,
-    #[serde(rename = "fn")]
-    pub fn_: Option<f64>,
-    pub tss: Option<f64>,
-    pub hss2: Option<f64>,
-    pub accuracy: Option<f64>,
-    pub precision: Option<f64>,
-    pub recall: Option<f64>,
-    pub brier: Option<f64>,
-    pub bss: Option<f64>,
-    pub roc_auc: Option<f64>,
-    pub best_threshold: Option<f64>,
-    pub best_tss: Option<f64>,
-    pub event_rate: Option<f64>,
 }
 
 impl ScoreStats {
     /// Applies `stat` to each field's values over `scores`; a field undefined in any file
     /// gets `None`.
     fn over(scores: &[FileScores], stat: impl Fn(&[f64]) -> Option<f64>) -> ScoreStats {
-        let count = |get: fn(&FileScores) -> u64| {
-            stat(&scores.iter().map(|s| get(s) as f64).collect::<Vec<_>>())
+        let count = |get: fn(&FileCounts) -> u64| {
+            stat(
+                &scores
+                    .iter()
+                    .map(|s| get(&s.scores) as f64)
+                    .collect::<Vec<_>>(),
+            )
         };
-        let score = |get: fn(&FileScores) -> Option<f64>| {
-            let values: Option<Vec<f64>> = scores.iter().map(get).collect();
+        let score = |get: fn(&FileCounts) -> Option<f64>| {
+            let values: Option<Vec<f64>> = scores.iter().map(|s| get(&s.scores)).collect();
             values.and_then(|v| stat(&v))
         };
         ScoreStats {
@@ -236,7 +236,7 @@ mod tests {
             file(&[0.9, 0.6, 0.1, 0.2], &[true, false, false, true]),
         ];
         let report = evaluate(&files, None, 0.5).unwrap();
-        let tss: Vec<Option<f64>> = report.files.iter().map(|f| f.tss).collect();
+        let tss: Vec<Option<f64>> = report.files.iter().map(|f| f.scores.tss).collect();
         assert_eq!(tss, vec![Some(1.0), Some(-1.0), Some(0.0)]);
         assert_eq!(report.mean.tss, Some(0.0));
         assert_eq!(report.std.tss, Some(1.0));
@@ -248,7 +248,8 @@ mod tests {
     #[test]
     fn scores_a_single_class_file_leaves_undefined_and_says_why() {
         let all_pos = file(&[0.9, 0.2, 0.7], &[true, true, true]);
-        let s = score(&all_pos, 0.5);
+        let file_scores = score(&all_pos, 0.5);
+        let s = &file_scores.scores;
         assert_eq!((s.tp, s.fn_), (2, 1));
         assert_eq!(s.tss, None);
         assert_eq!(s.roc_auc, None);
@@ -257,7 +258,7 @@ mod tests {
         assert_eq!(s.recall, Some(2.0 / 3.0));
         assert_eq!(s.precision, Some(1.0));
         assert_eq!(
-            s.undefined,
+            file_scores.undefined,
             vec!["no negative instance: TSS, BSS, ROC AUC and the best TSS are undefined"]
         );
         // One undefined file makes the mean over files undefined, not a number.

@@ -33,6 +33,11 @@ fn parse_target(s: &str) -> Option<bool> {
     }
 }
 
+/// Reads prediction files, in order; the first that fails is the error.
+pub fn read_prediction_files(paths: &[PathBuf]) -> Result<Vec<PredictionFile>> {
+    paths.iter().map(|p| read_predictions(p)).collect()
+}
+
 /// Reads a prediction file. Errors name the file and the 1-based line.
 pub fn read_predictions(path: &Path) -> Result<PredictionFile> {
     let shown = path.display();
@@ -50,10 +55,9 @@ pub fn read_predictions(path: &Path) -> Result<PredictionFile> {
         probs: Vec::new(),
         targets: Vec::new(),
     };
-    for record in reader.records() {
-        let record = record.with_context(|| format!("{shown}: malformed row"))?;
-        let line = record.position().map_or(0, |p| p.line());
-        let get = |c: usize| record.get(c).unwrap_or("").trim();
+    for row in super::table::rows(&mut reader, path) {
+        let row = row?;
+        let (line, get) = (row.line, |c: usize| row.get(c));
         let ts = get(ts_col);
         if ts.is_empty() {
             bail!("{shown}:{line}: empty timestamp");

@@ -1,4 +1,5 @@
-//! Opening a CSV table and finding its columns by name, with errors naming file and line.
+//! CSV tables: opening one and finding its columns by name, and reading its rows, with
+//! errors naming file and line.
 
 use anyhow::{Context, Result};
 use std::fs::File;
@@ -35,4 +36,29 @@ pub(super) fn open_with_columns<const N: usize>(
             })?;
     }
     Ok((reader, cols))
+}
+
+/// A data row: its 1-based line in the file, and its cells.
+pub(super) struct Row {
+    pub line: u64,
+    record: csv::StringRecord,
+}
+
+impl Row {
+    /// The trimmed cell in column `c`; empty where the row is short.
+    pub fn get(&self, c: usize) -> &str {
+        self.record.get(c).unwrap_or("").trim()
+    }
+}
+
+/// The data rows of `reader`; a row that cannot be read is an error naming `path`.
+pub(super) fn rows<'r>(
+    reader: &'r mut csv::Reader<File>,
+    path: &'r Path,
+) -> impl Iterator<Item = Result<Row>> + 'r {
+    reader.records().map(move |record| {
+        let record = record.with_context(|| format!("{}: malformed row", path.display()))?;
+        let line = record.position().map_or(0, |p| p.line());
+        Ok(Row { line, record })
+    })
 }
