@@ -1,7 +1,7 @@
 //! Where each format keeps start time, class and location, and how those fields parse.
 
 use super::{Flare, FluxScale, Format, GoesClass, RowError, Satellite};
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use chrono::{NaiveDate, NaiveDateTime};
 
 enum StartCol {
@@ -209,6 +209,20 @@ impl Columns {
             scale,
         })
     }
+}
+
+/// The column names of a CSV header without a UTF-8 byte-order mark or padding; `name`
+/// (the file) is for the error.
+pub(crate) fn header_names<R: std::io::Read>(
+    rdr: &mut csv::Reader<R>,
+    name: &str,
+) -> Result<Vec<String>> {
+    Ok(rdr
+        .headers()
+        .with_context(|| format!("reading the header of {name}"))?
+        .iter()
+        .map(|h| h.trim_start_matches('\u{feff}').trim().to_string())
+        .collect())
 }
 
 /// Catalogue time stamps: `2010-01-02 07:09:00`, ISO `T`, optional fraction and `Z`,

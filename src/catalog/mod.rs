@@ -160,11 +160,9 @@ pub fn parse(
         .flexible(true)
         .has_headers(true)
         .from_reader(input);
-    let header: Vec<String> = rdr
-        .headers()
-        .with_context(|| format!("reading the header of {name}"))?
+    let header: Vec<String> = fields::header_names(&mut rdr, name)?
         .iter()
-        .map(|h| h.trim_start_matches('\u{feff}').trim().to_ascii_lowercase())
+        .map(|h| h.to_ascii_lowercase())
         .collect();
     let format = match format.or_else(|| Format::detect(&header)) {
         Some(f) => f,

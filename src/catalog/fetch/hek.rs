@@ -2,12 +2,10 @@
 //! one calendar month at a time (longer queries hang) and page by page while `overmax`
 //! says more remain. Location (0, 0) means unknown and region 0 means none.
 
-use super::Fetched;
-use crate::catalog::fields::parse_time;
+use super::{answer_start, json_answer, json_class, json_time, Fetched, Requests};
 use crate::catalog::store::Record;
-use crate::catalog::{FluxScale, GoesClass};
-use crate::http::snippet;
-use anyhow::{bail, Context, Result};
+use crate::catalog::FluxScale;
+use anyhow::{bail, Result};
 use chrono::{Datelike, NaiveDate, NaiveDateTime};
 use serde_json::Value;
 
@@ -45,46 +43,34 @@ pub fn page_url(base: &str, from: NaiveDateTime, to: NaiveDateTime, page: u32) -
 }
 
 /// Fetches the flares of [start, end), month by month and page by page.
-pub fn fetch(
-    url: &str,
-    start: NaiveDateTime,
-    end: NaiveDateTime,
-    get: &impl Fn(&str) -> Result<Vec<u8>>,
-    bar: &indicatif::ProgressBar,
-) -> Result<Fetched> {
+pub fn fetch(src: &Requests, start: NaiveDateTime, end: NaiveDateTime) -> Result<Fetched> {
     let windows = months(start, end);
-    bar.set_length(windows.len() as u64);
+    src.bar.set_length(windows.len() as u64);
     let mut out = Fetched::default();
     for (from, to) in windows {
         for page in 1.. {
             if page > MAX_PAGES {
                 bail!("HEK still reports more results after {MAX_PAGES} pages for {from} to {to}");
             }
-            let u = page_url(url, from, to, page);
-            let (fetched, overmax) = parse(&get(&u)?, &u)?;
+            let u = page_url(src.url, from, to, page);
+            let (fetched, overmax) = parse(&(src.get)(&u)?, &u)?;
             out.extend(fetched);
             if !overmax {
                 break;
             }
         }
-        bar.inc(1);
+        src.bar.inc(1);
     }
     Ok(out)
 }
 
 /// Parses one answer page: its events, and whether another page follows.
 pub fn parse(body: &[u8], what: &str) -> Result<(Fetched, bool)> {
-    let text = String::from_utf8_lossy(body);
-    let v: Value = serde_json::from_slice(body).with_context(|| {
-        format!(
-            "{what}: the answer is not JSON (cut off or an error page?): {}",
-            snippet(&text)
-        )
-    })?;
+    let v = json_answer(body, what)?;
     let Some(events) = v.get("result").and_then(Value::as_array) else {
         bail!(
             "{what}: the answer has no \"result\" list: {}",
-            snippet(&text)
+            answer_start(body)
         );
     };
     let overmax = match v.get("overmax") {
@@ -102,14 +88,6 @@ pub fn parse(body: &[u8], what: &str) -> Result<(Fetched, bool)> {
     Ok((out, overmax))
 }
 
-fn text(e: &Value, key: &str) -> String {
-    match e.get(key) {
-        Some(Value::String(s)) => s.trim().to_string(),
-        Some(Value::Number(n)) => n.to_string(),
-        _ => String::new(),
-    }
-}
-
 fn number(e: &Value, key: &str) -> Option<f64> {
     match e.get(key)? {
         Value::Number(n) => n.as_f64(),
@@ -119,14 +97,8 @@ fn number(e: &Value, key: &str) -> Option<f64> {
 }
 
 fn event(e: &Value) -> Result<Record, String> {
-    let time = |key: &str| -> Result<NaiveDateTime, String> {
-        let v = text(e, key);
-        parse_time(&v).ok_or_else(|| format!("{key} {v:?} is not a time"))
-    };
-    let cls = text(e, "fl_goescls");
-    let class: GoesClass = cls
-        .parse()
-        .map_err(|_| format!("fl_goescls {cls:?} is not a GOES class"))?;
+    let time = |key: &str| json_time(e, key);
+    let class = json_class(e, "fl_goescls")?;
     let (lon, lat) = match (number(e, "hgs_x"), number(e, "hgs_y")) {
         (Some(x), Some(y)) if (x, y) != (0.0, 0.0) && x.abs() <= 180.0 && y.abs() <= 90.0 => {
             (Some(x), Some(y))
@@ -153,6 +125,7 @@ fn event(e: &Value) -> Result<Record, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::catalog::fields::parse_time;
 
     fn t(s: &str) -> NaiveDateTime {
         parse_time(s).unwrap()

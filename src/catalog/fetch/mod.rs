@@ -6,11 +6,14 @@ pub mod hek;
 pub mod ncei;
 pub mod swpc;
 
+use super::fields::parse_time;
 use super::store::{self, Record};
-use crate::http::{Client, Expect, RetryPolicy};
-use anyhow::{anyhow, bail, Result};
+use super::GoesClass;
+use crate::http::{snippet, Client, Expect, RetryPolicy};
+use anyhow::{anyhow, bail, Context, Result};
 use chrono::{Datelike, NaiveDateTime};
 use serde::Serialize;
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -76,6 +79,50 @@ impl Fetched {
         self.rejected.extend(other.rejected);
         self.in_progress += other.in_progress;
     }
+}
+
+/// How a source's files are fetched: from `url`, by `get`, each counted on `bar`.
+pub struct Requests<'a> {
+    pub url: &'a str,
+    pub get: &'a dyn Fn(&str) -> Result<Vec<u8>>,
+    pub bar: &'a indicatif::ProgressBar,
+}
+
+/// Parses an answer as JSON; the error names `what` and shows the answer's start.
+fn json_answer(body: &[u8], what: &str) -> Result<Value> {
+    serde_json::from_slice(body).with_context(|| {
+        format!(
+            "{what}: the answer is not JSON (cut off or an error page?): {}",
+            answer_start(body)
+        )
+    })
+}
+
+/// The start of an answer, for error messages.
+fn answer_start(body: &[u8]) -> String {
+    snippet(&String::from_utf8_lossy(body))
+}
+
+/// A JSON field as trimmed text (a number as written); empty when absent or of another type.
+fn json_text(e: &Value, key: &str) -> String {
+    match e.get(key) {
+        Some(Value::String(s)) => s.trim().to_string(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => String::new(),
+    }
+}
+
+/// A JSON time field; the error names the field and its value.
+fn json_time(e: &Value, key: &str) -> Result<NaiveDateTime, String> {
+    let v = json_text(e, key);
+    parse_time(&v).ok_or_else(|| format!("{key} {v:?} is not a time"))
+}
+
+/// A JSON GOES class field; the error names the field and its value.
+fn json_class(e: &Value, key: &str) -> Result<GoesClass, String> {
+    let v = json_text(e, key);
+    v.parse()
+        .map_err(|_| format!("{key} {v:?} is not a GOES class"))
 }
 
 /// Flares per class letter in one year.
@@ -148,9 +195,14 @@ pub fn download(opts: &Options, bar: &indicatif::ProgressBar) -> Result<Summary>
             .get(u, Expect::Text)
             .map_err(|e| anyhow!("fetching {u}: {}", e.reason))
     };
+    let requests = Requests {
+        url: &url,
+        get: &get,
+        bar,
+    };
     let fetched = match (opts.source, range) {
-        (Source::Ncei, Some((s, e))) => ncei::fetch(&url, s, e, &get, bar)?,
-        (Source::Hek, Some((s, e))) => hek::fetch(&url, s, e, &get, bar)?,
+        (Source::Ncei, Some((s, e))) => ncei::fetch(&requests, s, e)?,
+        (Source::Hek, Some((s, e))) => hek::fetch(&requests, s, e)?,
         (Source::Swpc, _) => {
             bar.set_length(1);
             let f = swpc::parse(&get(&url)?, &url)?;

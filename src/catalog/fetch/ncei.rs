@@ -3,7 +3,7 @@
 //! (`sci_xrsf-l2-flrpt_geo_sYYYYMMDD_eYYYYMMDD_v1-0-1.csv`), found in the directory
 //! listing because versions and end dates change. Classes are on the science scale.
 
-use super::Fetched;
+use super::{Fetched, Requests};
 use crate::catalog::fields::parse_time;
 use crate::catalog::store::Record;
 use crate::catalog::{FluxScale, GoesClass, Satellite};
@@ -93,29 +93,23 @@ pub fn files_for(l: &Listing, first: i32, last: i32, url: &str) -> Result<Vec<St
 }
 
 /// Fetches the flares starting in [start, end).
-pub fn fetch(
-    url: &str,
-    start: NaiveDateTime,
-    end: NaiveDateTime,
-    get: &impl Fn(&str) -> Result<Vec<u8>>,
-    bar: &indicatif::ProgressBar,
-) -> Result<Fetched> {
-    let base = if url.ends_with('/') {
-        url.to_string()
+pub fn fetch(src: &Requests, start: NaiveDateTime, end: NaiveDateTime) -> Result<Fetched> {
+    let base = if src.url.ends_with('/') {
+        src.url.to_string()
     } else {
-        format!("{url}/")
+        format!("{}/", src.url)
     };
-    let body = get(&base)?;
+    let body = (src.get)(&base)?;
     let l = listing(&String::from_utf8_lossy(&body));
     let last = (end - chrono::Duration::seconds(1)).year();
     let files = files_for(&l, start.year(), last, &base)?;
-    bar.set_length(files.len() as u64 + 1);
-    bar.inc(1);
+    src.bar.set_length(files.len() as u64 + 1);
+    src.bar.inc(1);
     let mut out = Fetched::default();
     for name in files {
-        let body = get(&format!("{base}{name}"))?;
+        let body = (src.get)(&format!("{base}{name}"))?;
         out.extend(parse(&body, &name)?);
-        bar.inc(1);
+        src.bar.inc(1);
     }
     Ok(out)
 }
@@ -138,12 +132,7 @@ struct Cols {
 /// error; a row that does not parse is listed in `rejected`.
 pub fn parse(body: &[u8], name: &str) -> Result<Fetched> {
     let mut rdr = csv::ReaderBuilder::new().flexible(true).from_reader(body);
-    let header: Vec<String> = rdr
-        .headers()
-        .with_context(|| format!("reading the header of {name}"))?
-        .iter()
-        .map(|h| h.trim_start_matches('\u{feff}').trim().to_string())
-        .collect();
+    let header = crate::catalog::fields::header_names(&mut rdr, name)?;
     let col = |n: &str| -> Result<usize> {
         match header.iter().position(|h| h == n) {
             Some(i) => Ok(i),

@@ -2,13 +2,10 @@
 //! still in progress (no `max_class` or `end_time` yet) is left out until it completes,
 //! so a daily `--append` run picks it up once.
 
-use super::Fetched;
-use crate::catalog::fields::parse_time;
+use super::{answer_start, json_answer, json_class, json_text, json_time, Fetched};
 use crate::catalog::store::Record;
-use crate::catalog::{FluxScale, GoesClass, Satellite};
-use crate::http::snippet;
-use anyhow::{bail, Context, Result};
-use chrono::NaiveDateTime;
+use crate::catalog::{FluxScale, Satellite};
+use anyhow::{bail, Result};
 use serde_json::Value;
 
 pub const DEFAULT_URL: &str =
@@ -16,17 +13,11 @@ pub const DEFAULT_URL: &str =
 
 /// Parses the feed.
 pub fn parse(body: &[u8], what: &str) -> Result<Fetched> {
-    let text = String::from_utf8_lossy(body);
-    let v: Value = serde_json::from_slice(body).with_context(|| {
-        format!(
-            "{what}: the answer is not JSON (cut off or an error page?): {}",
-            snippet(&text)
-        )
-    })?;
+    let v = json_answer(body, what)?;
     let Some(entries) = v.as_array() else {
         bail!(
             "{what}: the answer is not a list of flares: {}",
-            snippet(&text)
+            answer_start(body)
         );
     };
     let mut out = Fetched::default();
@@ -44,33 +35,18 @@ pub fn parse(body: &[u8], what: &str) -> Result<Fetched> {
     Ok(out)
 }
 
-fn text(e: &Value, key: &str) -> String {
-    match e.get(key) {
-        Some(Value::String(s)) => s.trim().to_string(),
-        Some(Value::Number(n)) => n.to_string(),
-        _ => String::new(),
-    }
-}
-
 fn flare(e: &Value) -> Result<Record, String> {
-    let time = |key: &str| -> Result<NaiveDateTime, String> {
-        let v = text(e, key);
-        parse_time(&v).ok_or_else(|| format!("{key} {v:?} is not a time"))
-    };
-    let cls = text(e, "max_class");
-    let class: GoesClass = cls
-        .parse()
-        .map_err(|_| format!("max_class {cls:?} is not a GOES class"))?;
+    let class = json_class(e, "max_class")?;
     Ok(Record {
-        start: time("begin_time")?,
-        peak: Some(time("max_time")?),
-        end: Some(time("end_time")?),
+        start: json_time(e, "begin_time")?,
+        peak: Some(json_time(e, "max_time")?),
+        end: Some(json_time(e, "end_time")?),
         class,
         lon: None,
         lat: None,
         region: None,
         source: "swpc".into(),
-        satellite: Satellite::parse(&text(e, "satellite")),
+        satellite: Satellite::parse(&json_text(e, "satellite")),
         scale: FluxScale::Operational,
     })
 }
