@@ -1,8 +1,8 @@
 //! `flarecast explain`: maps of where a model's evidence lies, by the chosen method, as
 //! overlays, raw .npy maps and panels.
 
-use super::attention::{estimators, inputs, report};
-use anyhow::{bail, Context, Result};
+use super::maps::{report, MapArgs};
+use anyhow::{bail, Result};
 use flarecast::explain::pointing as point;
 use flarecast::explain::{self, Baseline, Method, Options, Rule, Target};
 use std::io::IsTerminal;
@@ -10,11 +10,8 @@ use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Weights: a PyTorch checkpoint (.pth/.pt) or flarecast .safetensors.
-    #[arg(long)]
-    model: PathBuf,
-    /// Magnetograms (JPG/PNG/JP2).
-    inputs: Vec<PathBuf>,
+    #[command(flatten)]
+    maps: MapArgs,
     /// Explanation method (default: attention for the attention network, Grad-CAM for
     /// the standard CNN); with --pointing, a comma-separated list.
     #[arg(long, value_enum, value_delimiter = ',')]
@@ -43,21 +40,6 @@ pub struct Args {
     /// Images per forward pass (path points, occluded copies).
     #[arg(long, default_value_t = 8)]
     batch: usize,
-    /// Attention estimators drawn: 1, 2, 3 or all.
-    #[arg(long, default_value = "all")]
-    estimator: String,
-    /// Grad-CAM layer: 5 (conv_block5, 16x16 at 256) or 6 (conv_block6, 2x2).
-    #[arg(long, default_value_t = 5)]
-    gradcam_block: usize,
-    /// Side the images are resized to (default: the model's training size).
-    #[arg(long)]
-    im_size: Option<u32>,
-    /// An instance list with a `timestamp` column of image paths, resolved against --images.
-    #[arg(long, requires = "images")]
-    csv: Option<PathBuf>,
-    /// Image tree the --csv (or, with --pointing, the label table's) paths are relative to.
-    #[arg(long)]
-    images: Option<PathBuf>,
     /// Score where the maps point: each positive validation instance of --fold against
     /// its flare's site from --catalog, central and near-limb flares apart.
     #[arg(long, requires_all = ["catalog", "labels", "fold", "images"], conflicts_with = "csv")]
@@ -77,21 +59,13 @@ pub struct Args {
     /// Print the --pointing results as JSON.
     #[arg(long)]
     json: bool,
-    /// cpu, cuda, cuda:N or auto.
-    #[arg(long, default_value = "auto")]
-    device: String,
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let device = flarecast::device::parse_device(&args.device)?;
-    let model = flarecast::model::load_model(&args.model, device)?;
-    if let Some(s) = args.im_size {
-        flarecast::model::check_im_size(s.into()).context("--im-size")?;
-    }
-    let im_size = args.im_size.unwrap_or(model.meta.im_size as u32);
+    let (model, im_size) = args.maps.load()?;
     let opts = Options {
-        estimators: estimators(&args.estimator)?,
-        gradcam_block: args.gradcam_block,
+        estimators: args.maps.estimators()?,
+        gradcam_block: args.maps.gradcam_block,
         target: args.target,
         baseline: args.baseline,
         rule: args.rule,
@@ -111,7 +85,7 @@ pub fn run(args: Args) -> Result<()> {
     let [method] = methods[..] else {
         bail!("give one --method when writing maps (several are for --pointing)");
     };
-    let inputs = inputs(args.inputs, args.csv.as_ref(), args.images.as_ref())?;
+    let inputs = args.maps.inputs()?;
     let bar = progress(inputs.len());
     let started = std::time::Instant::now();
     let results = explain::explain_images(
@@ -153,7 +127,7 @@ fn pointing(
     im_size: u32,
 ) -> Result<()> {
     let (Some(catalog), Some(labels), Some(fold), Some(images)) =
-        (&args.catalog, &args.labels, args.fold, &args.images)
+        (&args.catalog, &args.labels, args.fold, &args.maps.images)
     else {
         bail!("--pointing needs --catalog, --labels, --fold and --images");
     };
@@ -176,7 +150,7 @@ fn pointing(
     )?;
     bar.finish_and_clear();
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        super::print_json(&report)?;
     } else {
         print!("{}", point::table(&report));
     }
