@@ -25,5 +25,6 @@ pub mod setting;
 pub mod synth;
 #[doc(hidden)]
 pub mod testing;
+pub mod text_table;
 pub mod train;
 pub mod verify;

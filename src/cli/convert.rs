@@ -2,6 +2,7 @@
 
 use anyhow::{bail, Result};
 use flarecast::convert::{self, Format, Options};
+use flarecast::text_table::{Col, Table};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -62,7 +63,7 @@ pub fn run(a: Args) -> Result<()> {
     let s = convert::convert_tree(&opts, &bar)?;
     bar.finish_and_clear();
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&s)?);
+        super::print_json(&s)?;
     } else {
         println!(
             "{} JP2 files: {} converted, {} skipped (up to date), {} failed in {:.1} s ({:.1} files/s)",
@@ -102,8 +103,7 @@ pub fn bench(a: ConvertBenchArgs) -> Result<()> {
     let path = a.jp2;
     let rows = convert::bench::run(&path, a.files, a.size)?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
-        return Ok(());
+        return super::print_json(&rows);
     }
     println!(
         "convert {} copies of {} to {} px JPG (quality 95)",
@@ -111,15 +111,27 @@ pub fn bench(a: ConvertBenchArgs) -> Result<()> {
         path.display(),
         a.size
     );
-    println!(
-        "{:<32} {:>7} {:>6} {:>8} {:>8} {:>7}",
-        "mode", "threads", "files", "seconds", "files/s", "ratio"
+    let mut t = Table::new(
+        [
+            Col::Left(32),
+            Col::Right(7),
+            Col::Right(6),
+            Col::Right(8),
+            Col::Right(8),
+            Col::Right(7),
+        ],
+        ["mode", "threads", "files", "seconds", "files/s", "ratio"],
     );
     for r in &rows {
-        println!(
-            "{:<32} {:>7} {:>6} {:>8.2} {:>8.2} {:>6.2}x",
-            r.mode, r.threads, r.files, r.seconds, r.files_per_s, r.ratio
-        );
+        t.row([
+            r.mode.clone(),
+            r.threads.to_string(),
+            r.files.to_string(),
+            format!("{:.2}", r.seconds),
+            format!("{:.2}", r.files_per_s),
+            format!("{:.2}x", r.ratio),
+        ]);
     }
+    print!("{t}");
     Ok(())
 }

@@ -5,6 +5,7 @@ use chrono::NaiveDateTime;
 use flarecast::catalog::fetch::{self, Source};
 use flarecast::helioviewer::{self, Options};
 use flarecast::instant::{parse_duration, parse_time};
+use flarecast::text_table::{Col, Table};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -104,8 +105,7 @@ fn run_catalog(a: CatalogArgs) -> Result<()> {
         eprintln!("flarecast: warning: row skipped: {why}");
     }
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&s)?);
-        return Ok(());
+        return super::print_json(&s);
     }
     println!(
         "{}: {} flares fetched from {} in {} requests; {} rows rejected, {} in progress left out, \
@@ -123,16 +123,13 @@ fn run_catalog(a: CatalogArgs) -> Result<()> {
         "{}: {} rows ({} added, {} already there)",
         s.out, s.rows, s.added, s.already_present
     );
-    println!(
-        "{:>6} {:>6} {:>6} {:>6} {:>6} {:>6}",
-        "year", "A", "B", "C", "M", "X"
-    );
+    let mut t = Table::new([Col::Right(6); 6], ["year", "A", "B", "C", "M", "X"]);
     for y in &s.by_year {
-        println!(
-            "{:>6} {:>6} {:>6} {:>6} {:>6} {:>6}",
-            y.year, y.a, y.b, y.c, y.m, y.x
-        );
+        let counts = [y.a, y.b, y.c, y.m, y.x].map(|n| n.to_string());
+        let [a, b, c, m, x] = counts;
+        t.row([y.year.to_string(), a, b, c, m, x]);
     }
+    print!("{t}");
     Ok(())
 }
 
@@ -212,7 +209,7 @@ fn run_images(a: ImagesArgs) -> Result<()> {
     if a.dry_run {
         let p = helioviewer::plan(&opts)?;
         if a.json {
-            println!("{}", serde_json::to_string_pretty(&p)?);
+            super::print_json(&p)?;
         } else {
             println!(
                 "{} instants from {} to {}: {} already on disk, {} known to have no image, {} to query at {}",
@@ -231,7 +228,7 @@ fn run_images(a: ImagesArgs) -> Result<()> {
     let s = helioviewer::download(&opts, &bar)?;
     bar.finish_and_clear();
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&s)?);
+        super::print_json(&s)?;
     } else {
         println!(
             "{} instants: {} saved, {} skipped (already on disk), {} missing (no image within {}), {} failed; \
@@ -303,8 +300,7 @@ pub fn bench(a: DownloadBenchArgs) -> Result<()> {
     flarecast::jp2::validate(&jp2, &path.display().to_string())?;
     let rows = helioviewer::bench::run(Arc::new(jp2), a.images, a.latency, &a.concurrency)?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
-        return Ok(());
+        return super::print_json(&rows);
     }
     println!(
         "download from a local server, {} ms latency per answer, {} images of {} (2 requests each)",
@@ -312,15 +308,34 @@ pub fn bench(a: DownloadBenchArgs) -> Result<()> {
         a.images,
         path.display()
     );
-    println!(
-        "{:>11} {:>8} {:>9} {:>9} {:>10} {:>8}",
-        "concurrency", "images", "requests", "seconds", "images/s", "ratio"
+    let mut t = Table::new(
+        [
+            Col::Right(11),
+            Col::Right(8),
+            Col::Right(9),
+            Col::Right(9),
+            Col::Right(10),
+            Col::Right(8),
+        ],
+        [
+            "concurrency",
+            "images",
+            "requests",
+            "seconds",
+            "images/s",
+            "ratio",
+        ],
     );
     for r in &rows {
-        println!(
-            "{:>11} {:>8} {:>9} {:>9.2} {:>10.1} {:>7.2}x",
-            r.concurrency, r.images, r.requests, r.seconds, r.images_per_s, r.ratio
-        );
+        t.row([
+            r.concurrency.to_string(),
+            r.images.to_string(),
+            r.requests.to_string(),
+            format!("{:.2}", r.seconds),
+            format!("{:.1}", r.images_per_s),
+            format!("{:.2}x", r.ratio),
+        ]);
     }
+    print!("{t}");
     Ok(())
 }

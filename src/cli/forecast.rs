@@ -136,7 +136,7 @@ pub fn run(args: Args) -> Result<()> {
             forecaster.from_source(&source, client.as_ref(), issue_time)?
         }
     };
-    println!("{}", serde_json::to_string_pretty(&forecast.record)?);
+    super::print_json(&forecast.record)?;
     eprintln!("{}", forecast.record.summary());
     if let Some(dir) = &args.out {
         let written = output::write(

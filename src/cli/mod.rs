@@ -9,6 +9,7 @@ mod evaluate;
 mod explain;
 mod forecast;
 mod label;
+mod maps;
 mod predict;
 mod synth;
 mod train;
@@ -99,4 +100,10 @@ fn name_flag(err: anyhow::Error) -> anyhow::Error {
         }
         None => err,
     }
+}
+
+/// Prints `value` as indented JSON on stdout: what `--json` gives a script to parse.
+fn print_json(value: &impl serde::Serialize) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
 }

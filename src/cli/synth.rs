@@ -53,7 +53,7 @@ pub fn run(args: Args) -> Result<()> {
     let summary = synth::generate(&params, &args.out, args.force, &|| bar.inc(1))?;
     bar.finish_and_clear();
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        super::print_json(&summary)?;
     } else {
         print_summary(&summary);
     }

@@ -41,8 +41,7 @@ pub fn run(args: Args) -> Result<()> {
         flarecast::fsio::write_atomic(p, flarecast::verify::predictions_csv(&report).as_bytes())?;
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-        return Ok(());
+        return super::print_json(&report);
     }
     println!(
         "{} forecasts: {} decided, {} pending (catalogue complete to {}){}",
@@ -59,7 +58,8 @@ pub fn run(args: Args) -> Result<()> {
             String::new()
         }
     );
-    if let Some(s) = &report.scores {
+    if let Some(file) = &report.scores {
+        let s = &file.scores;
         println!(
             "threshold {}: TP {} FP {} TN {} FN {}",
             report.threshold, s.tp, s.fp, s.tn, s.fn_
@@ -74,7 +74,7 @@ pub fn run(args: Args) -> Result<()> {
             f(s.roc_auc),
             f(s.event_rate)
         );
-        for why in &s.undefined {
+        for why in &file.undefined {
             println!("undefined: {why}");
         }
     }

@@ -9,6 +9,7 @@ use super::geometry::{self, Disk};
 use super::{explain, Method, Options};
 use crate::catalog::Flare;
 use crate::model::LoadedModel;
+use crate::text_table::{Col, Table};
 use anyhow::{bail, Context, Result};
 use chrono::{Duration, NaiveDateTime};
 use std::path::{Path, PathBuf};
@@ -330,22 +331,38 @@ fn summarise(instances: &[Instance]) -> Vec<Row> {
 
 /// The summary as a text table.
 pub fn table(report: &Report) -> String {
-    let mut out = format!(
-        "{:<22} {:<9} {:>9} {:>9} {:>6} {:>8} {:>9}\n",
-        "map", "zone", "instances", "mass", "hits", "hit rate", "chance"
+    let mut t = Table::new(
+        [
+            Col::Left(22),
+            Col::Left(9),
+            Col::Right(9),
+            Col::Right(9),
+            Col::Right(6),
+            Col::Right(8),
+            Col::Right(9),
+        ],
+        [
+            "map",
+            "zone",
+            "instances",
+            "mass",
+            "hits",
+            "hit rate",
+            "chance",
+        ],
     );
     for r in &report.rows {
-        out += &format!(
-            "{:<22} {:<9} {:>9} {:>9.4} {:>6} {:>8.4} {:>9.4}\n",
-            r.map,
-            r.zone.name(),
-            r.instances,
-            r.mean_mass,
-            r.hits,
-            r.hit_rate,
-            r.mean_uniform_mass
-        );
+        t.row([
+            r.map.clone(),
+            r.zone.name().into(),
+            r.instances.to_string(),
+            format!("{:.4}", r.mean_mass),
+            r.hits.to_string(),
+            format!("{:.4}", r.hit_rate),
+            format!("{:.4}", r.mean_uniform_mass),
+        ]);
     }
+    let mut out = t.to_string();
     out += &format!(
         "{} positives: {} scored, {} without a located >= M1.0 flare, {} with the site behind the limb; radius {} solar radii\n",
         report.positives,
