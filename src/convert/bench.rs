@@ -4,7 +4,7 @@
 use super::{convert_tree, Format, Options};
 use anyhow::{ensure, Context, Result};
 use serde::Serialize;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 #[derive(Debug, Serialize)]
 pub struct Row {
@@ -21,8 +21,11 @@ pub struct Row {
 /// with the reduced-resolution decode.
 pub fn run(jp2: &Path, files: usize, size: u32) -> Result<Vec<Row>> {
     ensure!(files > 0, "need at least one file");
-    let scratch = Scratch::new()?;
-    let input = scratch.0.join("jp2");
+    let scratch = tempfile::Builder::new()
+        .prefix("flarecast-bench-convert")
+        .tempdir()
+        .context("cannot create a scratch folder")?;
+    let input = scratch.path().join("jp2");
     for i in 0..files {
         // Distinct instants 12 minutes apart, named as the downloader names them.
         let t = chrono::NaiveDate::from_ymd_opt(2013, 5, 13)
@@ -44,7 +47,7 @@ pub fn run(jp2: &Path, files: usize, size: u32) -> Result<Vec<Row>> {
     for (i, (mode, threads, fast, pin)) in cases.into_iter().enumerate() {
         let opts = Options {
             input: input.clone(),
-            output: scratch.0.join(format!("out{i}")),
+            output: scratch.path().join(format!("out{i}")),
             size,
             format: Format::Jpg,
             quality: 95,
@@ -117,25 +120,4 @@ fn pin_current_thread() -> Result<()> {
 #[cfg(not(target_os = "linux"))]
 fn pin_current_thread() -> Result<()> {
     anyhow::bail!("pinning to one core is only implemented on Linux")
-}
-
-/// A scratch folder under the system temp dir, removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new() -> Result<Self> {
-        let p = std::env::temp_dir().join(format!(
-            "flarecast-bench-convert-{}-{}",
-            std::process::id(),
-            rand::random::<u32>()
-        ));
-        std::fs::create_dir_all(&p).with_context(|| format!("cannot create {}", p.display()))?;
-        Ok(Scratch(p))
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }

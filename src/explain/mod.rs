@@ -140,6 +140,18 @@ pub struct Map {
     pub heat: Tensor,
 }
 
+impl Map {
+    /// An attribution map named `name` (overlay and .npy alike), shown by its positive part.
+    fn attribution(name: &str, attr: Tensor) -> Map {
+        Map {
+            name: name.into(),
+            raw_name: name.into(),
+            heat: positive_heat(&attr),
+            raw: attr,
+        }
+    }
+}
+
 /// The maps of one image and the forecast they explain.
 pub struct Explanation {
     pub method: Method,
@@ -246,12 +258,7 @@ pub fn explain(
                 opts.gradcam_block,
                 target,
             )?);
-            vec![Map {
-                name: "guided_gradcam".into(),
-                raw_name: "guided_gradcam".into(),
-                heat: positive_heat(&attr),
-                raw: attr,
-            }]
+            vec![Map::attribution("guided_gradcam", attr)]
         }
         Method::IntegratedGradients => {
             let g = graph::Graph::new(model)?;
@@ -264,12 +271,7 @@ pub fn explain(
             )?;
             delta = Some(a.delta);
             let attr = whole(a.map);
-            vec![Map {
-                name: "ig".into(),
-                raw_name: "ig".into(),
-                heat: positive_heat(&attr),
-                raw: attr,
-            }]
+            vec![Map::attribution("ig", attr)]
         }
         Method::Occlusion => {
             let g = graph::Graph::new(model)?;
@@ -281,12 +283,7 @@ pub fn explain(
                 target,
                 opts.batch,
             )?);
-            vec![Map {
-                name: "occlusion".into(),
-                raw_name: "occlusion".into(),
-                heat: positive_heat(&attr),
-                raw: attr,
-            }]
+            vec![Map::attribution("occlusion", attr)]
         }
     };
     Ok(Explanation {

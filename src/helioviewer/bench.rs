@@ -45,7 +45,10 @@ pub fn run(
     })?;
     let mut rows: Vec<Row> = Vec::new();
     for &c in concurrencies {
-        let dir = tempfile_dir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("flarecast-bench-download")
+            .tempdir()
+            .context("cannot create a scratch folder")?;
         let opts = Options {
             start,
             end: start + step * images as i32,
@@ -81,29 +84,4 @@ pub fn run(
         });
     }
     Ok(rows)
-}
-
-fn tempfile_dir() -> Result<TempDir> {
-    let base = std::env::temp_dir().join(format!(
-        "flarecast-bench-download-{}-{}",
-        std::process::id(),
-        rand::random::<u32>()
-    ));
-    std::fs::create_dir_all(&base).with_context(|| format!("cannot create {}", base.display()))?;
-    Ok(TempDir(base))
-}
-
-/// A scratch folder removed on drop.
-struct TempDir(std::path::PathBuf);
-
-impl TempDir {
-    fn path(&self) -> &std::path::Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }

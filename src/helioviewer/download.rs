@@ -282,7 +282,7 @@ fn run_chunk(
                             humantime::format_duration(off.to_std().unwrap_or_default()),
                             humantime::format_duration(opts.tolerance)
                         )),
-                        ..bare_row(key, rel, Status::Missing)
+                        ..Row::new(key, rel, Status::Missing)
                     });
                 } else {
                     let i = *index.entry(name.clone()).or_insert_with(|| {
@@ -316,7 +316,7 @@ fn run_chunk(
                 Ok(st) => Row {
                     bytes: Some(st.bytes),
                     sha256: Some(st.sha256.clone()),
-                    ..bare_row(key, rel, Status::Saved)
+                    ..Row::new(key, rel, Status::Saved)
                 },
                 Err(reason) => failed_row(key, rel, None, reason),
             };
@@ -429,28 +429,15 @@ fn skipped_row(old: Option<&Row>, key: String, rel: String, path: &Path) -> Resu
     Ok(Row {
         bytes: Some(bytes.len() as u64),
         sha256: Some(hex(&Sha256::digest(&bytes))),
-        ..bare_row(key, rel, Status::Skipped)
+        ..Row::new(key, rel, Status::Skipped)
     })
-}
-
-fn bare_row(requested: String, path: String, status: Status) -> Row {
-    Row {
-        requested,
-        path,
-        status,
-        observed: None,
-        source: None,
-        bytes: None,
-        sha256: None,
-        reason: None,
-    }
 }
 
 fn failed_row(requested: String, path: String, observed: Option<String>, reason: String) -> Row {
     Row {
         observed,
         reason: Some(reason),
-        ..bare_row(requested, path, Status::Failed)
+        ..Row::new(requested, path, Status::Failed)
     }
 }
 

@@ -45,6 +45,22 @@ pub struct Row {
     pub reason: Option<String>,
 }
 
+impl Row {
+    /// A row that says only what was requested, where its file goes, and what became of it.
+    pub fn new(requested: String, path: String, status: Status) -> Row {
+        Row {
+            requested,
+            path,
+            status,
+            observed: None,
+            source: None,
+            bytes: None,
+            sha256: None,
+            reason: None,
+        }
+    }
+}
+
 /// Reads a manifest: the last row for each requested time wins. A half-written last line
 /// (an interrupted run) is ignored; any other unreadable line is an error naming it.
 pub fn read(path: &Path) -> Result<BTreeMap<String, Row>> {
@@ -127,16 +143,7 @@ mod tests {
     use super::*;
 
     fn row(t: &str, status: Status) -> Row {
-        Row {
-            requested: t.into(),
-            path: format!("{t}.jp2"),
-            status,
-            observed: None,
-            source: None,
-            bytes: None,
-            sha256: None,
-            reason: None,
-        }
+        Row::new(t.into(), format!("{t}.jp2"), status)
     }
 
     #[test]

@@ -22,7 +22,7 @@ use anyhow::{bail, Context, Result};
 use image::{DynamicImage, GrayImage, ImageFormat};
 use tch::Tensor;
 
-pub use assumptions::assumptions;
+pub use assumptions::{assumptions, assumptions_of_all};
 pub use augment::{hflip, rotate_nearest, vflip};
 pub use resize::{resize_exact_like_pil, resize_like_pil, resized_dims};
 
@@ -76,6 +76,17 @@ fn pil_luma(r: u8, g: u8, b: u8) -> u8 {
     ((r as u32 * 19595 + g as u32 * 38470 + b as u32 * 7471 + 0x8000) >> 16) as u8
 }
 
+/// [`pil_luma`] of an 8-bit RGB or RGBA pixel (alpha ignored).
+fn luma8(p: &[u8]) -> u8 {
+    pil_luma(p[0], p[1], p[2])
+}
+
+/// [`pil_luma`] of a 16-bit RGB or RGBA pixel: Pillow reads 16-bit RGB PNGs as 8-bit RGB
+/// (the high byte).
+fn luma16(p: &[u16]) -> u8 {
+    pil_luma((p[0] >> 8) as u8, (p[1] >> 8) as u8, (p[2] >> 8) as u8)
+}
+
 /// Pillow's `convert("L")` for the pixel layouts JPEG and PNG decode to.
 fn to_gray8(img: DynamicImage) -> Result<GrayImage> {
     let (w, h) = (img.width(), img.height());
@@ -83,38 +94,13 @@ fn to_gray8(img: DynamicImage) -> Result<GrayImage> {
         DynamicImage::ImageLuma8(g) => return Ok(g),
         // LA -> L and RGBA -> L ignore alpha in Pillow.
         DynamicImage::ImageLumaA8(g) => g.pixels().map(|p| p.0[0]).collect(),
-        DynamicImage::ImageRgb8(c) => c
-            .pixels()
-            .map(|p| pil_luma(p.0[0], p.0[1], p.0[2]))
-            .collect(),
-        DynamicImage::ImageRgba8(c) => c
-            .pixels()
-            .map(|p| pil_luma(p.0[0], p.0[1], p.0[2]))
-            .collect(),
+        DynamicImage::ImageRgb8(c) => c.pixels().map(|p| luma8(&p.0)).collect(),
+        DynamicImage::ImageRgba8(c) => c.pixels().map(|p| luma8(&p.0)).collect(),
         // Pillow opens 16-bit grey PNGs as mode I;16/I and clips to 0..255 on convert("L").
         DynamicImage::ImageLuma16(g) => g.pixels().map(|p| p.0[0].min(255) as u8).collect(),
         DynamicImage::ImageLumaA16(g) => g.pixels().map(|p| p.0[0].min(255) as u8).collect(),
-        // Pillow reads 16-bit RGB PNGs as 8-bit RGB (the high byte).
-        DynamicImage::ImageRgb16(c) => c
-            .pixels()
-            .map(|p| {
-                pil_luma(
-                    (p.0[0] >> 8) as u8,
-                    (p.0[1] >> 8) as u8,
-                    (p.0[2] >> 8) as u8,
-                )
-            })
-            .collect(),
-        DynamicImage::ImageRgba16(c) => c
-            .pixels()
-            .map(|p| {
-                pil_luma(
-                    (p.0[0] >> 8) as u8,
-                    (p.0[1] >> 8) as u8,
-                    (p.0[2] >> 8) as u8,
-                )
-            })
-            .collect(),
+        DynamicImage::ImageRgb16(c) => c.pixels().map(|p| luma16(&p.0)).collect(),
+        DynamicImage::ImageRgba16(c) => c.pixels().map(|p| luma16(&p.0)).collect(),
         other => bail!("unsupported pixel format {:?}", other.color()),
     };
     Ok(GrayImage::from_raw(w, h, raw).expect("one byte per pixel"))
