@@ -4,7 +4,7 @@
 
 use super::maps::{report, MapArgs};
 use anyhow::Result;
-use flarecast::explain::{self, Options};
+use flarecast::explain;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -18,11 +18,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     let (model, im_size) = args.maps.load()?;
-    let opts = Options {
-        estimators: args.maps.estimators()?,
-        gradcam_block: args.maps.gradcam_block,
-        ..Options::default()
-    };
+    let opts = args.maps.options()?;
     let inputs = args.maps.inputs()?;
     for note in flarecast::preprocess::assumptions_of_all(&inputs) {
         eprintln!("flarecast: warning: {note}");

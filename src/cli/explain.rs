@@ -64,8 +64,6 @@ pub struct Args {
 pub fn run(args: Args) -> Result<()> {
     let (model, im_size) = args.maps.load()?;
     let opts = Options {
-        estimators: args.maps.estimators()?,
-        gradcam_block: args.maps.gradcam_block,
         target: args.target,
         baseline: args.baseline,
         rule: args.rule,
@@ -73,6 +71,7 @@ pub fn run(args: Args) -> Result<()> {
         window: args.window,
         stride: args.stride,
         batch: args.batch,
+        ..args.maps.options()?
     };
     let methods = if args.method.is_empty() {
         vec![Method::default_for(model.net.arch())]

@@ -2,7 +2,7 @@
 //! line per image.
 
 use anyhow::{bail, Context, Result};
-use flarecast::explain::{self, ImageResult};
+use flarecast::explain::{self, ImageResult, Options};
 use flarecast::model::LoadedModel;
 use std::path::PathBuf;
 use tch::Device;
@@ -48,13 +48,18 @@ impl MapArgs {
         Ok((model, im_size))
     }
 
-    /// The attention estimators asked for.
-    pub fn estimators(&self) -> Result<Vec<usize>> {
-        match self.estimator.as_str() {
-            "all" => Ok(vec![1, 2, 3]),
-            spec @ ("1" | "2" | "3") => Ok(vec![spec.parse()?]),
+    /// The map options these arguments set (estimators, Grad-CAM layer); the rest default.
+    pub fn options(&self) -> Result<Options> {
+        let estimators = match self.estimator.as_str() {
+            "all" => vec![1, 2, 3],
+            spec @ ("1" | "2" | "3") => vec![spec.parse()?],
             other => bail!("--estimator must be 1, 2, 3 or all, got {other:?}"),
-        }
+        };
+        Ok(Options {
+            estimators,
+            gradcam_block: self.gradcam_block,
+            ..Options::default()
+        })
     }
 
     /// The positional images, then those of the --csv list.
