@@ -68,10 +68,7 @@ fn read_one(path: &Path, source: usize, details: &mut Details) -> Result<()> {
     for row in super::table::rows(&mut reader, path) {
         let row = row?;
         let (line, get) = (row.line, |c: usize| row.get(c));
-        let label = get(label_col);
-        if label.is_empty() {
-            bail!("{shown}:{line}: empty label");
-        }
+        let label = row.required(label_col, "label")?;
         let coord = |c: usize, name: &str| {
             parse_coord(get(c)).map_err(|()| {
                 anyhow::anyhow!("{shown}:{line}: {name} {:?} is not a number or unk", get(c))

@@ -58,10 +58,7 @@ pub fn read_predictions(path: &Path) -> Result<PredictionFile> {
     for row in super::table::rows(&mut reader, path) {
         let row = row?;
         let (line, get) = (row.line, |c: usize| row.get(c));
-        let ts = get(ts_col);
-        if ts.is_empty() {
-            bail!("{shown}:{line}: empty timestamp");
-        }
+        let ts = row.required(ts_col, "timestamp")?;
         let prob: f64 = get(prob_col).parse().ok().with_context(|| {
             format!(
                 "{shown}:{line}: flare_prob {:?} is not a number",

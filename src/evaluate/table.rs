@@ -38,16 +38,25 @@ pub(super) fn open_with_columns<const N: usize>(
     Ok((reader, cols))
 }
 
-/// A data row: its 1-based line in the file, and its cells.
-pub(super) struct Row {
+/// A data row of the file at `path`: its 1-based line, and its cells.
+pub(super) struct Row<'r> {
     pub line: u64,
     record: csv::StringRecord,
+    path: &'r Path,
 }
 
-impl Row {
+impl Row<'_> {
     /// The trimmed cell in column `c`; empty where the row is short.
     pub fn get(&self, c: usize) -> &str {
         self.record.get(c).unwrap_or("").trim()
+    }
+
+    /// The cell in column `c` (named `name`), which must not be empty.
+    pub fn required(&self, c: usize, name: &str) -> Result<&str> {
+        match self.get(c) {
+            "" => anyhow::bail!("{}:{}: empty {name}", self.path.display(), self.line),
+            cell => Ok(cell),
+        }
     }
 }
 
@@ -55,10 +64,10 @@ impl Row {
 pub(super) fn rows<'r>(
     reader: &'r mut csv::Reader<File>,
     path: &'r Path,
-) -> impl Iterator<Item = Result<Row>> + 'r {
+) -> impl Iterator<Item = Result<Row<'r>>> + 'r {
     reader.records().map(move |record| {
         let record = record.with_context(|| format!("{}: malformed row", path.display()))?;
         let line = record.position().map_or(0, |p| p.line());
-        Ok(Row { line, record })
+        Ok(Row { line, record, path })
     })
 }
