@@ -2,7 +2,10 @@
 
 use anyhow::{bail, Result};
 use flarecast::convert::{self, Format, Options};
-use flarecast::text_table::{Col, Table};
+use flarecast::text_table::{
+    Col::{Left, Right},
+    Table,
+};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -112,14 +115,7 @@ pub fn bench(a: ConvertBenchArgs) -> Result<()> {
         a.size
     );
     let mut t = Table::new(
-        [
-            Col::Left(32),
-            Col::Right(7),
-            Col::Right(6),
-            Col::Right(8),
-            Col::Right(8),
-            Col::Right(7),
-        ],
+        [Left(32), Right(7), Right(6), Right(8), Right(8), Right(7)],
         ["mode", "threads", "files", "seconds", "files/s", "ratio"],
     );
     for r in &rows {

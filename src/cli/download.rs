@@ -5,7 +5,7 @@ use chrono::NaiveDateTime;
 use flarecast::catalog::fetch::{self, Source};
 use flarecast::helioviewer::{self, Options};
 use flarecast::instant::{parse_duration, parse_time};
-use flarecast::text_table::{Col, Table};
+use flarecast::text_table::{Col::Right, Table};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -123,7 +123,7 @@ fn run_catalog(a: CatalogArgs) -> Result<()> {
         "{}: {} rows ({} added, {} already there)",
         s.out, s.rows, s.added, s.already_present
     );
-    let mut t = Table::new([Col::Right(6); 6], ["year", "A", "B", "C", "M", "X"]);
+    let mut t = Table::new([Right(6); 6], ["year", "A", "B", "C", "M", "X"]);
     for y in &s.by_year {
         let counts = [y.a, y.b, y.c, y.m, y.x].map(|n| n.to_string());
         let [a, b, c, m, x] = counts;
@@ -309,14 +309,7 @@ pub fn bench(a: DownloadBenchArgs) -> Result<()> {
         path.display()
     );
     let mut t = Table::new(
-        [
-            Col::Right(11),
-            Col::Right(8),
-            Col::Right(9),
-            Col::Right(9),
-            Col::Right(10),
-            Col::Right(8),
-        ],
+        [Right(11), Right(8), Right(9), Right(9), Right(10), Right(8)],
         [
             "concurrency",
             "images",

@@ -9,7 +9,10 @@ use super::geometry::{self, Disk};
 use super::{explain, Method, Options};
 use crate::catalog::Flare;
 use crate::model::LoadedModel;
-use crate::text_table::{Col, Table};
+use crate::text_table::{
+    Col::{Left, Right},
+    Table,
+};
 use anyhow::{bail, Context, Result};
 use chrono::{Duration, NaiveDateTime};
 use std::path::{Path, PathBuf};
@@ -333,13 +336,13 @@ fn summarise(instances: &[Instance]) -> Vec<Row> {
 pub fn table(report: &Report) -> String {
     let mut t = Table::new(
         [
-            Col::Left(22),
-            Col::Left(9),
-            Col::Right(9),
-            Col::Right(9),
-            Col::Right(6),
-            Col::Right(8),
-            Col::Right(9),
+            Left(22),
+            Left(9),
+            Right(9),
+            Right(9),
+            Right(6),
+            Right(8),
+            Right(9),
         ],
         [
             "map",
