@@ -2,7 +2,7 @@
 //! split first and score what it predicts.
 
 use anyhow::{bail, Result};
-use flarecast::evaluate::{self, plots, FoldPredictConfig, Report};
+use flarecast::evaluate::{self, plots, EvaluateConfig, FoldPredictConfig, Predictions, Report};
 use flarecast::model::Precision;
 use std::path::PathBuf;
 
@@ -57,11 +57,8 @@ pub fn run(args: Args) -> Result<()> {
     if !(0.0..=1.0).contains(&args.threshold) {
         bail!("--threshold {} is outside [0, 1]", args.threshold);
     }
-    let mut prediction_paths = args.predictions.clone();
-    let mut details = None;
-    let mut written = None;
-    if let (Some(model), Some(fold)) = (&args.model, args.fold) {
-        let cfg = FoldPredictConfig {
+    let predictions = match (&args.model, args.fold) {
+        (Some(model), Some(fold)) => Predictions::Model(FoldPredictConfig {
             model: model.clone(),
             fold,
             labels: args.labels.clone(),
@@ -70,46 +67,26 @@ pub fn run(args: Args) -> Result<()> {
             device: flarecast::device::parse_device(&args.device)?,
             batch_size: args.batch_size,
             precision: args.precision,
-        };
-        let (path, auto_details) = evaluate::predict_fold(&cfg)?;
-        if args.details.is_empty() {
-            details = auto_details;
-        }
-        prediction_paths = vec![path.clone()];
-        written = Some(path);
-    }
-    if !args.details.is_empty() {
-        details = Some(evaluate::read_details(&args.details)?);
-    }
-    let files = evaluate::read_prediction_files(&prediction_paths)?;
-    let report = evaluate::evaluate(&files, details.as_ref(), args.threshold)?;
-    let mut plotted = Vec::new();
-    if let Some(dir) = &args.plots {
-        plotted = plots::plot_predictions(dir, &files, args.threshold)?;
-        if let Some(h) = &args.history {
-            plotted.push(plots::plot_history(dir, &plots::read_history(h)?)?);
-        }
-    }
+        }),
+        _ => Predictions::Files(args.predictions.clone()),
+    };
+    let e = evaluate::run(&EvaluateConfig {
+        predictions,
+        details: args.details.clone(),
+        threshold: args.threshold,
+        plots: args.plots.clone(),
+        history: args.history.clone(),
+    })?;
     if args.json {
-        let mut v = serde_json::to_value(&report)?;
-        if let Some(obj) = v.as_object_mut() {
-            if let Some(p) = &written {
-                obj.insert(
-                    "predictions".into(),
-                    serde_json::json!(p.display().to_string()),
-                );
-            }
-            let shown: Vec<String> = plotted.iter().map(|p| p.display().to_string()).collect();
-            obj.insert("plots".into(), serde_json::json!(shown));
-        }
-        println!("{v}");
+        // Through a JSON value: keys sorted at every level, as scripts have read them.
+        println!("{}", serde_json::to_value(&e)?);
     } else {
-        if let Some(p) = &written {
-            println!("wrote {}", p.display());
+        if let Some(p) = &e.predictions {
+            println!("wrote {p}");
         }
-        print_report(&report);
-        for p in &plotted {
-            println!("plot: {}", p.display());
+        print_report(&e.report);
+        for p in &e.plots {
+            println!("plot: {p}");
         }
     }
     Ok(())

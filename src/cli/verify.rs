@@ -35,11 +35,13 @@ pub fn run(args: Args) -> Result<()> {
         .map(parse_time)
         .transpose()
         .context("--catalog-end")?;
-    let report =
-        flarecast::verify::verify(&args.forecasts, &args.catalog, end, args.plots.as_deref())?;
-    if let Some(p) = &args.predictions {
-        flarecast::fsio::write_atomic(p, flarecast::verify::predictions_csv(&report).as_bytes())?;
-    }
+    let report = flarecast::verify::verify(
+        &args.forecasts,
+        &args.catalog,
+        end,
+        args.plots.as_deref(),
+        args.predictions.as_deref(),
+    )?;
     if args.json {
         return super::print_json(&report);
     }

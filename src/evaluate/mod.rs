@@ -6,11 +6,13 @@
 mod location;
 pub mod plots;
 mod predictions;
+mod run;
 mod run_model;
 mod table;
 
 pub use location::{location_analysis, read_details, Details, DetailsRow, Location, ZoneCounts};
 pub use predictions::{instance_key, read_prediction_files, read_predictions, PredictionFile};
+pub use run::{run, EvaluateConfig, Evaluation, Predictions};
 pub use run_model::{predict_fold, FoldPredictConfig};
 
 use crate::metrics::{self, Confusion};

@@ -125,12 +125,14 @@ pub fn outcomes(
 }
 
 /// Reads forecasts and a catalogue, decides outcomes, scores the decided forecasts and,
-/// with `plots`, draws `evaluate`'s plots into that folder.
+/// with `plots`, draws `evaluate`'s plots into that folder; with `predictions`, writes the
+/// decided forecasts to that file as a prediction file ([`predictions_csv`]).
 pub fn verify(
     forecasts: &[PathBuf],
     catalog_path: &Path,
     catalog_end: Option<NaiveDateTime>,
     plots: Option<&Path>,
+    predictions: Option<&Path>,
 ) -> Result<Report> {
     let all = read_forecasts(forecasts)?;
     // One forecast per image: a folder read twice, or an image forecast twice, counts once.
@@ -193,7 +195,7 @@ pub fn verify(
                 .map(|p| p.display().to_string())
                 .collect();
     }
-    Ok(Report {
+    let report = Report {
         forecasts: records.len(),
         duplicates,
         decided: decided.len(),
@@ -203,7 +205,11 @@ pub fn verify(
         scores,
         outcomes,
         plots: plot_files,
-    })
+    };
+    if let Some(path) = predictions {
+        crate::fsio::write_atomic(path, predictions_csv(&report).as_bytes())?;
+    }
+    Ok(report)
 }
 
 /// The decided forecasts as a prediction file (`timestamp,flare_prob,target`), the format

@@ -1,0 +1,68 @@
+//! One `evaluate` run: the predictions (given, or made by running a model on a fold's
+//! validation split), their report, and the plots.
+
+use super::{plots, FoldPredictConfig, Report};
+use anyhow::Result;
+use serde::Serialize;
+use std::path::PathBuf;
+
+/// Where the predictions come from.
+pub enum Predictions {
+    /// Prediction files to score.
+    Files(Vec<PathBuf>),
+    /// A model run on a fold's validation split; its prediction file is written first.
+    Model(FoldPredictConfig),
+}
+
+/// What to evaluate and what to draw.
+pub struct EvaluateConfig {
+    pub predictions: Predictions,
+    /// Full label tables for the location analysis. Empty: with a model run, the fold's
+    /// own table when there is one; else none.
+    pub details: Vec<PathBuf>,
+    pub threshold: f64,
+    /// Folder for the plots, when they are wanted.
+    pub plots: Option<PathBuf>,
+    /// A training history to plot as training curves (with `plots`).
+    pub history: Option<PathBuf>,
+}
+
+/// What a run gives: the report, the prediction file a model run wrote, the plots drawn.
+#[derive(Debug, Serialize)]
+pub struct Evaluation {
+    #[serde(flatten)]
+    pub report: Report,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub predictions: Option<String>,
+    pub plots: Vec<String>,
+}
+
+/// Makes or reads the predictions, scores them, and draws the plots.
+pub fn run(cfg: &EvaluateConfig) -> Result<Evaluation> {
+    let (paths, written, fold_details) = match &cfg.predictions {
+        Predictions::Files(paths) => (paths.clone(), None, None),
+        Predictions::Model(fold) => {
+            let (path, details) = super::predict_fold(fold)?;
+            (vec![path.clone()], Some(path), details)
+        }
+    };
+    let details = if cfg.details.is_empty() {
+        fold_details
+    } else {
+        Some(super::read_details(&cfg.details)?)
+    };
+    let files = super::read_prediction_files(&paths)?;
+    let report = super::evaluate(&files, details.as_ref(), cfg.threshold)?;
+    let mut plotted = Vec::new();
+    if let Some(dir) = &cfg.plots {
+        plotted = plots::plot_predictions(dir, &files, cfg.threshold)?;
+        if let Some(h) = &cfg.history {
+            plotted.push(plots::plot_history(dir, &plots::read_history(h)?)?);
+        }
+    }
+    Ok(Evaluation {
+        report,
+        predictions: written.map(|p| p.display().to_string()),
+        plots: plotted.iter().map(|p| p.display().to_string()).collect(),
+    })
+}
