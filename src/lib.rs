@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod model;
 pub mod predict;
 pub mod preprocess;
+pub mod process;
 pub mod setting;
 pub mod synth;
 #[doc(hidden)]

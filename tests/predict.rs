@@ -250,3 +250,34 @@ fn a_jp2_from_another_instrument_is_forecast_with_a_warning() {
         )
     );
 }
+
+/// `flarecast predict ... | head -1`: when the reader goes away, predict stops with the
+/// shell's status for a broken pipe (141) and no panic message.
+#[test]
+fn closed_stdout_ends_predict_quietly() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let npy = dir.path().join("many.npy");
+    Tensor::rand([64, 1, 256, 256], (tch::Kind::Float, tch::Device::Cpu))
+        .write_npy(&npy)
+        .unwrap();
+    let model = common::golden().join("attn.pth");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_flarecast"))
+        .args(["predict", "--json", "--device", "cpu", "--precision", "f32"])
+        .args(["--batch-size", "1", "--model"])
+        .args([&model, &npy])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.contains("flare_prob"), "first line: {first}");
+    // The reader is dropped here; the next line predict prints meets a closed pipe.
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "stderr: {stderr}");
+}
