@@ -7,8 +7,9 @@
 /// allocates and frees activations of up to 268 MB each, so every step faulted in and
 /// zeroed gigabytes of new pages: `perf` put a fifth of the step in the kernel's
 /// `clear_page`. Served from the heap and never trimmed, the pages are reused from the
-/// second step on. Peak resident memory is unchanged (it is the step's high-water mark);
-/// freed memory is just not handed back between steps.
+/// second step on: the step's system time fell from 6 s to 1.5 s. The price is memory:
+/// freed blocks are not handed back, and the heap fragments, so the peak resident size
+/// of that step rose from 2.1 GB to 3.3-3.7 GB.
 ///
 /// Settings a user made through glibc's own environment variables are left alone.
 pub fn keep_freed_memory() {

@@ -176,8 +176,8 @@ pub fn bench(args: ModelBenchArgs) -> Result<()> {
         println!("precision: {}", fmodel::describe_precisions(&chosen));
         if let Some(p) = &peak {
             println!(
-                "f32 peak: {:.0} GFLOP/s ({} cores x {}-bit vectors x {} FMA units x 2 x {:.2} GHz); ISA cap: {}",
-                p.gflops, p.cores, p.vector_bits, p.fma_units, p.ghz, isa.describe()
+                "f32 peak: {:.0} GFLOP/s ({} cores x {}-bit vectors x {} FMA units x 2 x {:.2} GHz, {}); ISA cap: {}",
+                p.gflops, p.cores, p.vector_bits, p.fma_units, p.ghz, p.clock_source, isa.describe()
             );
         }
         let torch_cols = if torch {
