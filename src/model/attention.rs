@@ -21,6 +21,9 @@ fn op_weight(p: nn::Path, cin: i64, cout: i64, init: Init) -> Tensor {
     (p / "op").var("weight", &[cout, cin, 1, 1], init)
 }
 
+/// concat(g1, g2, g3) [N, 1536] and the compatibility maps [c1, c2, c3].
+pub(super) type Attended = (Tensor, [Tensor; 3]);
+
 impl Estimators {
     pub(super) fn new(p: &nn::Path, init: Init) -> Self {
         Estimators {
@@ -33,15 +36,8 @@ impl Estimators {
         }
     }
 
-    /// Fast path: returns (concat(g1, g2, g3) [N, 1536], [c1, c2, c3]).
-    pub(super) fn forward(
-        &self,
-        l1: &Tensor,
-        l2: &Tensor,
-        l3: &Tensor,
-        g: &Tensor,
-        kind: Kind,
-    ) -> (Tensor, [Tensor; 3]) {
+    /// Fast path.
+    pub(super) fn forward(&self, [l1, l2, l3]: [&Tensor; 3], g: &Tensor, kind: Kind) -> Attended {
         let gv = g.flatten(1, -1); // [N, 512]
         let proj = self.projector.flatten(1, -1).to_kind(kind); // [512, 256]
         let w: Vec<Tensor> = self
@@ -72,12 +68,10 @@ impl Estimators {
     /// The reference's block, op(l + g) and sum(a * l) materialised.
     pub(super) fn forward_reference(
         &self,
-        l1: &Tensor,
-        l2: &Tensor,
-        l3: &Tensor,
+        [l1, l2, l3]: [&Tensor; 3],
         g: &Tensor,
         kind: Kind,
-    ) -> (Tensor, [Tensor; 3]) {
+    ) -> Attended {
         let conv = |x: &Tensor, w: &Tensor| {
             x.conv2d(&w.to_kind(kind), None::<Tensor>, [1, 1], [0, 0], [1, 1], 1)
         };

@@ -43,10 +43,7 @@ impl Arch {
 
     /// The name used in JSON output and checkpoint directories.
     pub fn name(self) -> &'static str {
-        match self {
-            Arch::Attention => "attention",
-            Arch::StandardCnn => "standard_cnn",
-        }
+        self.spelled_name()
     }
 
     /// The reference's checkpoint sub-directory.
@@ -58,16 +55,49 @@ impl Arch {
     }
 }
 
+impl Spelled for Arch {
+    const SPELLINGS: &'static [(Self, &'static [&'static str])] = &[
+        (Arch::Attention, &["attention", "attn"]),
+        (
+            Arch::StandardCnn,
+            &["standard_cnn", "standard", "cnn", "noattn", "no_attention"],
+        ),
+    ];
+    const WHAT: &'static str = "architecture";
+    const EXPECTED: &'static str = "attention or standard";
+}
+
 impl std::str::FromStr for Arch {
     type Err = anyhow::Error;
     fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "attention" | "attn" => Ok(Arch::Attention),
-            "standard" | "standard_cnn" | "cnn" | "noattn" | "no_attention" => {
-                Ok(Arch::StandardCnn)
-            }
-            other => bail!("unknown architecture {other:?}: expected attention or standard"),
-        }
+        Self::parse_spelled(s)
+    }
+}
+
+/// An option's values: the first spelling is the name printed, and every spelling
+/// (lower case) is accepted, case-insensitively.
+trait Spelled: Copy + PartialEq + 'static {
+    const SPELLINGS: &'static [(Self, &'static [&'static str])];
+    /// What the value is, and the choices, for the error message.
+    const WHAT: &'static str;
+    const EXPECTED: &'static str;
+
+    fn spelled_name(self) -> &'static str {
+        Self::SPELLINGS
+            .iter()
+            .find(|(value, _)| *value == self)
+            .map_or("", |(_, names)| names[0])
+    }
+
+    fn parse_spelled(s: &str) -> Result<Self> {
+        let lower = s.to_ascii_lowercase();
+        Self::SPELLINGS
+            .iter()
+            .find(|(_, names)| names.contains(&lower.as_str()))
+            .map(|&(value, _)| value)
+            .ok_or_else(|| {
+                anyhow::anyhow!("unknown {} {s:?}: expected {}", Self::WHAT, Self::EXPECTED)
+            })
     }
 }
 
@@ -117,16 +147,49 @@ struct Conv {
     padding: i64,
 }
 
+/// A square convolution's channels, kernel side, stride and padding.
+#[derive(Clone, Copy, Debug)]
+struct ConvShape {
+    cin: i64,
+    cout: i64,
+    k: i64,
+    stride: i64,
+    padding: i64,
+}
+
+impl ConvShape {
+    /// 3x3, stride 1, padding 1: conv_block1-5.
+    fn same(cin: i64, cout: i64) -> Self {
+        ConvShape {
+            cin,
+            cout,
+            k: 3,
+            stride: 1,
+            padding: 1,
+        }
+    }
+
+    /// A k x k convolution of 512 channels with stride k: conv_block6 (3) and dense (2).
+    fn strided_512(k: i64) -> Self {
+        ConvShape {
+            cin: 512,
+            cout: 512,
+            k,
+            stride: k,
+            padding: 0,
+        }
+    }
+}
+
 impl Conv {
-    fn new(
-        p: nn::Path,
-        cin: i64,
-        cout: i64,
-        k: i64,
-        stride: i64,
-        padding: i64,
-        init: InitScheme,
-    ) -> Self {
+    fn new(p: nn::Path, shape: ConvShape, init: InitScheme) -> Self {
+        let ConvShape {
+            cin,
+            cout,
+            k,
+            stride,
+            padding,
+        } = shape;
         let c = nn::conv2d(
             p,
             cin,
@@ -287,18 +350,10 @@ fn conv_init(init: InitScheme) -> Init {
 }
 
 impl ConvBn {
-    fn new(
-        p: nn::Path,
-        cin: i64,
-        cout: i64,
-        k: i64,
-        stride: i64,
-        padding: i64,
-        init: InitScheme,
-    ) -> Self {
+    fn new(p: nn::Path, shape: ConvShape, init: InitScheme) -> Self {
         ConvBn {
-            conv: Conv::new(&p / "0", cin, cout, k, stride, padding, init),
-            bn: BatchNorm::new(&p / "1", cout, init),
+            conv: Conv::new(&p / "0", shape, init),
+            bn: BatchNorm::new(&p / "1", shape.cout, init),
         }
     }
 
@@ -398,12 +453,16 @@ impl AttnNet {
             .iter()
             .enumerate()
             .map(|(i, &(cin, cout))| {
-                ConvBn::new(p / format!("conv_block{}", i + 1), cin, cout, 3, 1, 1, init)
+                ConvBn::new(
+                    p / format!("conv_block{}", i + 1),
+                    ConvShape::same(cin, cout),
+                    init,
+                )
             })
             .collect::<Vec<_>>();
         let blocks: [ConvBn; 5] = blocks.try_into().expect("five conv blocks");
-        let block6 = ConvBn::new(p / "conv_block6", 512, 512, 3, 3, 0, init);
-        let dense = Conv::new(p / "dense", 512, 512, 2, 2, 0, init);
+        let block6 = ConvBn::new(p / "conv_block6", ConvShape::strided_512(3), init);
+        let dense = Conv::new(p / "dense", ConvShape::strided_512(2), init);
         let attn = arch
             .is_attention()
             .then(|| attention::Estimators::new(p, conv_init(init)));
@@ -486,9 +545,9 @@ impl AttnNet {
         match &self.attn {
             Some(est) => {
                 let (feats, maps) = if reference {
-                    est.forward_reference(&l1, &l2, &l3, &g, c.kind)
+                    est.forward_reference([&l1, &l2, &l3], &g, c.kind)
                 } else {
-                    est.forward(&l1, &l2, &l3, &g, c.kind)
+                    est.forward([&l1, &l2, &l3], &g, c.kind)
                 };
                 let maps = maps.map(|m| m.to_kind(Kind::Float));
                 Output {
@@ -552,21 +611,23 @@ impl Precision {
     }
 
     pub fn name(self) -> &'static str {
-        match self {
-            Precision::F32 => "f32",
-            Precision::Bf16 => "bf16",
-        }
+        self.spelled_name()
     }
+}
+
+impl Spelled for Precision {
+    const SPELLINGS: &'static [(Self, &'static [&'static str])] = &[
+        (Precision::F32, &["f32", "fp32", "float32"]),
+        (Precision::Bf16, &["bf16", "bfloat16"]),
+    ];
+    const WHAT: &'static str = "precision";
+    const EXPECTED: &'static str = "f32 or bf16";
 }
 
 impl std::str::FromStr for Precision {
     type Err = anyhow::Error;
     fn from_str(s: &str) -> Result<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "f32" | "fp32" | "float32" => Ok(Precision::F32),
-            "bf16" | "bfloat16" => Ok(Precision::Bf16),
-            _ => bail!("unknown precision {s:?}: expected f32 or bf16"),
-        }
+        Self::parse_spelled(s)
     }
 }
 
