@@ -136,45 +136,40 @@ pub fn issue_range(
     flares: &[Flare],
     images: &Images,
 ) -> Result<(NaiveDateTime, NaiveDateTime)> {
-    let first_flare = flares.iter().map(|f| f.start).min();
+    let first_day = flares
+        .iter()
+        .map(|f| f.start.date().and_time(NaiveTime::MIN))
+        .min();
     let last_flare = flares.iter().map(|f| f.start).max();
-    let start = match cfg.start {
-        Some(s) => s,
-        None => {
-            let day = first_flare.map(|f| f.date().and_time(NaiveTime::MIN));
-            match (day, images.first()) {
-                (Some(d), Some(i)) => d.max(i.0),
-                (d, i) => match d.or(i.map(|i| i.0)) {
-                    Some(s) => s,
-                    None => {
-                        return Err(crate::setting::bad(
-                            "start",
-                            "no start given and neither flares nor images to take it from",
-                        ))
-                    }
-                },
-            }
-        }
-    };
-    let end = match cfg.end {
-        Some(e) => e,
-        None => match (last_flare, images.last()) {
-            (Some(f), Some(i)) => f.min(i.0),
-            (f, i) => match f.or(i.map(|i| i.0)) {
-                Some(e) => e,
-                None => {
-                    return Err(crate::setting::bad(
-                        "end",
-                        "no end given and neither flares nor images to take it from",
-                    ))
-                }
-            },
-        },
-    };
+    let first_image = images.first().map(|i| i.0);
+    let last_image = images.last().map(|i| i.0);
+    let start = bound(cfg.start, first_day, first_image, std::cmp::max, "start")?;
+    let end = bound(cfg.end, last_flare, last_image, std::cmp::min, "end")?;
     if end < start {
         bail!("the issue range is empty: end {end} is before start {start}");
     }
     Ok((start, end))
+}
+
+/// One end of the issue range: as given, else the catalogue's and the images' ends
+/// combined by `pick` (the range both cover), else whichever there is.
+fn bound(
+    given: Option<NaiveDateTime>,
+    flares: Option<NaiveDateTime>,
+    images: Option<NaiveDateTime>,
+    pick: fn(NaiveDateTime, NaiveDateTime) -> NaiveDateTime,
+    setting: &'static str,
+) -> Result<NaiveDateTime> {
+    match (given, flares, images) {
+        (Some(t), _, _) => Ok(t),
+        (None, Some(f), Some(i)) => Ok(pick(f, i)),
+        (None, f, i) => f.or(i).ok_or_else(|| {
+            crate::setting::bad(
+                setting,
+                format!("no {setting} given and neither flares nor images to take it from"),
+            )
+        }),
+    }
 }
 
 /// Labels every issue time in range that has an image, in time order.
@@ -331,15 +326,6 @@ pub fn run(cfg: &Config, catalog: &Catalog, images: &Images, out: &Path) -> Resu
         folds: fold_summaries(&rows),
         out: out.display().to_string(),
     })
-}
-
-/// A spinner on stderr, drawn only when stderr is a terminal.
-pub(crate) fn spinner(msg: &'static str) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::new_spinner().with_message(msg);
-    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
-    bar
 }
 
 #[cfg(test)]
