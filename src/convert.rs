@@ -6,9 +6,9 @@ pub mod bench;
 
 use crate::fsio::{self, write_atomic};
 use crate::jp2;
+use crate::progress::Progress;
 use anyhow::{bail, Context, Result};
 use image::GrayImage;
-use indicatif::ProgressBar;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -151,7 +151,7 @@ fn remove_temp_files(dir: &Path) {
 }
 
 /// Converts every JP2 under `opts.input`; writes `manifest.csv` in `opts.output`.
-pub fn convert_tree(opts: &Options, progress: &ProgressBar) -> Result<Summary> {
+pub fn convert_tree(opts: &Options, progress: &Progress) -> Result<Summary> {
     let started = std::time::Instant::now();
     if !opts.input.is_dir() {
         bail!("input folder {} does not exist", opts.input.display());
@@ -169,7 +169,10 @@ pub fn convert_tree(opts: &Options, progress: &ProgressBar) -> Result<Summary> {
     std::fs::create_dir_all(&opts.output)
         .with_context(|| format!("cannot create {}", opts.output.display()))?;
     remove_temp_files(&opts.output);
-    progress.set_length(files.len() as u64);
+    let bar = progress.bar(
+        files.len() as u64,
+        "convert {bar:40} {pos}/{len} files {per_sec} (eta {eta})",
+    );
     let jobs = if opts.jobs == 0 {
         crate::hardware::cores()
     } else {
@@ -184,11 +187,12 @@ pub fn convert_tree(opts: &Options, progress: &ProgressBar) -> Result<Summary> {
             .par_iter()
             .map(|f| {
                 let row = convert_one(opts, f);
-                progress.inc(1);
+                bar.inc(1);
                 row
             })
             .collect()
     });
+    bar.finish_and_clear();
     write_manifest(&opts.output.join(MANIFEST), &rows)?;
     let mut s = Summary {
         found: files.len(),

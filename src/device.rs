@@ -47,6 +47,14 @@ pub fn device_name(d: Device) -> String {
     }
 }
 
+/// Waits for the device's queued work (a CUDA device computes asynchronously), so that a
+/// clock read afterwards covers it.
+pub fn synchronize(device: Device) {
+    if let Device::Cuda(i) = device {
+        tch::Cuda::synchronize(i as i64);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

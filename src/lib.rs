@@ -22,6 +22,7 @@ pub mod model;
 pub mod predict;
 pub mod preprocess;
 pub mod process;
+pub mod progress;
 pub mod setting;
 pub mod synth;
 #[doc(hidden)]

@@ -306,7 +306,11 @@ fn hourly_forecasts_served_by_the_test_server_verify_as_evaluate_scores_them() {
     ]);
     // Every image as a lossless JP2: served by id, and converted as training images.
     let mut served = Vec::new();
-    let labels = flarecast::label::Images::from_tree(&d.join("archive/images")).unwrap();
+    let labels = flarecast::label::Images::from_tree(
+        &d.join("archive/images"),
+        &flarecast::progress::Progress::hidden(),
+    )
+    .unwrap();
     let mut at = labels.first().unwrap();
     while let Some((i, name)) = labels.at_or_before(at) {
         if i != at {

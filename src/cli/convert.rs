@@ -6,8 +6,6 @@ use flarecast::text_table::{
     Col::{Left, Right},
     Table,
 };
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -52,19 +50,7 @@ pub fn run(a: Args) -> Result<()> {
         fast_reduce: a.fast_reduce,
         force: a.force,
     };
-    let bar = ProgressBar::new(0);
-    if std::io::stderr().is_terminal() {
-        bar.set_style(
-            ProgressStyle::with_template(
-                "convert {bar:40} {pos}/{len} files {per_sec} (eta {eta})",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-    } else {
-        bar.set_draw_target(ProgressDrawTarget::hidden());
-    }
-    let s = convert::convert_tree(&opts, &bar)?;
-    bar.finish_and_clear();
+    let s = convert::convert_tree(&opts, &super::progress(a.json))?;
     if a.json {
         super::print_json(&s)?;
     } else {

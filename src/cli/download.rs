@@ -6,8 +6,6 @@ use flarecast::catalog::fetch::{self, Source};
 use flarecast::helioviewer::{self, Options};
 use flarecast::instant::{parse_duration, parse_time};
 use flarecast::text_table::{Col::Right, Table};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -98,9 +96,7 @@ fn run_catalog(a: CatalogArgs) -> Result<()> {
         timeout: a.timeout,
         backoff: a.backoff,
     };
-    let bar = progress_bar("catalog {bar:40} {pos}/{len} requests");
-    let s = fetch::download(&opts, &bar)?;
-    bar.finish_and_clear();
+    let s = fetch::download(&opts, &super::progress(a.json))?;
     for why in &s.rejected {
         eprintln!("flarecast: warning: row skipped: {why}");
     }
@@ -224,9 +220,7 @@ fn run_images(a: ImagesArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let bar = progress_bar("download {bar:40} {pos}/{len} instants {per_sec} (eta {eta})");
-    let s = helioviewer::download(&opts, &bar)?;
-    bar.finish_and_clear();
+    let s = helioviewer::download(&opts, &super::progress(a.json))?;
     if a.json {
         super::print_json(&s)?;
     } else {
@@ -258,18 +252,6 @@ fn run_images(a: ImagesArgs) -> Result<()> {
         );
     }
     Ok(())
-}
-
-fn progress_bar(template: &str) -> ProgressBar {
-    let bar = ProgressBar::new(0);
-    if std::io::stderr().is_terminal() {
-        bar.set_style(
-            ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-    } else {
-        bar.set_draw_target(ProgressDrawTarget::hidden());
-    }
-    bar
 }
 
 #[derive(clap::Args)]

@@ -70,13 +70,16 @@ pub fn run(args: Args) -> Result<()> {
         }),
         _ => Predictions::Files(args.predictions.clone()),
     };
-    let e = evaluate::run(&EvaluateConfig {
-        predictions,
-        details: args.details.clone(),
-        threshold: args.threshold,
-        plots: args.plots.clone(),
-        history: args.history.clone(),
-    })?;
+    let e = evaluate::run(
+        &EvaluateConfig {
+            predictions,
+            details: args.details.clone(),
+            threshold: args.threshold,
+            plots: args.plots.clone(),
+            history: args.history.clone(),
+        },
+        &super::progress(args.json),
+    )?;
     if args.json {
         // Through a JSON value: keys sorted at every level, as scripts have read them.
         println!("{}", serde_json::to_value(&e)?);

@@ -5,7 +5,6 @@ use super::maps::{report, MapArgs};
 use anyhow::{bail, Result};
 use flarecast::explain::pointing as point;
 use flarecast::explain::{self, Baseline, Method, Options, Rule, Target};
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -85,7 +84,7 @@ pub fn run(args: Args) -> Result<()> {
         bail!("give one --method when writing maps (several are for --pointing)");
     };
     let inputs = args.maps.inputs()?;
-    let bar = progress(inputs.len());
+    let bar = progress(inputs.len(), args.json);
     let started = std::time::Instant::now();
     let results = explain::explain_images(
         &model,
@@ -110,12 +109,8 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-fn progress(len: usize) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::new(len as u64);
-    if !std::io::stderr().is_terminal() {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
-    bar
+fn progress(len: usize, json: bool) -> indicatif::ProgressBar {
+    super::progress(json).bar(len as u64, "{wide_bar} {pos}/{len}")
 }
 
 fn pointing(
@@ -136,7 +131,7 @@ fn pointing(
         fold,
         images,
     };
-    let bar = progress(0);
+    let bar = progress(0, args.json);
     let report = point::pointing_fold(
         model,
         &spec,

@@ -111,7 +111,7 @@ pub fn run(args: Args) -> Result<()> {
         );
     }
     let images = match (&args.images, &args.file_list) {
-        (Some(dir), _) => Images::from_tree(dir)?,
+        (Some(dir), _) => Images::from_tree(dir, &super::progress(args.json))?,
         (None, Some(list)) => Images::from_file_list(list)?,
         (None, None) => bail!("give --images DIR or --file-list FILE"),
     };

@@ -18,6 +18,8 @@ mod version;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use flarecast::progress::Progress;
+use std::io::IsTerminal;
 
 #[derive(Parser)]
 #[command(
@@ -89,6 +91,11 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Bench(a) => bench::run(a),
     };
     result.map_err(name_flag)
+}
+
+/// Progress on stderr while a person watches: on a terminal, and not under `--json`.
+fn progress(json: bool) -> Progress {
+    Progress::new(!json && std::io::stderr().is_terminal())
 }
 
 /// Names the flag behind a setting the library refused: `--im-size: image size 128 ...`.

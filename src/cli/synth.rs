@@ -1,7 +1,6 @@
 use anyhow::Result;
 use flarecast::instant::{parse_duration, parse_time};
 use flarecast::synth::{self, Params, Summary};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -42,16 +41,7 @@ pub fn run(args: Args) -> Result<()> {
         seed: args.seed,
     };
     params.validate()?;
-    let bar = ProgressBar::with_draw_target(
-        Some(params.instants().len() as u64),
-        ProgressDrawTarget::stderr(),
-    );
-    bar.set_style(
-        ProgressStyle::with_template("synth {bar:40} {pos}/{len} images {elapsed} (eta {eta})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    let summary = synth::generate(&params, &args.out, args.force, &|| bar.inc(1))?;
-    bar.finish_and_clear();
+    let summary = synth::generate(&params, &args.out, args.force, &super::progress(args.json))?;
     if args.json {
         super::print_json(&summary)?;
     } else {

@@ -140,7 +140,7 @@ pub fn run(args: Args) -> Result<()> {
         allow_one_class_val: args.allow_one_class_val,
     };
     let json = args.json;
-    let summary = train::train(&cfg, &mut |r, epochs| {
+    let summary = train::train(&cfg, &super::progress(json), &mut |r, epochs| {
         let line = epoch_line(r, epochs);
         if json {
             eprintln!("{line}");

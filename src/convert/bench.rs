@@ -56,9 +56,9 @@ pub fn run(jp2: &Path, files: usize, size: u32) -> Result<Vec<Row>> {
             force: true,
         };
         let s = if pin {
-            on_one_core(|| convert_tree(&opts, &indicatif::ProgressBar::hidden()))?
+            on_one_core(|| convert_tree(&opts, &crate::progress::Progress::hidden()))?
         } else {
-            convert_tree(&opts, &indicatif::ProgressBar::hidden())?
+            convert_tree(&opts, &crate::progress::Progress::hidden())?
         };
         ensure!(
             s.converted == files,

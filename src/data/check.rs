@@ -5,11 +5,11 @@
 use std::path::Path;
 
 use anyhow::Result;
-use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 
 use super::labels::Sample;
 use crate::preprocess;
+use crate::progress::Progress;
 
 /// A labelled image that cannot be used, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,11 +41,11 @@ pub fn scan(
     im_size: u32,
     keep: bool,
     threads: usize,
+    progress: &Progress,
 ) -> Result<Vec<Result<Option<Vec<u8>>, String>>> {
-    let bar = ProgressBar::new(samples.len() as u64);
-    bar.set_style(
-        ProgressStyle::with_template("checking images {bar:30} {pos}/{len} {per_sec} eta {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    let bar = progress.bar(
+        samples.len() as u64,
+        "checking images {bar:30} {pos}/{len} {per_sec} eta {eta}",
     );
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads.max(1))

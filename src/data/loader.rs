@@ -4,6 +4,7 @@
 //! derives from (seed, epoch, item position), so batches are identical for a seed
 //! whatever the number of workers or their timing.
 
+use crate::progress::Progress;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver};
@@ -58,6 +59,8 @@ pub struct LoaderConfig {
     pub device: Device,
     /// Finished batches each worker may queue ahead.
     pub prefetch: usize,
+    /// Where the up-front image check shows its progress (nowhere unless set).
+    pub progress: Progress,
 }
 
 impl LoaderConfig {
@@ -76,6 +79,7 @@ impl LoaderConfig {
             skip_bad_images: false,
             device: Device::Cpu,
             prefetch: 2,
+            progress: Progress::hidden(),
         }
     }
 
@@ -225,7 +229,14 @@ impl Loader {
         }
         let keep = config.cache != CacheMode::None;
         let threads = config.workers.max(1);
-        let scanned = check::scan(&config.images, &samples, config.im_size, keep, threads)?;
+        let scanned = check::scan(
+            &config.images,
+            &samples,
+            config.im_size,
+            keep,
+            threads,
+            &config.progress,
+        )?;
         let mut kept = Vec::with_capacity(samples.len());
         let mut pixels = Vec::new();
         let mut skipped = Vec::new();

@@ -2,6 +2,7 @@
 //! validation split), their report, and the plots.
 
 use super::{plots, FoldPredictConfig, Report};
+use crate::progress::Progress;
 use anyhow::Result;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -37,12 +38,13 @@ pub struct Evaluation {
     pub plots: Vec<String>,
 }
 
-/// Makes or reads the predictions, scores them, and draws the plots.
-pub fn run(cfg: &EvaluateConfig) -> Result<Evaluation> {
+/// Makes or reads the predictions, scores them, and draws the plots. `progress` shows a
+/// model run's batches.
+pub fn run(cfg: &EvaluateConfig, progress: &Progress) -> Result<Evaluation> {
     let (paths, written, fold_details) = match &cfg.predictions {
         Predictions::Files(paths) => (paths.clone(), None, None),
         Predictions::Model(fold) => {
-            let (path, details) = super::predict_fold(fold)?;
+            let (path, details) = super::predict_fold(fold, progress)?;
             (vec![path.clone()], Some(path), details)
         }
     };

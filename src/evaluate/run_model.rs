@@ -5,6 +5,7 @@
 use super::location::{read_details, Details};
 use crate::data::{self, Loader, LoaderConfig, Split};
 use crate::model::{self, Compute, Precision};
+use crate::progress::Progress;
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind};
@@ -30,7 +31,10 @@ pub fn full_table(labels: &Path, fold: u32) -> Option<PathBuf> {
 
 /// Runs the model over the split (in table order) and writes `{out}/fold{K}_res.csv`
 /// (through a temporary name). Returns the file and the details table it joined.
-pub fn predict_fold(cfg: &FoldPredictConfig) -> Result<(PathBuf, Option<Details>)> {
+pub fn predict_fold(
+    cfg: &FoldPredictConfig,
+    progress: &Progress,
+) -> Result<(PathBuf, Option<Details>)> {
     if cfg.batch_size == 0 {
         return Err(crate::setting::bad(
             "batch_size",
@@ -51,17 +55,12 @@ pub fn predict_fold(cfg: &FoldPredictConfig) -> Result<(PathBuf, Option<Details>
     lc.augment = false;
     lc.batch_size = cfg.batch_size;
     lc.im_size = u32::try_from(loaded.meta.im_size).context("model image size")?;
+    lc.progress = *progress;
     let loader = Loader::new(lc, samples)?;
     let items = loader.plain_items();
-    let bar = indicatif::ProgressBar::new(items.len() as u64);
-    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{msg} {bar:40} {pos}/{len} [{elapsed_precise}<{eta_precise}]",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    let bar = progress.bar(
+        items.len() as u64,
+        "{msg} {bar:40} {pos}/{len} [{elapsed_precise}<{eta_precise}]",
     );
     bar.set_message(format!("fold {} validation", cfg.fold));
 

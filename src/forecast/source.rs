@@ -147,7 +147,8 @@ impl Source {
                 })
             }
             Origin::Tree(dir) => {
-                let images = crate::label::Images::from_tree(dir)?;
+                let images =
+                    crate::label::Images::from_tree(dir, &crate::progress::Progress::hidden())?;
                 let (t, name) = images
                     .at_or_before(Instant(at))
                     .with_context(|| format!("{} has no image at or before {at}", dir.display()))?;

@@ -65,7 +65,7 @@ pub fn run(
             retry_missing: false,
             verify: false,
         };
-        let s = download(&opts, &indicatif::ProgressBar::hidden())?;
+        let s = download(&opts, &crate::progress::Progress::hidden())?;
         ensure!(
             s.saved == images,
             "bench download at concurrency {c}: {} of {images} saved ({:?})",

@@ -8,9 +8,9 @@ use super::manifest::{self, Row, Status};
 use crate::fsio::{self, write_atomic};
 use crate::http::{Client, Expect, RetryPolicy};
 use crate::instant::{chrono_duration, Instant};
+use crate::progress::Progress;
 use anyhow::{bail, Context, Result};
 use chrono::NaiveDateTime;
-use indicatif::ProgressBar;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
@@ -141,7 +141,7 @@ struct Stored {
     sha256: String,
 }
 
-pub fn download(opts: &Options, progress: &ProgressBar) -> Result<Summary> {
+pub fn download(opts: &Options, progress: &Progress) -> Result<Summary> {
     let started = std::time::Instant::now();
     let ts = instants(opts.start, opts.end, opts.cadence)?;
     std::fs::create_dir_all(&opts.out)
@@ -181,7 +181,10 @@ pub fn download(opts: &Options, progress: &ProgressBar) -> Result<Summary> {
     };
     let fetched_bytes = AtomicU64::new(0);
     let fetched = AtomicUsize::new(0);
-    progress.set_length(ts.len() as u64);
+    let bar = progress.bar(
+        ts.len() as u64,
+        "download {bar:40} {pos}/{len} instants {per_sec} (eta {eta})",
+    );
     let chunk = (opts.concurrency * 8).max(32);
     for part in ts.chunks(chunk) {
         let rows = run_chunk(
@@ -208,8 +211,9 @@ pub fn download(opts: &Options, progress: &ProgressBar) -> Result<Summary> {
                 }
             }
         }
-        progress.inc(rows.len() as u64);
+        bar.inc(rows.len() as u64);
     }
+    bar.finish_and_clear();
     drop(appender);
     manifest::compact(&manifest_path)?;
     s.fetched = fetched.load(Ordering::Relaxed);

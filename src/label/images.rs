@@ -2,6 +2,7 @@
 //! list of paths such as the reference's `totalfiles_jpg_512.csv`.
 
 use crate::instant::Instant;
+use crate::progress::Progress;
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -18,8 +19,8 @@ pub struct Images {
 
 impl Images {
     /// Image names found under `dir` (any depth), keyed by time; JPG wins over PNG.
-    pub fn from_tree(dir: &Path) -> Result<Images> {
-        let bar = crate::label::spinner("scanning images");
+    pub fn from_tree(dir: &Path, progress: &Progress) -> Result<Images> {
+        let bar = progress.spinner("scanning images");
         let mut images = Images::default();
         let mut stack = vec![dir.to_path_buf()];
         while let Some(d) = stack.pop() {

@@ -5,12 +5,13 @@
 
 use super::baseline::{Layout, TorchBaseline};
 use super::{Arch, AttnNet, Compute, InitScheme, Precision};
+use crate::device::synchronize;
 use crate::hardware::F32Peak;
 use anyhow::Result;
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Instant;
-use tch::nn::{self, OptimizerConfig};
+use tch::nn;
 use tch::{Device, Kind, Tensor};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -92,12 +93,6 @@ pub struct BenchRow {
     /// `gflop_per_s` over the processor's float32 peak (CPU, float32 rows only).
     pub peak_share: Option<f64>,
     pub torch: Option<TorchRates>,
-}
-
-fn sync(device: Device) {
-    if let Device::Cuda(i) = device {
-        tch::Cuda::synchronize(i as i64);
-    }
 }
 
 /// The float32 peak of the cores libtorch computes on, for the CPU.
@@ -223,13 +218,7 @@ impl Runner {
             (Kind::Float, cfg.device),
         );
         let y = Tensor::randint(2, [cfg.batch_size], (Kind::Int64, cfg.device));
-        let mut opt = nn::Sgd {
-            momentum: 0.0,
-            dampening: 0.0,
-            wd: 0.5,
-            nesterov: false,
-        }
-        .build(&vs, 1e-3)?;
+        let mut opt = crate::train::sgd(&vs, 1e-3, 0.5)?;
         let mut step: Box<dyn FnMut()> = Box::new(move || {
             let _keep = &vs;
             match mode {
@@ -247,7 +236,7 @@ impl Runner {
         for _ in 0..cfg.warmup {
             step();
         }
-        sync(cfg.device);
+        synchronize(cfg.device);
         Ok(Runner {
             device: cfg.device,
             batch_size: cfg.batch_size,
@@ -257,12 +246,12 @@ impl Runner {
 
     /// Images/s over `iters` steps.
     fn time(&mut self, iters: usize) -> f64 {
-        sync(self.device);
+        synchronize(self.device);
         let start = Instant::now();
         for _ in 0..iters {
             (self.step)();
         }
-        sync(self.device);
+        synchronize(self.device);
         (iters as i64 * self.batch_size) as f64 / start.elapsed().as_secs_f64()
     }
 }

@@ -15,6 +15,7 @@ pub mod sun;
 
 use crate::fsio::write_atomic;
 use crate::instant::Instant;
+use crate::progress::Progress;
 use crate::setting;
 use anyhow::{Context, Result};
 use chrono::{Datelike, Duration, NaiveDateTime};
@@ -269,13 +270,7 @@ pub fn quarter_stats(flares: &[Flare], instants: &[NaiveDateTime]) -> Vec<Quarte
 }
 
 /// Writes (or completes) the archive in `out`: images, catalogue and manifest.
-/// `on_image` is called once per image done, for a progress display.
-pub fn generate(
-    params: &Params,
-    out: &Path,
-    force: bool,
-    on_image: &(dyn Fn() + Sync),
-) -> Result<Summary> {
+pub fn generate(params: &Params, out: &Path, force: bool, progress: &Progress) -> Result<Summary> {
     let started = std::time::Instant::now();
     params.validate()?;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
@@ -293,7 +288,11 @@ pub fn generate(
     let plan = plan(params)?;
     let images = out.join(IMAGES);
     let reused = AtomicUsize::new(0);
-    (0..plan.instants.len())
+    let bar = progress.bar(
+        plan.instants.len() as u64,
+        "synth {bar:40} {pos}/{len} images {elapsed} (eta {eta})",
+    );
+    let rendered = (0..plan.instants.len())
         .into_par_iter()
         .try_for_each(|i| -> Result<()> {
             let path = images.join(Instant(plan.instants[i]).relative_path("jpg"));
@@ -307,9 +306,11 @@ pub fn generate(
                 let jpeg = encode_jpeg(&render_image(params, &plan, i), params.size)?;
                 write_atomic(&path, &jpeg)?;
             }
-            on_image();
+            bar.inc(1);
             Ok(())
-        })?;
+        });
+    bar.finish_and_clear();
+    rendered?;
 
     let mut csv = Vec::new();
     flares::write_catalog(&mut csv, &plan.flares)?;

@@ -4,12 +4,12 @@
 
 use super::parallel::Replicas;
 use crate::data::{self, CacheMode, Loader, LoaderConfig, Sample};
+use crate::device::synchronize;
 use crate::model::{Arch, Compute, InitScheme, Precision};
 use anyhow::{Context, Result};
 use serde::Serialize;
 use std::path::Path;
 use std::time::Instant;
-use tch::nn::{self, OptimizerConfig};
 use tch::Device;
 
 pub struct TrainBenchConfig {
@@ -87,13 +87,7 @@ pub fn run(
         for &precision in &cfg.precisions {
             let compute = Compute::for_device(cfg.device, precision);
             let mut replicas = Replicas::new(&[cfg.device], arch, InitScheme::default(), compute)?;
-            let sgd = nn::Sgd {
-                momentum: 0.0,
-                dampening: 0.0,
-                wd: 0.5,
-                nesterov: false,
-            };
-            let mut opt = sgd.build(&replicas.master().vs, 1e-3)?;
+            let mut opt = super::sgd(&replicas.master().vs, 1e-3, 0.5)?;
             let first = loader
                 .batches(&plan.items, 0)?
                 .next()
@@ -109,12 +103,12 @@ pub fn run(
                 Ok(())
             };
             step(&x, &y)?; // warm-up
-            sync(cfg.device);
+            synchronize(cfg.device);
             let t = Instant::now();
             for _ in 0..cfg.batches {
                 step(&x, &y)?;
             }
-            sync(cfg.device);
+            synchronize(cfg.device);
             let model_ips = (cfg.batches * cfg.batch_size) as f64 / t.elapsed().as_secs_f64();
 
             let mut done = 0usize;
@@ -134,7 +128,7 @@ pub fn run(
                 }
                 epoch += 1;
             }
-            sync(cfg.device);
+            synchronize(cfg.device);
             let e2e_ips = done as f64 / t.elapsed().as_secs_f64();
             let row = TrainBenchRow {
                 arch: arch.name(),
@@ -149,10 +143,4 @@ pub fn run(
         }
     }
     Ok(rows)
-}
-
-fn sync(device: Device) {
-    if let Device::Cuda(i) = device {
-        tch::Cuda::synchronize(i as i64);
-    }
 }

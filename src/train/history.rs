@@ -32,17 +32,47 @@ pub struct EpochRecord {
     pub images_per_s: f64,
 }
 
-impl EpochRecord {
-    pub fn set_train(&mut self, c: &Confusion) {
-        (self.train_tp, self.train_fp, self.train_tn, self.train_fn) = (c.tp, c.fp, c.tn, c.fn_);
-        self.train_tss = c.tss();
-        self.train_hss2 = c.hss2();
-    }
+/// One pass over a split: the mean cross-entropy and the argmax forecasts' confusion.
+#[derive(Clone, Debug, Default)]
+pub struct Pass {
+    pub loss: f64,
+    pub confusion: Confusion,
+}
 
-    pub fn set_val(&mut self, c: &Confusion) {
-        (self.val_tp, self.val_fp, self.val_tn, self.val_fn) = (c.tp, c.fp, c.tn, c.fn_);
-        self.val_tss = c.tss();
-        self.val_hss2 = c.hss2();
+impl EpochRecord {
+    /// The record of a finished epoch: its training and validation passes, whether its
+    /// weights became the best, its duration and the training throughput.
+    pub fn new(
+        epoch: usize,
+        lr: f64,
+        train: &Pass,
+        val: &Pass,
+        best: bool,
+        seconds: f64,
+        images_per_s: f64,
+    ) -> Self {
+        let (t, v) = (&train.confusion, &val.confusion);
+        EpochRecord {
+            epoch,
+            lr,
+            train_loss: train.loss,
+            train_tss: t.tss(),
+            train_hss2: t.hss2(),
+            train_tp: t.tp,
+            train_fp: t.fp,
+            train_tn: t.tn,
+            train_fn: t.fn_,
+            val_loss: val.loss,
+            val_tss: v.tss(),
+            val_hss2: v.hss2(),
+            val_tp: v.tp,
+            val_fp: v.fp,
+            val_tn: v.tn,
+            val_fn: v.fn_,
+            best,
+            seconds,
+            images_per_s,
+        }
     }
 }
 

@@ -11,15 +11,15 @@ pub mod checkpoint;
 pub mod history;
 pub mod parallel;
 
-use crate::data::{self, CacheMode, Loader, LoaderConfig, Split};
+use crate::data::{self, Balanced, CacheMode, Item, Loader, LoaderConfig, Split};
 use crate::device::device_name;
 use crate::metrics::Confusion;
 use crate::model::{weights, Arch, Compute, InitScheme, Precision};
+use crate::progress::Progress;
 use crate::setting;
 use anyhow::{bail, Context, Result};
 use checkpoint::{ResumeState, RunPaths};
-use history::EpochRecord;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use history::{EpochRecord, Pass};
 use parallel::Replicas;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -94,6 +94,33 @@ impl TrainConfig {
         })
     }
 
+    /// Refuses settings no run can use, before anything is read.
+    pub fn validate(&self) -> Result<()> {
+        if !(1..=4).contains(&self.fold) {
+            return Err(setting::bad(
+                "fold",
+                format!("fold {} is not one of 1..4", self.fold),
+            ));
+        }
+        if self.epochs == 0 {
+            return Err(setting::bad("epochs", "epochs must be at least 1"));
+        }
+        if (self.im_size as i64) < crate::model::MIN_IM_SIZE {
+            return Err(setting::bad(
+                "im_size",
+                format!(
+                    "image size {} is below the network's minimum of {}",
+                    self.im_size,
+                    crate::model::MIN_IM_SIZE
+                ),
+            ));
+        }
+        if self.batch_size == 0 {
+            return Err(setting::bad("batch_size", "batch size must be at least 1"));
+        }
+        Ok(())
+    }
+
     /// Learning rate of 1-based `epoch`: lr * gamma^floor(epoch / step), so with step 3
     /// epochs 1-2 run at lr, 3-5 at lr/2, 6-8 at lr/4 (the reference's schedule).
     pub fn lr_at(&self, epoch: usize) -> f64 {
@@ -132,247 +159,350 @@ pub struct TrainSummary {
 /// How the trainer reports each finished epoch (the CLI prints it).
 pub type EpochCallback<'a> = dyn FnMut(&EpochRecord, usize) + 'a;
 
-fn progress_bar(len: u64, epoch: usize, epochs: usize) -> ProgressBar {
-    let pb = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
-    if let Ok(style) = ProgressStyle::with_template(
-        "epoch {prefix} [{bar:30}] {pos}/{len} batches {msg} ({elapsed}<{eta})",
-    ) {
-        pb.set_style(style.progress_chars("=> "));
-    }
-    pb.set_prefix(format!("{epoch}/{epochs}"));
-    pb
+/// Plain SGD as the reference trains: no momentum, no dampening, L2 weight decay.
+pub fn sgd(vs: &nn::VarStore, lr: f64, weight_decay: f64) -> Result<nn::Optimizer> {
+    let sgd = nn::Sgd {
+        momentum: 0.0,
+        dampening: 0.0,
+        wd: weight_decay,
+        nesterov: false,
+    };
+    Ok(sgd.build(vs, lr)?)
 }
 
-/// Runs the whole training. `on_epoch` sees every finished epoch.
-pub fn train(cfg: &TrainConfig, on_epoch: &mut EpochCallback) -> Result<TrainSummary> {
-    if !(1..=4).contains(&cfg.fold) {
-        return Err(setting::bad(
-            "fold",
-            format!("fold {} is not one of 1..4", cfg.fold),
-        ));
-    }
-    if cfg.epochs == 0 {
-        return Err(setting::bad("epochs", "epochs must be at least 1"));
-    }
-    if (cfg.im_size as i64) < crate::model::MIN_IM_SIZE {
-        return Err(setting::bad(
-            "im_size",
-            format!(
-                "image size {} is below the network's minimum of {}",
-                cfg.im_size,
-                crate::model::MIN_IM_SIZE
-            ),
-        ));
-    }
-    if cfg.batch_size == 0 {
-        return Err(setting::bad("batch_size", "batch size must be at least 1"));
-    }
-    let dev0 = cfg.devices[0];
+/// Runs the whole training: each epoch trains, checks the weights, validates, keeps the
+/// best weights, and records the epoch (history and `last`). `progress` shows each
+/// epoch's batches; `on_epoch` sees every finished epoch.
+pub fn train(
+    cfg: &TrainConfig,
+    progress: &Progress,
+    on_epoch: &mut EpochCallback,
+) -> Result<TrainSummary> {
+    cfg.validate()?;
     if cfg.devices.iter().any(|d| d.is_cuda()) {
         tch::Cuda::cudnn_set_benchmark(true);
     }
     // Data first: a bad label or image fails the run before any weight is touched.
-    let train_samples = data::read_fold_split(&cfg.labels, cfg.fold, Split::Train)?;
-    let val_samples = data::read_fold_split(&cfg.labels, cfg.fold, Split::Val)?;
-    let mut lcfg = LoaderConfig::new(&cfg.images);
-    lcfg.im_size = cfg.im_size;
-    lcfg.batch_size = cfg.batch_size;
-    lcfg.workers = cfg.workers;
-    lcfg.seed = cfg.seed;
-    lcfg.augment = cfg.augment;
-    lcfg.cache = cfg.cache;
-    lcfg.skip_bad_images = cfg.skip_bad_images;
-    lcfg.device = dev0;
-    let train_loader = Loader::new(lcfg.clone(), train_samples).context("training split")?;
-    let val_cfg = LoaderConfig {
-        shuffle: false,
-        augment: false,
-        ..lcfg
-    };
-    let val_loader = Loader::new(val_cfg, val_samples).context("validation split")?;
-    let train_targets = train_loader.targets();
-    let plan = data::balance(&train_targets, cfg.seed)
-        .with_context(|| format!("fold {} training split", cfg.fold))?;
-    let val_items = val_loader.plain_items();
-    // TSS and HSS2 need both classes: on a one-class split "best" would be chosen on
-    // an undefined score.
-    let val_positive = val_loader.targets().iter().filter(|&&t| t == 1).count();
-    let val_two_classes = val_positive > 0 && val_positive < val_loader.targets().len();
-    if !val_two_classes && !cfg.allow_one_class_val {
-        bail!(
-            "fold {} validation split: {} of {} instances are positive, so TSS and HSS2 \
-             are undefined and no epoch can be chosen as best; give a split with both \
-             classes, or allow a one-class validation split explicitly",
-            cfg.fold,
-            val_positive,
-            val_loader.targets().len()
-        );
+    let splits = Splits::load(cfg, progress)?;
+    let mut trainer = Trainer::start(cfg, splits)?;
+    let resumed_from = trainer.state.epoch;
+    for epoch in resumed_from + 1..=cfg.epochs {
+        let record = trainer.epoch(epoch, progress)?;
+        on_epoch(&record, cfg.epochs);
     }
+    trainer.finish(resumed_from)
+}
 
-    tch::manual_seed(cfg.seed as i64);
-    let compute = Compute::for_device(dev0, cfg.precision);
-    let mut replicas = Replicas::new(&cfg.devices, cfg.arch, InitScheme::default(), compute)?;
-    if let Some(init) = &cfg.init_weights {
-        let (tensors, _) = weights::read_weights(init)?;
-        weights::assign(
-            &mut replicas.master_mut().vs,
-            &tensors,
-            &init.display().to_string(),
-        )?;
-    }
-    let paths = RunPaths::new(cfg);
-    std::fs::create_dir_all(&paths.dir)
-        .with_context(|| format!("creating {}", paths.dir.display()))?;
-    let mut state = ResumeState {
-        epoch: 0,
-        best_tss: f64::NEG_INFINITY,
-        best_hss2: f64::NEG_INFINITY,
-        best_epoch: None,
-        history: vec![],
-    };
-    if cfg.resume {
-        let last = paths.last();
-        if last.exists() {
-            state = checkpoint::load_last(&last, &mut replicas.master_mut().vs, cfg)?;
-        } else {
-            return Err(setting::bad(
-                "resume",
-                format!("no checkpoint {} to resume from", last.display()),
-            ));
+/// The fold's training and validation data.
+struct Splits {
+    train: Loader,
+    val: Loader,
+    /// The balanced, augmented training epoch.
+    plan: Balanced,
+    val_items: Vec<Item>,
+    val_positive: usize,
+    /// TSS and HSS2 need both classes: without them no epoch is chosen as best.
+    val_two_classes: bool,
+}
+
+impl Splits {
+    fn load(cfg: &TrainConfig, progress: &Progress) -> Result<Splits> {
+        let train_samples = data::read_fold_split(&cfg.labels, cfg.fold, Split::Train)?;
+        let val_samples = data::read_fold_split(&cfg.labels, cfg.fold, Split::Val)?;
+        let mut lcfg = LoaderConfig::new(&cfg.images);
+        lcfg.im_size = cfg.im_size;
+        lcfg.batch_size = cfg.batch_size;
+        lcfg.workers = cfg.workers;
+        lcfg.seed = cfg.seed;
+        lcfg.augment = cfg.augment;
+        lcfg.cache = cfg.cache;
+        lcfg.skip_bad_images = cfg.skip_bad_images;
+        lcfg.device = cfg.devices[0];
+        lcfg.progress = *progress;
+        let train = Loader::new(lcfg.clone(), train_samples).context("training split")?;
+        let val_cfg = LoaderConfig {
+            shuffle: false,
+            augment: false,
+            ..lcfg
+        };
+        let val = Loader::new(val_cfg, val_samples).context("validation split")?;
+        let plan = data::balance(&train.targets(), cfg.seed)
+            .with_context(|| format!("fold {} training split", cfg.fold))?;
+        let val_targets = val.targets();
+        let val_positive = val_targets.iter().filter(|&&t| t == 1).count();
+        let val_two_classes = val_positive > 0 && val_positive < val_targets.len();
+        if !val_two_classes && !cfg.allow_one_class_val {
+            bail!(
+                "fold {} validation split: {} of {} instances are positive, so TSS and HSS2 \
+                 are undefined and no epoch can be chosen as best; give a split with both \
+                 classes, or allow a one-class validation split explicitly",
+                cfg.fold,
+                val_positive,
+                val_targets.len()
+            );
         }
+        Ok(Splits {
+            val_items: val.plain_items(),
+            train,
+            val,
+            plan,
+            val_positive,
+            val_two_classes,
+        })
     }
-    replicas.broadcast()?;
-    let resumed_from = state.epoch;
+}
 
-    let sgd = nn::Sgd {
-        momentum: 0.0,
-        dampening: 0.0,
-        wd: cfg.weight_decay,
-        nesterov: false,
-    };
-    let mut opt = sgd.build(&replicas.master().vs, cfg.lr)?;
+/// A run in progress: the data, the replicas and their optimizer, where the files go,
+/// and the state `last` saves.
+struct Trainer<'a> {
+    cfg: &'a TrainConfig,
+    splits: Splits,
+    replicas: Replicas,
+    opt: nn::Optimizer,
+    paths: RunPaths,
+    state: ResumeState,
+}
 
-    for epoch in state.epoch + 1..=cfg.epochs {
+/// The training half of an epoch.
+struct TrainPass {
+    pass: Pass,
+    images_per_s: f64,
+}
+
+impl<'a> Trainer<'a> {
+    /// The initial (or given) weights, or the state of `last` when resuming.
+    fn start(cfg: &'a TrainConfig, splits: Splits) -> Result<Self> {
+        tch::manual_seed(cfg.seed as i64);
+        let compute = Compute::for_device(cfg.devices[0], cfg.precision);
+        let mut replicas = Replicas::new(&cfg.devices, cfg.arch, InitScheme::default(), compute)?;
+        if let Some(init) = &cfg.init_weights {
+            let (tensors, _) = weights::read_weights(init)?;
+            weights::assign(
+                &mut replicas.master_mut().vs,
+                &tensors,
+                &init.display().to_string(),
+            )?;
+        }
+        let paths = RunPaths::new(cfg);
+        std::fs::create_dir_all(&paths.dir)
+            .with_context(|| format!("creating {}", paths.dir.display()))?;
+        let state = if cfg.resume {
+            let last = paths.last();
+            if !last.exists() {
+                return Err(setting::bad(
+                    "resume",
+                    format!("no checkpoint {} to resume from", last.display()),
+                ));
+            }
+            checkpoint::load_last(&last, &mut replicas.master_mut().vs, cfg)?
+        } else {
+            ResumeState {
+                epoch: 0,
+                best_tss: f64::NEG_INFINITY,
+                best_hss2: f64::NEG_INFINITY,
+                best_epoch: None,
+                history: vec![],
+            }
+        };
+        replicas.broadcast()?;
+        let opt = sgd(&replicas.master().vs, cfg.lr, cfg.weight_decay)?;
+        Ok(Trainer {
+            cfg,
+            splits,
+            replicas,
+            opt,
+            paths,
+            state,
+        })
+    }
+
+    /// One epoch, its checkpoints and history included; returns its record.
+    fn epoch(&mut self, epoch: usize, progress: &Progress) -> Result<EpochRecord> {
         let started = Instant::now();
-        let lr = cfg.lr_at(epoch);
-        opt.set_lr(lr);
-        let loader_epoch = (epoch - 1) as u64;
-        let n_batches = train_loader.num_batches(plan.items.len());
-        let pb = progress_bar(n_batches as u64, epoch, cfg.epochs);
+        let lr = self.cfg.lr_at(epoch);
+        let trained = self.train_epoch(epoch, lr, progress, started)?;
+        // An epoch's last step can blow the weights up with no later loss to show it: stop
+        // before any checkpoint of this epoch is written, so `last` keeps finite weights.
+        weights::check_finite(&weights::named_tensors(&self.replicas.master().vs))
+            .with_context(|| self.diverged(epoch, lr))?;
+        let val = self.validate()?;
+        if !val.loss.is_finite() {
+            bail!(
+                "{}: the validation loss is {}",
+                self.diverged(epoch, lr),
+                val.loss
+            );
+        }
+        let best = self.keep_if_best(epoch, &val.confusion)?;
+        let record = EpochRecord::new(
+            epoch,
+            lr,
+            &trained.pass,
+            &val,
+            best,
+            started.elapsed().as_secs_f64(),
+            trained.images_per_s,
+        );
+        self.record(record.clone())?;
+        Ok(record)
+    }
+
+    /// The balanced, augmented training split once, one optimizer step per batch.
+    fn train_epoch(
+        &mut self,
+        epoch: usize,
+        lr: f64,
+        progress: &Progress,
+        started: Instant,
+    ) -> Result<TrainPass> {
+        self.opt.set_lr(lr);
+        let items = &self.splits.plan.items;
+        let loader = &self.splits.train;
+        let bar = progress.bar(
+            loader.num_batches(items.len()) as u64,
+            "epoch {prefix} [{bar:30}] {pos}/{len} batches {msg} ({elapsed}<{eta})",
+        );
+        bar.set_prefix(format!("{epoch}/{}", self.cfg.epochs));
         let (mut loss_sum, mut seen) = (0.0, 0usize);
-        let mut train_conf = Confusion::default();
-        for batch in train_loader.batches(&plan.items, loader_epoch)? {
+        let mut confusion = Confusion::default();
+        for batch in loader.batches(items, (epoch - 1) as u64)? {
             let batch = batch?;
             let b = batch.names.len();
-            opt.zero_grad();
-            replicas.zero_replica_grads();
-            let out = replicas.forward_backward(&batch.images, &batch.targets)?;
+            self.opt.zero_grad();
+            self.replicas.zero_replica_grads();
+            let out = self
+                .replicas
+                .forward_backward(&batch.images, &batch.targets)?;
             if !out.loss.is_finite() {
                 bail!(
                     "epoch {epoch}: the training loss became {} (lr {lr}); {} keeps the last good weights",
                     out.loss,
-                    paths.last().display()
+                    self.paths.last().display()
                 );
             }
-            opt.step();
-            replicas.broadcast()?;
+            self.opt.step();
+            self.replicas.broadcast()?;
             loss_sum += out.loss * b as f64;
             seen += b;
-            add_argmax(&mut train_conf, &out.logits, &batch.targets);
+            add_argmax(&mut confusion, &out.logits, &batch.targets);
             let secs = started.elapsed().as_secs_f64();
-            pb.set_message(format!(
+            bar.set_message(format!(
                 "loss {:.4} {:.1} img/s",
                 loss_sum / seen as f64,
                 seen as f64 / secs
             ));
-            pb.inc(1);
+            bar.inc(1);
         }
-        pb.finish_and_clear();
-        let train_secs = started.elapsed().as_secs_f64();
-        // An epoch's last step can blow the weights up with no later loss to show it: stop
-        // before any checkpoint of this epoch is written, so `last` keeps finite weights.
-        let diverged = || {
-            format!(
-                "epoch {epoch}: training diverged (lr {lr}); {} keeps the last good weights",
-                paths.last().display()
-            )
-        };
-        weights::check_finite(&weights::named_tensors(&replicas.master().vs))
-            .with_context(diverged)?;
-        let (val_loss, val_conf) = validate(&replicas, &val_loader, &val_items)?;
-        if !val_loss.is_finite() {
-            bail!("{}: the validation loss is {val_loss}", diverged());
-        }
-        let mut rec = EpochRecord {
-            epoch,
-            lr,
-            train_loss: loss_sum / seen.max(1) as f64,
-            train_tss: 0.0,
-            train_hss2: 0.0,
-            train_tp: 0,
-            train_fp: 0,
-            train_tn: 0,
-            train_fn: 0,
-            val_loss,
-            val_tss: 0.0,
-            val_hss2: 0.0,
-            val_tp: 0,
-            val_fp: 0,
-            val_tn: 0,
-            val_fn: 0,
-            best: false,
-            seconds: 0.0,
-            images_per_s: seen as f64 / train_secs,
-        };
-        rec.set_train(&train_conf);
-        rec.set_val(&val_conf);
-        let vs = &replicas.master().vs;
-        if val_two_classes && rec.val_tss > state.best_tss && rec.val_hss2 > state.best_hss2 {
-            state.best_tss = rec.val_tss;
-            state.best_hss2 = rec.val_hss2;
-            state.best_epoch = Some(epoch);
-            rec.best = true;
-            checkpoint::save(&paths.best(), vs, cfg, None)?;
-        }
-        rec.seconds = started.elapsed().as_secs_f64();
-        state.epoch = epoch;
-        state.history.push(rec.clone());
-        history::write(&paths.dir, &paths.history_stem(), &state.history)?;
-        checkpoint::save(&paths.last(), vs, cfg, Some(state.clone()))?;
-        on_epoch(&rec, cfg.epochs);
+        bar.finish_and_clear();
+        Ok(TrainPass {
+            pass: Pass {
+                loss: loss_sum / seen.max(1) as f64,
+                confusion,
+            },
+            images_per_s: seen as f64 / started.elapsed().as_secs_f64(),
+        })
     }
-    let vs = &replicas.master().vs;
-    checkpoint::save(&paths.final_(), vs, cfg, None)?;
-    let last_rec = state.history.last().cloned();
-    Ok(TrainSummary {
-        arch: cfg.arch.name(),
-        fold: cfg.fold,
-        epochs: cfg.epochs,
-        resumed_from_epoch: resumed_from,
-        devices: cfg.devices.iter().map(|d| device_name(*d)).collect(),
-        precision: cfg.precision.name(),
-        train_instances: train_targets.len(),
-        train_positive: plan.fl,
-        balanced_items: plan.items.len(),
-        val_instances: val_loader.samples().len(),
-        val_positive: val_loader.targets().iter().filter(|&&t| t == 1).count(),
-        skipped_images: train_loader
-            .skipped()
-            .iter()
-            .chain(val_loader.skipped())
-            .map(|b| format!("{}: {}", b.label, b.error))
-            .collect(),
-        best_epoch: state.best_epoch,
-        best_val_tss: state.best_tss,
-        best_val_hss2: state.best_hss2,
-        final_val_tss: last_rec.as_ref().map_or(f64::NAN, |r| r.val_tss),
-        final_val_hss2: last_rec.as_ref().map_or(f64::NAN, |r| r.val_hss2),
-        final_checkpoint: paths.final_(),
-        best_checkpoint: paths.best(),
-        last_checkpoint: paths.last(),
-        history_csv: paths.dir.join(format!("{}.csv", paths.history_stem())),
-        history: state.history,
-    })
+
+    /// Mean cross-entropy and confusion of the validation split in eval mode (on
+    /// replica 0).
+    fn validate(&self) -> Result<Pass> {
+        let r = self.replicas.master();
+        let mut confusion = Confusion::default();
+        let (mut loss, mut n) = (0.0, 0usize);
+        for batch in self.splits.val.batches(&self.splits.val_items, 0)? {
+            let batch = batch?;
+            let logits = tch::no_grad(|| {
+                r.net
+                    .forward_t(&batch.images.to_device(r.device()), false)
+                    .logits
+            });
+            let targets = batch.targets.to_device(r.device());
+            loss += parallel::summed_loss(&logits, &targets);
+            n += batch.names.len();
+            add_argmax(&mut confusion, &logits, &targets);
+        }
+        Ok(Pass {
+            loss: loss / n.max(1) as f64,
+            confusion,
+        })
+    }
+
+    /// Saves `best` when validation TSS and HSS2 both beat every earlier epoch's.
+    fn keep_if_best(&mut self, epoch: usize, val: &Confusion) -> Result<bool> {
+        let (tss, hss2) = (val.tss(), val.hss2());
+        let best =
+            self.splits.val_two_classes && tss > self.state.best_tss && hss2 > self.state.best_hss2;
+        if best {
+            self.state.best_tss = tss;
+            self.state.best_hss2 = hss2;
+            self.state.best_epoch = Some(epoch);
+            checkpoint::save(
+                &self.paths.best(),
+                &self.replicas.master().vs,
+                self.cfg,
+                None,
+            )?;
+        }
+        Ok(best)
+    }
+
+    /// Adds the epoch to the history files and saves `last` with the state to resume.
+    fn record(&mut self, record: EpochRecord) -> Result<()> {
+        self.state.epoch = record.epoch;
+        self.state.history.push(record);
+        history::write(
+            &self.paths.dir,
+            &self.paths.history_stem(),
+            &self.state.history,
+        )?;
+        checkpoint::save(
+            &self.paths.last(),
+            &self.replicas.master().vs,
+            self.cfg,
+            Some(self.state.clone()),
+        )
+    }
+
+    fn diverged(&self, epoch: usize, lr: f64) -> String {
+        format!(
+            "epoch {epoch}: training diverged (lr {lr}); {} keeps the last good weights",
+            self.paths.last().display()
+        )
+    }
+
+    /// Saves `final` and reports the run.
+    fn finish(self, resumed_from: usize) -> Result<TrainSummary> {
+        let (cfg, splits, paths, state) = (self.cfg, self.splits, self.paths, self.state);
+        checkpoint::save(&paths.final_(), &self.replicas.master().vs, cfg, None)?;
+        let last = state.history.last();
+        Ok(TrainSummary {
+            arch: cfg.arch.name(),
+            fold: cfg.fold,
+            epochs: cfg.epochs,
+            resumed_from_epoch: resumed_from,
+            devices: cfg.devices.iter().map(|d| device_name(*d)).collect(),
+            precision: cfg.precision.name(),
+            train_instances: splits.train.samples().len(),
+            train_positive: splits.plan.fl,
+            balanced_items: splits.plan.items.len(),
+            val_instances: splits.val.samples().len(),
+            val_positive: splits.val_positive,
+            skipped_images: (splits.train.skipped().iter())
+                .chain(splits.val.skipped())
+                .map(|b| format!("{}: {}", b.label, b.error))
+                .collect(),
+            best_epoch: state.best_epoch,
+            best_val_tss: state.best_tss,
+            best_val_hss2: state.best_hss2,
+            final_val_tss: last.map_or(f64::NAN, |r| r.val_tss),
+            final_val_hss2: last.map_or(f64::NAN, |r| r.val_hss2),
+            final_checkpoint: paths.final_(),
+            best_checkpoint: paths.best(),
+            last_checkpoint: paths.last(),
+            history_csv: paths.dir.join(format!("{}.csv", paths.history_stem())),
+            history: state.history,
+        })
+    }
 }
 
 /// Counts argmax predictions against 0/1 targets.
@@ -383,28 +513,4 @@ fn add_argmax(conf: &mut Confusion, logits: &Tensor, targets: &Tensor) {
     for (p, t) in pred.iter().zip(&tgt) {
         conf.add(*p == 1, *t == 1);
     }
-}
-
-/// Mean cross-entropy and confusion of the validation split in eval mode (on replica 0).
-fn validate(
-    replicas: &Replicas,
-    loader: &Loader,
-    items: &[data::Item],
-) -> Result<(f64, Confusion)> {
-    let r = replicas.master();
-    let mut conf = Confusion::default();
-    let (mut loss, mut n) = (0.0, 0usize);
-    for batch in loader.batches(items, 0)? {
-        let batch = batch?;
-        let logits = tch::no_grad(|| {
-            r.net
-                .forward_t(&batch.images.to_device(r.device()), false)
-                .logits
-        });
-        let targets = batch.targets.to_device(r.device());
-        loss += parallel::summed_loss(&logits, &targets);
-        n += batch.names.len();
-        add_argmax(&mut conf, &logits, &targets);
-    }
-    Ok((loss / n.max(1) as f64, conf))
 }

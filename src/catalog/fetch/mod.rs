@@ -10,6 +10,7 @@ use super::fields::parse_time;
 use super::store::{self, Record};
 use super::GoesClass;
 use crate::http::{snippet, Client, Expect, RetryPolicy};
+use crate::progress::Progress;
 use anyhow::{anyhow, bail, Context, Result};
 use chrono::{Datelike, NaiveDateTime};
 use serde::Serialize;
@@ -162,7 +163,14 @@ pub struct Summary {
 }
 
 /// Fetches, normalises and writes the catalogue. Any failure leaves `out` as it was.
-pub fn download(opts: &Options, bar: &indicatif::ProgressBar) -> Result<Summary> {
+pub fn download(opts: &Options, progress: &Progress) -> Result<Summary> {
+    let bar = progress.bar(0, "catalog {bar:40} {pos}/{len} requests");
+    let summary = download_with(opts, &bar);
+    bar.finish_and_clear();
+    summary
+}
+
+fn download_with(opts: &Options, bar: &indicatif::ProgressBar) -> Result<Summary> {
     let url = opts
         .url
         .clone()
