@@ -31,3 +31,21 @@ pub fn bad(setting: &'static str, message: impl Into<String>) -> anyhow::Error {
 pub fn find(err: &anyhow::Error) -> Option<&BadSetting> {
     err.chain().find_map(|e| e.downcast_ref::<BadSetting>())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_setting_is_found_under_contexts_and_reads_as_its_message() {
+        let err = bad("batch_size", "batch size must be at least 1")
+            .context("validation split")
+            .context("fold 1");
+        assert_eq!(find(&err).map(|b| b.setting), Some("batch_size"));
+        assert_eq!(
+            format!("{err:#}"),
+            "fold 1: validation split: batch size must be at least 1"
+        );
+        assert!(find(&anyhow::anyhow!("image size 16 is outside 16..=8192")).is_none());
+    }
+}
