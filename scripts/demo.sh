@@ -24,7 +24,8 @@ epochs="${DEMO_EPOCHS:-6}"
 mkdir -p "$out"
 start=$(date +%s)
 
-step() { printf '\n== %s\n' "$*"; }
+# Each step's heading carries the seconds since the pipeline started.
+step() { printf '\n== [%4d s] %s\n' "$(( $(date +%s) - start ))" "$*"; }
 
 # March is fold 1's validation quarter, April its training data.
 step "synth: 60 days of 256x256 full-disk magnetograms every 6 h, and their flare catalogue"

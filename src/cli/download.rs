@@ -208,10 +208,9 @@ fn run_images(a: ImagesArgs) -> Result<()> {
             super::print_json(&p)?;
         } else {
             println!(
-                "{} instants from {} to {}: {} already on disk, {} known to have no image, {} to query at {}",
+                "{} instants {}: {} already on disk, {} known to have no image, {} to query at {}",
                 p.instants,
-                p.first.as_deref().unwrap_or("-"),
-                p.last.as_deref().unwrap_or("-"),
+                super::span(&p.first, &p.last),
                 p.on_disk,
                 p.known_missing,
                 p.to_query,

@@ -161,10 +161,9 @@ fn print_summary(s: &Summary, catalog: &std::path::Path) {
         s.flux_scale, s.classes_converted, s.labels_changed
     );
     println!(
-        "instances  {} from {} to {}; {} positive (>= {}), {}",
+        "instances  {} {}; {} positive (>= {}), {}",
         s.instances,
-        s.first.as_deref().unwrap_or("-"),
-        s.last.as_deref().unwrap_or("-"),
+        super::span(&s.first, &s.last),
         s.positives,
         s.threshold,
         pct(s.positive_rate)

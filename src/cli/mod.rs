@@ -109,6 +109,12 @@ fn name_flag(err: anyhow::Error) -> anyhow::Error {
     }
 }
 
+/// "from FIRST to LAST", with "-" for an end that is not known.
+fn span(first: &Option<String>, last: &Option<String>) -> String {
+    let end = |t: &Option<String>| t.clone().unwrap_or_else(|| "-".into());
+    format!("from {} to {}", end(first), end(last))
+}
+
 /// Prints `value` as indented JSON on stdout: what `--json` gives a script to parse.
 fn print_json(value: &impl serde::Serialize) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
