@@ -62,6 +62,23 @@ fn targets(p: &Path) -> HashMap<String, String> {
         .collect()
 }
 
+/// `flarecast label --catalog CATALOG --file-list LIST --out OUT`, ready for more
+/// arguments and the assertions.
+fn label_cmd(
+    catalog: impl AsRef<std::ffi::OsStr>,
+    list: impl AsRef<std::ffi::OsStr>,
+    out: impl AsRef<std::ffi::OsStr>,
+) -> assert_cmd::Command {
+    let mut cmd = common::flarecast();
+    cmd.args(["label", "--catalog"])
+        .arg(catalog)
+        .arg("--file-list")
+        .arg(list)
+        .arg("--out")
+        .arg(out);
+    cmd
+}
+
 #[test]
 fn pandey_catalogue_reproduces_the_reference_labels() {
     let (out, s) = label_reference_range(PANDEY);
@@ -272,14 +289,7 @@ fn bad_rows_fail_with_file_line_and_value_unless_skipped() {
             &format!("start_time,goes_class,fl_lon,fl_lat\n2011-03-09 01:00:00,C1.0,1,2\n{bad_row}\n2011-03-09 02:00:00,M1.0,UNK,UNK\n"),
         );
         let out = dir.path().join("out");
-        common::flarecast()
-            .arg("label")
-            .arg("--catalog")
-            .arg(&cat)
-            .arg("--file-list")
-            .arg(&list)
-            .arg("--out")
-            .arg(&out)
+        label_cmd(&cat, &list, &out)
             .assert()
             .failure()
             .code(1)
@@ -288,14 +298,7 @@ fn bad_rows_fail_with_file_line_and_value_unless_skipped() {
                 cat.display()
             )));
         assert!(!out.exists(), "nothing written on error");
-        let assert = common::flarecast()
-            .arg("label")
-            .arg("--catalog")
-            .arg(&cat)
-            .arg("--file-list")
-            .arg(&list)
-            .arg("--out")
-            .arg(&out)
+        let assert = label_cmd(&cat, &list, &out)
             .args(["--skip-bad-rows", "--json"])
             .assert()
             .success()
@@ -543,14 +546,7 @@ fn exact_duplicate_rows_are_dropped_and_counted() {
          3,2011-03-09 02:00:00,M1.0,3,4\n",
     );
     let out = dir.path().join("out");
-    let assert = common::flarecast()
-        .arg("label")
-        .arg("--catalog")
-        .arg(&cat)
-        .arg("--file-list")
-        .arg(&list)
-        .arg("--out")
-        .arg(&out)
+    let assert = label_cmd(&cat, &list, &out)
         .arg("--json")
         .assert()
         .success()
@@ -569,14 +565,7 @@ fn exact_duplicate_rows_are_dropped_and_counted() {
          2011/03/09/HMI.m2011.03.09_00.00.00.jpg,1,M1.0,3.0,4.0,\"['C1.0', 'C1.0']\",\"[1.0, 1.0]\",\"[2.0, 5.0]\"\n"
     );
     // The real SSW list repeats 5 rows; the label bench reads 16,671 flares from it.
-    let assert = common::flarecast()
-        .arg("label")
-        .arg("--catalog")
-        .arg(catalog_path(JAMESKC))
-        .arg("--file-list")
-        .arg(&list)
-        .arg("--out")
-        .arg(&out)
+    let assert = label_cmd(catalog_path(JAMESKC), &list, &out)
         .arg("--json")
         .assert()
         .success();
@@ -601,14 +590,7 @@ fn a_catalogue_without_rows_warns_and_a_range_without_images_fails() {
         "start_time,goes_class,fl_lon,fl_lat\n",
     );
     let out = dir.path().join("out");
-    let assert = common::flarecast()
-        .arg("label")
-        .arg("--catalog")
-        .arg(&empty)
-        .arg("--file-list")
-        .arg(&list)
-        .arg("--out")
-        .arg(&out)
+    let assert = label_cmd(&empty, &list, &out)
         .arg("--json")
         .assert()
         .success()
@@ -628,14 +610,7 @@ fn a_catalogue_without_rows_warns_and_a_range_without_images_fails() {
         "start_time,goes_class,fl_lon,fl_lat\n2012-01-01 00:00:00,M1.0,1,2\n",
     );
     let out = dir.path().join("out2");
-    common::flarecast()
-        .arg("label")
-        .arg("--catalog")
-        .arg(&cat)
-        .arg("--file-list")
-        .arg(&list)
-        .arg("--out")
-        .arg(&out)
+    label_cmd(&cat, &list, &out)
         .args([
             "--start",
             "2012-01-01T00:00:00",
