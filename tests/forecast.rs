@@ -14,31 +14,22 @@ fn golden(name: &str) -> String {
 }
 
 fn run_json(args: &[&str]) -> Value {
-    let out = common::flarecast()
-        .args(args)
-        .output()
-        .expect("run flarecast");
-    assert!(
-        out.status.success(),
-        "flarecast {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+    serde_json::from_slice(&common::run_ok(args).stdout).expect("JSON on stdout")
 }
 
 /// `predict --json` (f32) probability of one image.
 fn predict(model: &str, image: &Path) -> f64 {
-    let out = common::flarecast()
-        .args(["predict", "--json", "--precision", "f32", "--device", "cpu"])
-        .args(["--model", model])
-        .arg(image)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = common::run_ok(&[
+        "predict",
+        "--json",
+        "--precision",
+        "f32",
+        "--device",
+        "cpu",
+        "--model",
+        model,
+        image.to_str().unwrap(),
+    ]);
     let line: Value = serde_json::from_slice(&out.stdout).unwrap();
     line["flare_prob"].as_f64().unwrap()
 }

@@ -280,30 +280,7 @@ fn sigint_and_sigterm_end_a_live_run_with_exit_0() {
 fn hourly_forecasts_served_by_the_test_server_verify_as_evaluate_scores_them() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let run = |args: &[&str]| {
-        let out = common::flarecast().args(args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    };
-    run(&[
-        "synth",
-        "--out",
-        s(&d.join("archive")),
-        "--start",
-        "2014-03-01T00:00:00",
-        "--days",
-        "2",
-        "--cadence",
-        "1h",
-        "--size",
-        "256",
-        "--seed",
-        "3",
-    ]);
+    common::synth_two_days_hourly(&d.join("archive"));
     // Every image as a lossless JP2: served by id, and converted as training images.
     let mut served = Vec::new();
     let labels = flarecast::label::Images::from_tree(
@@ -328,7 +305,7 @@ fn hourly_forecasts_served_by_the_test_server_verify_as_evaluate_scores_them() {
     assert_eq!(served.len(), 48);
     let server = Server::start(Images::new(served).routes()).unwrap();
     let model = common::golden().join("noattn.pth");
-    let out = run(&[
+    let out = common::run_ok(&[
         "forecast",
         "--device",
         "cpu",
@@ -355,7 +332,7 @@ fn hourly_forecasts_served_by_the_test_server_verify_as_evaluate_scores_them() {
         "{err}"
     );
     let v: Value = serde_json::from_slice(
-        &run(&[
+        &common::run_ok(&[
             "verify",
             "--forecasts",
             s(&d.join("forecasts")),
@@ -369,14 +346,14 @@ fn hourly_forecasts_served_by_the_test_server_verify_as_evaluate_scores_them() {
     )
     .unwrap();
     // The same instances through convert -> label -> evaluate.
-    run(&[
+    common::run_ok(&[
         "convert",
         "--input",
         s(&d.join("jp2")),
         "--output",
         s(&d.join("jpg")),
     ]);
-    run(&[
+    common::run_ok(&[
         "label",
         "--catalog",
         s(&d.join("archive/catalog.csv")),
@@ -390,7 +367,7 @@ fn hourly_forecasts_served_by_the_test_server_verify_as_evaluate_scores_them() {
         "2014-03-02T23:00:00",
     ]);
     let e: Value = serde_json::from_slice(
-        &run(&[
+        &common::run_ok(&[
             "evaluate",
             "--model",
             s(&model),

@@ -7,46 +7,19 @@ mod common;
 use serde_json::Value;
 use std::path::Path;
 
-fn run(args: &[&str]) -> std::process::Output {
-    let out = common::flarecast()
-        .args(args)
-        .output()
-        .expect("run flarecast");
-    assert!(
-        out.status.success(),
-        "flarecast {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-/// 2 days of hourly 256x256 images (seed 3: positive and negative windows), labelled.
+/// 2 days of hourly 256x256 images (seed 3: positive and negative windows).
 fn archive(dir: &Path) {
-    run(&[
-        "synth",
-        "--out",
-        s(&dir.join("archive")),
-        "--start",
-        "2014-03-01T00:00:00",
-        "--days",
-        "2",
-        "--cadence",
-        "1h",
-        "--size",
-        "256",
-        "--seed",
-        "3",
-    ]);
+    common::synth_two_days_hourly(&dir.join("archive"));
 }
 
 /// `evaluate --model` on fold 1 (all of March) of the labelled archive, one image per
 /// forward pass in f32 as `forecast` runs: its JSON report and its per-instance file.
 fn evaluate(dir: &Path, images: &Path, model: &str) -> (Value, String) {
-    run(&[
+    common::run_ok(&[
         "label",
         "--catalog",
         s(&dir.join("archive/catalog.csv")),
@@ -59,7 +32,7 @@ fn evaluate(dir: &Path, images: &Path, model: &str) -> (Value, String) {
         "--end",
         "2014-03-02T23:00:00",
     ]);
-    let out = run(&[
+    let out = common::run_ok(&[
         "evaluate",
         "--model",
         model,
@@ -85,7 +58,7 @@ fn evaluate(dir: &Path, images: &Path, model: &str) -> (Value, String) {
 }
 
 fn verify(dir: &Path, forecasts: &Path) -> Value {
-    let out = run(&[
+    let out = common::run_ok(&[
         "verify",
         "--forecasts",
         s(forecasts),
@@ -140,7 +113,7 @@ fn hourly_forecasts_from_a_local_tree_verify_as_evaluate_scores_them() {
     let model = s(&model);
     let images = d.join("archive/images");
     // 50 hourly cycles over 48 images: the last two find nothing new.
-    let out = run(&[
+    let out = common::run_ok(&[
         "forecast",
         "--model",
         model,
@@ -184,7 +157,7 @@ fn hourly_forecasts_from_a_local_tree_verify_as_evaluate_scores_them() {
     );
 
     // With the catalogue known only to 2014-03-02T12:00, windows ending later are pending.
-    let out = run(&[
+    let out = common::run_ok(&[
         "verify",
         "--forecasts",
         s(&d.join("forecasts")),

@@ -43,6 +43,39 @@ pub fn flarecast() -> assert_cmd::Command {
     assert_cmd::Command::cargo_bin("flarecast").expect("flarecast binary")
 }
 
+/// Runs `flarecast ARGS` and returns its output; a failure fails the test with
+/// flarecast's stderr.
+pub fn run_ok(args: &[&str]) -> std::process::Output {
+    let out = flarecast().args(args).output().expect("run flarecast");
+    assert!(
+        out.status.success(),
+        "flarecast {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Two days of hourly 256x256 synthetic images from 2014-03-01 (seed 3: positive and
+/// negative windows) and their catalogue, in `out`.
+pub fn synth_two_days_hourly(out: &std::path::Path) {
+    let out = out.to_str().expect("UTF-8 path");
+    run_ok(&[
+        "synth",
+        "--out",
+        out,
+        "--start",
+        "2014-03-01T00:00:00",
+        "--days",
+        "2",
+        "--cadence",
+        "1h",
+        "--size",
+        "256",
+        "--seed",
+        "3",
+    ]);
+}
+
 /// The Python of the virtualenv holding the torch that flarecast links (scripts/setup.sh
 /// installs it), to cross-check against PyTorch itself.
 pub fn torch_python() -> PathBuf {
