@@ -353,43 +353,7 @@ fn hourly_forecasts_served_by_the_test_server_verify_as_evaluate_scores_them() {
         "--output",
         s(&d.join("jpg")),
     ]);
-    common::run_ok(&[
-        "label",
-        "--catalog",
-        s(&d.join("archive/catalog.csv")),
-        "--images",
-        s(&d.join("jpg")),
-        "--out",
-        s(&d.join("labels")),
-        "--start",
-        "2014-03-01T00:00:00",
-        "--end",
-        "2014-03-02T23:00:00",
-    ]);
-    let e: Value = serde_json::from_slice(
-        &common::run_ok(&[
-            "evaluate",
-            "--model",
-            s(&model),
-            "--fold",
-            "1",
-            "--labels",
-            s(&d.join("labels")),
-            "--images",
-            s(&d.join("jpg")),
-            "--out",
-            s(&d.join("eval")),
-            "--device",
-            "cpu",
-            "--precision",
-            "f32",
-            "--batch-size",
-            "1",
-            "--json",
-        ])
-        .stdout,
-    )
-    .unwrap();
+    let (e, _) = common::label_and_evaluate_two_days(d, &d.join("jpg"), s(&model));
     assert_eq!(v["decided"], 48);
     let (v, e) = (&v["scores"], &e["files"][0]);
     for key in [

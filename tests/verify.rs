@@ -16,47 +16,6 @@ fn archive(dir: &Path) {
     common::synth_two_days_hourly(&dir.join("archive"));
 }
 
-/// `evaluate --model` on fold 1 (all of March) of the labelled archive, one image per
-/// forward pass in f32 as `forecast` runs: its JSON report and its per-instance file.
-fn evaluate(dir: &Path, images: &Path, model: &str) -> (Value, String) {
-    common::run_ok(&[
-        "label",
-        "--catalog",
-        s(&dir.join("archive/catalog.csv")),
-        "--images",
-        s(images),
-        "--out",
-        s(&dir.join("labels")),
-        "--start",
-        "2014-03-01T00:00:00",
-        "--end",
-        "2014-03-02T23:00:00",
-    ]);
-    let out = common::run_ok(&[
-        "evaluate",
-        "--model",
-        model,
-        "--fold",
-        "1",
-        "--labels",
-        s(&dir.join("labels")),
-        "--images",
-        s(images),
-        "--out",
-        s(&dir.join("eval")),
-        "--device",
-        "cpu",
-        "--precision",
-        "f32",
-        "--batch-size",
-        "1",
-        "--json",
-    ]);
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let res = std::fs::read_to_string(dir.join("eval/fold1_res.csv")).unwrap();
-    (report, res)
-}
-
 fn verify(dir: &Path, forecasts: &Path) -> Value {
     let out = common::run_ok(&[
         "verify",
@@ -142,7 +101,7 @@ fn hourly_forecasts_from_a_local_tree_verify_as_evaluate_scores_them() {
         (v["forecasts"].as_u64(), v["decided"].as_u64()),
         (Some(48), Some(48))
     );
-    let (e, res) = evaluate(d, &images, model);
+    let (e, res) = common::label_and_evaluate_two_days(d, &images, model);
     let verified = std::fs::read_to_string(d.join("verified.csv")).unwrap();
     assert_same_scores(&v, &e, &res, &verified);
     // The decisions split at 0.5 on this archive, so TSS is not trivially 0.

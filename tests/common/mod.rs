@@ -76,6 +76,53 @@ pub fn synth_two_days_hourly(out: &std::path::Path) {
     ]);
 }
 
+/// Labels the archive of `synth_two_days_hourly` in `dir` (images from `images`), then
+/// `evaluate --model` on fold 1 (all of March), one image per
+/// forward pass in f32 as `forecast` runs: its JSON report and its per-instance file.
+pub fn label_and_evaluate_two_days(
+    dir: &std::path::Path,
+    images: &std::path::Path,
+    model: &str,
+) -> (serde_json::Value, String) {
+    let s = |p: &std::path::Path| p.to_str().expect("UTF-8 path").to_string();
+    run_ok(&[
+        "label",
+        "--catalog",
+        &s(&dir.join("archive/catalog.csv")),
+        "--images",
+        &s(images),
+        "--out",
+        &s(&dir.join("labels")),
+        "--start",
+        "2014-03-01T00:00:00",
+        "--end",
+        "2014-03-02T23:00:00",
+    ]);
+    let out = run_ok(&[
+        "evaluate",
+        "--model",
+        model,
+        "--fold",
+        "1",
+        "--labels",
+        &s(&dir.join("labels")),
+        "--images",
+        &s(images),
+        "--out",
+        &s(&dir.join("eval")),
+        "--device",
+        "cpu",
+        "--precision",
+        "f32",
+        "--batch-size",
+        "1",
+        "--json",
+    ]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let res = std::fs::read_to_string(dir.join("eval/fold1_res.csv")).unwrap();
+    (report, res)
+}
+
 /// The Python of the virtualenv holding the torch that flarecast links (scripts/setup.sh
 /// installs it), to cross-check against PyTorch itself.
 pub fn torch_python() -> PathBuf {
