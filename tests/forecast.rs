@@ -17,6 +17,27 @@ fn run_json(args: &[&str]) -> Value {
     serde_json::from_slice(&common::run_ok(args).stdout).expect("JSON on stdout")
 }
 
+/// The JSON report of `forecast` by the ensemble of the golden attention and standard
+/// networks, from `image` at `at`, with `more` arguments.
+fn golden_ensemble_forecast(image: &Path, at: &str, more: &[&str]) -> Value {
+    let (attn, noattn) = (golden("attn.pth"), golden("noattn.pth"));
+    let mut args = vec![
+        "forecast",
+        "--device",
+        "cpu",
+        "--model",
+        &attn,
+        "--model",
+        &noattn,
+        "--image",
+        image.to_str().unwrap(),
+        "--at",
+        at,
+    ];
+    args.extend_from_slice(more);
+    run_json(&args)
+}
+
 /// `predict --json` (f32) probability of one image.
 fn predict(model: &str, image: &Path) -> f64 {
     let out = common::run_ok(&[
@@ -38,19 +59,7 @@ fn predict(model: &str, image: &Path) -> f64 {
 fn an_ensemble_of_the_golden_networks_equals_predict_on_each() {
     let jpg = common::magnetogram_jpg();
     let (attn, noattn) = (golden("attn.pth"), golden("noattn.pth"));
-    let r = run_json(&[
-        "forecast",
-        "--device",
-        "cpu",
-        "--model",
-        &attn,
-        "--model",
-        &noattn,
-        "--image",
-        jpg.to_str().unwrap(),
-        "--at",
-        "2022-08-02T11:00:00",
-    ]);
+    let r = golden_ensemble_forecast(&jpg, "2022-08-02T11:00:00", &[]);
     let want = [predict(&attn, &jpg), predict(&noattn, &jpg)];
     let members: Vec<f64> = r["members"]
         .as_array()
@@ -138,22 +147,11 @@ fn header(text: &str) -> Vec<(String, String)> {
 fn the_ccmc_text_and_json_read_back_in_the_documented_layout() {
     let dir = tempfile::tempdir().unwrap();
     let jpg = common::magnetogram_jpg();
-    let (attn, noattn) = (golden("attn.pth"), golden("noattn.pth"));
-    let r = run_json(&[
-        "forecast",
-        "--device",
-        "cpu",
-        "--model",
-        &attn,
-        "--model",
-        &noattn,
-        "--image",
-        jpg.to_str().unwrap(),
-        "--at",
+    let r = golden_ensemble_forecast(
+        &jpg,
         "2022-08-02T11:05:00",
-        "--out",
-        dir.path().to_str().unwrap(),
-    ]);
+        &["--out", dir.path().to_str().unwrap()],
+    );
     let p = r["probability"].as_f64().unwrap();
     let std = r["spread"]["std"].as_f64().unwrap();
 
