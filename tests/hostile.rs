@@ -494,3 +494,30 @@ fn convert_weights_onto_a_folder_fails_and_leaves_nothing() {
         assert!(std::fs::read_dir(&target).unwrap().next().is_none());
     }
 }
+
+/// The benches read their inputs from the paths given: a missing one is named, and
+/// nothing is left beside it.
+#[test]
+fn benches_name_a_missing_input() {
+    let dir = tempfile::tempdir().unwrap();
+    for (bench, flag, name) in [
+        ("label", "--catalog", "flares.csv"),
+        ("convert", "--jp2", "magnetogram.jp2"),
+        ("train", "--jpg", "magnetogram.jpg"),
+    ] {
+        let missing = dir.path().join(name);
+        let path = missing.to_str().unwrap();
+        fails_naming(
+            &[
+                os("bench"),
+                os(bench),
+                os(flag),
+                os(path),
+                os("--device"),
+                os("cpu"),
+            ][..if bench == "train" { 6 } else { 4 }],
+            path,
+        );
+    }
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
