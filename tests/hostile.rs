@@ -507,17 +507,11 @@ fn benches_name_a_missing_input() {
     ] {
         let missing = dir.path().join(name);
         let path = missing.to_str().unwrap();
-        fails_naming(
-            &[
-                os("bench"),
-                os(bench),
-                os(flag),
-                os(path),
-                os("--device"),
-                os("cpu"),
-            ][..if bench == "train" { 6 } else { 4 }],
-            path,
-        );
+        let mut args = vec![os("bench"), os(bench), os(flag), os(path)];
+        if bench == "train" {
+            args.extend([os("--device"), os("cpu")]);
+        }
+        fails_naming(&args, path);
     }
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
