@@ -2,7 +2,6 @@
 //! concurrency with a request-rate cap, retries, atomic writes, a manifest per run.
 
 pub mod api;
-pub mod bench;
 pub mod download;
 pub mod manifest;
 

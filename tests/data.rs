@@ -301,7 +301,7 @@ fn missing_and_corrupt_images_are_named_or_skipped() {
 fn loader_benchmark_serves_whole_balanced_epochs_until_enough_images() {
     let dir = tempfile::tempdir().unwrap();
     let samples = generated_dir(dir.path(), 12);
-    let got = data::measure_loader(&config(dir.path()), samples, 5).unwrap();
+    let got = flarecast::bench::loader::measure_loader(&config(dir.path()), samples, 5).unwrap();
     // 5 batches of 7 asked for. 12 samples, 4 FL: each FL shown twice balances the 8 NF,
     // a 16-item epoch served as 7 + 7 + 2. Two whole epochs (32) fall short of 35, so
     // the first batch of the third ends it: 39 images in 7 batches from 3 epochs.

@@ -1,11 +1,7 @@
-//! `flarecast convert` and `flarecast bench convert`.
+//! `flarecast convert`.
 
 use anyhow::{bail, Result};
 use flarecast::convert::{self, Format, Options};
-use flarecast::text_table::{
-    Col::{Left, Right},
-    Table,
-};
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -71,49 +67,5 @@ pub fn run(a: Args) -> Result<()> {
             s.manifest
         );
     }
-    Ok(())
-}
-
-#[derive(clap::Args)]
-pub struct ConvertBenchArgs {
-    /// Copies of the JP2 to convert in each configuration.
-    #[arg(long, default_value_t = 16)]
-    files: usize,
-    #[arg(long, default_value_t = convert::TRAINING_SIZE)]
-    size: u32,
-    /// JP2 to copy (the figures in README.md use the real 4096x4096 HMI magnetogram).
-    #[arg(long)]
-    jp2: PathBuf,
-    #[arg(long)]
-    json: bool,
-}
-
-pub fn bench(a: ConvertBenchArgs) -> Result<()> {
-    let path = a.jp2;
-    let rows = convert::bench::run(&path, a.files, a.size)?;
-    if a.json {
-        return super::print_json(&rows);
-    }
-    println!(
-        "convert {} copies of {} to {} px JPG (quality 95)",
-        a.files,
-        path.display(),
-        a.size
-    );
-    let mut t = Table::new(
-        [Left(32), Right(7), Right(6), Right(8), Right(8), Right(7)],
-        ["mode", "threads", "files", "seconds", "files/s", "ratio"],
-    );
-    for r in &rows {
-        t.row([
-            r.mode.clone(),
-            r.threads.to_string(),
-            r.files.to_string(),
-            format!("{:.2}", r.seconds),
-            format!("{:.2}", r.files_per_s),
-            format!("{:.2}x", r.ratio),
-        ]);
-    }
-    print!("{t}");
     Ok(())
 }

@@ -1,13 +1,12 @@
-//! `flarecast download [images|catalog]` and `flarecast bench download`.
+//! `flarecast download [images|catalog]`.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use chrono::NaiveDateTime;
 use flarecast::catalog::fetch::{self, Source};
 use flarecast::helioviewer::{self, Options};
 use flarecast::instant::{parse_duration, parse_time};
 use flarecast::text_table::{Col::Right, Table};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// `flarecast download --start ...` alone downloads images, as it always did.
@@ -250,66 +249,5 @@ fn run_images(a: ImagesArgs) -> Result<()> {
             s.manifest
         );
     }
-    Ok(())
-}
-
-#[derive(clap::Args)]
-pub struct DownloadBenchArgs {
-    /// Images downloaded at each concurrency.
-    #[arg(long, default_value_t = 64)]
-    images: usize,
-    /// Latency the local server adds to every answer.
-    #[arg(long, default_value = "50ms", value_parser = parse_duration)]
-    latency: Duration,
-    /// Concurrencies to compare; the first is the baseline.
-    #[arg(long, value_delimiter = ',', default_value = "1,8")]
-    concurrency: Vec<usize>,
-    /// JP2 served for every observation (the figures in README.md use the real HMI
-    /// magnetogram).
-    #[arg(long)]
-    jp2: PathBuf,
-    #[arg(long)]
-    json: bool,
-}
-
-pub fn bench(a: DownloadBenchArgs) -> Result<()> {
-    if a.concurrency.contains(&0) {
-        bail!("--concurrency values must be >= 1");
-    }
-    let path = a.jp2;
-    let jp2 = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    flarecast::jp2::validate(&jp2, &path.display().to_string())?;
-    let rows = helioviewer::bench::run(Arc::new(jp2), a.images, a.latency, &a.concurrency)?;
-    if a.json {
-        return super::print_json(&rows);
-    }
-    println!(
-        "download from a local server, {} ms latency per answer, {} images of {} (2 requests each)",
-        a.latency.as_millis(),
-        a.images,
-        path.display()
-    );
-    let mut t = Table::new(
-        [Right(11), Right(8), Right(9), Right(9), Right(10), Right(8)],
-        [
-            "concurrency",
-            "images",
-            "requests",
-            "seconds",
-            "images/s",
-            "ratio",
-        ],
-    );
-    for r in &rows {
-        t.row([
-            r.concurrency.to_string(),
-            r.images.to_string(),
-            r.requests.to_string(),
-            format!("{:.2}", r.seconds),
-            format!("{:.1}", r.images_per_s),
-            format!("{:.2}x", r.ratio),
-        ]);
-    }
-    print!("{t}");
     Ok(())
 }

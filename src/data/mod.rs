@@ -28,7 +28,6 @@
 //! ```
 
 mod balance;
-mod bench;
 mod check;
 mod labels;
 mod loader;
@@ -36,7 +35,6 @@ mod rng;
 pub mod tensor_augment;
 
 pub use balance::{balance, plain_items, Augment, Balanced, Item, FL_SEQUENCE};
-pub use bench::{measure_loader, LoaderThroughput};
 pub use check::{load_sample, BadImage};
 pub use labels::{class_counts, fold_csv, read_fold_split, read_labels, Sample, Split};
 pub use loader::{rotation_angle, Batch, Batches, CacheMode, Loader, LoaderConfig};

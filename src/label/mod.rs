@@ -2,7 +2,6 @@
 //! image, labelled by the largest flare of the following 24 hours, binarised at a
 //! threshold class, and split into 4 folds by calendar quarter.
 
-pub mod bench;
 mod images;
 mod window;
 mod write;

@@ -3,8 +3,6 @@
 //! parameter names so PyTorch state_dicts load unchanged.
 
 mod attention;
-pub mod baseline;
-pub mod bench;
 pub mod precision;
 pub mod pth;
 pub mod weights;

@@ -6,7 +6,6 @@
 //! Differences from the reference, on purpose: `--epochs N` runs N epochs (the reference
 //! runs N - 1); balancing never lets FL exceed NF (the reference edits fold 2 by hand).
 
-pub mod bench;
 pub mod checkpoint;
 pub mod history;
 pub mod parallel;

@@ -3,8 +3,9 @@
 //! programs round by round and reporting medians), with the achieved GFLOP/s and their
 //! share of the processor's float32 peak.
 
-use super::baseline::{Layout, TorchBaseline};
-use super::{Arch, AttnNet, Compute, InitScheme, Precision};
+use super::torch_baseline::{Layout, TorchBaseline};
+use super::Mode;
+use crate::model::{Arch, AttnNet, Compute, InitScheme, Precision};
 use crate::device::synchronize;
 use crate::hardware::F32Peak;
 use anyhow::Result;
@@ -13,13 +14,6 @@ use std::path::PathBuf;
 use std::time::Instant;
 use tch::nn;
 use tch::{Device, Kind, Tensor};
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    Inference,
-    Train,
-}
 
 pub struct BenchConfig {
     pub device: Device,

@@ -1,7 +1,7 @@
 //! Download throughput against the local server with injected latency: the same archive
 //! fetched at several concurrencies into fresh folders.
 
-use super::{download, Options};
+use crate::helioviewer::{download, Options, HMI_MAGNETOGRAM};
 use crate::testing::helioviewer::{Config, LocalServer, UriStyle};
 use anyhow::{ensure, Context, Result};
 use chrono::NaiveDateTime;
@@ -53,7 +53,7 @@ pub fn run(
             start,
             end: start + step * images as i32,
             cadence,
-            source_id: super::HMI_MAGNETOGRAM,
+            source_id: HMI_MAGNETOGRAM,
             tolerance: cadence,
             out: dir.path().to_path_buf(),
             api_url: server.url.clone(),

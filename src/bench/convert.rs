@@ -1,7 +1,7 @@
 //! Conversion throughput (files/s, 4096 -> 512) with every core against a single core,
 //! on copies of one real JP2.
 
-use super::{convert_tree, Format, Options};
+use crate::convert::{convert_tree, Format, Options};
 use anyhow::{ensure, Context, Result};
 use serde::Serialize;
 use std::path::Path;

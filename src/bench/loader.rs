@@ -4,9 +4,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Result};
 
-use super::balance::balance;
-use super::labels::Sample;
-use super::loader::{Loader, LoaderConfig};
+use crate::data::{balance, Loader, LoaderConfig, Sample};
 
 /// What the loader delivered in a measurement.
 #[derive(Clone, Copy, Debug, PartialEq)]

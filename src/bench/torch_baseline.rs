@@ -2,8 +2,8 @@
 //! one Python process, kept warm, that times a configuration on request, so a benchmark
 //! can alternate between flarecast and PyTorch round by round.
 
-use super::bench::Mode;
-use super::Arch;
+use super::Mode;
+use crate::model::Arch;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::io::{BufRead, BufReader, Write};

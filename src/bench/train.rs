@@ -2,8 +2,9 @@
 //! decode, resize, augmentation on worker threads) against the model-only step on the
 //! same batch as pre-made tensors. Their ratio is the loader's cost.
 
-use super::parallel::Replicas;
+use super::loader::measure_loader;
 use crate::data::{self, CacheMode, Loader, LoaderConfig, Sample};
+use crate::train::parallel::Replicas;
 use crate::device::synchronize;
 use crate::model::{Arch, Compute, InitScheme, Precision};
 use anyhow::{Context, Result};
@@ -79,7 +80,7 @@ pub fn run(
     lcfg.workers = cfg.workers;
     lcfg.cache = cfg.cache;
     lcfg.device = cfg.device;
-    let loader_ips = data::measure_loader(&lcfg, samples.clone(), cfg.batches)?.images_per_s;
+    let loader_ips = measure_loader(&lcfg, samples.clone(), cfg.batches)?.images_per_s;
     let loader = Loader::new(lcfg.clone(), samples)?;
     let plan = data::balance(&loader.targets(), lcfg.seed)?;
     let mut rows = Vec::new();
@@ -87,7 +88,7 @@ pub fn run(
         for &precision in &cfg.precisions {
             let compute = Compute::for_device(cfg.device, precision);
             let mut replicas = Replicas::new(&[cfg.device], arch, InitScheme::default(), compute)?;
-            let mut opt = super::sgd(&replicas.master().vs, 1e-3, 0.5)?;
+            let mut opt = crate::train::sgd(&replicas.master().vs, 1e-3, 0.5)?;
             let first = loader
                 .batches(&plan.items, 0)?
                 .next()

@@ -1,6 +1,12 @@
 //! `flarecast bench <target>`: throughput measurements printed as tables, each with the
 //! ratio to a stated baseline.
 
+mod convert;
+mod download;
+mod label;
+mod model;
+mod train;
+
 use anyhow::Result;
 use clap::Subcommand;
 use flarecast::model::{Arch, PrecisionChoice};
@@ -14,30 +20,30 @@ pub struct Args {
 #[derive(Subcommand)]
 enum Target {
     /// Model inference and training-step images/s (attention and standard CNN, f32/bf16).
-    Model(super::predict::ModelBenchArgs),
+    Model(model::Args),
     /// Labelling throughput over the full hourly range.
-    Label(super::label::LabelBenchArgs),
+    Label(label::Args),
     /// Download throughput against a local server, by concurrency.
-    Download(super::download::DownloadBenchArgs),
+    Download(download::Args),
     /// JP2 -> JPG conversion files/s, all cores vs one.
-    Convert(super::convert::ConvertBenchArgs),
+    Convert(convert::Args),
     /// End-to-end training images/s with the real loader vs the model-only step.
-    Train(super::train::TrainBenchArgs),
+    Train(train::Args),
 }
 
 pub fn run(args: Args) -> Result<()> {
     match args.target {
-        Target::Model(a) => super::predict::bench(a),
-        Target::Label(a) => super::label::bench(a),
-        Target::Download(a) => super::download::bench(a),
-        Target::Convert(a) => super::convert::bench(a),
-        Target::Train(a) => super::train::bench(a),
+        Target::Model(a) => model::run(a),
+        Target::Label(a) => label::run(a),
+        Target::Download(a) => download::run(a),
+        Target::Convert(a) => convert::run(a),
+        Target::Train(a) => train::run(a),
     }
 }
 
 /// The options of every benchmark that runs the networks (`bench model`, `bench train`).
 #[derive(clap::Args)]
-pub struct BenchArgs {
+pub struct NetArgs {
     /// cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "auto")]
     pub device: String,

@@ -1,0 +1,146 @@
+//! `flarecast bench model`: inference and training-step images/s of both networks, with
+//! GFLOP/s, the share of the f32 peak and optionally the PyTorch eager baseline.
+
+use anyhow::{bail, Context, Result};
+use flarecast::bench::model::{self as bench, BenchConfig};
+use flarecast::bench::{torch_baseline, Mode};
+use flarecast::hardware::IsaCap;
+use flarecast::model as fmodel;
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    net: super::NetArgs,
+    /// Timed iterations per measurement.
+    #[arg(long, default_value_t = 3)]
+    iters: usize,
+    /// Untimed warm-up iterations per configuration.
+    #[arg(long, default_value_t = 1)]
+    warmup: usize,
+    /// Measurements per program, alternating the programs; medians are reported
+    /// (default: 3 with a baseline, else 1).
+    #[arg(long)]
+    rounds: Option<usize>,
+    /// none, or torch: time the plain PyTorch eager networks (default and channels-last
+    /// layouts) in the same run, alternating with flarecast, and print the ratios.
+    #[arg(long, default_value = "none", value_parser = ["none", "torch"])]
+    baseline: String,
+    /// The Python holding torch for the baseline (default: the virtualenv setup.sh makes).
+    #[arg(long)]
+    python: Option<PathBuf>,
+    /// Comma-separated: inference, train.
+    #[arg(long, default_value = "inference,train", value_delimiter = ',')]
+    mode: Vec<String>,
+    /// Force the channels-last layout on or off (default: the device's best).
+    #[arg(long)]
+    channels_last: Option<bool>,
+    /// Intra-op threads (default: libtorch's choice, one per core).
+    #[arg(long)]
+    threads: Option<i32>,
+    /// One JSON object on stdout instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    if let Some(t) = args.threads {
+        tch::set_num_threads(t);
+    }
+    let device = flarecast::device::parse_device(&args.net.device)?;
+    let modes = args
+        .mode
+        .iter()
+        .map(|m| match m.as_str() {
+            "inference" | "infer" => Ok(Mode::Inference),
+            "train" => Ok(Mode::Train),
+            other => bail!("unknown mode {other:?}: expected inference or train"),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let chosen = fmodel::choose_precisions(&args.net.precision, device);
+    let torch = args.baseline == "torch";
+    let cfg = BenchConfig {
+        device,
+        batch_size: i64::try_from(args.net.batch_size).context("--batch-size")?,
+        im_size: args.net.im_size.into(),
+        iters: args.iters,
+        warmup: args.warmup,
+        rounds: args.rounds.unwrap_or(if torch { 3 } else { 1 }),
+        archs: args.net.arch.clone(),
+        precisions: chosen.iter().map(|c| c.precision).collect(),
+        modes,
+        channels_last: args.channels_last,
+        torch_python: torch.then(|| args.python.clone().unwrap_or_else(torch_baseline::default_python)),
+    };
+    let device_name = flarecast::device::device_name(device);
+    let threads = tch::get_num_threads();
+    let peak = bench::cpu_peak(device);
+    let isa = IsaCap::from_env();
+    if !args.json {
+        println!(
+            "bench model: device {device_name}, {threads} threads, batch {} at {}x{}, {} timed iterations x {} rounds (medians)",
+            cfg.batch_size, cfg.im_size, cfg.im_size, cfg.iters, cfg.rounds
+        );
+        println!("precision: {}", fmodel::describe_precisions(&chosen));
+        if let Some(p) = &peak {
+            println!(
+                "f32 peak: {:.0} GFLOP/s ({} cores x {}-bit vectors x {} FMA units x 2 x {:.2} GHz, {}); ISA cap: {}",
+                p.gflops, p.cores, p.vector_bits, p.fma_units, p.ghz, p.clock_source, isa.describe()
+            );
+        }
+        let torch_cols = if torch {
+            format!(
+                " {:>9} {:>9} {:>7} {:>7}",
+                "pt img/s", "pt-cl", "vs pt", "vs cl"
+            )
+        } else {
+            String::new()
+        };
+        println!(
+            "{:<13} {:<5} {:<10} {:>7} {:>9} {:>8} {:>6}{torch_cols}",
+            "arch", "prec", "mode", "ch-last", "images/s", "GFLOP/s", "peak"
+        );
+    }
+    let rows = bench::run(&cfg, |r| {
+        if !args.json {
+            let torch_cols = match &r.torch {
+                Some(t) => format!(
+                    " {:>9.2} {:>9.2} {:>6.2}x {:>6.2}x",
+                    t.default.images_per_s,
+                    t.channels_last.images_per_s,
+                    t.ratio_default,
+                    t.ratio_channels_last
+                ),
+                None if torch => format!(" {:>9} {:>9} {:>7} {:>7}", "-", "-", "-", "-"),
+                None => String::new(),
+            };
+            println!(
+                "{:<13} {:<5} {:<10} {:>7} {:>9.2} {:>8.1} {:>6}{torch_cols}",
+                r.arch,
+                r.precision,
+                format!("{:?}", r.mode).to_lowercase(),
+                r.channels_last,
+                r.flarecast.images_per_s,
+                r.gflop_per_s,
+                r.peak_share
+                    .map_or("-".into(), |s| format!("{:.0}%", 100.0 * s)),
+            );
+        }
+    })?;
+    if args.json {
+        let precisions: Vec<_> = chosen
+            .iter()
+            .map(|c| serde_json::json!({"precision": c.precision.name(), "reason": c.reason}))
+            .collect();
+        let out = serde_json::json!({
+            "device": device_name, "threads": threads, "batch_size": cfg.batch_size,
+            "im_size": cfg.im_size, "iters": cfg.iters, "rounds": cfg.rounds,
+            "precisions": precisions, "f32_peak": peak, "isa_cap": isa.describe(),
+            "rows": rows,
+        });
+        println!("{out}");
+    } else if torch {
+        println!("pt: plain PyTorch eager (scripts/reference_model.py), f32; cl: channels_last; ratios of medians");
+    }
+    Ok(())
+}
