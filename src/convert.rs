@@ -2,7 +2,6 @@
 //! atomically under the same relative path with the new extension. Files run in parallel;
 //! a corrupt input is reported and counted, never fatal to the run.
 
-
 use crate::fsio::{self, write_atomic};
 use crate::jp2;
 use crate::progress::Progress;

@@ -1,8 +1,8 @@
 //! Labelling throughput: the sweep (`Labeller`, sorted flares and two pointers) against a
 //! scan of the whole catalogue for every window, over one catalogue and issue range.
 
-use crate::label::{issue_times, label_windows, Config, Labeller};
 use crate::catalog::{self, Flare};
+use crate::label::{issue_times, label_windows, Config, Labeller};
 use anyhow::{bail, Context, Result};
 use chrono::NaiveDateTime;
 use serde::Serialize;

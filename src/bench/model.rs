@@ -5,9 +5,9 @@
 
 use super::torch_baseline::{Layout, TorchBaseline};
 use super::Mode;
-use crate::model::{Arch, AttnNet, Compute, InitScheme, Precision};
 use crate::device::synchronize;
 use crate::hardware::F32Peak;
+use crate::model::{Arch, AttnNet, Compute, InitScheme, Precision};
 use anyhow::Result;
 use serde::Serialize;
 use std::path::PathBuf;

@@ -4,9 +4,9 @@
 
 use super::loader::measure_loader;
 use crate::data::{self, CacheMode, Loader, LoaderConfig, Sample};
-use crate::train::parallel::Replicas;
 use crate::device::synchronize;
 use crate::model::{Arch, Compute, InitScheme, Precision};
+use crate::train::parallel::Replicas;
 use anyhow::{Context, Result};
 use serde::Serialize;
 use std::path::Path;

@@ -70,7 +70,11 @@ pub fn run(args: Args) -> Result<()> {
         precisions: chosen.iter().map(|c| c.precision).collect(),
         modes,
         channels_last: args.channels_last,
-        torch_python: torch.then(|| args.python.clone().unwrap_or_else(torch_baseline::default_python)),
+        torch_python: torch.then(|| {
+            args.python
+                .clone()
+                .unwrap_or_else(torch_baseline::default_python)
+        }),
     };
     let device_name = flarecast::device::device_name(device);
     let threads = tch::get_num_threads();
