@@ -4,7 +4,8 @@
 
 mod common;
 
-use flarecast::model::{self, Compute, Precision, PrecisionChoice};
+use flarecast::device::{self as fdevice, PrecisionChoice};
+use flarecast::model::{self, Compute, Precision};
 use tch::nn::OptimizerConfig;
 use tch::{Device, Kind, Tensor};
 
@@ -54,7 +55,7 @@ fn auto_precision_follows_the_compute_capability() {
     let Some(dev) = cuda() else { return };
     let (major, minor) = flarecast::hardware::cuda_compute_capability(0)
         .expect("the driver reports the compute capability");
-    let chosen = model::choose_precision(PrecisionChoice::Auto, dev);
+    let chosen = fdevice::choose_precision(PrecisionChoice::Auto, dev);
     let want = if major >= 8 {
         Precision::Bf16
     } else {

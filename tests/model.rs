@@ -3,7 +3,7 @@
 
 mod common;
 
-use flarecast::model::{self, weights, Arch};
+use flarecast::model::{self, weights, Arch, Compute, LoadedModel};
 use std::collections::HashMap;
 use tch::{nn::OptimizerConfig, Device, Kind, Tensor};
 
@@ -53,25 +53,106 @@ fn check_forward(pth: &str, io: &str, attention: bool) {
         FWD_RTOL,
         FWD_ATOL,
     );
-    let reference = tch::no_grad(|| m.net.forward_reference(&g["input"], false));
-    assert_close(
-        "fast vs reference logits",
-        &out.logits,
-        &reference.logits,
-        1e-5,
-        1e-6,
-    );
-    match (out.maps, reference.maps) {
-        (Some(maps), Some(ref_maps)) => {
-            for (i, (c, rc)) in maps.iter().zip(ref_maps.iter()).enumerate() {
+    match out.maps {
+        Some(maps) => {
+            for (i, c) in maps.iter().enumerate() {
                 let key = format!("c{}", i + 1);
                 assert_close(&key, c, &g[&key], FWD_RTOL, 1e-5);
-                assert_close(&format!("fast vs reference {key}"), c, rc, 1e-5, 1e-5);
             }
         }
-        (None, None) => assert!(!attention),
-        _ => panic!("maps present on one path only"),
+        None => assert!(!attention, "the attention net returned no maps"),
     }
+}
+
+// The reference transcription against PyTorch, and the fast path against it: 1e-5.
+const REF_RTOL: f64 = 1e-5;
+const REF_ATOL: f64 = 1e-6;
+// Compatibility maps are logits of a softmax over positions, many near zero.
+const MAP_ATOL: f64 = 1e-5;
+
+/// model::reference in eval mode equals the golden PyTorch forward pass.
+fn check_reference_forward(pth: &str, io: &str, attention: bool) {
+    let m = model::load_model(&common::golden().join(pth), Device::Cpu).unwrap();
+    let g = golden(io);
+    let out = tch::no_grad(|| m.net.reference().forward_t(&g["input"], false));
+    assert_close(
+        "reference logits",
+        &out.logits,
+        &g["logits"],
+        REF_RTOL,
+        REF_ATOL,
+    );
+    let probs = out.logits.softmax(-1, Kind::Float);
+    assert_close("reference probs", &probs, &g["probs"], REF_RTOL, REF_ATOL);
+    match out.maps {
+        Some(maps) => {
+            for (i, c) in maps.iter().enumerate() {
+                let key = format!("c{}", i + 1);
+                assert_close(&format!("reference {key}"), c, &g[&key], REF_RTOL, MAP_ATOL);
+            }
+        }
+        None => assert!(!attention, "the attention reference returned no maps"),
+    }
+}
+
+/// The fast path in float32, NCHW and channels-last, equals model::reference in eval mode.
+fn check_fast_against_reference(pth: &str, io: &str) {
+    let mut m = model::load_model(&common::golden().join(pth), Device::Cpu).unwrap();
+    let x = &golden(io)["input"];
+    let reference = tch::no_grad(|| m.net.reference().forward_t(x, false));
+    for channels_last in [false, true] {
+        m.net.set_compute(Compute {
+            kind: Kind::Float,
+            channels_last,
+        });
+        let out = tch::no_grad(|| m.net.forward_t(x, false));
+        let what = |t: &str| format!("fast (channels_last {channels_last}) vs reference {t}");
+        // Summation order differs (folded BN, NHWC kernels): logits near zero get 1e-5.
+        assert_close(
+            &what("logits"),
+            &out.logits,
+            &reference.logits,
+            REF_RTOL,
+            1e-5,
+        );
+        match (&out.maps, &reference.maps) {
+            (Some(maps), Some(ref_maps)) => {
+                for (i, (c, rc)) in maps.iter().zip(ref_maps).enumerate() {
+                    assert_close(&what(&format!("c{}", i + 1)), c, rc, REF_RTOL, MAP_ATOL);
+                }
+            }
+            (None, None) => {}
+            _ => panic!("maps present on one path only"),
+        }
+        let features = what("conv_block6 output");
+        assert_close(
+            &features,
+            &out.features,
+            &reference.features,
+            REF_RTOL,
+            1e-5,
+        );
+    }
+}
+
+#[test]
+fn reference_attention_forward_matches_pytorch() {
+    check_reference_forward("attn.pth", "attn_io.safetensors", true);
+}
+
+#[test]
+fn reference_standard_cnn_forward_matches_pytorch() {
+    check_reference_forward("noattn.pth", "noattn_io.safetensors", false);
+}
+
+#[test]
+fn fast_attention_forward_matches_the_reference() {
+    check_fast_against_reference("attn.pth", "attn_io.safetensors");
+}
+
+#[test]
+fn fast_standard_cnn_forward_matches_the_reference() {
+    check_fast_against_reference("noattn.pth", "noattn_io.safetensors");
 }
 
 #[test]
@@ -84,11 +165,19 @@ fn standard_cnn_forward_matches_reference() {
     check_forward("noattn.pth", "noattn_io.safetensors", false);
 }
 
+/// Which implementation a training step runs.
+#[derive(Clone, Copy, Debug)]
+enum Net {
+    Reference,
+    /// The fast path in float32, NCHW or channels-last (as the trainer runs it).
+    Fast {
+        channels_last: bool,
+    },
+}
+
 /// One SGD step exactly as the reference trainer: train mode, mean cross-entropy,
-/// SGD(lr 0.001, weight_decay 0.5, no momentum). Updated tensors within 1e-5 absolute.
-fn check_step(pth: &str, step: &str) {
-    let m = model::load_model(&common::golden().join(pth), Device::Cpu).unwrap();
-    let g = golden(step);
+/// SGD(lr 0.001, weight_decay 0.5, no momentum). Returns the loss before the step.
+fn sgd_step(m: &mut LoadedModel, x: &Tensor, target: &Tensor, path: Net) -> Tensor {
     let mut opt = tch::nn::Sgd {
         momentum: 0.0,
         dampening: 0.0,
@@ -97,10 +186,35 @@ fn check_step(pth: &str, step: &str) {
     }
     .build(&m.vs, 1e-3)
     .unwrap();
-    let out = m.net.forward_t(&g["input"], true);
-    let loss = out.logits.cross_entropy_for_logits(&g["target"]);
-    assert_close("loss", &loss.reshape([1]), &g["loss"], 1e-5, 1e-6);
+    let out = match path {
+        Net::Reference => m.net.reference().forward_t(x, true),
+        Net::Fast { channels_last } => {
+            m.net.set_compute(Compute {
+                kind: Kind::Float,
+                channels_last,
+            });
+            m.net.forward_t(x, true)
+        }
+    };
+    let loss = out.logits.cross_entropy_for_logits(target);
     opt.backward_step(&loss);
+    loss.detach()
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
+    (a.to_kind(Kind::Double) - b.to_kind(Kind::Double))
+        .abs()
+        .max()
+        .double_value(&[])
+}
+
+/// One step on `path` equals the reference trainer's golden step: the loss to 1e-5
+/// relative, the updated tensors (BN running statistics included) within 1e-5 absolute.
+fn check_step(pth: &str, step: &str, path: Net) {
+    let mut m = model::load_model(&common::golden().join(pth), Device::Cpu).unwrap();
+    let g = golden(step);
+    let loss = sgd_step(&mut m, &g["input"], &g["target"], path);
+    assert_close("loss", &loss.reshape([1]), &g["loss"], 1e-5, 1e-6);
     let vars = m.vs.variables();
     let mut checked = 0;
     for (key, want) in g
@@ -108,24 +222,79 @@ fn check_step(pth: &str, step: &str) {
         .filter_map(|(k, v)| k.strip_prefix("after.").map(|k| (k, v)))
     {
         let got = vars.get(key).unwrap_or_else(|| panic!("no variable {key}"));
-        let diff = (got.to_kind(Kind::Double) - want.to_kind(Kind::Double))
-            .abs()
-            .max()
-            .double_value(&[]);
-        assert!(diff <= 1e-5, "{key}: max |diff| {diff:e} after one step");
+        let diff = max_abs_diff(got, want);
+        assert!(
+            diff <= 1e-5,
+            "{path:?} {key}: max |diff| {diff:e} after one step"
+        );
         checked += 1;
     }
     assert!(checked >= 10, "only {checked} tensors compared");
 }
 
+/// The fast path's training step (both layouts) equals the reference's: every parameter
+/// and buffer of the network within 1e-5 after one step from the golden weights.
+fn check_fast_step_against_reference(pth: &str, step: &str) {
+    let g = golden(step);
+    let load = || model::load_model(&common::golden().join(pth), Device::Cpu).unwrap();
+    let mut reference = load();
+    let ref_loss = sgd_step(&mut reference, &g["input"], &g["target"], Net::Reference);
+    let want = reference.vs.variables();
+    for channels_last in [false, true] {
+        let mut fast = load();
+        let path = Net::Fast { channels_last };
+        let loss = sgd_step(&mut fast, &g["input"], &g["target"], path);
+        assert_close(
+            &format!("{path:?} loss"),
+            &loss,
+            &ref_loss,
+            REF_RTOL,
+            REF_ATOL,
+        );
+        let got = fast.vs.variables();
+        assert_eq!(got.len(), want.len());
+        for (key, w) in &want {
+            let diff = max_abs_diff(&got[key], w);
+            assert!(
+                diff <= 1e-5,
+                "{path:?} {key}: max |diff| {diff:e} from the reference step"
+            );
+        }
+    }
+}
+
 #[test]
 fn attention_training_step_matches_reference() {
-    check_step("attn.pth", "attn_step.safetensors");
+    check_step(
+        "attn.pth",
+        "attn_step.safetensors",
+        Net::Fast {
+            channels_last: false,
+        },
+    );
 }
 
 #[test]
 fn standard_cnn_training_step_matches_reference() {
-    check_step("noattn.pth", "noattn_step.safetensors");
+    check_step(
+        "noattn.pth",
+        "noattn_step.safetensors",
+        Net::Fast {
+            channels_last: false,
+        },
+    );
+}
+
+#[test]
+fn reference_training_steps_match_pytorch() {
+    check_step("attn.pth", "attn_step.safetensors", Net::Reference);
+    check_step("noattn.pth", "noattn_step.safetensors", Net::Reference);
+}
+
+#[test]
+fn fast_training_steps_match_the_reference() {
+    check_fast_step_against_reference("attn.pth", "attn_step.safetensors");
+    check_fast_step_against_reference("noattn.pth", "noattn_step.safetensors");
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! `flarecast predict`.
 
 use anyhow::{Context, Result};
-use flarecast::model::{self as fmodel, Compute, PrecisionChoice};
+use flarecast::device::PrecisionChoice;
+use flarecast::model::{self as fmodel, Compute};
 use flarecast::predict::{predict, Options};
 use std::path::PathBuf;
 
@@ -40,7 +41,7 @@ pub fn run(args: Args) -> Result<()> {
     let mut model = fmodel::load_model(&args.model, device)?;
     model.net.set_compute(Compute::for_device(
         device,
-        fmodel::choose_precision(args.precision, device).precision,
+        flarecast::device::choose_precision(args.precision, device).precision,
     ));
     let im_size = match args.im_size {
         Some(s) => {

@@ -2,7 +2,8 @@
 
 use anyhow::{bail, Result};
 use flarecast::data::CacheMode;
-use flarecast::model::{self as fmodel, Arch, PrecisionChoice};
+use flarecast::device::PrecisionChoice;
+use flarecast::model::Arch;
 use flarecast::train::{self, history::EpochRecord, TrainConfig};
 use std::path::PathBuf;
 
@@ -114,7 +115,7 @@ fn epoch_line(r: &EpochRecord, epochs: usize) -> String {
 pub fn run(args: Args) -> Result<()> {
     let arch = parse_attention(&args)?;
     let devices = flarecast::device::parse_devices(&args.devices)?;
-    let precision = fmodel::choose_precision(args.precision, devices[0]).precision;
+    let precision = flarecast::device::choose_precision(args.precision, devices[0]).precision;
     let cfg = TrainConfig {
         fold: args.fold,
         arch,

@@ -7,9 +7,8 @@
 //! ReLU's input gradient), and Guided Grad-CAM multiplies it by the layer's Grad-CAM
 //! upsampled to the input by nearest-neighbour interpolation, unnormalised.
 
-use super::graph::Graph;
 use super::render::normalise;
-use crate::model::AttnNet;
+use crate::model::{AttnNet, Reference};
 use anyhow::{anyhow, bail, Result};
 use tch::{Kind, Tensor};
 
@@ -20,8 +19,8 @@ use tch::{Kind, Tensor};
 /// normalised, so the map still ranks positions instead of going blank.
 pub fn gradcam(net: &AttnNet, input: &Tensor, block: usize) -> Result<Tensor> {
     let (_, _, h, w) = input.size4()?;
-    // The reference path keeps conv_block5's full-resolution output.
-    let out = net.forward_reference(input, false);
+    // The reference network keeps conv_block5's full-resolution output.
+    let out = net.reference().forward_t(input, false);
     let feats = match block {
         5 => out
             .l3
@@ -54,12 +53,18 @@ fn check_block(block: usize) -> Result<()> {
 
 /// captum's LayerGradCam with relu_attributions on conv_block`block`'s output, target
 /// logit `target`: [N, 1, h, w], unnormalised.
-pub fn layer_gradcam(graph: &Graph, input: &Tensor, block: usize, target: i64) -> Result<Tensor> {
+pub fn layer_gradcam(net: Reference, input: &Tensor, block: usize, target: i64) -> Result<Tensor> {
     check_block(block)?;
-    let pass = graph.forward(input, false);
-    let layer = &pass.relu[block - 1];
-    let score = pass.logits.select(1, target).sum(Kind::Float);
-    let grads = Tensor::run_backward(&[&score], &[layer], false, false);
+    let mut layer = None;
+    let out = net.forward_hooked(input, false, &mut |k, _, out| {
+        if k == block {
+            layer = Some(out.shallow_clone());
+        }
+        out
+    });
+    let layer = layer.expect("every conv block runs");
+    let score = out.logits.select(1, target).sum(Kind::Float);
+    let grads = Tensor::run_backward(&[&score], &[&layer], false, false);
     let weights = grads[0].mean_dim(&[2i64, 3][..], true, Kind::Float);
     Ok((weights * layer.detach())
         .sum_dim_intlist(1, true, Kind::Float)
@@ -67,17 +72,25 @@ pub fn layer_gradcam(graph: &Graph, input: &Tensor, block: usize, target: i64) -
 }
 
 /// captum's GuidedBackprop of the target logit: [N, 1, H, W].
-pub fn guided_backprop(graph: &Graph, input: &Tensor, target: i64) -> Tensor {
+pub fn guided_backprop(net: Reference, input: &Tensor, target: i64) -> Tensor {
     let x = input.to_kind(Kind::Float).detach().set_requires_grad(true);
-    let pass = graph.forward(&x, true);
-    let score = pass.logits.select(1, target).sum(Kind::Float);
+    // Each block's output becomes a fresh leaf, so each block is back-propagated on its
+    // own and the gradient can be rectified at its ReLU.
+    let (mut pre, mut relu) = (Vec::with_capacity(6), Vec::with_capacity(6));
+    let out = net.forward_hooked(&x, false, &mut |_, z, out| {
+        let leaf = out.detach().set_requires_grad(true);
+        pre.push(z.shallow_clone());
+        relu.push(leaf.shallow_clone());
+        leaf
+    });
+    let score = out.logits.select(1, target).sum(Kind::Float);
     // The head reads l1..l3 (attention) and the last block; blocks read their predecessor.
-    let head_inputs: Vec<usize> = if graph.is_attention() {
+    let head_inputs: Vec<usize> = if net.arch().is_attention() {
         vec![2, 3, 4, 5]
     } else {
         vec![5]
     };
-    let leaves: Vec<&Tensor> = head_inputs.iter().map(|&k| &pass.relu[k]).collect();
+    let leaves: Vec<&Tensor> = head_inputs.iter().map(|&k| &relu[k]).collect();
     let mut grads: Vec<Option<Tensor>> = (0..6).map(|_| None).collect();
     for (&k, g) in head_inputs
         .iter()
@@ -86,11 +99,11 @@ pub fn guided_backprop(graph: &Graph, input: &Tensor, target: i64) -> Tensor {
         grads[k] = Some(g);
     }
     for k in (0..6).rev() {
-        let g_out = grads[k].take().unwrap_or_else(|| pass.relu[k].zeros_like());
+        let g_out = grads[k].take().unwrap_or_else(|| relu[k].zeros_like());
         // ReLU backward (gradient where the input is positive), then only its positive part.
-        let g_pre = (g_out * pass.pre[k].gt(0.0).to_kind(Kind::Float)).relu();
-        let seg_out = (&pass.pre[k] * g_pre).sum(Kind::Float);
-        let seg_in = if k == 0 { &x } else { &pass.relu[k - 1] };
+        let g_pre = (g_out * pre[k].gt(0.0).to_kind(Kind::Float)).relu();
+        let seg_out = (&pre[k] * g_pre).sum(Kind::Float);
+        let seg_in = if k == 0 { &x } else { &relu[k - 1] };
         let g_in = Tensor::run_backward(&[&seg_out], &[seg_in], false, false)
             .pop()
             .expect("one gradient");
@@ -107,9 +120,9 @@ pub fn guided_backprop(graph: &Graph, input: &Tensor, target: i64) -> Tensor {
 
 /// captum's GuidedGradCam: guided backprop times the layer's Grad-CAM upsampled to the
 /// input by nearest-neighbour interpolation. [N, 1, H, W], unnormalised.
-pub fn guided_gradcam(graph: &Graph, input: &Tensor, block: usize, target: i64) -> Result<Tensor> {
+pub fn guided_gradcam(net: Reference, input: &Tensor, block: usize, target: i64) -> Result<Tensor> {
     let (_, _, h, w) = input.size4()?;
-    let cam = layer_gradcam(graph, input, block, target)?;
+    let cam = layer_gradcam(net, input, block, target)?;
     let up = cam.upsample_nearest2d([h, w], None, None);
-    Ok(guided_backprop(graph, input, target) * up)
+    Ok(guided_backprop(net, input, target) * up)
 }

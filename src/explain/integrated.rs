@@ -3,7 +3,8 @@
 //! target logit's gradients weighted by the step sizes and summed, times
 //! (input - baseline); the convergence delta is sum(attributions) - (F(input) - F(baseline)).
 
-use super::graph::Graph;
+use super::target_logit;
+use crate::model::Reference;
 use anyhow::{bail, Result};
 use tch::{Kind, Tensor};
 
@@ -82,7 +83,7 @@ fn gauss_legendre(n: usize) -> (Vec<f64>, Vec<f64>) {
 /// Integrated Gradients of the `target` logit for one input [1, 1, H, W] against
 /// `baseline` (same shape), `steps` points, gradients taken `batch` points at a time.
 pub fn integrated_gradients(
-    graph: &Graph,
+    net: Reference,
     input: &Tensor,
     baseline: &Tensor,
     target: i64,
@@ -111,7 +112,7 @@ pub fn integrated_gradients(
             .map(|&a| &baseline + (&diff * (a as f32 as f64)))
             .collect();
         let xs = Tensor::cat(&points, 0).set_requires_grad(true);
-        let score = graph.score(&xs, target).sum(Kind::Float);
+        let score = target_logit(net, &xs, target).sum(Kind::Float);
         let grads = Tensor::run_backward(&[&score], &[&xs], false, false)
             .pop()
             .expect("one gradient");
@@ -124,8 +125,8 @@ pub fn integrated_gradients(
     let map = total * &diff;
     let (f_in, f_base) = tch::no_grad(|| {
         (
-            graph.score(&input, target).double_value(&[0]),
-            graph.score(&baseline, target).double_value(&[0]),
+            target_logit(net, &input, target).double_value(&[0]),
+            target_logit(net, &baseline, target).double_value(&[0]),
         )
     });
     let delta = map.sum(Kind::Double).double_value(&[]) - (f_in - f_base);

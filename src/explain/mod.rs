@@ -10,7 +10,6 @@ pub mod attention;
 pub mod batch;
 pub mod geometry;
 pub mod gradcam;
-pub mod graph;
 pub mod integrated;
 pub mod names;
 pub mod occlusion;
@@ -23,7 +22,7 @@ pub use gradcam::gradcam;
 pub use integrated::Rule;
 pub use render::{jet, normalise, overlay, panel, tensor_to_gray};
 
-use crate::model::{Arch, LoadedModel};
+use crate::model::{Arch, LoadedModel, Reference};
 use anyhow::{bail, Result};
 use image::{DynamicImage, GrayImage};
 use std::path::{Path, PathBuf};
@@ -203,6 +202,12 @@ fn blur(x: &Tensor) -> Tensor {
     )
 }
 
+/// The `target` logit of each row [N] of the reference network (the function captum
+/// attributes: the module's output, float32, unfused).
+pub fn target_logit(net: Reference, x: &Tensor, target: i64) -> Tensor {
+    net.forward_t(x, false).logits.select(1, target)
+}
+
 /// Explains one preprocessed image [1, 1, H, W] (values in [0, 1], on the model's device).
 pub fn explain(
     model: &LoadedModel,
@@ -251,9 +256,8 @@ pub fn explain(
             }]
         }
         Method::GuidedGradcam => {
-            let g = graph::Graph::new(model)?;
             let attr = whole(gradcam::guided_gradcam(
-                &g,
+                net.reference(),
                 input,
                 opts.gradcam_block,
                 target,
@@ -261,22 +265,26 @@ pub fn explain(
             vec![Map::attribution("guided_gradcam", attr)]
         }
         Method::IntegratedGradients => {
-            let g = graph::Graph::new(model)?;
             let base = match opts.baseline {
                 Baseline::Zeros => input.zeros_like(),
                 Baseline::Blur => blur(input),
             };
             let a = integrated::integrated_gradients(
-                &g, input, &base, target, opts.rule, opts.steps, opts.batch,
+                net.reference(),
+                input,
+                &base,
+                target,
+                opts.rule,
+                opts.steps,
+                opts.batch,
             )?;
             delta = Some(a.delta);
             let attr = whole(a.map);
             vec![Map::attribution("ig", attr)]
         }
         Method::Occlusion => {
-            let g = graph::Graph::new(model)?;
             let attr = whole(occlusion::occlusion(
-                &g,
+                net.reference(),
                 input,
                 opts.window,
                 opts.stride,

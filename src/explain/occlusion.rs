@@ -3,7 +3,8 @@
 //! the baseline; a pixel's attribution is the mean drop of the target logit over the
 //! placements that covered it.
 
-use super::graph::Graph;
+use super::target_logit;
+use crate::model::Reference;
 use anyhow::{bail, Result};
 use tch::{Kind, Tensor};
 
@@ -22,7 +23,7 @@ pub fn placements(len: i64, window: i64, stride: i64) -> Result<Vec<(i64, i64)>>
 /// Occlusion attributions [1, 1, H, W] of the `target` logit for one input [1, 1, H, W]
 /// (zeros as the baseline), `batch` occluded copies per forward pass.
 pub fn occlusion(
-    graph: &Graph,
+    net: Reference,
     input: &Tensor,
     window: i64,
     stride: i64,
@@ -43,7 +44,7 @@ pub fn occlusion(
         }
     }
     tch::no_grad(|| {
-        let base = graph.score(&input, target).double_value(&[0]);
+        let base = target_logit(net, &input, target).double_value(&[0]);
         let mut total = input.zeros_like();
         let mut weight = input.zeros_like();
         for chunk in windows.chunks(batch.max(1)) {
@@ -57,7 +58,7 @@ pub fn occlusion(
                 .collect();
             let masks = Tensor::cat(&masks, 0);
             let occluded = &input * (1.0 - &masks);
-            let drop = (base - graph.score(&occluded, target)).view([-1, 1, 1, 1]);
+            let drop = (base - target_logit(net, &occluded, target)).view([-1, 1, 1, 1]);
             total += (&masks * drop).sum_dim_intlist(0, true, Kind::Float);
             weight += masks.sum_dim_intlist(0, true, Kind::Float);
         }

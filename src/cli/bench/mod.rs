@@ -9,7 +9,8 @@ mod train;
 
 use anyhow::Result;
 use clap::Subcommand;
-use flarecast::model::{Arch, PrecisionChoice};
+use flarecast::device::PrecisionChoice;
+use flarecast::model::Arch;
 
 #[derive(clap::Args)]
 pub struct Args {

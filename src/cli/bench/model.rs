@@ -5,7 +5,6 @@ use anyhow::{bail, Context, Result};
 use flarecast::bench::model::{self as bench, BenchConfig};
 use flarecast::bench::{torch_baseline, Mode};
 use flarecast::hardware::IsaCap;
-use flarecast::model as fmodel;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -57,7 +56,7 @@ pub fn run(args: Args) -> Result<()> {
             other => bail!("unknown mode {other:?}: expected inference or train"),
         })
         .collect::<Result<Vec<_>>>()?;
-    let chosen = fmodel::choose_precisions(&args.net.precision, device);
+    let chosen = flarecast::device::choose_precisions(&args.net.precision, device);
     let torch = args.baseline == "torch";
     let cfg = BenchConfig {
         device,
@@ -85,7 +84,10 @@ pub fn run(args: Args) -> Result<()> {
             "bench model: device {device_name}, {threads} threads, batch {} at {}x{}, {} timed iterations x {} rounds (medians)",
             cfg.batch_size, cfg.im_size, cfg.im_size, cfg.iters, cfg.rounds
         );
-        println!("precision: {}", fmodel::describe_precisions(&chosen));
+        println!(
+            "precision: {}",
+            flarecast::device::describe_precisions(&chosen)
+        );
         if let Some(p) = &peak {
             println!(
                 "f32 peak: {:.0} GFLOP/s ({} cores x {}-bit vectors x {} FMA units x 2 x {:.2} GHz, {}); ISA cap: {}",

@@ -4,7 +4,6 @@
 use anyhow::Result;
 use flarecast::bench::train as tbench;
 use flarecast::data::CacheMode;
-use flarecast::model as fmodel;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -29,7 +28,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     let device = flarecast::device::parse_device(&args.net.device)?;
-    let chosen = fmodel::choose_precisions(&args.net.precision, device);
+    let chosen = flarecast::device::choose_precisions(&args.net.precision, device);
     let jpg = args.jpg;
     let cfg = tbench::TrainBenchConfig {
         device,
@@ -58,7 +57,10 @@ pub fn run(args: Args) -> Result<()> {
             cfg.cache,
             jpg.display()
         );
-        println!("precision: {}", fmodel::describe_precisions(&chosen));
+        println!(
+            "precision: {}",
+            flarecast::device::describe_precisions(&chosen)
+        );
         println!(
             "{:<13} {:<5} {:>12} {:>12} {:>12} {:>12}",
             "arch", "prec", "loader img/s", "model img/s", "e2e img/s", "loader cost"

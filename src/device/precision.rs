@@ -1,7 +1,7 @@
 //! `auto`, `f32` or `bf16`: the precision asked for, and the one the hardware gets.
 
-use super::Precision;
 use crate::hardware;
+use crate::model::Precision;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tch::Device;
 

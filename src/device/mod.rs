@@ -1,4 +1,13 @@
-//! Device selection: `cpu`, `cuda`, `cuda:N`, `auto`, and lists of them.
+//! Which device and which precision a run uses: `cpu`, `cuda`, `cuda:N`, `auto`, and
+//! lists of them; `auto`, `f32` or `bf16` resolved against the hardware (`precision`).
+//! `crate::hardware` detects; this module decides.
+
+mod precision;
+
+pub use precision::{
+    choose as choose_precision, choose_all as choose_precisions, describe as describe_precisions,
+    Chosen, PrecisionChoice,
+};
 
 use anyhow::{bail, Result};
 use tch::Device;
