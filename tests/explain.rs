@@ -140,10 +140,16 @@ fn methods_match_captum_on_golden_weights() {
             assert_eq!(ours.size(), vec![256, 256]);
             let peak = captum.abs().max().double_value(&[]);
             if peak == 0.0 {
-                // The untrained standard CNN has no positive Grad-CAM evidence at
-                // conv_block5: captum's map is all zeros, and so must ours be.
-                assert_eq!((net, file), ("noattn", "guided_gradcam5"));
-                assert_eq!(ours.abs().max().double_value(&[]), 0.0);
+                // No positive Grad-CAM evidence at that block: captum's map is all zeros,
+                // and so must ours be. Which maps are empty depends on the processor's
+                // rounding of near-zero weighted sums (the standard CNN's block 5
+                // everywhere; the attention network's block 6 on AVX2 too).
+                assert_eq!(method, Method::GuidedGradcam, "{net} {file}: empty captum map");
+                assert_eq!(
+                    ours.abs().max().double_value(&[]),
+                    0.0,
+                    "{net} {file}: captum's map is empty, ours is not"
+                );
                 continue;
             }
             let err = relative_error(ours, &captum);
