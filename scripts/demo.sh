@@ -52,7 +52,7 @@ for arch in attention no-attention; do
   "$fc" train --fold 1 "--$arch" --epochs "$epochs" --batch-size 8 --lr 0.05 --weight-decay 0.0005 \
     --lr-step 6 --im-size 192 \
     --images "$out/archive/images" --labels "$out/labels" --out "$out/models" \
-    --devices cpu --cache memory "${resume[@]}"
+    --device cpu --cache memory "${resume[@]}"
 done
 
 step "evaluate: both models on fold 1's validation quarter"

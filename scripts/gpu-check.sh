@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The GPU check, unattended: set up and build, run the test suite with CUDA visible (the
-# CUDA tests print "skipped: no CUDA" where there is none), then `bench model` and
+# The GPU check, unattended: set up and build, run the test suite with CUDA visible, then
+# the CUDA tests (ignored by a plain `cargo test`, run here with --ignored), then `bench model` and
 # `bench train --cache device` on CUDA in f32 and bf16 (with two or more GPUs, a
 # data-parallel training run across the first two as well), and write everything to one
 # report file.
@@ -39,7 +39,7 @@ echo "CUDA devices seen by nvidia-smi: $ngpu" | tee -a "$report"
 
 section "tests (CUDA visible)"
 run cargo test --locked
-run cargo test --locked --test cuda -- --nocapture
+run cargo test --locked --test cuda -- --ignored --nocapture
 
 if [ "$ngpu" -ge 1 ]; then
   section "bench model on cuda (auto, f32, bf16)"
@@ -57,7 +57,7 @@ if [ "$ngpu" -ge 1 ]; then
     run "$fc" label --catalog "$work/archive/catalog.csv" --images "$work/archive/images" --out "$work/labels" \
       --start 2014-03-01T00:00:00 --end 2014-03-19T18:00:00
     for p in f32 bf16; do
-      run "$fc" train --fold 1 --attention --epochs 1 --batch-size 32 --devices cuda:0,cuda:1 --precision $p \
+      run "$fc" train --fold 1 --attention --epochs 1 --batch-size 32 --device cuda:0,cuda:1 --precision $p \
         --cache device --images "$work/archive/images" --labels "$work/labels" --out "$work/models-$p"
     done
     rm -rf "$work"

@@ -15,6 +15,7 @@ pub mod fsio;
 pub mod hardware;
 pub mod helioviewer;
 pub mod http;
+pub mod inference;
 pub mod instant;
 pub mod jp2;
 pub mod label;

@@ -4,12 +4,13 @@
 //! about one batch, never the whole input list: a year of images needs no more RAM than
 //! a day's.
 
-use crate::model::{self, LoadedModel};
-use crate::preprocess::{assumptions, load_input};
+use crate::inference::Model;
+use crate::model;
+use crate::preprocess::Input;
 use anyhow::{anyhow, bail, Result};
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use tch::{Device, Kind, Tensor};
+use tch::{Kind, Tensor};
 
 /// The forecast for one instance.
 #[derive(Clone, Debug, PartialEq)]
@@ -21,42 +22,37 @@ pub struct Prediction {
     pub flare_prob: f64,
     /// Logits of (no flare, flare).
     pub logits: [f64; 2],
+    /// Whether a flare is forecast: `flare_prob` at least the threshold.
+    pub flare: bool,
     /// What was assumed about the input (16-bit clipped, colour, not HMI, ...): warnings
     /// for the user, given with the file's first instance.
     pub notes: Vec<String>,
 }
 
-/// How inputs are turned into batches.
-#[derive(Clone, Copy, Debug)]
-pub struct Options {
-    pub device: Device,
-    /// Side images are resized to.
-    pub im_size: u32,
-    /// Instances per forward pass (at least 1).
-    pub batch_size: usize,
-}
-
-/// Forecasts for `inputs` (JPG/PNG/JP2 magnetograms or `.npy` float32 arrays), in input
-/// order. The first unreadable input or non-finite forecast ends the sequence with an
-/// error naming the file; forecasts of earlier batches have been yielded by then.
-pub fn predict<I>(model: &LoadedModel, inputs: I, opts: Options) -> Predictions<'_, I::IntoIter>
+/// Forecasts for `inputs` (JPG/PNG/JP2 magnetograms or `.npy` float32 arrays, read as
+/// every command reads them), in input order, a flare forecast at P(FL) >= `threshold`.
+/// The first unreadable input or non-finite forecast ends the sequence with an error
+/// naming the file; forecasts of earlier batches have been yielded by then.
+pub fn predict<I>(model: &Model, inputs: I, threshold: f64) -> Result<Predictions<'_, I::IntoIter>>
 where
     I: IntoIterator<Item = PathBuf>,
 {
-    Predictions {
+    crate::setting::check_probability("threshold", threshold)?;
+    crate::setting::check_at_least_one("batch_size", "batch size", model.batch_size)?;
+    Ok(Predictions {
         model,
-        opts,
+        threshold,
         inputs: inputs.into_iter(),
         pending: VecDeque::new(),
         ready: VecDeque::new(),
         failed: false,
-    }
+    })
 }
 
 /// The iterator [`predict`] returns.
 pub struct Predictions<'m, I> {
-    model: &'m LoadedModel,
-    opts: Options,
+    model: &'m Model,
+    threshold: f64,
     inputs: I,
     /// Instances read but not yet run.
     pending: VecDeque<Instance>,
@@ -97,17 +93,17 @@ impl<I: Iterator<Item = PathBuf>> Iterator for Predictions<'_, I> {
 impl<I: Iterator<Item = PathBuf>> Predictions<'_, I> {
     /// Reads inputs until a batch is full or the shape changes.
     fn read_batch(&mut self) -> Result<()> {
-        while self.pending.len() < self.opts.batch_size.max(1) {
+        while self.pending.len() < self.model.batch_size {
             let Some(path) = self.inputs.next() else {
                 break;
             };
-            let loaded = load_input(&path, self.opts.im_size)?;
-            let mut notes = assumptions(&path);
-            for (index, (_, image)) in loaded.into_iter().enumerate() {
+            let input = Input::read(&path)?;
+            let mut notes = input.notes.clone();
+            for inst in input.instances(self.model.im_size)? {
                 self.pending.push_back(Instance {
                     input: path.clone(),
-                    index,
-                    image,
+                    index: inst.index,
+                    image: inst.tensor,
                     notes: std::mem::take(&mut notes),
                 });
             }
@@ -131,7 +127,7 @@ impl<I: Iterator<Item = PathBuf>> Predictions<'_, I> {
         let n = self
             .pending
             .iter()
-            .take(self.opts.batch_size.max(1))
+            .take(self.model.batch_size)
             .take_while(|i| i.image.size() == shape)
             .count();
         let batch: Vec<Instance> = self.pending.drain(..n).collect();
@@ -139,8 +135,9 @@ impl<I: Iterator<Item = PathBuf>> Predictions<'_, I> {
         model::check_input(&images).map_err(|e| anyhow!("{}: {e}", batch[0].input.display()))?;
         let out = tch::no_grad(|| {
             self.model
+                .loaded
                 .net
-                .forward_t(&images.to_device(self.opts.device), false)
+                .forward_t(&images.to_device(self.model.device), false)
         });
         let logits = Vec::<f64>::try_from(out.logits.to_kind(Kind::Double).flatten(0, -1))?;
         let probs = Vec::<f64>::try_from(out.flare_prob().to_kind(Kind::Double))?;
@@ -157,6 +154,7 @@ impl<I: Iterator<Item = PathBuf>> Predictions<'_, I> {
                 index: inst.index,
                 flare_prob: probs[k],
                 logits: [logits[2 * k], logits[2 * k + 1]],
+                flare: probs[k] >= self.threshold,
                 notes: inst.notes,
             });
         }

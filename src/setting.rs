@@ -27,6 +27,27 @@ pub fn bad(setting: &'static str, message: impl Into<String>) -> anyhow::Error {
     .into()
 }
 
+/// Refuses a `setting` that is not a probability in [0, 1] (NaN included), naming it.
+pub fn check_probability(setting: &'static str, value: f64) -> anyhow::Result<()> {
+    if (0.0..=1.0).contains(&value) {
+        Ok(())
+    } else {
+        Err(bad(
+            setting,
+            format!("{value} is not a probability in [0, 1]"),
+        ))
+    }
+}
+
+/// Refuses a count `setting` of 0 (`what` reads as its name in the message).
+pub fn check_at_least_one(setting: &'static str, what: &str, value: usize) -> anyhow::Result<()> {
+    if value == 0 {
+        Err(bad(setting, format!("{what} must be at least 1, got 0")))
+    } else {
+        Ok(())
+    }
+}
+
 /// The refused setting behind `err`, if one is anywhere in its chain.
 pub fn find(err: &anyhow::Error) -> Option<&BadSetting> {
     err.chain().find_map(|e| e.downcast_ref::<BadSetting>())
@@ -47,5 +68,22 @@ mod tests {
             "fold 1: validation split: batch size must be at least 1"
         );
         assert!(find(&anyhow::anyhow!("image size 16 is outside 16..=8192")).is_none());
+    }
+
+    #[test]
+    fn probabilities_and_counts_are_checked_with_the_value_named() {
+        assert!(check_probability("threshold", 0.0).is_ok());
+        assert!(check_probability("threshold", 1.0).is_ok());
+        for v in [f64::NAN, 5.0, -0.1] {
+            let err = check_probability("threshold", v).unwrap_err();
+            assert_eq!(find(&err).map(|b| b.setting), Some("threshold"));
+            assert_eq!(
+                err.to_string(),
+                format!("{v} is not a probability in [0, 1]")
+            );
+        }
+        let err = check_at_least_one("batch_size", "batch size", 0).unwrap_err();
+        assert_eq!(err.to_string(), "batch size must be at least 1, got 0");
+        assert!(check_at_least_one("batch_size", "batch size", 1).is_ok());
     }
 }

@@ -154,10 +154,12 @@ fn standard_cnn_gets_gradcam_and_csv_lists_work() {
     }
     // Grad-CAM is a function of the model and image: the library gives the same map.
     let m = flarecast::model::load_model(&model, Device::Cpu).unwrap();
-    let x = flarecast::preprocess::to_tensor(
-        &flarecast::preprocess::load_resized(&common::magnetogram_jpg(), 256).unwrap(),
-    )
-    .unsqueeze(0);
+    let x = flarecast::preprocess::Input::read(&common::magnetogram_jpg())
+        .unwrap()
+        .single(256)
+        .unwrap()
+        .tensor
+        .unsqueeze(0);
     let cam = explain::gradcam(&m.net, &x, 5).unwrap();
     let saved = Tensor::read_npy(out.join("HMI.m2013.05.13_06.00.00_gradcam.npy")).unwrap();
     assert!((cam - saved).abs().max().double_value(&[]) < 1e-6);

@@ -1,6 +1,7 @@
-//! CUDA: golden parity, the automatic precision and a training step on the GPU. Each test
-//! runs where libtorch sees a CUDA device and prints "skipped: no CUDA" elsewhere
-//! (scripts/gpu-check.sh runs them on a GPU machine).
+//! CUDA: golden parity, the automatic precision and a training step on the GPU. The tests
+//! are ignored by a plain `cargo test` (reported as ignored, never as passed): run them on
+//! a GPU machine with `cargo test --test cuda -- --ignored`, as scripts/gpu-check.sh does;
+//! there, a missing CUDA device fails them.
 
 mod common;
 
@@ -9,13 +10,12 @@ use flarecast::model::{self, Compute, Precision};
 use tch::nn::OptimizerConfig;
 use tch::{Device, Kind, Tensor};
 
-fn cuda() -> Option<Device> {
-    if tch::Cuda::is_available() {
-        Some(Device::Cuda(0))
-    } else {
-        println!("skipped: no CUDA");
-        None
-    }
+fn cuda() -> Device {
+    assert!(
+        tch::Cuda::is_available(),
+        "no CUDA device: these tests run on a GPU machine"
+    );
+    Device::Cuda(0)
 }
 
 fn golden(name: &str) -> std::collections::HashMap<String, Tensor> {
@@ -33,8 +33,9 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
 }
 
 #[test]
+#[ignore = "needs CUDA"]
 fn golden_probabilities_on_cuda_in_f32_and_bf16() {
-    let Some(dev) = cuda() else { return };
+    let dev = cuda();
     let g = golden("attn_io.safetensors");
     let x = g["input"].to_device(dev);
     for (precision, tol) in [(Precision::F32, 2e-3), (Precision::Bf16, 5e-2)] {
@@ -51,8 +52,9 @@ fn golden_probabilities_on_cuda_in_f32_and_bf16() {
 }
 
 #[test]
+#[ignore = "needs CUDA"]
 fn auto_precision_follows_the_compute_capability() {
-    let Some(dev) = cuda() else { return };
+    let dev = cuda();
     let (major, minor) = flarecast::hardware::cuda_compute_capability(0)
         .expect("the driver reports the compute capability");
     let chosen = fdevice::choose_precision(PrecisionChoice::Auto, dev);
@@ -69,8 +71,9 @@ fn auto_precision_follows_the_compute_capability() {
 }
 
 #[test]
+#[ignore = "needs CUDA"]
 fn training_step_on_cuda_matches_the_golden_step() {
-    let Some(dev) = cuda() else { return };
+    let dev = cuda();
     let g = golden("noattn_step.safetensors");
     let mut m = model::load_model(&common::golden().join("noattn.pth"), dev).unwrap();
     m.net.set_compute(Compute::for_device(dev, Precision::F32));

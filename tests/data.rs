@@ -130,7 +130,7 @@ fn loader_serves_every_item_once_with_the_right_pixels() {
             let sample = &samples[item.index];
             assert_eq!(batch.names[row], sample.label);
             assert_eq!(batch.targets.int64_value(&[row as i64]), sample.target);
-            let img = preprocess::load_resized(&dir.path().join(&sample.label), SIDE).unwrap();
+            let img = resized(&dir.path().join(&sample.label));
             let want = match item.augment {
                 Augment::Original => img,
                 Augment::HFlip => augment::hflip(&img),
@@ -217,8 +217,7 @@ fn batches_depend_on_the_seed_not_on_the_workers_or_cache() {
             let pos = items.iter().position(|it| it == item).unwrap();
             let angle = data::rotation_angle(4, 0, pos);
             assert!((-5.0..5.0).contains(&angle));
-            let img = preprocess::load_resized(&dir.path().join(&samples[item.index].label), SIDE)
-                .unwrap();
+            let img = resized(&dir.path().join(&samples[item.index].label));
             let want = preprocess::to_tensor(&augment::rotate_nearest(&img, angle));
             assert!(batch.images.get(row as i64).equal(&want));
             rotated += 1;
@@ -306,4 +305,9 @@ fn loader_benchmark_serves_whole_balanced_epochs_until_enough_images() {
     // a 16-item epoch served as 7 + 7 + 2. Two whole epochs (32) fall short of 35, so
     // the first batch of the third ends it: 39 images in 7 batches from 3 epochs.
     assert_eq!((got.images, got.batches, got.epochs), (39, 7, 3), "{got:?}");
+}
+
+/// A training image as the loader reads it: decoded and resized to `SIDE`.
+fn resized(path: &std::path::Path) -> image::GrayImage {
+    preprocess::resize_like_pil(&preprocess::training_image(path).unwrap(), SIDE)
 }

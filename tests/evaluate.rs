@@ -535,15 +535,7 @@ fn model_run_on_distinct_images_matches_predict() {
     assert_eq!(rows.len(), 8);
 
     let predicted = common::flarecast()
-        .args([
-            "predict",
-            "--json",
-            "--device",
-            "cpu",
-            "--precision",
-            "f32",
-            "--model",
-        ])
+        .args(["predict", "--json", "--device", "cpu", "--model"])
         .arg(&model)
         .args(&paths)
         .output()

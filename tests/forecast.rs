@@ -23,6 +23,7 @@ fn golden_ensemble_forecast(image: &Path, at: &str, more: &[&str]) -> Value {
     let (attn, noattn) = (golden("attn.pth"), golden("noattn.pth"));
     let mut args = vec![
         "forecast",
+        "--json",
         "--device",
         "cpu",
         "--model",
@@ -38,13 +39,11 @@ fn golden_ensemble_forecast(image: &Path, at: &str, more: &[&str]) -> Value {
     run_json(&args)
 }
 
-/// `predict --json` (f32) probability of one image.
+/// `predict --json` probability of one image.
 fn predict(model: &str, image: &Path) -> f64 {
     let out = common::run_ok(&[
         "predict",
         "--json",
-        "--precision",
-        "f32",
         "--device",
         "cpu",
         "--model",
@@ -116,6 +115,7 @@ fn a_forecast_from_a_jp2_equals_predict_on_the_jpg_convert_makes_of_it() {
     let attn = golden("attn.pth");
     let r = run_json(&[
         "forecast",
+        "--json",
         "--device",
         "cpu",
         "--model",

@@ -33,6 +33,7 @@ fn forecast(server: &Server, extra: &[&str]) -> std::process::Output {
     common::flarecast()
         .args([
             "forecast",
+            "--json",
             "--device",
             "cpu",
             "--model",

@@ -154,7 +154,7 @@ fn hostile() -> Hostile {
 }
 
 #[test]
-fn predict_and_attention_refuse_hostile_inputs() {
+fn predict_attention_and_explain_refuse_hostile_inputs() {
     let h = hostile();
     let model = common::golden().join("attn.pth");
     for name in [
@@ -181,11 +181,12 @@ fn predict_and_attention_refuse_hostile_inputs() {
             ],
             name,
         );
-        if !name.ends_with(".npy") {
+        // Every command reads its inputs the one way: the same files fail the same way.
+        for command in ["attention", "explain"] {
             let out = h.path("maps");
             fails_naming(
                 &[
-                    os("attention"),
+                    os(command),
                     os("--device"),
                     os("cpu"),
                     os("--model"),
@@ -197,6 +198,132 @@ fn predict_and_attention_refuse_hostile_inputs() {
                 name,
             );
         }
+    }
+}
+
+#[test]
+fn predict_refuses_thresholds_outside_zero_one_and_a_zero_batch_size() {
+    let model = common::golden().join("attn.pth");
+    let image = common::magnetogram_jpg();
+    for (flag, value, says) in [
+        (
+            "--threshold",
+            "nan",
+            "--threshold: NaN is not a probability in [0, 1]",
+        ),
+        (
+            "--threshold",
+            "5",
+            "--threshold: 5 is not a probability in [0, 1]",
+        ),
+        (
+            "--batch-size",
+            "0",
+            "--batch-size: batch size must be at least 1, got 0",
+        ),
+    ] {
+        fails_naming(
+            &[
+                os("predict"),
+                os("--device"),
+                os("cpu"),
+                os(flag),
+                os(value),
+                os("--model"),
+                os(&model),
+                os(&image),
+            ],
+            says,
+        );
+    }
+}
+
+#[test]
+fn every_model_command_refuses_zero_and_oversized_numeric_flags_naming_the_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = common::golden().join("attn.pth");
+    let image = common::magnetogram_jpg();
+    let out = dir.path().join("maps");
+    let base = |command: &'static str| {
+        vec![
+            os(command),
+            os("--device"),
+            os("cpu"),
+            os("--model"),
+            os(&model),
+            os("--out"),
+            os(&out),
+        ]
+    };
+    for (command, extra, says) in [
+        (
+            "explain",
+            vec!["--method", "integrated-gradients", "--steps", "0"],
+            "--steps: integrated gradients need at least 2 steps, got 0",
+        ),
+        (
+            "explain",
+            vec!["--method", "occlusion", "--window", "0"],
+            "--window: occlusion window 0 is outside 1..=256",
+        ),
+        (
+            "explain",
+            vec!["--method", "occlusion", "--window", "300"],
+            "--window: occlusion window 300 is outside 1..=256",
+        ),
+        (
+            "explain",
+            vec!["--method", "occlusion", "--stride", "0"],
+            "--stride: occlusion stride 0 is outside 1..=256",
+        ),
+        (
+            "explain",
+            vec!["--batch-size", "0"],
+            "--batch-size: batch size must be at least 1, got 0",
+        ),
+        (
+            "attention",
+            vec!["--batch-size", "0"],
+            "--batch-size: batch size must be at least 1, got 0",
+        ),
+        (
+            "attention",
+            vec!["--estimator", "4"],
+            "--estimator: estimator must be 1, 2, 3 or all, got \"4\"",
+        ),
+        (
+            "attention",
+            vec!["--im-size", "16"],
+            "--im-size: image size 16 is outside 192..=2048",
+        ),
+    ] {
+        let mut args = base(command);
+        args.extend(extra.iter().map(os));
+        args.push(os(&image));
+        fails_naming(&args, says);
+    }
+    assert!(!out.exists(), "nothing is written for a refused flag");
+    for (extra, says) in [
+        (
+            ["--threshold", "nan"],
+            "--threshold: NaN is not a probability in [0, 1]",
+        ),
+        (
+            ["--batch-size", "0"],
+            "--batch-size: batch size must be at least 1, got 0",
+        ),
+    ] {
+        let mut args = vec![
+            os("forecast"),
+            os("--device"),
+            os("cpu"),
+            os("--model"),
+            os(&model),
+            os("--image"),
+            os(&image),
+        ];
+        args.extend(extra.iter().map(os));
+        fails_naming(&args, says);
     }
 }
 

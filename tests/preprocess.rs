@@ -29,7 +29,18 @@ fn compare(ours: &image::GrayImage, expected: &Tensor) -> (i64, i64, i64) {
 }
 
 fn resized() -> image::GrayImage {
-    preprocess::load_resized(&common::magnetogram_jpg(), 256).expect("load the real JPG")
+    let img = preprocess::training_image(&common::magnetogram_jpg()).expect("load the real JPG");
+    preprocess::resize_like_pil(&img, 256)
+}
+
+/// The model inputs of a file at `im_size`, labelled, as every command reads it.
+fn load_input(path: &Path, im_size: u32) -> anyhow::Result<Vec<(String, Tensor)>> {
+    let input = preprocess::Input::read(path)?;
+    Ok(input
+        .instances(im_size)?
+        .into_iter()
+        .map(|i| (i.label, i.tensor))
+        .collect())
 }
 
 #[test]
@@ -82,7 +93,7 @@ fn rotation_matches_torchvision() {
 
 #[test]
 fn load_input_gives_one_tensor_per_image() {
-    let inputs = preprocess::load_input(&common::magnetogram_jpg(), 256).unwrap();
+    let inputs = load_input(&common::magnetogram_jpg(), 256).unwrap();
     assert_eq!(inputs.len(), 1);
     assert_eq!(inputs[0].1.size(), vec![1, 256, 256]);
     assert!(inputs[0].0.ends_with("HMI.m2022.08.02_10.47.53.jpg"));
@@ -94,12 +105,28 @@ fn load_input_gives_one_tensor_per_image() {
 }
 
 #[test]
-fn jp2_input_is_decoded_and_resized() {
-    let inputs = preprocess::load_input(&common::magnetogram_jp2(), 256).unwrap();
+fn jp2_input_goes_the_way_of_the_training_images() {
+    // The JP2 becomes the 512x512 training JPG `convert` makes of it, then the model's
+    // resize: what `convert` + reading its JPG gives, to the bit.
+    let jp2 = common::magnetogram_jp2();
+    let inputs = load_input(&jp2, 256).unwrap();
     assert_eq!(inputs.len(), 1);
     assert_eq!(inputs[0].1.size(), vec![1, 256, 256]);
-    let mean = inputs[0].1.mean(tch::Kind::Float).double_value(&[]);
-    assert!(mean > 0.05 && mean < 0.95, "mean {mean}");
+    let bytes = std::fs::read(&jp2).unwrap();
+    let training = preprocess::training_image_from_jp2(&bytes, "jp2").unwrap();
+    assert_eq!(training.dimensions(), (512, 512));
+    let want = preprocess::to_tensor(&preprocess::resize_like_pil(&training, 256));
+    assert!(inputs[0].1.equal(&want));
+    // The reference's own JPG of this JP2 (libjpeg's encoder) is a few grey levels away
+    // at most, at few pixels.
+    let (max, differing, n) = compare(
+        &preprocess::resize_like_pil(&training, 256),
+        &golden("resize256"),
+    );
+    println!(
+        "JP2 via convert vs the reference resize: max {max} levels, {differing} of {n} pixels"
+    );
+    assert!(max <= 3, "max difference {max} grey levels");
 }
 
 fn write_npy(path: &Path, t: &Tensor) {
@@ -112,7 +139,7 @@ fn npy_inputs_split_into_instances() {
     let g = golden("resize256");
     let p = dir.path().join("batch.npy");
     write_npy(&p, &Tensor::stack(&[&g, &g.flip([2])], 0));
-    let inputs = preprocess::load_input(&p, 256).unwrap();
+    let inputs = load_input(&p, 256).unwrap();
     assert_eq!(inputs.len(), 2);
     assert_eq!(inputs[1].0, format!("{}[1]", p.display()));
     assert_eq!(inputs[1].1.size(), vec![1, 256, 256]);
@@ -120,14 +147,14 @@ fn npy_inputs_split_into_instances() {
 
     let p = dir.path().join("plain.npy");
     write_npy(&p, &g.squeeze_dim(0));
-    let inputs = preprocess::load_input(&p, 256).unwrap();
+    let inputs = load_input(&p, 256).unwrap();
     assert_eq!(inputs.len(), 1);
     assert_eq!(inputs[0].0, p.display().to_string());
     assert!(inputs[0].1.equal(&g));
 }
 
 fn one_line_error(path: &Path, want: &str) {
-    let err = preprocess::load_input(path, 256).expect_err("bad input must fail");
+    let err = load_input(path, 256).expect_err("bad input must fail");
     let text = format!("{err:#}");
     assert!(!text.contains('\n'), "not one line: {text}");
     assert!(

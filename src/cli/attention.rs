@@ -8,28 +8,33 @@ use flarecast::explain;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
+#[command(mut_arg("model", super::model_args::one_model))]
 pub struct Args {
     #[command(flatten)]
     maps: MapArgs,
     /// Output directory for the PNG overlays and .npy maps.
-    #[arg(long)]
+    #[arg(long, default_value = "attention")]
     out: PathBuf,
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let (model, im_size) = args.maps.load()?;
+    let model = args.maps.load()?;
     let opts = args.maps.options()?;
     let inputs = args.maps.inputs()?;
-    for note in flarecast::preprocess::assumptions_of_all(&inputs) {
-        eprintln!("flarecast: warning: {note}");
-    }
-    let what = if model.net.arch().is_attention() {
+    let what = if model.loaded.net.arch().is_attention() {
         "attention"
     } else {
         "Grad-CAM"
     };
-    explain::explain_images(&model, &inputs, im_size, None, &opts, &args.out, |r| {
-        report(r, what)
-    })?;
+    let json = args.maps.json;
+    explain::explain_images(
+        &model.loaded,
+        &inputs,
+        model.im_size,
+        None,
+        &opts,
+        &args.out,
+        |r| report(r, what, json),
+    )?;
     Ok(())
 }

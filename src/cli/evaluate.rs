@@ -1,12 +1,16 @@
 //! `flarecast evaluate`: score prediction files, or run a model on a fold's validation
 //! split first and score what it predicts.
 
-use anyhow::{bail, Result};
+use super::model_args::ModelArgs;
+use anyhow::Result;
 use flarecast::evaluate::{self, plots, EvaluateConfig, FoldPredictConfig, Predictions, Report};
-use flarecast::model::Precision;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
+#[command(mut_arg("model", |a| a
+    .action(clap::ArgAction::Set)
+    .requires("fold")
+    .help("Weights to run on a fold's validation split (instead of --predictions): a PyTorch checkpoint (.pth/.pt) or flarecast .safetensors")))]
 pub struct Args {
     /// Prediction files to score (`timestamp,flare_prob,target`).
     #[arg(long, num_args = 1.., required_unless_present = "model", conflicts_with = "model")]
@@ -27,9 +31,9 @@ pub struct Args {
     /// Print one JSON object instead of tables.
     #[arg(long)]
     json: bool,
-    /// Weights to evaluate on a fold's validation split (instead of --predictions).
-    #[arg(long, requires = "fold")]
-    model: Option<PathBuf>,
+    /// The model, its device, precision, batch size and input size (with --fold).
+    #[command(flatten)]
+    run: ModelArgs,
     /// Fold whose validation split is run (with --model).
     #[arg(long, requires = "model")]
     fold: Option<u32>,
@@ -43,30 +47,17 @@ pub struct Args {
     /// Where fold{K}_res.csv is written.
     #[arg(long, default_value = "results")]
     out: PathBuf,
-    /// cpu, cuda, cuda:N or auto (CUDA when available).
-    #[arg(long, default_value = "auto")]
-    device: String,
-    #[arg(long, default_value_t = 64)]
-    batch_size: usize,
-    /// f32 or bf16 compute.
-    #[arg(long, default_value = "f32")]
-    precision: Precision,
 }
 
 pub fn run(args: Args) -> Result<()> {
-    if !(0.0..=1.0).contains(&args.threshold) {
-        bail!("--threshold {} is outside [0, 1]", args.threshold);
-    }
-    let predictions = match (&args.model, args.fold) {
+    let predictions = match (args.run.models.first(), args.fold) {
         (Some(model), Some(fold)) => Predictions::Model(FoldPredictConfig {
             model: model.clone(),
             fold,
             labels: args.labels.clone(),
             images: args.images.clone(),
             out: args.out.clone(),
-            device: flarecast::device::parse_device(&args.device)?,
-            batch_size: args.batch_size,
-            precision: args.precision,
+            run: args.run.settings(),
         }),
         _ => Predictions::Files(args.predictions.clone()),
     };
@@ -81,8 +72,7 @@ pub fn run(args: Args) -> Result<()> {
         &super::progress(args.json),
     )?;
     if args.json {
-        // Through a JSON value: keys sorted at every level, as scripts have read them.
-        println!("{}", serde_json::to_value(&e)?);
+        super::print_json(&e)?;
     } else {
         if let Some(p) = &e.predictions {
             println!("wrote {p}");

@@ -8,6 +8,7 @@ use flarecast::explain::{self, Baseline, Method, Options, Rule, Target};
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
+#[command(mut_arg("model", super::model_args::one_model))]
 pub struct Args {
     #[command(flatten)]
     maps: MapArgs,
@@ -36,9 +37,6 @@ pub struct Args {
     /// Occlusion stride in pixels.
     #[arg(long, default_value_t = 16)]
     stride: i64,
-    /// Images per forward pass (path points, occluded copies).
-    #[arg(long, default_value_t = 8)]
-    batch: usize,
     /// Score where the maps point: each positive validation instance of --fold against
     /// its flare's site from --catalog, central and near-limb flares apart.
     #[arg(long, requires_all = ["catalog", "labels", "fold", "images"], conflicts_with = "csv")]
@@ -55,13 +53,12 @@ pub struct Args {
     /// Radius around the flare site, in solar radii (for --pointing).
     #[arg(long, default_value_t = 0.1)]
     radius: f64,
-    /// Print the --pointing results as JSON.
-    #[arg(long)]
-    json: bool,
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let (model, im_size) = args.maps.load()?;
+    let model = args.maps.load()?;
+    let im_size = model.im_size;
+    let model = &model.loaded;
     let opts = Options {
         target: args.target,
         baseline: args.baseline,
@@ -69,7 +66,6 @@ pub fn run(args: Args) -> Result<()> {
         steps: args.steps,
         window: args.window,
         stride: args.stride,
-        batch: args.batch,
         ..args.maps.options()?
     };
     let methods = if args.method.is_empty() {
@@ -78,24 +74,26 @@ pub fn run(args: Args) -> Result<()> {
         args.method.clone()
     };
     if args.pointing {
-        return pointing(&args, &model, &methods, &opts, im_size);
+        return pointing(&args, model, &methods, &opts, im_size);
     }
     let [method] = methods[..] else {
         bail!("give one --method when writing maps (several are for --pointing)");
     };
     let inputs = args.maps.inputs()?;
-    let bar = progress(inputs.len(), args.json);
+    let json = args.maps.json;
+    let bar = progress(inputs.len(), json);
     let started = std::time::Instant::now();
     let results = explain::explain_images(
-        &model,
+        model,
         &inputs,
         im_size,
         Some(method),
         &opts,
         &args.out,
         |r| {
-            bar.suspend(|| report(r, method.name()));
+            bar.suspend(|| report(r, method.name(), json))?;
             bar.inc(1);
+            Ok(())
         },
     )?;
     bar.finish_and_clear();
@@ -131,7 +129,7 @@ fn pointing(
         fold,
         images,
     };
-    let bar = progress(0, args.json);
+    let bar = progress(0, args.maps.json);
     let report = point::pointing_fold(
         model,
         &spec,
@@ -143,7 +141,7 @@ fn pointing(
         || bar.inc(1),
     )?;
     bar.finish_and_clear();
-    if args.json {
+    if args.maps.json {
         super::print_json(&report)?;
     } else {
         print!("{}", point::table(&report));

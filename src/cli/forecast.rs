@@ -1,5 +1,6 @@
 //! `flarecast forecast`: today's Sun in, a 24-hour flare forecast out.
 
+use super::model_args::ModelArgs;
 use anyhow::{bail, Context, Result};
 use flarecast::forecast::watch::{self, Event, Outputs, Schedule};
 use flarecast::forecast::{output, Ensemble, Forecaster, Format, Origin, Source};
@@ -31,16 +32,17 @@ flarecast's .safetensors.
 
 The prediction window is the 24 hours from the start of the image's hour, the window
 `flarecast label` gives that image, so `flarecast verify` scores forecasts exactly as
-`evaluate` scores the labelled instances. The record (JSON on stdout, and in --out) names
+`evaluate` scores the labelled instances. The record (on stdout: a summary line, or with
+--json the record as one JSON object; and in --out) names
 the flarecast version, each model's path, SHA-256 and architecture, the issue time, the
 image's time, source id and id, the window, the threshold class M1.0, the probability,
-the members, the spread and the yes/no decision at --threshold; a one-line summary goes
-to stderr. --out also writes the CCMC Flare Scoreboard text and JSON exchange files
+the members, the spread and the yes/no decision at --threshold. --out also writes the CCMC Flare Scoreboard text and JSON exchange files
 (flarecast forecasts the M+ bin only and says so; it gives no X probability).
 
 --every keeps running: one forecast per cycle into --out, each file written atomically,
 an index of every forecast in --out/index.jsonl; a cycle whose newest image was already
-forecast writes nothing; a failed cycle (server down, bad image) prints one line and the
+forecast writes nothing (each written forecast is a line on stdout, with --json its
+record as one line of JSON); a failed cycle (server down, bad image) prints one line and the
 next goes on; SIGINT/SIGTERM let the current write finish and exit 0. With --at now (the
 default) cycles follow the clock; with a fixed --at they replay an archive: cycle k
 forecasts as of --at + k * --every, back to back.
@@ -52,17 +54,17 @@ Examples:
   flarecast forecast --model m.safetensors --image HMI.m2014.03.02_05.00.00.jpg";
 
 #[derive(clap::Args)]
-#[command(long_about = ABOUT)]
+#[command(long_about = ABOUT, mut_arg("model", super::model_args::some_models))]
 pub struct Args {
-    /// Weights of one ensemble member (repeat for an ensemble): PyTorch .pth/.pt (the
-    /// paper's attn_fold{1..4}.pth load as they are) or flarecast .safetensors.
-    #[arg(long = "model", required = true, value_name = "MODEL")]
-    models: Vec<PathBuf>,
+    /// The ensemble (repeat --model), its device, precision and input size.
+    #[command(flatten)]
+    run: ModelArgs,
     /// Forecast time (UTC, e.g. 2014-03-02T05:00:00) or `now`: the newest image at or
     /// before it is used. With --every, the first cycle's time of a replay.
     #[arg(long, default_value = "now")]
     at: String,
-    /// A local magnetogram (JP2, or a JPG/PNG training image) instead of Helioviewer.
+    /// A local magnetogram (JP2, JPG, PNG, or a preprocessed .npy) instead of Helioviewer,
+    /// read as every command reads its inputs.
     #[arg(long, conflicts_with_all = ["every", "images"])]
     image: Option<PathBuf>,
     /// Instead of Helioviewer, the newest image of a local tree of training images
@@ -102,9 +104,10 @@ pub struct Args {
     /// Stop after this many cycles.
     #[arg(long, requires = "every")]
     cycles: Option<u64>,
-    /// cpu, cuda, cuda:N or auto (CUDA when available).
-    #[arg(long, default_value = "auto")]
-    device: String,
+    /// The record as one JSON object (with --every: one line of JSON per forecast
+    /// written) instead of the summary line.
+    #[arg(long)]
+    json: bool,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -113,9 +116,10 @@ pub fn run(args: Args) -> Result<()> {
         t => Some(parse_time(t).context("--at")?),
     };
     let max_age = chrono_duration(parse_duration(&args.max_age).context("--max-age")?);
-    let device = flarecast::device::parse_device(&args.device)?;
-    let forecaster = Forecaster::new(Ensemble::load(&args.models, device)?, args.threshold)
-        .context("--threshold")?;
+    let forecaster = Forecaster::new(
+        Ensemble::load(&args.run.models, &args.run.settings())?,
+        args.threshold,
+    )?;
     let origin = match &args.images {
         Some(dir) => Origin::Tree(dir.clone()),
         None => Origin::Helioviewer {
@@ -136,8 +140,14 @@ pub fn run(args: Args) -> Result<()> {
             forecaster.from_source(&source, client.as_ref(), issue_time)?
         }
     };
-    super::print_json(&forecast.record)?;
-    eprintln!("{}", forecast.record.summary());
+    for note in &forecast.input.notes {
+        eprintln!("flarecast: warning: {note}");
+    }
+    if args.json {
+        super::print_json(&forecast.record)?;
+    } else {
+        println!("{}", forecast.record.summary());
+    }
     if let Some(dir) = &args.out {
         let written = output::write(
             dir,
@@ -186,7 +196,14 @@ fn run_every(
         &stop,
         &mut |e| match e {
             Event::Written { cycle, record, .. } => {
-                eprintln!("cycle {cycle}: {}", record.summary())
+                if args.json {
+                    // A closed stdout ends the run as any failed write does.
+                    if let Err(e) = super::print_json_line(record) {
+                        eprintln!("cycle {cycle}: {e}");
+                    }
+                } else {
+                    println!("cycle {cycle}: {}", record.summary())
+                }
             }
             Event::AlreadyForecast { cycle, at, image } => eprintln!(
                 "cycle {cycle} at {at}: the newest image ({}) was already forecast",

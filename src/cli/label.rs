@@ -136,7 +136,7 @@ pub fn run(args: Args) -> Result<()> {
     };
     let summary = label::run(&cfg, &catalog, &images, &args.out)?;
     if args.json {
-        println!("{}", serde_json::to_string(&summary)?);
+        super::print_json(&summary)?;
     } else {
         print_summary(&summary, &args.catalog);
     }

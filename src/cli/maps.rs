@@ -1,18 +1,19 @@
 //! The model, images and map options `attention` and `explain` share, and their report
 //! line per image.
 
-use anyhow::{bail, Context, Result};
+use super::model_args::ModelArgs;
+use anyhow::{bail, Result};
 use flarecast::explain::{self, ImageResult, Options};
-use flarecast::model::LoadedModel;
+use flarecast::inference::Model;
 use std::path::PathBuf;
-use tch::Device;
 
 #[derive(clap::Args)]
 pub struct MapArgs {
-    /// Weights: a PyTorch checkpoint (.pth/.pt) or flarecast .safetensors.
-    #[arg(long)]
-    pub model: PathBuf,
-    /// Magnetograms (JPG/PNG/JP2).
+    /// The model, its device, precision, batch size and input size.
+    #[command(flatten)]
+    pub run: ModelArgs,
+    /// Magnetograms (JPG/PNG/JP2) or preprocessed .npy arrays, read as `predict` reads
+    /// them.
     pub inputs: Vec<PathBuf>,
     /// Attention estimators drawn: 1 (l1, 1/4 resolution), 2, 3 or all.
     #[arg(long, default_value = "all")]
@@ -20,9 +21,6 @@ pub struct MapArgs {
     /// Grad-CAM layer for the standard CNN: 5 (conv_block5, 16x16 at 256) or 6 (conv_block6, 2x2).
     #[arg(long, default_value_t = 5)]
     pub gradcam_block: usize,
-    /// Side the images are resized to (default: the model's training size).
-    #[arg(long)]
-    pub im_size: Option<u32>,
     /// An instance list with a `timestamp` column of image paths (the reference's
     /// plots.csv), resolved against --images.
     #[arg(long, requires = "images")]
@@ -31,33 +29,25 @@ pub struct MapArgs {
     /// relative to.
     #[arg(long)]
     pub images: Option<PathBuf>,
-    /// cpu, cuda, cuda:N or auto.
-    #[arg(long, default_value = "auto")]
-    pub device: String,
+    /// One JSON object per image (JSON lines) instead of the report lines; with
+    /// `explain --pointing`, the scores as one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 impl MapArgs {
-    /// The model on its device, and the side images are resized to.
-    pub fn load(&self) -> Result<(LoadedModel, u32)> {
-        let device: Device = flarecast::device::parse_device(&self.device)?;
-        let model = flarecast::model::load_model(&self.model, device)?;
-        if let Some(s) = self.im_size {
-            flarecast::model::check_im_size(s.into()).context("--im-size")?;
-        }
-        let im_size = self.im_size.unwrap_or(model.meta.im_size as u32);
-        Ok((model, im_size))
+    /// The model on its device, at its precision and input size.
+    pub fn load(&self) -> Result<Model> {
+        self.run.settings().load(self.run.model()?)
     }
 
-    /// The map options these arguments set (estimators, Grad-CAM layer); the rest default.
+    /// The map options these arguments set (estimators, Grad-CAM layer, batch size); the
+    /// rest default.
     pub fn options(&self) -> Result<Options> {
-        let estimators = match self.estimator.as_str() {
-            "all" => vec![1, 2, 3],
-            spec @ ("1" | "2" | "3") => vec![spec.parse()?],
-            other => bail!("--estimator must be 1, 2, 3 or all, got {other:?}"),
-        };
         Ok(Options {
-            estimators,
+            estimators: explain::parse_estimators(&self.estimator)?,
             gradcam_block: self.gradcam_block,
+            batch: self.run.batch_size,
             ..Options::default()
         })
     }
@@ -75,8 +65,18 @@ impl MapArgs {
     }
 }
 
-/// One line per image: its forecast and the files written.
-pub fn report(r: &ImageResult, what: &str) {
+/// One line per image: its forecast and the files written (its warnings on stderr), or
+/// with `json` the result as one line of JSON.
+pub fn report(r: &ImageResult, what: &str, json: bool) -> Result<()> {
+    for note in &r.notes {
+        eprintln!("flarecast: warning: {note}");
+    }
+    if json {
+        return super::print_json_line(&serde_json::json!({
+            "input": r.input, "index": r.index, "flare_prob": r.prob, "maps": what,
+            "delta": r.delta, "written": r.written,
+        }));
+    }
     let files: Vec<String> = r.written.iter().map(|p| p.display().to_string()).collect();
     let delta = r
         .delta
@@ -88,4 +88,5 @@ pub fn report(r: &ImageResult, what: &str) {
         r.prob,
         files.join(", ")
     );
+    Ok(())
 }

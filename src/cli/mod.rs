@@ -10,6 +10,7 @@ mod explain;
 mod forecast;
 mod label;
 mod maps;
+mod model_args;
 mod predict;
 mod synth;
 mod train;
@@ -115,8 +116,16 @@ fn span(first: &Option<String>, last: &Option<String>) -> String {
     format!("from {} to {}", end(first), end(last))
 }
 
-/// Prints `value` as indented JSON on stdout: what `--json` gives a script to parse.
+/// Prints `value` as indented JSON on stdout: what `--json` gives a script for a summary
+/// (one object per run).
 fn print_json(value: &impl serde::Serialize) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// Prints `value` as one line of JSON on stdout: what `--json` gives a script for each
+/// item of a stream (JSON lines: predictions, forecast cycles).
+fn print_json_line(value: &impl serde::Serialize) -> Result<()> {
+    println!("{}", serde_json::to_string(value)?);
     Ok(())
 }

@@ -1,33 +1,19 @@
 //! `flarecast predict`.
 
-use anyhow::{Context, Result};
-use flarecast::device::PrecisionChoice;
-use flarecast::model::{self as fmodel, Compute};
-use flarecast::predict::{predict, Options};
+use super::model_args::ModelArgs;
+use anyhow::Result;
+use flarecast::predict::predict;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
+#[command(mut_arg("model", super::model_args::one_model))]
 pub struct Args {
-    /// Weights: a PyTorch checkpoint (.pth/.pt) or flarecast .safetensors.
-    #[arg(long)]
-    model: PathBuf,
-    /// JPG/PNG/JP2 magnetograms, or .npy float32 arrays already preprocessed
-    /// ([H,W], [1,H,W] or [N,1,H,W]).
+    #[command(flatten)]
+    run: ModelArgs,
+    /// JPG/PNG/JP2 magnetograms (a JP2 made into its training JPG first, as `convert`
+    /// does), or .npy float32 arrays already preprocessed ([H,W], [1,H,W] or [N,1,H,W]).
     #[arg(required = true)]
     inputs: Vec<PathBuf>,
-    /// Side the images are resized to (default: the size the model was trained at, 256
-    /// for PyTorch checkpoints).
-    #[arg(long)]
-    im_size: Option<u32>,
-    /// cpu, cuda, cuda:N or auto (CUDA when available).
-    #[arg(long, default_value = "auto")]
-    device: String,
-    /// auto (bf16 where the hardware computes it natively, else f32), f32 or bf16.
-    #[arg(long, default_value = "auto")]
-    precision: PrecisionChoice,
-    /// Images per forward pass.
-    #[arg(long, default_value_t = 16)]
-    batch_size: usize,
     /// Decision threshold on P(FL) for the forecast column.
     #[arg(long, default_value_t = 0.5)]
     threshold: f64,
@@ -37,60 +23,38 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let device = flarecast::device::parse_device(&args.device)?;
-    let mut model = fmodel::load_model(&args.model, device)?;
-    model.net.set_compute(Compute::for_device(
-        device,
-        flarecast::device::choose_precision(args.precision, device).precision,
-    ));
-    let im_size = match args.im_size {
-        Some(s) => {
-            fmodel::check_im_size(s.into()).context("--im-size")?;
-            s
-        }
-        None => model.meta.im_size as u32,
-    };
-    let opts = Options {
-        device,
-        im_size,
-        batch_size: args.batch_size,
-    };
-    let preds = predict(&model, args.inputs.iter().cloned(), opts);
-    let arch = model.net.arch().name();
-    if args.json {
-        for p in preds {
-            let p = p?;
-            for note in &p.notes {
-                eprintln!("flarecast: warning: {note}");
-            }
-            let line = serde_json::json!({
-                "input": p.input.display().to_string(), "index": p.index, "flare_prob": p.flare_prob,
-                "logits": p.logits, "model": arch,
-            });
-            println!("{line}");
-        }
-    } else {
+    let path = args.run.model()?;
+    let model = args.run.settings().load(path)?;
+    let preds = predict(&model, args.inputs.iter().cloned(), args.threshold)?;
+    let arch = model.loaded.net.arch().name();
+    if !args.json {
         println!(
-            "model: {} ({arch}), device {}, threshold {}",
-            args.model.display(),
-            flarecast::device::device_name(device),
+            "model: {} ({arch}{}), device {}, {} ({}), threshold {}",
+            path.display(),
+            super::model_args::trained_in(&model.loaded),
+            flarecast::device::device_name(model.device),
+            model.precision.precision.name(),
+            model.precision.reason,
             args.threshold
         );
         println!("{:>8}  {:>8}  {:<8}  input", "P(FL)", "forecast", "index");
-        for p in preds {
-            let p = p?;
-            for note in &p.notes {
-                eprintln!("flarecast: warning: {note}");
-            }
-            let fc = if p.flare_prob >= args.threshold {
-                "FL"
-            } else {
-                "NF"
-            };
+    }
+    for p in preds {
+        let p = p?;
+        for note in &p.notes {
+            eprintln!("flarecast: warning: {note}");
+        }
+        if args.json {
+            let line = serde_json::json!({
+                "input": p.input.display().to_string(), "index": p.index, "flare_prob": p.flare_prob,
+                "logits": p.logits, "flare": p.flare, "model": arch,
+            });
+            super::print_json_line(&line)?;
+        } else {
             println!(
                 "{:>8.4}  {:>8}  {:<8}  {}",
                 p.flare_prob,
-                fc,
+                if p.flare { "FL" } else { "NF" },
                 p.index,
                 p.input.display()
             );

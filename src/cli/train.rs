@@ -46,9 +46,10 @@ pub struct Args {
     /// Output directory: checkpoints go to {out}/attention or {out}/no_attention.
     #[arg(long, default_value = "trained_models")]
     out: PathBuf,
-    /// auto (all CUDA devices, else CPU), cpu, cuda, cuda:0,cuda:1, cpu,cpu (replicas).
-    #[arg(long, default_value = "auto")]
-    devices: String,
+    /// cpu, cuda, cuda:N or auto (all CUDA devices, else CPU); a comma-separated list
+    /// (cuda:0,cuda:1 or cpu,cpu) trains one data-parallel replica on each.
+    #[arg(long, visible_alias = "devices", default_value = "auto")]
+    device: String,
     /// auto (bf16 where the hardware computes it natively, else f32), f32, or bf16 mixed
     /// precision (float32 master weights).
     #[arg(long, default_value = "auto")]
@@ -114,7 +115,7 @@ fn epoch_line(r: &EpochRecord, epochs: usize) -> String {
 
 pub fn run(args: Args) -> Result<()> {
     let arch = parse_attention(&args)?;
-    let devices = flarecast::device::parse_devices(&args.devices)?;
+    let devices = flarecast::device::parse_devices(&args.device)?;
     let precision = flarecast::device::choose_precision(args.precision, devices[0]).precision;
     let cfg = TrainConfig {
         fold: args.fold,
@@ -150,7 +151,7 @@ pub fn run(args: Args) -> Result<()> {
         }
     })?;
     if json {
-        println!("{}", serde_json::to_string(&summary)?);
+        super::print_json(&summary)?;
     } else {
         println!(
             "trained {} on fold {} for {} epochs ({}; {}): {}; final val TSS {:.4} HSS2 {:.4}",

@@ -21,7 +21,7 @@ pub struct BadImage {
 /// Decodes (and resizes) one labelled image to `im_size` x `im_size` 8-bit grey.
 pub fn load_sample(images: &Path, label: &str, im_size: u32) -> Result<Vec<u8>> {
     let path = images.join(label);
-    let img = preprocess::load_resized(&path, im_size)?;
+    let img = preprocess::resize_like_pil(&preprocess::training_image(&path)?, im_size);
     if img.dimensions() != (im_size, im_size) {
         anyhow::bail!(
             "image {} is {}x{} after resizing; batches need square {im_size}x{im_size} images",
@@ -57,7 +57,7 @@ pub fn scan(
                 let r = if keep {
                     load_sample(images, &s.label, im_size).map(Some)
                 } else {
-                    preprocess::load_gray8(&images.join(&s.label)).map(|_| None)
+                    preprocess::training_image(&images.join(&s.label)).map(|_| None)
                 };
                 bar.inc(1);
                 r.map_err(|e| format!("{e:#}"))

@@ -41,6 +41,7 @@ pub struct Evaluation {
 /// Makes or reads the predictions, scores them, and draws the plots. `progress` shows a
 /// model run's batches.
 pub fn run(cfg: &EvaluateConfig, progress: &Progress) -> Result<Evaluation> {
+    crate::setting::check_probability("threshold", cfg.threshold)?;
     let (paths, written, fold_details) = match &cfg.predictions {
         Predictions::Files(paths) => (paths.clone(), None, None),
         Predictions::Model(fold) => {

@@ -4,11 +4,11 @@
 
 use super::location::{read_details, Details};
 use crate::data::{self, Loader, LoaderConfig, Split};
-use crate::model::{self, Compute, Precision};
+use crate::inference::{Model, Settings};
 use crate::progress::Progress;
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
-use tch::{Device, Kind};
+use tch::Kind;
 
 /// What to run and where to write.
 #[derive(Clone, Debug)]
@@ -18,9 +18,8 @@ pub struct FoldPredictConfig {
     pub labels: PathBuf,
     pub images: PathBuf,
     pub out: PathBuf,
-    pub device: Device,
-    pub batch_size: usize,
-    pub precision: Precision,
+    /// Device, precision, batch size and input size, as every command runs a model.
+    pub run: Settings,
 }
 
 /// The full label table of a fold's validation split, when present.
@@ -35,16 +34,7 @@ pub fn predict_fold(
     cfg: &FoldPredictConfig,
     progress: &Progress,
 ) -> Result<(PathBuf, Option<Details>)> {
-    if cfg.batch_size == 0 {
-        return Err(crate::setting::bad(
-            "batch_size",
-            "batch size must be at least 1",
-        ));
-    }
-    let mut loaded = model::load_model(&cfg.model, cfg.device)?;
-    loaded
-        .net
-        .set_compute(Compute::for_device(cfg.device, cfg.precision));
+    let model = cfg.run.load(&cfg.model)?;
     let samples = data::read_fold_split(&cfg.labels, cfg.fold, Split::Val)?;
     let details = match full_table(&cfg.labels, cfg.fold) {
         Some(p) => Some(read_details(&[p])?),
@@ -53,8 +43,8 @@ pub fn predict_fold(
     let mut lc = LoaderConfig::new(&cfg.images);
     lc.shuffle = false;
     lc.augment = false;
-    lc.batch_size = cfg.batch_size;
-    lc.im_size = u32::try_from(loaded.meta.im_size).context("model image size")?;
+    lc.batch_size = model.batch_size;
+    lc.im_size = model.im_size;
     lc.progress = *progress;
     let loader = Loader::new(lc, samples)?;
     let items = loader.plain_items();
@@ -67,7 +57,7 @@ pub fn predict_fold(
     std::fs::create_dir_all(&cfg.out).with_context(|| format!("creating {}", cfg.out.display()))?;
     let path = cfg.out.join(format!("fold{}_res.csv", cfg.fold));
     let written = crate::fsio::write_atomic_with(&path, |file| {
-        write_rows(cfg, &loaded, &loader, &items, details.as_ref(), file, &bar)
+        write_rows(cfg, &model, &loader, &items, details.as_ref(), file, &bar)
     });
     bar.finish_and_clear();
     written?;
@@ -76,7 +66,7 @@ pub fn predict_fold(
 
 fn write_rows(
     cfg: &FoldPredictConfig,
-    loaded: &model::LoadedModel,
+    model: &Model,
     loader: &Loader,
     items: &[data::Item],
     details: Option<&Details>,
@@ -99,9 +89,10 @@ fn write_rows(
     for batch in loader.batches(items, 0)? {
         let batch = batch?;
         let out = tch::no_grad(|| {
-            loaded
+            model
+                .loaded
                 .net
-                .forward_t(&batch.images.to_device(cfg.device), false)
+                .forward_t(&batch.images.to_device(model.device), false)
         });
         let probs = Vec::<f64>::try_from(out.flare_prob().to_kind(Kind::Double))?;
         let targets = Vec::<i64>::try_from(batch.targets.to_kind(Kind::Int64))?;

@@ -1,8 +1,9 @@
-//! Explaining a list of images: each loaded, resized, explained and written in turn, so a
-//! fold's worth of maps streams to disk.
+//! Explaining a list of inputs: each read by the one input reader (images, JP2s, `.npy`
+//! arrays), explained and written in turn, so a fold's worth of maps streams to disk.
 
 use super::{explain, names, write_outputs, Method, Options};
 use crate::model::LoadedModel;
+use crate::preprocess::Input;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -10,16 +11,22 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, serde::Serialize)]
 pub struct ImageResult {
     pub input: PathBuf,
+    /// The instance's index within its file (0 for an image).
+    pub index: usize,
     /// P(FL) of the image.
     pub prob: f64,
     /// Integrated Gradients' convergence delta.
     pub delta: Option<f64>,
     /// Overlays, then the panel.
     pub written: Vec<PathBuf>,
+    /// What was assumed about the input file (given with its first instance).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// Explains `inputs` resized to `im_size` with `method` (the network's own map when
-/// `None`), writing under `out`; `done` sees each image's result as it is written.
+/// `None`), writing under `out`; `done` sees each image's result as it is written (an
+/// error from it ends the run). The settings are checked against each input's size.
 pub fn explain_images(
     model: &LoadedModel,
     inputs: &[PathBuf],
@@ -27,7 +34,7 @@ pub fn explain_images(
     method: Option<Method>,
     opts: &Options,
     out: &Path,
-    mut done: impl FnMut(&ImageResult),
+    mut done: impl FnMut(&ImageResult) -> Result<()>,
 ) -> Result<Vec<ImageResult>> {
     if inputs.is_empty() {
         bail!("no input images");
@@ -37,20 +44,32 @@ pub fn explain_images(
     let device = model.vs.device();
     let mut results = Vec::with_capacity(inputs.len());
     for (path, stem) in inputs.iter().zip(&stems) {
-        let gray = crate::preprocess::load_resized(path, im_size)?;
-        let x = crate::preprocess::to_tensor(&gray)
-            .unsqueeze(0)
-            .to_device(device);
-        let exp = explain(model, &x, method, opts).with_context(|| path.display().to_string())?;
-        let written = write_outputs(out, stem, &gray, &exp)?;
-        let result = ImageResult {
-            input: path.clone(),
-            prob: exp.prob,
-            delta: exp.delta,
-            written,
-        };
-        done(&result);
-        results.push(result);
+        let input = Input::read(path)?;
+        let instances = input.instances(im_size)?;
+        let several = instances.len() > 1;
+        let mut notes = input.notes;
+        for inst in instances {
+            let gray = inst.gray()?;
+            opts.check(gray.height().into(), gray.width().into())?;
+            let x = inst.tensor.unsqueeze(0).to_device(device);
+            let exp = explain(model, &x, method, opts).with_context(|| inst.label.clone())?;
+            let stem = if several {
+                format!("{stem}_{}", inst.index)
+            } else {
+                stem.clone()
+            };
+            let written = write_outputs(out, &stem, &gray, &exp)?;
+            let result = ImageResult {
+                input: path.clone(),
+                index: inst.index,
+                prob: exp.prob,
+                delta: exp.delta,
+                written,
+                notes: std::mem::take(&mut notes),
+            };
+            done(&result)?;
+            results.push(result);
+        }
     }
     Ok(results)
 }

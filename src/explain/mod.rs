@@ -8,6 +8,7 @@
 
 pub mod attention;
 pub mod batch;
+mod checks;
 pub mod geometry;
 pub mod gradcam;
 pub mod integrated;
@@ -18,6 +19,7 @@ pub mod render;
 
 pub use attention::{attention_heatmap, attention_maps, scale_of};
 pub use batch::{explain_images, instance_list, ImageResult};
+pub use checks::parse_estimators;
 pub use gradcam::gradcam;
 pub use integrated::Rule;
 pub use render::{jet, normalise, overlay, panel, tensor_to_gray};

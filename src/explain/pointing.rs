@@ -13,7 +13,7 @@ use crate::text_table::{
     Col::{Left, Right},
     Table,
 };
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use chrono::{Duration, NaiveDateTime};
 use std::path::{Path, PathBuf};
 use tch::{Kind, Tensor};
@@ -231,8 +231,11 @@ pub fn pointing(
     radius: f64,
     mut done: impl FnMut(),
 ) -> Result<Report> {
-    if radius <= 0.0 {
-        bail!("the pointing radius must be positive, got {radius}");
+    if !(radius > 0.0 && radius.is_finite()) {
+        return Err(crate::setting::bad(
+            "radius",
+            format!("the pointing radius must be a positive number, got {radius}"),
+        ));
     }
     let device = model.vs.device();
     let mut instances = Vec::new();
@@ -244,7 +247,9 @@ pub fn pointing(
             continue;
         };
         let (lon, lat) = (flare.lon.unwrap_or_default(), flare.lat.unwrap_or_default());
-        let gray = crate::preprocess::load_resized(&p.image, im_size)?;
+        let inst = crate::preprocess::Input::read(&p.image)?.single(im_size)?;
+        let gray = inst.gray()?;
+        opts.check(gray.height().into(), gray.width().into())?;
         let disk = image_disk(&p.image, &gray, p.time)?;
         let lon_then = geometry::rotate(lon, lat, flare.start, p.time);
         let Some(site) = disk.project(lon_then, lat) else {
@@ -253,9 +258,7 @@ pub fn pointing(
             continue;
         };
         let radius_px = radius * disk.radius;
-        let x = crate::preprocess::to_tensor(&gray)
-            .unsqueeze(0)
-            .to_device(device);
+        let x = inst.tensor.unsqueeze(0).to_device(device);
         let mut scores = Vec::new();
         for &method in methods {
             let exp =

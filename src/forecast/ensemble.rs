@@ -3,9 +3,10 @@
 //! size, and the forecast is the mean of their probabilities.
 
 use super::record::ModelInfo;
-use crate::model::{self, Compute, LoadedModel, Precision};
+use crate::inference::Settings;
+use crate::model::{self, LoadedModel};
+use crate::preprocess::Input;
 use anyhow::{bail, Context, Result};
-use image::GrayImage;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
@@ -30,34 +31,27 @@ pub fn sha256_file(path: &Path) -> Result<String> {
 
 impl Ensemble {
     /// Loads every checkpoint (PyTorch `.pth`/`.pt`, including the paper's published
-    /// fold checkpoints, or flarecast `.safetensors`) for float32 inference on `device`.
-    pub fn load(paths: &[PathBuf], device: Device) -> Result<Ensemble> {
+    /// fold checkpoints, or flarecast `.safetensors`) to run under `run` (float32 by
+    /// default, as every command runs a model). Each member keeps its own input size
+    /// unless `run` sets one for all.
+    pub fn load(paths: &[PathBuf], run: &Settings) -> Result<Ensemble> {
         if paths.is_empty() {
-            bail!("no model given");
+            return Err(crate::setting::bad("model", "no model given"));
         }
         let mut members = Vec::with_capacity(paths.len());
+        let mut device = Device::Cpu;
         for path in paths {
-            let mut loaded = model::load_model(path, device)?;
-            loaded
-                .net
-                .set_compute(Compute::for_device(device, Precision::F32));
-            if loaded.meta.im_size < model::MIN_IM_SIZE {
-                bail!(
-                    "{}: input size {} is below the network's minimum of {}",
-                    path.display(),
-                    loaded.meta.im_size,
-                    model::MIN_IM_SIZE
-                );
-            }
+            let m = run.load(path)?;
+            device = m.device;
             let info = ModelInfo {
                 path: path.display().to_string(),
                 sha256: sha256_file(path)?,
-                architecture: loaded.net.arch().name().to_string(),
-                im_size: loaded.meta.im_size,
+                architecture: m.loaded.net.arch().name().to_string(),
+                im_size: m.im_size.into(),
             };
             members.push(Member {
                 info,
-                model: loaded,
+                model: m.loaded,
             });
         }
         Ok(Ensemble { members, device })
@@ -67,12 +61,12 @@ impl Ensemble {
         self.members.iter().map(|m| m.info.clone()).collect()
     }
 
-    /// Each member's P(flare) for one magnetogram as a training image (8-bit grey,
-    /// before the model's resize), in member order.
-    pub fn predict(&self, image: &GrayImage) -> Result<Vec<f64>> {
+    /// Each member's P(flare) for one input (a training image, resized for each member
+    /// to its size, or one preprocessed array), in member order.
+    pub fn predict(&self, input: &Input) -> Result<Vec<f64>> {
         let mut probs = Vec::with_capacity(self.members.len());
         for m in &self.members {
-            let x = member_input(image, m.info.im_size)?.to_device(self.device);
+            let x = member_input(input, m.info.im_size)?.to_device(self.device);
             let p = tch::no_grad(|| m.model.net.forward_t(&x, false).flare_prob());
             let p = p.to_kind(Kind::Double).double_value(&[0]);
             if !p.is_finite() {
@@ -85,13 +79,9 @@ impl Ensemble {
 }
 
 /// The `[1, 1, H, W]` input a member of input size `im_size` sees: the reference's
-/// `Resize(im_size)` and `ToTensor()`, as `predict` does.
-pub fn member_input(image: &GrayImage, im_size: i64) -> Result<Tensor> {
-    if image.width() == 0 || image.height() == 0 {
-        bail!("the image has no pixels");
-    }
-    let resized = crate::preprocess::resize_like_pil(image, im_size as u32);
-    let x = crate::preprocess::to_tensor(&resized).unsqueeze(0);
+/// `Resize(im_size)` and `ToTensor()` of the image, as every command makes it.
+pub fn member_input(input: &Input, im_size: i64) -> Result<Tensor> {
+    let x = input.single(im_size as u32)?.tensor.unsqueeze(0);
     model::check_input(&x)?;
     Ok(x)
 }

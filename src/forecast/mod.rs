@@ -6,14 +6,14 @@
 //! - [`record`]: the forecast record and its JSON.
 //! - [`ccmc`]: the scoreboard's text and JSON exchange formats.
 //! - [`ensemble`]: several checkpoints, each at its own architecture and input size.
-//! - [`input`]: JP2 -> the training image `convert` would make of it.
+//! - [`observed`]: when a local magnetogram was observed.
 //! - [`source`]: the newest acceptable image from the Helioviewer API, fetched by id.
 //! - [`output`]: the files of a forecast and the index, written atomically.
 //! - [`watch`]: one forecast per cycle, skipping images already forecast.
 
 pub mod ccmc;
 pub mod ensemble;
-pub mod input;
+pub mod observed;
 pub mod output;
 pub mod record;
 pub mod source;
@@ -24,15 +24,15 @@ pub use output::{Format, Written};
 pub use record::Record;
 pub use source::{Origin, Source};
 
-use anyhow::{bail, Context, Result};
+use crate::preprocess::Input;
+use anyhow::{Context, Result};
 use chrono::NaiveDateTime;
-use image::GrayImage;
 use std::path::Path;
 
-/// A forecast and the training image it was made from.
+/// A forecast and the input it was made from (a training image, or a preprocessed array).
 pub struct Forecast {
     pub record: Record,
-    pub image: GrayImage,
+    pub input: Input,
 }
 
 /// An ensemble with its decision threshold.
@@ -43,23 +43,21 @@ pub struct Forecaster {
 
 impl Forecaster {
     pub fn new(ensemble: Ensemble, threshold: f64) -> Result<Forecaster> {
-        if !(0.0..=1.0).contains(&threshold) {
-            bail!("decision threshold {threshold} is not a probability in [0, 1]");
-        }
+        crate::setting::check_probability("threshold", threshold)?;
         Ok(Forecaster {
             ensemble,
             threshold,
         })
     }
 
-    /// The forecast from a training image observed at `image_time`.
+    /// The forecast from an input observed at `image_time`.
     pub fn forecast(
         &self,
-        image: GrayImage,
+        input: Input,
         image_info: record::ImageInfo,
         issue_time: NaiveDateTime,
     ) -> Result<Forecast> {
-        let probs = self.ensemble.predict(&image)?;
+        let probs = self.ensemble.predict(&input)?;
         let record = Record::new(
             self.ensemble.infos(),
             issue_time,
@@ -67,18 +65,20 @@ impl Forecaster {
             &probs,
             self.threshold,
         );
-        Ok(Forecast { record, image })
+        Ok(Forecast { record, input })
     }
 
-    /// The forecast from a local magnetogram (JP2, or a JPG/PNG training image). Its
-    /// observation time comes from the file (FITS header or name), else `image_time`.
+    /// The forecast from a local input file (JP2, JPG, PNG or `.npy`, read as every
+    /// command reads it). Its observation time comes from the file (FITS header or name),
+    /// else `image_time`.
     pub fn from_file(
         &self,
         path: &Path,
         image_time: Option<NaiveDateTime>,
         issue_time: NaiveDateTime,
     ) -> Result<Forecast> {
-        let (image, file_time) = input::load_file(path)?;
+        let input = Input::read(path)?;
+        let file_time = observed::observed_at(path)?;
         let time = file_time.or(image_time).with_context(|| {
             format!(
                 "cannot tell when {} was observed: neither its header nor its name \
@@ -92,7 +92,7 @@ impl Forecaster {
             id: None,
             file: Some(path.display().to_string()),
         };
-        self.forecast(image, info, issue_time)
+        self.forecast(input, info, issue_time)
     }
 
     /// The forecast from the newest acceptable image at or before `at`.

@@ -92,7 +92,7 @@ pub fn attention_png(forecaster: &Forecaster, forecast: &Forecast) -> Result<Vec
     let ensemble = &forecaster.ensemble;
     let mut tiles = Vec::new();
     for m in &ensemble.members {
-        let x = super::ensemble::member_input(&forecast.image, m.info.im_size)?;
+        let x = super::ensemble::member_input(&forecast.input, m.info.im_size)?;
         let gray = explain::tensor_to_gray(&x)?;
         if tiles.is_empty() {
             tiles.push(image::DynamicImage::ImageLuma8(gray.clone()).to_rgb8());

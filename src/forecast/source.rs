@@ -8,9 +8,9 @@ use super::record::ImageInfo;
 use crate::http::snippet;
 use crate::http::{Client, Expect, RetryPolicy};
 use crate::instant::Instant;
+use crate::preprocess::{training_image_from_jp2, Input, Pixels};
 use anyhow::{anyhow, bail, Context, Result};
 use chrono::{Duration, NaiveDateTime};
-use image::GrayImage;
 use std::path::PathBuf;
 use std::time::Duration as StdDuration;
 
@@ -175,8 +175,8 @@ impl Source {
     }
 
     /// The training image of an image [`Source::newest`] chose: fetched by id and prepared
-    /// as `convert` prepares a JP2, or read from the tree.
-    pub fn training_image(&self, client: Option<&Client>, image: &ImageInfo) -> Result<GrayImage> {
+    /// as `convert` prepares a JP2, or read from the tree as every command reads a file.
+    pub fn training_image(&self, client: Option<&Client>, image: &ImageInfo) -> Result<Input> {
         match (&self.origin, image.id, &image.file) {
             (Origin::Helioviewer { api_url, .. }, Some(id), _) => {
                 let client = client.context("no HTTP client")?;
@@ -184,9 +184,13 @@ impl Source {
                     .get(&image_by_id_url(api_url, id), Expect::Jp2)
                     .map_err(|e| anyhow!("getJP2Image for image {id}: {}", e.reason))?;
                 let what = format!("image {id} ({})", image.time);
-                super::input::training_image_from_jp2(&bytes, &what)
+                Ok(Input {
+                    path: what.clone().into(),
+                    pixels: Pixels::Image(training_image_from_jp2(&bytes, &what)?),
+                    notes: Vec::new(),
+                })
             }
-            (_, _, Some(file)) => Ok(super::input::load_file(std::path::Path::new(file))?.0),
+            (_, _, Some(file)) => Input::read(std::path::Path::new(file)),
             _ => bail!("the image has neither an id nor a file"),
         }
     }

@@ -22,6 +22,9 @@ pub struct ModelMeta {
     /// Training configuration (free-form JSON), when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub training: Option<serde_json::Value>,
+    /// The precision the weights were trained in, when flarecast trained them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precision: Option<super::Precision>,
 }
 
 impl ModelMeta {
@@ -30,6 +33,7 @@ impl ModelMeta {
             arch,
             im_size,
             training: None,
+            precision: None,
         }
     }
 }

@@ -8,11 +8,6 @@ use std::path::Path;
 /// Smallest side of an image taken as a full-disk magnetogram without a warning.
 const MIN_FULL_DISK_SIDE: u32 = 64;
 
-/// The assumptions each of `paths` breaks, in order (see [`assumptions`]).
-pub fn assumptions_of_all(paths: &[std::path::PathBuf]) -> Vec<String> {
-    paths.iter().flat_map(|p| assumptions(p)).collect()
-}
-
 /// The assumptions `path` breaks, one sentence each naming the file; empty for an 8-bit
 /// grey image of a plausible size (and, for a JP2 with a FITS header, from HMI). A file
 /// that cannot be read gives none: reading it fails later with its own error.

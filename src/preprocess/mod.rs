@@ -4,14 +4,16 @@
 //! PIL image (Pillow's antialiased BILINEAR, bit for bit) and scaled by 1/255 into a
 //! `[1, H, W]` float tensor. Preprocessed `.npy` float32 arrays are accepted as they are.
 //!
-//! - [`load_gray8`]: JPG/PNG/JP2 file -> 8-bit grey image.
+//! - [`Input`]: the one reader of every command's input files (JPG, PNG, JP2, `.npy`),
+//!   a JP2 made into the training image `convert` makes of it; [`training_image`] for
+//!   an image file alone.
 //! - [`resize_like_pil`]: torchvision `Resize(size)` (shorter side to `size`).
 //! - [`to_tensor`]: `ToTensor()` for an 8-bit grey image.
-//! - [`load_input`]: any accepted input file -> labelled `[1, H, W]` tensors.
 //! - [`augment`]: flips and the nearest-neighbour rotation used in training.
 
 mod assumptions;
 pub mod augment;
+mod input;
 mod jpeg;
 mod npy;
 mod resize;
@@ -22,8 +24,9 @@ use anyhow::{bail, Context, Result};
 use image::{DynamicImage, GrayImage, ImageFormat};
 use tch::Tensor;
 
-pub use assumptions::{assumptions, assumptions_of_all};
+pub use assumptions::assumptions;
 pub use augment::{hflip, rotate_nearest, vflip};
+pub use input::{training_image_from_jp2, Input, Instance, Pixels};
 pub use resize::{resize_exact_like_pil, resize_like_pil, resized_dims};
 
 /// The image side the paper trains and predicts at.
@@ -140,25 +143,22 @@ pub fn decode_gray8_bytes(bytes: &[u8]) -> Result<GrayImage> {
     to_gray8(img)
 }
 
-/// Reads a JPG, PNG or JP2 file as 8-bit grey, as Pillow's `Image.open(p).convert("L")`.
-/// The format is taken from the file's contents, not its extension.
-pub fn load_gray8(path: &Path) -> Result<GrayImage> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+/// Reads a JPG, PNG or JP2 file as the training image it is or makes: 8-bit grey as
+/// Pillow's `Image.open(p).convert("L")` reads a JPG or PNG, and for a JP2 what `convert`
+/// writes for it, read back. The format is taken from the file's contents, not its
+/// extension.
+pub fn training_image(path: &Path) -> Result<GrayImage> {
+    let name = path.display().to_string();
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {name}"))?;
     let img = if sniff(&bytes) == Sniffed::Jp2 {
-        crate::jp2::decode_gray8(path)
+        training_image_from_jp2(&bytes, &name)?
     } else {
-        decode_gray8_bytes(&bytes)
+        decode_gray8_bytes(&bytes).with_context(|| format!("cannot load image {name}"))?
     };
-    img.with_context(|| format!("cannot load image {}", path.display()))
-}
-
-/// Reads an image file and resizes it as the reference does (`Resize(im_size)`).
-pub fn load_resized(path: &Path, im_size: u32) -> Result<GrayImage> {
-    let img = load_gray8(path)?;
     if img.width() == 0 || img.height() == 0 {
-        bail!("image {} has no pixels", path.display());
+        bail!("image {name} has no pixels");
     }
-    Ok(resize_like_pil(&img, im_size))
+    Ok(img)
 }
 
 /// torchvision `ToTensor()` for an 8-bit grey image: `[1, H, W]` float32 in [0, 1].
@@ -168,29 +168,6 @@ pub fn to_tensor(img: &GrayImage) -> Tensor {
         .view([1, h as i64, w as i64])
         .to_kind(tch::Kind::Float)
         / 255.0
-}
-
-/// One model input from a file: an image (JPG/PNG/JP2, preprocessed here) gives one
-/// `[1, H, W]` tensor labelled with the path; a `.npy` float32 array (already
-/// preprocessed: `[H, W]`, `[1, H, W]` or `[N, 1, H, W]`, shorter side `im_size`) gives one
-/// tensor per instance, labelled `file.npy[i]` for the `[N, 1, H, W]` form.
-pub fn load_input(path: &Path, im_size: u32) -> Result<Vec<(String, Tensor)>> {
-    let name = path.display().to_string();
-    let mut head = [0u8; 16];
-    let n = {
-        use std::io::Read;
-        let mut f = std::fs::File::open(path).with_context(|| format!("cannot read {name}"))?;
-        f.read(&mut head)
-            .with_context(|| format!("cannot read {name}"))?
-    };
-    let npy_ext = path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("npy"));
-    if npy_ext || sniff(&head[..n]) == Sniffed::Npy {
-        return npy::load_instances(path, im_size);
-    }
-    let img = load_resized(path, im_size)?;
-    Ok(vec![(name, to_tensor(&img))])
 }
 
 #[cfg(test)]

@@ -102,21 +102,18 @@ fn read_f32_bytes(bytes: &[u8]) -> Result<Tensor> {
     Ok(t.to_kind(tch::Kind::Float))
 }
 
-/// Splits a preprocessed array into model instances `[1, H, W]`, checking its shape.
-pub fn load_instances(path: &Path, im_size: u32) -> Result<Vec<(String, Tensor)>> {
+/// Reads a preprocessed array as model instances `[N, 1, H, W]`, checking its shape and
+/// values; `true` with it when the file was `[N, 1, H, W]` (instances named by index).
+pub fn read_instances(path: &Path) -> Result<(Tensor, bool)> {
     let name = path.display().to_string();
     let t = read_f32(path)?;
     let shape = t.size();
-    let expect = "[H, W], [1, H, W] or [N, 1, H, W] with the shorter side";
-    let (batch, hw) = match shape.as_slice() {
-        [h, w] => (t.view([1, 1, *h, *w]), (*h, *w)),
-        [1, h, w] => (t.view([1, 1, *h, *w]), (*h, *w)),
-        [_, 1, h, w] => (t, (*h, *w)),
-        _ => bail!("{name}: array of shape {shape:?}; expected {expect} {im_size}"),
+    let batch = match shape.as_slice() {
+        [h, w] => t.view([1, 1, *h, *w]),
+        [1, h, w] => t.view([1, 1, *h, *w]),
+        [_, 1, _, _] => t,
+        _ => bail!("{name}: array of shape {shape:?}; expected [H, W], [1, H, W] or [N, 1, H, W]"),
     };
-    if hw.0.min(hw.1) != im_size as i64 {
-        bail!("{name}: array of shape {shape:?}; expected {expect} {im_size}");
-    }
     if batch.size()[0] == 0 {
         bail!("{name}: array of shape {shape:?} holds no instances");
     }
@@ -124,17 +121,7 @@ pub fn load_instances(path: &Path, im_size: u32) -> Result<Vec<(String, Tensor)>
     if !finite {
         bail!("{name}: array holds NaN or infinite values");
     }
-    let indexed = shape.len() == 4;
-    Ok((0..batch.size()[0])
-        .map(|i| {
-            let label = if indexed {
-                format!("{name}[{i}]")
-            } else {
-                name.clone()
-            };
-            (label, batch.get(i))
-        })
-        .collect())
+    Ok((batch, shape.len() == 4))
 }
 
 #[cfg(test)]

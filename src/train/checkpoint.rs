@@ -79,6 +79,7 @@ pub fn save(
         arch: cfg.arch,
         im_size: cfg.im_size as i64,
         training: Some(serde_json::to_value(info)?),
+        precision: Some(cfg.precision),
     };
     weights::save_model(path, vs, &meta)
 }

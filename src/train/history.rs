@@ -30,6 +30,9 @@ pub struct EpochRecord {
     pub seconds: f64,
     /// Training images per second (the balanced, augmented epoch).
     pub images_per_s: f64,
+    /// The precision the epoch was trained in.
+    #[serde(default)]
+    pub precision: crate::model::Precision,
 }
 
 /// One pass over a split: the mean cross-entropy and the argmax forecasts' confusion.
@@ -72,7 +75,13 @@ impl EpochRecord {
             best,
             seconds,
             images_per_s,
+            precision: crate::model::Precision::F32,
         }
+    }
+
+    /// The record, noting the precision the epoch was trained in.
+    pub fn trained_in(self, precision: crate::model::Precision) -> Self {
+        EpochRecord { precision, ..self }
     }
 }
 

@@ -341,7 +341,8 @@ impl<'a> Trainer<'a> {
             best,
             started.elapsed().as_secs_f64(),
             trained.images_per_s,
-        );
+        )
+        .trained_in(self.cfg.precision);
         self.record(record.clone())?;
         Ok(record)
     }

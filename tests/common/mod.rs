@@ -78,7 +78,7 @@ pub fn synth_two_days_hourly(out: &std::path::Path) {
 
 /// Labels the archive of `synth_two_days_hourly` in `dir` (images from `images`), then
 /// `evaluate --model` on fold 1 (all of March), one image per
-/// forward pass in f32 as `forecast` runs: its JSON report and its per-instance file.
+/// forward pass as `forecast` runs: its JSON report and its per-instance file.
 pub fn label_and_evaluate_two_days(
     dir: &std::path::Path,
     images: &std::path::Path,
@@ -112,8 +112,6 @@ pub fn label_and_evaluate_two_days(
         &s(&dir.join("eval")),
         "--device",
         "cpu",
-        "--precision",
-        "f32",
         "--batch-size",
         "1",
         "--json",
@@ -156,3 +154,58 @@ pub fn python(script: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 pub mod jp2;
+
+/// `meta.json` of the golden outputs.
+pub fn golden_meta() -> serde_json::Value {
+    let path = golden().join("meta.json");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    serde_json::from_str(&text).expect("golden meta.json")
+}
+
+/// The reference's P(FL) for row `row` of the golden input under `net` (`attn` or
+/// `noattn`); row 0 is the real magnetogram's JPG.
+pub fn golden_prob(net: &str, row: usize) -> f64 {
+    golden_meta()[format!("{net}_probs")][row][1]
+        .as_f64()
+        .expect("a probability")
+}
+
+/// The golden input batch `[3, 1, 256, 256]` of `net` (`attn` or `noattn`: row 1, the
+/// noise, differs between them).
+pub fn golden_input(net: &str) -> tch::Tensor {
+    let io = tch::Tensor::read_safetensors(golden().join(format!("{net}_io.safetensors"))).unwrap();
+    io.into_iter()
+        .find(|(k, _)| k == "input")
+        .map(|(_, t)| t)
+        .expect("the golden input")
+}
+
+/// Writes `t` as a float32 `.npy` at `path`.
+pub fn write_npy(path: &std::path::Path, t: &tch::Tensor) {
+    t.write_npy(path)
+        .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+}
+
+/// Runs `flarecast ARGS` and parses its stdout as one JSON value (a summary).
+pub fn run_json(args: &[&str]) -> serde_json::Value {
+    let out = run_ok(args);
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "flarecast {args:?}: stdout is not one JSON value ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+/// Runs `flarecast ARGS` and parses its stdout as JSON lines (a stream of items).
+pub fn run_json_lines(args: &[&str]) -> Vec<serde_json::Value> {
+    let out = run_ok(args);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("flarecast {args:?}: not a JSON line ({e}): {l}"))
+        })
+        .collect()
+}

@@ -1,28 +1,13 @@
-//! The magnetogram a forecast sees, made exactly as a training image is: a Helioviewer
-//! JP2 goes through `convert`'s decode, 512x512 area resize and quality-95 JPEG, and is
-//! read back as `predict` reads that JPG; a JPG or PNG is taken as the training image it
-//! already is.
+//! When a local magnetogram was observed: a JP2's FITS `DATE-OBS`/`T_OBS`, else an
+//! `HMI.mYYYY.MM.DD_HH.MM.SS` or Helioviewer `YYYY_MM_DD__HH_MM_SS` file name.
 
-use crate::convert;
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use chrono::NaiveDateTime;
-use image::GrayImage;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-/// The training image of a JP2: what `convert` writes, decoded as `predict` decodes it.
-pub fn training_image_from_jp2(bytes: &[u8], what: &str) -> Result<GrayImage> {
-    let opts = convert::Options::training(PathBuf::new(), PathBuf::new());
-    let (jpg, _) = convert::convert_bytes(bytes, what, &opts)?;
-    crate::preprocess::decode_gray8_bytes(&jpg)
-        .with_context(|| format!("{what}: cannot read back its JPG conversion"))
-}
-
-/// A local magnetogram: its training image and, when the file says, its observation time
-/// (a JP2's FITS `DATE-OBS`/`T_OBS`, or an `HMI.mYYYY.MM.DD_HH.MM.SS` or Helioviewer
-/// `YYYY_MM_DD__HH_MM_SS` file name).
-pub fn load_file(path: &Path) -> Result<(GrayImage, Option<NaiveDateTime>)> {
+/// The observation time `path` gives, if any (the header first, then the name).
+pub fn observed_at(path: &Path) -> Result<Option<NaiveDateTime>> {
     let what = path.display().to_string();
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {what}"))?;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -34,6 +19,7 @@ pub fn load_file(path: &Path) -> Result<(GrayImage, Option<NaiveDateTime>)> {
                 .ok()
                 .map(|(_, t)| t)
         });
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {what}"))?;
     if crate::jp2::has_signature(&bytes) {
         let obs = crate::jp2::obs_time_bytes(&bytes, &what)?;
         let header_time = obs
@@ -41,14 +27,9 @@ pub fn load_file(path: &Path) -> Result<(GrayImage, Option<NaiveDateTime>)> {
             .as_deref()
             .and_then(fits_time)
             .or_else(|| obs.t_obs.as_deref().and_then(fits_time));
-        let img = training_image_from_jp2(&bytes, &what)?;
-        return Ok((img, header_time.or(name_time)));
+        return Ok(header_time.or(name_time));
     }
-    let img = crate::preprocess::load_gray8(path)?;
-    if img.width() == 0 || img.height() == 0 {
-        bail!("{what}: the image has no pixels");
-    }
-    Ok((img, name_time))
+    Ok(name_time)
 }
 
 /// A FITS time (`2022-08-02T10:47:53.50`, or HMI's `2022.08.02_10:48:52.509_TAI`), to
