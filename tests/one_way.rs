@@ -74,7 +74,7 @@ fn every_command(model: &Path, input: &Path, work: &Path) -> Vec<(&'static str, 
         "attention",
         only_prob(&attention, "flare_prob", "attention"),
     ));
-    if !input.extension().is_some_and(|e| e == "npy") {
+    if input.extension().is_none_or(|e| e != "npy") {
         got.push(("evaluate --model", evaluate(model, input, work)));
     }
     got
