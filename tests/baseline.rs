@@ -22,6 +22,9 @@ fn reference_model_reproduces_the_golden_outputs_and_step() {
         String::from_utf8_lossy(&out.stderr)
     );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    // One training step sums gradients in the processor's kernel order: on an AVX2-only
+    // CPU a weight lands 1.04e-6 from the golden step (made with AVX-512), so steps are
+    // held to the 1e-5 the outputs are.
     let expect = [
         ("attn", &["logits", "probs", "c1", "c2", "c3"][..], 1e-5),
         ("noattn", &["logits", "probs"][..], 1e-5),
@@ -32,12 +35,12 @@ fn reference_model_reproduces_the_golden_outputs_and_step() {
                 "after.classify.weight",
                 "after.conv_block1.1.running_var",
             ][..],
-            1e-6,
+            1e-5,
         ),
         (
             "noattn_step",
             &["loss", "after.dense.weight", "after.conv_block6.0.weight"][..],
-            1e-6,
+            1e-5,
         ),
     ];
     for (net, outputs, tol) in expect {
