@@ -144,7 +144,11 @@ fn methods_match_captum_on_golden_weights() {
                 // and so must ours be. Which maps are empty depends on the processor's
                 // rounding of near-zero weighted sums (the standard CNN's block 5
                 // everywhere; the attention network's block 6 on AVX2 too).
-                assert_eq!(method, Method::GuidedGradcam, "{net} {file}: empty captum map");
+                assert_eq!(
+                    method,
+                    Method::GuidedGradcam,
+                    "{net} {file}: empty captum map"
+                );
                 assert_eq!(
                     ours.abs().max().double_value(&[]),
                     0.0,

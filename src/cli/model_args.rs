@@ -4,8 +4,8 @@
 //! (`inference::Settings`).
 
 use anyhow::Result;
-use flarecast::inference::{Settings, DEFAULT_BATCH_SIZE};
 use flarecast::device::PrecisionChoice;
+use flarecast::inference::{Settings, DEFAULT_BATCH_SIZE};
 use std::path::{Path, PathBuf};
 
 #[derive(clap::Args, Clone, Debug)]
