@@ -218,6 +218,18 @@ fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
     fs::rename(from, to)
 }
 
+/// Opens a log for appending, creating it and its folder. A log grows while a process
+/// runs and is read while it grows, so it is the one output not written atomically.
+pub fn open_log(path: &Path) -> Result<fs::File> {
+    let dir = parent_dir(path);
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("cannot open {}", path.display()))
+}
+
 /// Makes `link` a symbolic link to `target` in one rename, whatever was there: a file or
 /// link is replaced, a folder is exchanged with the link and then removed. Nothing is
 /// done where `link` already points at `target`.
