@@ -9,6 +9,7 @@ pub mod convert;
 pub mod data;
 pub mod device;
 pub mod evaluate;
+pub mod experiment;
 pub mod explain;
 pub mod forecast;
 pub mod fsio;

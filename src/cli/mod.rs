@@ -6,6 +6,7 @@ mod convert;
 mod convert_weights;
 mod download;
 mod evaluate;
+mod experiment;
 mod explain;
 mod forecast;
 mod label;
@@ -52,6 +53,8 @@ enum Command {
     Train(train::Args),
     /// Score a model or prediction files: TSS, HSS2, Brier, ROC, location analysis, plots.
     Evaluate(evaluate::Args),
+    /// A grid of training runs (networks x seeds x folds) here or on SLURM, and the paper's table.
+    Experiment(experiment::Args),
     /// Forecast probabilities for images or preprocessed arrays.
     Predict(predict::Args),
     /// Forecast P(>= M1.0 flare in 24 h) from the newest HMI magnetogram (Helioviewer or a file).
@@ -82,6 +85,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Label(a) => label::run(a),
         Command::Train(a) => train::run(a),
         Command::Evaluate(a) => evaluate::run(a),
+        Command::Experiment(a) => experiment::run(a),
         Command::Predict(a) => predict::run(a),
         Command::Forecast(a) => forecast::run(a),
         Command::Verify(a) => verify::run(a),

@@ -1,0 +1,319 @@
+//! The SLURM executor: `{out}/slurm/experiment.sbatch`, one job array with a task per
+//! cell that is not done (`#SBATCH --array=LIST%jobs`), each task running
+//! `flarecast experiment cell --out DIR --index $SLURM_ARRAY_TASK_ID` with its log in
+//! `{out}/slurm/cell-{I}.log`; submitted with `sbatch`, optionally waited for by watching
+//! the cells' records (and `squeue` for a job that ended without running them).
+
+use super::local::{Finished, RunSummary};
+use super::plan::Plan;
+use super::state::{self, CellRecord, Recorded, State};
+use crate::progress::Progress;
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// How the cells are submitted.
+pub struct SlurmConfig {
+    /// The flarecast executable the tasks run (it must be reachable from the nodes).
+    pub exe: PathBuf,
+    /// Tasks of the array running at once (`%jobs`); 0: no limit.
+    pub jobs: usize,
+    /// Extra `#SBATCH` options (partition, GPUs, time limit), one option each.
+    pub sbatch_args: Vec<String>,
+}
+
+/// One submission, as `{out}/slurm/submissions.json` records it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Submission {
+    pub job: String,
+    pub cells: Vec<usize>,
+    pub submitted: String,
+    pub script: PathBuf,
+}
+
+pub fn slurm_dir(out: &Path) -> PathBuf {
+    out.join("slurm")
+}
+
+/// The log of array task `index`.
+pub fn task_log(out: &Path, index: usize) -> PathBuf {
+    slurm_dir(out).join(format!("cell-{index}.log"))
+}
+
+pub fn script_path(out: &Path) -> PathBuf {
+    slurm_dir(out).join("experiment.sbatch")
+}
+
+fn submissions_path(out: &Path) -> PathBuf {
+    slurm_dir(out).join("submissions.json")
+}
+
+/// Every submission of the experiment, oldest first.
+pub fn submissions(out: &Path) -> Result<Vec<Submission>> {
+    let path = submissions_path(out);
+    match std::fs::read_to_string(&path) {
+        Ok(t) => serde_json::from_str(&t)
+            .with_context(|| format!("{}: not a submission list", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// The job of the latest submission holding cell `index`.
+pub fn job_of(subs: &[Submission], index: usize) -> Option<String> {
+    subs.iter()
+        .rev()
+        .find(|s| s.cells.contains(&index))
+        .map(|s| s.job.clone())
+}
+
+/// `0-3`, `1,3,5-7`: SLURM's array list of `indices` (sorted).
+pub fn array_list(indices: &[usize]) -> String {
+    let mut parts = Vec::new();
+    let mut i = 0;
+    while i < indices.len() {
+        let mut j = i;
+        while j + 1 < indices.len() && indices[j + 1] == indices[j] + 1 {
+            j += 1;
+        }
+        parts.push(if j > i {
+            format!("{}-{}", indices[i], indices[j])
+        } else {
+            indices[i].to_string()
+        });
+        i = j + 1;
+    }
+    parts.join(",")
+}
+
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// The batch script of the array over `indices`.
+pub fn script(plan: &Plan, indices: &[usize], cfg: &SlurmConfig) -> String {
+    let out = &plan.out;
+    let throttle = if cfg.jobs > 0 {
+        format!("%{}", cfg.jobs)
+    } else {
+        String::new()
+    };
+    let mut s = String::from("#!/bin/sh\n");
+    s += "# flarecast experiment: one array task per cell (experiment.json lists them).\n";
+    s += "#SBATCH --job-name=flarecast-experiment\n";
+    s += &format!("#SBATCH --array={}{throttle}\n", array_list(indices));
+    s += &format!(
+        "#SBATCH --output={}\n",
+        slurm_dir(out).join("cell-%a.log").display()
+    );
+    s += "#SBATCH --open-mode=append\n";
+    for a in &cfg.sbatch_args {
+        s += &format!("#SBATCH {a}\n");
+    }
+    s += &format!(
+        "exec {} experiment cell --out {} --index \"$SLURM_ARRAY_TASK_ID\"\n",
+        quote(&cfg.exe.display().to_string()),
+        quote(&out.display().to_string())
+    );
+    s
+}
+
+/// `name` on the PATH, if it is there.
+fn on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// Whether SLURM still knows job `job` (queued, running or completing).
+fn job_known(job: &str) -> Result<bool> {
+    if on_path("squeue").is_none() {
+        return Ok(false);
+    }
+    let out = Command::new("squeue")
+        .args(["-h", "-j", job, "-o", "%i"])
+        .output()
+        .context("cannot run squeue")?;
+    Ok(out.status.success() && !String::from_utf8_lossy(&out.stdout).trim().is_empty())
+}
+
+/// Submits the cells of `plan` that are not done as one array; `None` when every cell
+/// is done.
+pub fn submit(plan: &Plan, cfg: &SlurmConfig) -> Result<Option<Submission>> {
+    let Some(sbatch) = on_path("sbatch") else {
+        bail!("sbatch is not on the PATH: the SLURM executor submits the cells with sbatch (run on a SLURM login node, or use --executor local)");
+    };
+    if let Some(a) = cfg.sbatch_args.iter().find(|a| !a.starts_with('-')) {
+        bail!("sbatch option {a:?} does not start with -: give each option whole, e.g. --partition=gpu");
+    }
+    let out = &plan.out;
+    let subs = submissions(out)?;
+    if let Some(last) = subs.last() {
+        if job_known(&last.job)? {
+            bail!(
+                "job {} of the last submission is still known to SLURM (squeue -j {}); wait for it or scancel it before submitting again",
+                last.job,
+                last.job
+            );
+        }
+    }
+    let statuses = state::status(plan)?;
+    let indices: Vec<usize> = statuses
+        .iter()
+        .filter(|s| s.state.needs_run())
+        .map(|s| s.index)
+        .collect();
+    if indices.is_empty() {
+        return Ok(None);
+    }
+    let script_file = script_path(out);
+    crate::fsio::write_atomic(&script_file, script(plan, &indices, cfg).as_bytes())?;
+    // Recorded before sbatch, so no task can start before its cell reads as submitted.
+    let before: Vec<(usize, Option<CellRecord>)> = indices
+        .iter()
+        .map(|&i| Ok((i, state::read_record(out, &plan.cells[i])?)))
+        .collect::<Result<_>>()?;
+    for &i in &indices {
+        let record = CellRecord {
+            state: Some(Recorded::Submitted),
+            log: Some(task_log(out, i)),
+            started: None,
+            ..Default::default()
+        };
+        state::write_record(out, &plan.cells[i], &record)?;
+    }
+    let result = Command::new(&sbatch)
+        .arg("--parsable")
+        .arg(&script_file)
+        .output()
+        .with_context(|| format!("cannot run {}", sbatch.display()));
+    let job = match result {
+        Ok(o) if o.status.success() => {
+            let text = String::from_utf8_lossy(&o.stdout);
+            // --parsable prints `jobid` or `jobid;cluster`.
+            text.trim().split(';').next().unwrap_or("").to_string()
+        }
+        other => {
+            for (i, r) in &before {
+                match r {
+                    Some(r) => state::write_record(out, &plan.cells[*i], r)?,
+                    None => {
+                        let _ = std::fs::remove_file(state::record_path(out, &plan.cells[*i]));
+                    }
+                }
+            }
+            return Err(match other {
+                Ok(o) => anyhow::anyhow!(
+                    "sbatch {} failed: {}",
+                    script_file.display(),
+                    String::from_utf8_lossy(&o.stderr).trim()
+                ),
+                Err(e) => e,
+            });
+        }
+    };
+    let submission = Submission {
+        job,
+        cells: indices,
+        submitted: state::now(),
+        script: script_file,
+    };
+    let mut all = subs;
+    all.push(submission.clone());
+    let json = serde_json::to_string_pretty(&all)?;
+    crate::fsio::write_atomic(&submissions_path(out), format!("{json}\n").as_bytes())?;
+    Ok(Some(submission))
+}
+
+/// Waits until every cell of `sub` has ended (done or failed), from the cells' records;
+/// a cell still unfinished once SLURM no longer knows the job failed. `on_finished`
+/// hears of each cell as it ends.
+pub fn wait(
+    plan: &Plan,
+    sub: &Submission,
+    progress: &Progress,
+    on_finished: &mut dyn FnMut(&Finished),
+) -> Result<RunSummary> {
+    let out = &plan.out;
+    let mut summary = RunSummary {
+        cells: plan.cells.len(),
+        already_done: plan.cells.len() - sub.cells.len(),
+        ..Default::default()
+    };
+    let bar = progress.bar(
+        sub.cells.len() as u64,
+        "{elapsed_precise} [{bar:30}] {pos}/{len} cells {msg}",
+    );
+    bar.set_message(format!("job {}", sub.job));
+    let started = Instant::now();
+    let mut open: Vec<usize> = sub.cells.clone();
+    while !open.is_empty() {
+        // Read before asking SLURM, so a cell that ended just before its job did is seen.
+        let gone = !job_known(&sub.job)?;
+        let mut still = Vec::new();
+        for &i in &open {
+            let cell = &plan.cells[i];
+            let s = state::cell_status(plan, cell)?;
+            let ended = match s.state {
+                State::Done | State::Failed | State::Interrupted => true,
+                State::Pending | State::Submitted | State::Running => gone,
+            };
+            if !ended {
+                still.push(i);
+                continue;
+            }
+            let state = if s.state == State::Done {
+                State::Done
+            } else {
+                State::Failed
+            };
+            let error = s.record.error.clone().or_else(|| {
+                (state == State::Failed)
+                    .then(|| format!("job {} ended with the cell {}", sub.job, s.state.name()))
+            });
+            let f = Finished {
+                index: i,
+                name: cell.name(),
+                state,
+                seconds: s
+                    .record
+                    .seconds
+                    .unwrap_or_else(|| started.elapsed().as_secs_f64()),
+                log: task_log(out, i),
+                error,
+            };
+            bar.inc(1);
+            bar.suspend(|| on_finished(&f));
+            summary.finished.push(f);
+        }
+        open = still;
+        if !open.is_empty() {
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+    // The tasks exit just after their cells' records say so: let SLURM see them go, so a
+    // rerun straight after does not find the job still known.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while job_known(&sub.job)? && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    bar.finish_and_clear();
+    summary.finished.sort_by_key(|f| f.index);
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn array_lists_compress_runs() {
+        assert_eq!(array_list(&[0, 1, 2, 3]), "0-3");
+        assert_eq!(array_list(&[1, 3, 5, 6, 7]), "1,3,5-7");
+        assert_eq!(array_list(&[2]), "2");
+        assert_eq!(quote("a'b"), r"'a'\''b'");
+    }
+}
