@@ -32,6 +32,17 @@ if ! { command -v fc-list >/dev/null && [ -n "$(fc-list 2>/dev/null | head -1)" 
   fi
 fi
 
+# The SLURM executor's tests start a one-node cluster with scripts/slurm-local.sh, which
+# needs Debian's SLURM daemons and munge.
+if ! { command -v slurmctld && command -v slurmd && command -v sbatch && command -v munged; } >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "setup: installing slurmctld, slurmd, slurm-client and munge (the SLURM executor's tests)" >&2
+    bash "$root/scripts/slurm-local.sh" install
+  else
+    echo "setup: warning: SLURM missing; as root, scripts/slurm-local.sh install (the SLURM executor's tests need it)" >&2
+  fi
+fi
+
 if have_torch; then
   echo "setup: torch $TORCH_VERSION already in $VENV" >&2
 else
