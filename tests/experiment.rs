@@ -546,7 +546,8 @@ fn copy_dir(from: &Path, to: &Path) {
     for e in std::fs::read_dir(from).unwrap() {
         let e = e.unwrap();
         let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
+        // The label folder's tables are links into its hidden folder: copy what they name.
+        if std::fs::metadata(e.path()).unwrap().is_dir() {
             copy_dir(&e.path(), &dest);
         } else {
             std::fs::copy(e.path(), dest).unwrap();
