@@ -174,14 +174,18 @@ pub fn train_root(out: &Path, seed: u64) -> PathBuf {
     out.join(".train").join(format!("seed{seed}"))
 }
 
-/// The device `evaluate` runs on: the first of train's `--devices`, else its default.
+/// The device `evaluate` runs on: the first of train's `--device` (or its alias
+/// `--devices`), else its default.
 fn evaluate_device(train_flags: &[String]) -> Option<String> {
     let mut it = train_flags.iter();
     while let Some(f) = it.next() {
-        if let Some(v) = f.strip_prefix("--devices=") {
+        if let Some(v) = f
+            .strip_prefix("--device=")
+            .or_else(|| f.strip_prefix("--devices="))
+        {
             return v.split(',').next().map(str::to_string);
         }
-        if f == "--devices" {
+        if f == "--device" || f == "--devices" {
             return it
                 .next()
                 .and_then(|v| v.split(',').next().map(str::to_string));
