@@ -642,3 +642,155 @@ fn benches_name_a_missing_input() {
     }
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
+
+// Files built to exhaust or mislead the readers, concurrent writers and tables whose
+// paths leave their tree.
+
+/// Pickle opcodes (protocol 2) building a "billion laughs": 60 nested lists, each
+/// holding its predecessor twice through memo references (2^60 items if copied). Memo
+/// keys start at `base` so the bomb can sit inside another pickle.
+fn laughs(base: u32) -> Vec<u8> {
+    let mut p = vec![b']', b'r'];
+    p.extend_from_slice(&base.to_le_bytes());
+    for i in 1..=60u32 {
+        p.push(b'(');
+        for _ in 0..2 {
+            p.push(b'j');
+            p.extend_from_slice(&(base + i - 1).to_le_bytes());
+        }
+        p.extend_from_slice(&[b'l', b'r']);
+        p.extend_from_slice(&(base + i).to_le_bytes());
+    }
+    p
+}
+
+/// A zip of `entries`, each compressed with `method`.
+fn zip_of(entries: &[(String, Vec<u8>)], method: zip::CompressionMethod) -> Vec<u8> {
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let opts = zip::write::SimpleFileOptions::default().compression_method(method);
+    for (name, bytes) in entries {
+        w.start_file(name.as_str(), opts).unwrap();
+        std::io::Write::write_all(&mut w, bytes).unwrap();
+    }
+    w.finish().unwrap().into_inner()
+}
+
+/// The golden attn.pth's entries, in order.
+fn golden_entries() -> Vec<(String, Vec<u8>)> {
+    let file = std::fs::File::open(common::golden().join("attn.pth")).unwrap();
+    let mut z = zip::ZipArchive::new(file).unwrap();
+    (0..z.len())
+        .map(|i| {
+            let mut f = z.by_index(i).unwrap();
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut f, &mut bytes).unwrap();
+            (f.name().unwrap().to_string(), bytes)
+        })
+        .collect()
+}
+
+fn assert_same_tensors(a: &[(String, Tensor)], b: &[(String, Tensor)]) {
+    let names = |v: &[(String, Tensor)]| v.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+    assert_eq!(names(a), names(b));
+    for ((n, x), (_, y)) in a.iter().zip(b) {
+        assert!(x.kind() == y.kind() && x.equal(y), "{n} differs");
+    }
+}
+
+#[test]
+fn a_pickle_bomb_is_refused_at_once_and_a_shared_one_read() {
+    use flarecast::model::pth;
+    let dir = tempfile::tempdir().unwrap();
+    let mut pkl = vec![0x80, 2];
+    pkl.extend(laughs(0));
+    pkl.push(b'.');
+    let bomb = zip_of(
+        &[("bomb/data.pkl".into(), pkl)],
+        zip::CompressionMethod::Stored,
+    );
+    assert!(bomb.len() < 2048, "{} bytes", bomb.len());
+    let path = dir.path().join("bomb.pth");
+    std::fs::write(&path, &bomb).unwrap();
+    // Shared references keep it a few hundred values: read in a blink, refused for what it
+    // is (no state dict), not for what it would cost when copied. The bound is generous
+    // for a loaded machine; a copying reader never returns.
+    let t0 = std::time::Instant::now();
+    let err = format!("{:#}", pth::read_state_dict_bytes(&bomb).unwrap_err());
+    assert!(err.contains("no state dict"), "{err}");
+    assert!(t0.elapsed().as_secs() < 20, "{:?}", t0.elapsed());
+    fails_naming(
+        &[
+            os("predict"),
+            os("--device"),
+            os("cpu"),
+            os("--model"),
+            os(&path),
+            os(&common::magnetogram_jpg()),
+        ],
+        "bomb.pth",
+    );
+
+    // The same bomb as one more entry of the golden state dict: the tensors read as stored.
+    let mut entries = golden_entries();
+    let (_, pkl) = entries
+        .iter_mut()
+        .find(|(n, _)| n.ends_with("data.pkl"))
+        .unwrap();
+    assert_eq!(pkl.pop(), Some(b'.'));
+    assert_eq!(pkl.pop(), Some(b'u')); // SETITEMS of the state dict
+    pkl.extend_from_slice(b"X\x04\x00\x00\x00bomb");
+    pkl.extend(laughs(1_000_000));
+    pkl.extend_from_slice(b"u.");
+    let with_bomb =
+        pth::read_state_dict_bytes(&zip_of(&entries, zip::CompressionMethod::Stored)).unwrap();
+    let stored = pth::read_state_dict(&common::golden().join("attn.pth")).unwrap();
+    assert_same_tensors(&with_bomb, &stored);
+
+    // Nesting past the limit is refused, not recursed into.
+    let mut deep = vec![0x80, 2];
+    deep.extend(std::iter::repeat_n(b'(', 10_000));
+    deep.extend(std::iter::repeat_n(b'l', 10_000));
+    deep.push(b'.');
+    let deep = zip_of(
+        &[("d/data.pkl".into(), deep)],
+        zip::CompressionMethod::Stored,
+    );
+    let err = format!("{:#}", pth::read_state_dict_bytes(&deep).unwrap_err());
+    assert!(
+        err.contains(&format!("deeper than {}", pth::MAX_DEPTH)),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_deflated_checkpoint_reads_equal_to_the_stored_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let deflated = zip_of(&golden_entries(), zip::CompressionMethod::Deflated);
+    let path = dir.path().join("deflated.pth");
+    std::fs::write(&path, &deflated).unwrap();
+    let (got, _) = weights::read_weights(&path).unwrap();
+    let (stored, _) = weights::read_weights(&common::golden().join("attn.pth")).unwrap();
+    assert_same_tensors(&got, &stored);
+    let m = weights::load_model(&path, tch::Device::Cpu).unwrap();
+    assert!(m.net.arch() == flarecast::model::Arch::from_attention(true));
+
+    // A storage that inflates to less than its tensor needs is a truncated file.
+    let mut entries = golden_entries();
+    let (name, short) = entries
+        .iter_mut()
+        .find(|(n, _)| n.ends_with("data/0"))
+        .unwrap();
+    let name = name.clone();
+    short.truncate(100);
+    let truncated = dir.path().join("short.pth");
+    std::fs::write(
+        &truncated,
+        zip_of(&entries, zip::CompressionMethod::Deflated),
+    )
+    .unwrap();
+    let err = format!("{:#}", weights::read_weights(&truncated).unwrap_err());
+    assert!(
+        err.contains("short.pth") && err.contains(&name) && err.contains("holds 100 bytes"),
+        "{err}"
+    );
+}
