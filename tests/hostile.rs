@@ -794,3 +794,32 @@ fn a_deflated_checkpoint_reads_equal_to_the_stored_one() {
         "{err}"
     );
 }
+
+#[test]
+fn a_parameter_of_the_wrong_type_is_refused_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut tensors, _) = weights::read_weights(&common::golden().join("attn.pth")).unwrap();
+    let (_, t) = tensors
+        .iter_mut()
+        .find(|(n, _)| n == "conv_block1.0.weight")
+        .unwrap();
+    // The float bytes reinterpreted, as a hostile or broken converter would write them.
+    *t = t.view_dtype(tch::Kind::Int);
+    let path = dir.path().join("int32.safetensors");
+    weights::save_tensors(&path, &tensors, &attention_meta(256)).unwrap();
+    let err = fails_naming(
+        &[
+            os("predict"),
+            os("--device"),
+            os("cpu"),
+            os("--model"),
+            os(&path),
+            os(&common::magnetogram_jpg()),
+        ],
+        "int32.safetensors",
+    );
+    assert!(
+        err.contains("conv_block1.0.weight is I32, the network expects F32"),
+        "{err}"
+    );
+}

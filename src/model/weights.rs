@@ -118,7 +118,17 @@ fn dtype_of(kind: Kind) -> Result<Dtype> {
     })
 }
 
-fn read_safetensors(bytes: &[u8]) -> Result<NamedTensors> {
+/// A tensor type as safetensors spells it (`F32`, `I32`, ...).
+fn kind_name(kind: Kind) -> String {
+    match dtype_of(kind) {
+        Ok(d) => format!("{d:?}"),
+        Err(_) => format!("{kind:?}"),
+    }
+}
+
+/// Reads a safetensors file held in memory: its tensors (sorted by name) and flarecast's
+/// metadata when present.
+pub fn read_safetensors(bytes: &[u8]) -> Result<NamedTensors> {
     let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| anyhow!("{e}"))?;
     let (_, header) = safetensors::SafeTensors::read_metadata(bytes).map_err(|e| anyhow!("{e}"))?;
     let meta = match header.metadata().as_ref().and_then(|m| m.get(META_KEY)) {
@@ -233,6 +243,20 @@ pub fn assign(vs: &mut nn::VarStore, tensors: &[(String, Tensor)], what: &str) -
                     "{what}: {name} has shape {:?}, the network expects {:?}",
                     src.size(),
                     dst.size()
+                );
+            }
+            // A float parameter stored as integers (or the reverse) is another file's bytes
+            // under this name: casting it would run a network of garbage.
+            if src.is_floating_point() != dst.is_floating_point() {
+                bail!(
+                    "{what}: {name} is {}, the network expects {}{}",
+                    kind_name(src.kind()),
+                    kind_name(dst.kind()),
+                    if dst.is_floating_point() {
+                        " (or another floating-point type)"
+                    } else {
+                        ""
+                    }
                 );
             }
             dst.f_copy_(&src.to_kind(dst.kind()))?;
