@@ -12,6 +12,10 @@
 //! replaces the previous one in a single rename, so a reader sees the whole old set or the
 //! whole new set, never some files of each.
 
+mod lock;
+
+pub use lock::OutputLock;
+
 use anyhow::{Context, Result};
 use std::fs;
 use std::io::{BufWriter, Seek, SeekFrom, Write};

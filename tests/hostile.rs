@@ -823,3 +823,184 @@ fn a_parameter_of_the_wrong_type_is_refused_naming_it() {
         "{err}"
     );
 }
+
+/// A tiny fold 1 under `root`: `images/` (256x256 PNG disks, every third one with a
+/// bipole and labelled 1) and `labels/simplified_data_labels/Fold1_{train,val}.csv`.
+fn tiny_fold(root: &Path) {
+    let labels = root.join("labels/simplified_data_labels");
+    std::fs::create_dir_all(&labels).unwrap();
+    for (split, n, month) in [("train", 9, 4), ("val", 6, 1)] {
+        let mut csv = String::from("label,goes_class\n");
+        for i in 0..n {
+            let target = i % 3 == 0;
+            let t = chrono::NaiveDate::from_ymd_opt(2014, month, 1)
+                .unwrap()
+                .and_hms_opt(i, 0, 0)
+                .unwrap();
+            let rel = flarecast::instant::Instant::new(t).relative_path("png");
+            let path = root.join("images").join(&rel);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            image::GrayImage::from_fn(256, 256, |x, y| {
+                let (dx, dy) = (x as f64 - 128.0, y as f64 - 128.0);
+                let spot = target && (dx - 20.0).abs() < 10.0 && dy.abs() < 10.0;
+                image::Luma([if dx * dx + dy * dy > 110.0 * 110.0 {
+                    0
+                } else if spot {
+                    250
+                } else {
+                    120 + ((x * 7 + y * 13 + i * 31) % 9) as u8
+                }])
+            })
+            .save(&path)
+            .unwrap();
+            csv.push_str(&format!("{rel},{}\n", target as u8));
+        }
+        std::fs::write(labels.join(format!("Fold1_{split}.csv")), csv).unwrap();
+    }
+}
+
+fn tiny_train(root: &Path, epochs: usize) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = [
+        "train",
+        "--fold",
+        "1",
+        "--no-attention",
+        "--epochs",
+        &epochs.to_string(),
+        "--batch-size",
+        "4",
+        "--im-size",
+        "192",
+        "--devices",
+        "cpu",
+        "--precision",
+        "f32",
+    ]
+    .iter()
+    .map(Into::into)
+    .collect();
+    for (flag, dir) in [
+        ("--images", "images"),
+        ("--labels", "labels"),
+        ("--out", "models"),
+    ] {
+        args.push(flag.into());
+        args.push(root.join(dir).into());
+    }
+    args
+}
+
+#[test]
+fn a_second_train_into_the_same_fold_is_refused_and_a_killed_ones_lock_taken_over() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    tiny_fold(dir.path());
+    // The first run: long enough to be still running while the second starts.
+    let mut first = std::process::Command::new(assert_cmd::cargo::cargo_bin("flarecast"))
+        .args(tiny_train(dir.path(), 500))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = first.id();
+    // Stop the run by its pid whatever happens below.
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut lines = std::io::BufReader::new(first.stdout.take().unwrap()).lines();
+    let first = Kill(first);
+    // Its first epoch is done: it holds the fold (its stdout stays open meanwhile).
+    assert!(
+        lines
+            .by_ref()
+            .map_while(Result::ok)
+            .any(|l| l.starts_with("epoch 1/500")),
+        "the first run ended before its first epoch"
+    );
+    let args = tiny_train(dir.path(), 1);
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+    let err = fails_naming(&args, &format!("pid {pid}"));
+    assert!(err.contains("started 20") && err.contains("fold1"), "{err}");
+    // Killed, it leaves its lock file; the kernel dropped the lock, so the next run
+    // takes it over, and removes it when done.
+    drop(first);
+    drop(lines);
+    let lock = dir.path().join("models/no_attention/.fold1.lock");
+    assert!(lock.exists());
+    common::flarecast().args(&args).assert().success();
+    assert!(!lock.exists());
+    assert!(dir
+        .path()
+        .join("models/no_attention/fold1_final.safetensors")
+        .exists());
+}
+
+#[test]
+fn evaluate_maps_and_forecasts_refuse_a_second_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    tiny_fold(dir.path());
+    let model = common::golden().join("attn.pth");
+    let image = common::magnetogram_jpg();
+    let me = format!("pid {}", std::process::id());
+    let held = |out: &Path, name: &str| flarecast::fsio::OutputLock::acquire(out, name).unwrap();
+
+    let eval = dir.path().join("eval");
+    let lock = held(&eval, "fold1_res");
+    let (labels, images) = (dir.path().join("labels"), dir.path().join("images"));
+    let evaluate = [
+        os("evaluate"),
+        os("--model"),
+        os(&model),
+        os("--fold"),
+        os("1"),
+        os("--labels"),
+        os(&labels),
+        os("--images"),
+        os(&images),
+        os("--out"),
+        os(&eval),
+        os("--device"),
+        os("cpu"),
+    ];
+    fails_naming(&evaluate, &me);
+    assert!(!eval.join("fold1_res.csv").exists());
+    drop(lock);
+    common::flarecast().args(evaluate).assert().success();
+
+    let maps = dir.path().join("maps");
+    let _lock = held(&maps, "maps");
+    let attention = [
+        os("attention"),
+        os("--device"),
+        os("cpu"),
+        os("--model"),
+        os(&model),
+        os("--out"),
+        os(&maps),
+        os(&image),
+    ];
+    fails_naming(&attention, &me);
+
+    let forecasts = dir.path().join("forecasts");
+    let forecast = [
+        os("forecast"),
+        os("--device"),
+        os("cpu"),
+        os("--model"),
+        os(&model),
+        os("--image"),
+        os(&image),
+        os("--at"),
+        os("2022-08-02T11:00:00"),
+        os("--out"),
+        os(&forecasts),
+    ];
+    let lock = held(&forecasts, "forecast");
+    fails_naming(&forecast, &me);
+    drop(lock);
+    common::flarecast().args(forecast).assert().success();
+}

@@ -111,6 +111,11 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    // A single forecast claims its folder before the work (--every claims it in the loop).
+    let lock = match (&args.out, &args.every) {
+        (Some(dir), None) => Some(flarecast::fsio::OutputLock::acquire(dir, output::LOCK)?),
+        _ => None,
+    };
     let at = match args.at.trim() {
         "now" => None,
         t => Some(parse_time(t).context("--at")?),
@@ -148,8 +153,8 @@ pub fn run(args: Args) -> Result<()> {
     } else {
         println!("{}", forecast.record.summary());
     }
-    if let Some(dir) = &args.out {
-        let written = output::write(
+    if let (Some(dir), Some(_held)) = (&args.out, &lock) {
+        let written = output::write_held(
             dir,
             &forecaster,
             &forecast,

@@ -55,6 +55,7 @@ pub fn predict_fold(
     bar.set_message(format!("fold {} validation", cfg.fold));
 
     std::fs::create_dir_all(&cfg.out).with_context(|| format!("creating {}", cfg.out.display()))?;
+    let _lock = crate::fsio::OutputLock::acquire(&cfg.out, &format!("fold{}_res", cfg.fold))?;
     let path = cfg.out.join(format!("fold{}_res.csv", cfg.fold));
     let written = crate::fsio::write_atomic_with(&path, |file| {
         write_rows(cfg, &model, &loader, &items, details.as_ref(), file, &bar)

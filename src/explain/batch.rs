@@ -41,6 +41,8 @@ pub fn explain_images(
     }
     let method = method.unwrap_or_else(|| Method::default_for(model.net.arch()));
     let stems = names::output_stems(inputs)?;
+    // Taken at the first write, so a run refused earlier leaves no folder behind.
+    let mut lock = None;
     let device = model.vs.device();
     let mut results = Vec::with_capacity(inputs.len());
     for (path, stem) in inputs.iter().zip(&stems) {
@@ -53,6 +55,9 @@ pub fn explain_images(
             opts.check(gray.height().into(), gray.width().into())?;
             let x = inst.tensor.unsqueeze(0).to_device(device);
             let exp = explain(model, &x, method, opts).with_context(|| inst.label.clone())?;
+            if lock.is_none() {
+                lock = Some(crate::fsio::OutputLock::acquire(out, "maps")?);
+            }
             let stem = if several {
                 format!("{stem}_{}", inst.index)
             } else {
@@ -91,6 +96,8 @@ pub fn instance_list(csv_path: &Path, images: &Path) -> Result<Vec<PathBuf>> {
         let rel = crate::instant::Instant::from_path(ts)
             .map(|(_, tail)| tail.to_string())
             .unwrap_or(ts.to_string());
+        crate::tree_path::inside(&rel)
+            .with_context(|| format!("{}: line {}: timestamp {ts:?}", csv_path.display(), i + 2))?;
         out.push(images.join(rel));
     }
     Ok(out)

@@ -47,9 +47,24 @@ pub fn record_stem(r: &Record) -> String {
     format!("flarecast_{}", r.issue_time.format("%Y%m%d_%H%M%S"))
 }
 
+/// The output lock of a run writing forecasts into a folder (see [`fsio::OutputLock`]).
+pub const LOCK: &str = "forecast";
+
 /// Writes the forecast's files into `dir` (and its attention map when asked), then adds
-/// it to the index.
+/// it to the index. Refused while another run writes forecasts into `dir`.
 pub fn write(
+    dir: &Path,
+    forecaster: &Forecaster,
+    forecast: &Forecast,
+    formats: &[Format],
+    attention_map: bool,
+) -> Result<Written> {
+    let _lock = fsio::OutputLock::acquire(dir, LOCK)?;
+    write_held(dir, forecaster, forecast, formats, attention_map)
+}
+
+/// [`write`] by a run that holds `dir`'s [`LOCK`] already.
+pub fn write_held(
     dir: &Path,
     forecaster: &Forecaster,
     forecast: &Forecast,

@@ -72,6 +72,7 @@ pub fn run(
 ) -> Result<Summary> {
     std::fs::create_dir_all(&outputs.dir)
         .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", outputs.dir.display()))?;
+    let _lock = crate::fsio::OutputLock::acquire(&outputs.dir, output::LOCK)?;
     crate::fsio::remove_stale_temps(&outputs.dir)?;
     let mut seen = output::forecast_images(&outputs.dir)?;
     let client = source.connect()?;
@@ -149,7 +150,7 @@ fn one_cycle(
         return Ok(Step::Seen(image));
     }
     let forecast = forecaster.from_chosen(source, client, image, at)?;
-    let written = output::write(
+    let written = output::write_held(
         &outputs.dir,
         forecaster,
         &forecast,
