@@ -35,9 +35,11 @@ impl Instant {
         let t = NaiveDateTime::parse_from_str(stamp, "%Y.%m.%d_%H.%M.%S").ok()?;
         // The tail starts 11 characters ("YYYY/MM/DD/") before "HMI.m" when present.
         let start = norm_idx.checked_sub(11).unwrap_or(norm_idx);
-        let tail = &path[start..];
+        // `get`: in a name of other scripts, 11 bytes back may fall inside a character.
+        let tail = path.get(start..).unwrap_or(&path[norm_idx..]);
         let dir_ok = tail.len() > 11
-            && tail[..11].replace('\\', "/") == format!("{}/", t.format("%Y/%m/%d"));
+            && tail.get(..11).map(|d| d.replace('\\', "/"))
+                == Some(format!("{}/", t.format("%Y/%m/%d")));
         let tail = if dir_ok { tail } else { &path[norm_idx..] };
         Some((Instant(t), tail))
     }

@@ -32,4 +32,5 @@ pub mod synth;
 pub mod testing;
 pub mod text_table;
 pub mod train;
+pub mod tree_path;
 pub mod verify;

@@ -1004,3 +1004,98 @@ fn evaluate_maps_and_forecasts_refuse_a_second_writer() {
     drop(lock);
     common::flarecast().args(forecast).assert().success();
 }
+
+#[test]
+fn paths_that_leave_their_tree_are_refused_naming_the_row() {
+    let dir = tempfile::tempdir().unwrap();
+    tiny_fold(dir.path());
+    let model = common::golden().join("attn.pth");
+    let (labels, images) = (dir.path().join("labels"), dir.path().join("images"));
+    let tables = labels.join("simplified_data_labels");
+    for (split, row) in [
+        ("val", "../../../../etc/passwd,1"),
+        ("train", "/etc/passwd,0"),
+    ] {
+        let table = tables.join(format!("Fold1_{split}.csv"));
+        let mut text = std::fs::read_to_string(&table).unwrap();
+        text.push_str(row);
+        text.push('\n');
+        std::fs::write(&table, text).unwrap();
+    }
+    let bad_val = "Fold1_val.csv:8: label \"../../../../etc/passwd\"";
+    let err = fails_naming(
+        &[
+            os("evaluate"),
+            os("--model"),
+            os(&model),
+            os("--fold"),
+            os("1"),
+            os("--labels"),
+            os(&labels),
+            os("--images"),
+            os(&images),
+            os("--out"),
+            os(&dir.path().join("eval")),
+            os("--device"),
+            os("cpu"),
+        ],
+        bad_val,
+    );
+    assert!(err.contains("leaves its folder"), "{err}");
+    let args = tiny_train(dir.path(), 1);
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+    let err = fails_naming(&args, "Fold1_train.csv:11: label \"/etc/passwd\"");
+    assert!(err.contains("is absolute"), "{err}");
+
+    // An instance list for the maps.
+    let list = dir.path().join("plots.csv");
+    std::fs::write(&list, "timestamp\n../../../etc/hostname\n").unwrap();
+    fails_naming(
+        &[
+            os("attention"),
+            os("--device"),
+            os("cpu"),
+            os("--model"),
+            os(&model),
+            os("--out"),
+            os(&dir.path().join("maps")),
+            os("--csv"),
+            os(&list),
+            os("--images"),
+            os(&images),
+        ],
+        "plots.csv: line 2: timestamp \"../../../etc/hostname\"",
+    );
+
+    // A forecast index whose files leave its folder.
+    let forecasts = dir.path().join("forecasts");
+    common::flarecast()
+        .args([
+            os("forecast"),
+            os("--device"),
+            os("cpu"),
+            os("--model"),
+            os(&model),
+            os("--image"),
+            os(&common::magnetogram_jpg()),
+            os("--at"),
+            os("2022-08-02T11:00:00"),
+            os("--out"),
+            os(&forecasts),
+        ])
+        .assert()
+        .success();
+    let index = forecasts.join("index.jsonl");
+    let mut line: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(&index).unwrap().trim()).unwrap();
+    line["files"] = serde_json::json!(["../../../etc/passwd"]);
+    std::fs::write(&index, format!("{line}\n")).unwrap();
+    let err = format!(
+        "{:#}",
+        flarecast::forecast::record::read_records(&index).unwrap_err()
+    );
+    assert!(
+        err.contains("index.jsonl:1") && err.contains("\"../../../etc/passwd\" leaves its folder"),
+        "{err}"
+    );
+}

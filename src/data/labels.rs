@@ -69,6 +69,8 @@ pub fn read_labels(path: &Path) -> Result<Vec<Sample>> {
         if label.is_empty() {
             bail!("{}:{line}: empty label", path.display());
         }
+        crate::tree_path::inside(label)
+            .with_context(|| format!("{}:{line}: label {label:?}", path.display()))?;
         let target = match target {
             "0" => 0,
             "1" => 1,

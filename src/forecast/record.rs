@@ -219,6 +219,7 @@ pub fn read_records(path: &Path) -> Result<Vec<Record>> {
         })?;
         r.check()
             .with_context(|| format!("{}:{line}", path.display()))?;
+        check_index_files(s).with_context(|| format!("{}:{line}", path.display()))?;
         Ok(r)
     };
     // A pretty-printed record spans lines; an index has one record per line.
@@ -230,6 +231,20 @@ pub fn read_records(path: &Path) -> Result<Vec<Record>> {
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, l)| parse(l, i + 1))
         .collect()
+}
+
+/// An index line's `files` are names in the index's own folder: none may leave it.
+fn check_index_files(line: &str) -> Result<()> {
+    #[derive(Deserialize)]
+    struct Files {
+        #[serde(default)]
+        files: Vec<String>,
+    }
+    let listed: Files = serde_json::from_str(line).context("malformed `files`")?;
+    for f in &listed.files {
+        crate::tree_path::inside(f).context("in `files`")?;
+    }
+    Ok(())
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ`.
