@@ -1,6 +1,13 @@
 //! Link flarecast against the libtorch that torch-sys found, so the binary runs without
-//! LD_LIBRARY_PATH and sees CUDA where a driver exists.
+//! LD_LIBRARY_PATH and sees CUDA where a driver exists; compile the c10d shim of
+//! `src/distributed/` where Gloo's headers exist (cfg `flarecast_c10d`).
+use std::path::{Path, PathBuf};
+
 fn main() {
+    println!("cargo::rustc-check-cfg=cfg(flarecast_c10d)");
+    println!("cargo:rerun-if-changed=src/distributed/c10d_shim.cpp");
+    println!("cargo:rerun-if-env-changed=GLOO_INCLUDE_DIR");
+    println!("cargo:rerun-if-env-changed=CUDA_HOME");
     // torch-sys (links = "tch") exports the directory holding libtorch*.so.
     if let Ok(lib_dir) = std::env::var("DEP_TCH_LIBTORCH_LIB") {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{lib_dir}");
@@ -15,6 +22,7 @@ fn main() {
         {
             println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
         }
+        build_c10d_shim(Path::new(&lib_dir));
     }
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
 }
@@ -40,4 +48,80 @@ fn libtorch_version(lib_dir: &std::path::Path) -> Option<String> {
     std::fs::read_to_string(root.join("build-version"))
         .ok()
         .map(|s| s.trim().to_string())
+}
+
+/// The directory holding `gloo/config.h` (Debian's libgloo-dev puts it in /usr/include).
+fn gloo_include() -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("GLOO_INCLUDE_DIR")
+        .map(PathBuf::from)
+        .into_iter()
+        .collect();
+    dirs.extend(["/usr/include", "/usr/local/include"].map(PathBuf::from));
+    dirs.into_iter().find(|d| d.join("gloo/config.h").exists())
+}
+
+/// Where NCCL can be built in: libtorch_cuda, `nccl.h` (the wheel's nvidia-nccl) and a CUDA
+/// toolkit's headers (`crt/host_config.h` is not in the wheels). Returns the include dirs.
+fn nccl_includes(lib_dir: &Path) -> Option<Vec<PathBuf>> {
+    if !lib_dir.join("libtorch_cuda.so").exists() {
+        return None;
+    }
+    let site = lib_dir.parent()?.parent()?;
+    let nccl = [
+        site.join("nvidia/nccl/include"),
+        PathBuf::from("/usr/include"),
+    ]
+    .into_iter()
+    .find(|d| d.join("nccl.h").exists())?;
+    let cuda_home = std::env::var_os("CUDA_HOME").map(PathBuf::from);
+    let cuda = cuda_home
+        .into_iter()
+        .chain([PathBuf::from("/usr/local/cuda")])
+        .map(|d| d.join("include"))
+        .find(|d| d.join("crt/host_config.h").exists() && d.join("cuda_runtime_api.h").exists())?;
+    Some(vec![nccl, cuda])
+}
+
+/// Compiles `src/distributed/c10d_shim.cpp` against the wheel's c10d headers and Gloo's
+/// headers; without the latter the build goes on and distributed training is unavailable.
+fn build_c10d_shim(lib_dir: &Path) {
+    let Some(gloo) = gloo_include() else {
+        println!(
+            "cargo:warning=Gloo headers (gloo/config.h) not found: distributed training is \
+             unavailable in this build; install libgloo-dev (scripts/setup.sh does) or set \
+             GLOO_INCLUDE_DIR, and rebuild"
+        );
+        return;
+    };
+    let Some(torch) = lib_dir.parent() else {
+        return;
+    };
+    let mut build = cc::Build::new();
+    build
+        .cpp(true)
+        .file("src/distributed/c10d_shim.cpp")
+        .include(torch.join("include"))
+        .include(torch.join("include/torch/csrc/api/include"))
+        .include(&gloo)
+        .flag("-std=c++17")
+        .flag("-D_GLIBCXX_USE_CXX11_ABI=1")
+        .flag("-DGLOG_USE_GLOG_EXPORT")
+        .flag("-DUSE_C10D_GLOO")
+        // torch's headers use C++20 bit-field initialisers that g++ accepts in C++17.
+        .flag_if_supported("-Wno-c++20-extensions")
+        .warnings(false);
+    if let Some(dirs) = nccl_includes(lib_dir) {
+        build
+            .define("USE_C10D_NCCL", None)
+            .define("FLARECAST_NCCL", None);
+        for d in dirs {
+            build.include(d);
+        }
+    }
+    build.compile("flarecast_c10d");
+    // The shim's symbols live in libtorch_cpu (Gloo inside it) and libc10.
+    println!("cargo:rustc-link-search=native={}", lib_dir.display());
+    println!("cargo:rustc-link-lib=dylib=torch_cpu");
+    println!("cargo:rustc-link-lib=dylib=c10");
+    println!("cargo:rustc-cfg=flarecast_c10d");
 }

@@ -2,8 +2,9 @@
 # The GPU check, unattended: set up and build, run the test suite with CUDA visible, then
 # the CUDA tests (ignored by a plain `cargo test`, run here with --ignored), then `bench model` and
 # `bench train --cache device` on CUDA in f32 and bf16 (with two or more GPUs, a
-# data-parallel training run across the first two as well), and write everything to one
-# report file.
+# data-parallel training run across the first two as well), distributed training and
+# `bench train` under torchrun with one rank per GPU, and write everything to one report
+# file.
 #
 #   GPU_CHECK_REPORT   the report (default: gpu-check-report.txt in the repository)
 set -uo pipefail
@@ -62,6 +63,23 @@ if [ "$ngpu" -ge 1 ]; then
     done
     rm -rf "$work"
   fi
+
+  section "distributed training: torchrun, one rank per GPU ($ngpu), synthetic archive"
+  run "$fc" --version
+  work="$(mktemp -d)"
+  run "$fc" synth --out "$work/archive" --start 2014-03-01T00:00:00 --days 20 --cadence 6h --size 256 --seed 1
+  run "$fc" label --catalog "$work/archive/catalog.csv" --images "$work/archive/images" --out "$work/labels" \
+    --start 2014-03-01T00:00:00 --end 2014-03-19T18:00:00
+  run torchrun --standalone --nproc-per-node "$ngpu" --no-python "$fc" train --fold 1 --attention --epochs 2 \
+    --batch-size 32 --devices auto --precision f32 --cache device --dist-timeout 5m \
+    --images "$work/archive/images" --labels "$work/labels" --out "$work/models-dist"
+  run torchrun --standalone --nproc-per-node "$ngpu" --no-python "$fc" train --fold 1 --attention --epochs 3 \
+    --batch-size 32 --devices auto --precision f32 --cache device --dist-timeout 5m --resume \
+    --images "$work/archive/images" --labels "$work/labels" --out "$work/models-dist"
+  section "bench train under torchrun: the all-reduce's time per step and share ($ngpu ranks)"
+  run torchrun --standalone --nproc-per-node "$ngpu" --no-python "$fc" bench train --device cuda --cache device \
+    --precision f32 --batches 10 --jpg "$FLARECAST_REALDATA/images/derived/HMI.m2022.08.02_10.47.53.jpg"
+  rm -rf "$work"
 else
   section "no CUDA device: the GPU benchmarks were not run"
 fi

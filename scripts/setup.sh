@@ -32,6 +32,18 @@ if ! { command -v fc-list >/dev/null && [ -n "$(fc-list 2>/dev/null | head -1)" 
   fi
 fi
 
+# Distributed training (src/distributed/) compiles a small c10d shim against Gloo's
+# headers, which the torch wheel does not ship; without them flarecast still builds, but
+# `train` cannot join a process group (torchrun, srun).
+if ! { [ -e /usr/include/gloo/config.h ] || [ -e /usr/local/include/gloo/config.h ] || [ -e "${GLOO_INCLUDE_DIR:-/nonexistent}/gloo/config.h" ]; }; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "setup: installing libgloo-dev (distributed training)" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libgloo-dev >/dev/null
+  else
+    echo "setup: warning: Gloo headers missing (install libgloo-dev): distributed training will be unavailable" >&2
+  fi
+fi
+
 # The SLURM executor's tests start a one-node cluster with scripts/slurm-local.sh, which
 # needs Debian's SLURM daemons and munge.
 if ! { command -v slurmctld && command -v slurmd && command -v sbatch && command -v munged; } >/dev/null; then

@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod convert;
 pub mod data;
 pub mod device;
+pub mod distributed;
 pub mod evaluate;
 pub mod experiment;
 pub mod explain;

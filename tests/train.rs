@@ -144,49 +144,6 @@ fn two_replicas_equal_summed_shard_gradients() {
     }
 }
 
-/// A tiny fold: 256x256 grey disks; positives carry a bright/dark bipole.
-fn write_tiny_fold(root: &Path, n_train: usize, n_val: usize, positives: bool) {
-    let images = root.join("images");
-    let labels = root.join("labels/simplified_data_labels");
-    std::fs::create_dir_all(&labels).unwrap();
-    let write_split = |name: &str, n: usize, month: u32| {
-        let mut csv = String::from("label,goes_class\n");
-        for i in 0..n {
-            let target = positives && i % 3 == 0;
-            let t = chrono::NaiveDate::from_ymd_opt(2014, month, 1 + (i / 24) as u32)
-                .unwrap()
-                .and_hms_opt((i % 24) as u32, 0, 0)
-                .unwrap();
-            let rel = flarecast::instant::Instant::new(t).relative_path("png");
-            let path = images.join(&rel);
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            let img = image::GrayImage::from_fn(256, 256, |x, y| {
-                let (dx, dy) = (x as f64 - 128.0, y as f64 - 128.0);
-                if dx * dx + dy * dy > 110.0 * 110.0 {
-                    return image::Luma([0]);
-                }
-                let noise = ((x * 7 + y * 13 + i as u32 * 31) % 9) as u8;
-                let mut v = 123 + noise;
-                if target {
-                    let cx = 80.0 + (i % 5) as f64 * 20.0;
-                    if (x as f64 - cx).abs() < 8.0 && (y as f64 - 110.0).abs() < 8.0 {
-                        v = 250;
-                    }
-                    if (x as f64 - cx - 16.0).abs() < 8.0 && (y as f64 - 110.0).abs() < 8.0 {
-                        v = 5;
-                    }
-                }
-                image::Luma([v])
-            });
-            img.save(&path).unwrap();
-            csv.push_str(&format!("{rel},{}\n", target as u8));
-        }
-        std::fs::write(labels.join(format!("Fold1_{name}.csv")), csv).unwrap();
-    };
-    write_split("train", n_train, 4);
-    write_split("val", n_val, 1);
-}
-
 fn train_args(root: &Path, out: &str, arch_flag: &str, epochs: usize) -> Vec<String> {
     [
         "train",
@@ -227,7 +184,7 @@ fn read_tensors(path: &Path) -> HashMap<String, Tensor> {
 #[test]
 fn tiny_fold_trains_both_nets_and_writes_checkpoints_and_history() {
     let dir = tempfile::tempdir().unwrap();
-    write_tiny_fold(dir.path(), 12, 4, true);
+    common::write_tiny_fold(dir.path(), 12, 4, true);
     for (flag, sub, arch) in [
         ("--attention", "attention", "attention"),
         ("--no-attention", "no_attention", "standard_cnn"),
@@ -296,7 +253,7 @@ fn tiny_fold_trains_both_nets_and_writes_checkpoints_and_history() {
 #[test]
 fn killed_run_resumes_to_the_same_weights() {
     let dir = tempfile::tempdir().unwrap();
-    write_tiny_fold(dir.path(), 12, 4, true);
+    common::write_tiny_fold(dir.path(), 12, 4, true);
     let straight = common::flarecast()
         .args(train_args(dir.path(), "straight", "--no-attention", 2))
         .output()
@@ -381,7 +338,7 @@ fn train_error(root: &Path) -> String {
 fn bad_folds_fail_before_training() {
     // No positives in the training split.
     let dir = tempfile::tempdir().unwrap();
-    write_tiny_fold(dir.path(), 6, 3, false);
+    common::write_tiny_fold(dir.path(), 6, 3, false);
     let err = train_error(dir.path());
     assert!(
         err.contains("no positive") || err.contains("no FL"),
@@ -390,7 +347,7 @@ fn bad_folds_fail_before_training() {
 
     // A label naming a missing image.
     let dir = tempfile::tempdir().unwrap();
-    write_tiny_fold(dir.path(), 6, 3, true);
+    common::write_tiny_fold(dir.path(), 6, 3, true);
     let csv = dir
         .path()
         .join("labels/simplified_data_labels/Fold1_train.csv");
@@ -402,7 +359,7 @@ fn bad_folds_fail_before_training() {
 
     // An input size the network cannot take.
     let dir = tempfile::tempdir().unwrap();
-    write_tiny_fold(dir.path(), 6, 3, true);
+    common::write_tiny_fold(dir.path(), 6, 3, true);
     let mut args = train_args(dir.path(), "m", "--attention", 1);
     let i = args.iter().position(|a| a == "--im-size").unwrap();
     args[i + 1] = "128".into();
@@ -416,7 +373,7 @@ fn bad_folds_fail_before_training() {
 
     // An empty validation split.
     let dir = tempfile::tempdir().unwrap();
-    write_tiny_fold(dir.path(), 6, 3, true);
+    common::write_tiny_fold(dir.path(), 6, 3, true);
     std::fs::write(
         dir.path()
             .join("labels/simplified_data_labels/Fold1_val.csv"),
@@ -433,7 +390,7 @@ fn bad_folds_fail_before_training() {
 #[test]
 fn a_diverging_run_fails_and_keeps_the_last_finite_checkpoints() {
     let dir = tempfile::tempdir().unwrap();
-    write_tiny_fold(dir.path(), 12, 4, true);
+    common::write_tiny_fold(dir.path(), 12, 4, true);
     let good = common::flarecast()
         .args(train_args(dir.path(), "models", "--no-attention", 1))
         .output()
@@ -478,7 +435,7 @@ fn a_diverging_run_fails_and_keeps_the_last_finite_checkpoints() {
 #[test]
 fn a_one_class_validation_split_is_refused_unless_allowed() {
     let dir = tempfile::tempdir().unwrap();
-    write_tiny_fold(dir.path(), 12, 4, true);
+    common::write_tiny_fold(dir.path(), 12, 4, true);
     // Every validation instance negative: TSS and HSS2 are undefined there.
     let val = dir
         .path()

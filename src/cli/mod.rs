@@ -50,6 +50,7 @@ enum Command {
     /// Label hourly instances from a GOES flare catalogue; write the 4 quarterly folds.
     Label(label::Args),
     /// Train the attention or standard CNN on one fold.
+    #[command(after_long_help = train::DIST_HELP)]
     Train(train::Args),
     /// Score a model or prediction files: TSS, HSS2, Brier, ROC, location analysis, plots.
     Evaluate(evaluate::Args),

@@ -6,6 +6,23 @@ use flarecast::device::PrecisionChoice;
 use flarecast::model::Arch;
 use flarecast::train::{self, history::EpochRecord, TrainConfig};
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How `train` runs as one rank of several (shown by `train --help`).
+pub const DIST_HELP: &str = "\
+More than one process (torch.distributed's c10d engine):
+  When launched by torchrun (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT, LOCAL_RANK) or by
+  SLURM's srun with more than one task (SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID; the
+  master is the first host of SLURM_JOB_NODELIST unless MASTER_ADDR is set, the port
+  MASTER_PORT or one derived from SLURM_JOB_ID), train joins a process group: Gloo for CPU
+  tensors, NCCL for CUDA tensors where the build has it. --batch-size stays the global
+  batch; each rank trains its share of every batch on one device (--devices auto: the
+  LOCAL_RANK-th GPU, else the CPU); gradients are summed in one all-reduce per step; rank 0
+  alone writes checkpoints and history. Every wait of the group ends with an error after
+  --dist-timeout.
+    torchrun --standalone --nproc-per-node 2 --no-python flarecast train ...
+    srun --ntasks 8 --ntasks-per-node 4 flarecast train ...";
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -81,6 +98,10 @@ pub struct Args {
     /// Print the summary as one JSON object on stdout (epoch lines go to stderr).
     #[arg(long)]
     json: bool,
+    /// In a process group (torchrun, srun): how long any rank waits for the others (to
+    /// meet, or to finish a step) before it ends with an error naming the wait.
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    dist_timeout: Duration,
 }
 
 fn parse_attention(args: &Args) -> Result<Arch> {
@@ -115,7 +136,11 @@ fn epoch_line(r: &EpochRecord, epochs: usize) -> String {
 
 pub fn run(args: Args) -> Result<()> {
     let arch = parse_attention(&args)?;
-    let devices = flarecast::device::parse_devices(&args.device)?;
+    let launch = flarecast::distributed::Launch::from_env()?;
+    let devices = match &launch {
+        Some(l) => vec![flarecast::distributed::rank_device(&args.device, l)?],
+        None => flarecast::device::parse_devices(&args.device)?,
+    };
     let precision = flarecast::device::choose_precision(args.precision, devices[0]).precision;
     let cfg = TrainConfig {
         fold: args.fold,
@@ -140,9 +165,31 @@ pub fn run(args: Args) -> Result<()> {
         augment: !args.no_augment,
         skip_bad_images: args.skip_bad_images,
         allow_one_class_val: args.allow_one_class_val,
+        group: None,
     };
+    cfg.validate()?;
+    let cfg = match &launch {
+        Some(l) => {
+            let group = flarecast::distributed::Group::join(l, cfg.devices[0], args.dist_timeout)?;
+            TrainConfig {
+                group: Some(Arc::new(group)),
+                ..cfg
+            }
+        }
+        None => cfg,
+    };
+    // Rank 0 speaks for the group; the others stay quiet unless they fail.
+    let speaks = cfg.writes();
     let json = args.json;
-    let summary = train::train(&cfg, &super::progress(json), &mut |r, epochs| {
+    let progress = if speaks {
+        super::progress(json)
+    } else {
+        flarecast::progress::Progress::hidden()
+    };
+    let summary = train::train(&cfg, &progress, &mut |r, epochs| {
+        if !speaks {
+            return;
+        }
         let line = epoch_line(r, epochs);
         if json {
             eprintln!("{line}");
@@ -150,15 +197,23 @@ pub fn run(args: Args) -> Result<()> {
             println!("{line}");
         }
     })?;
+    if !speaks {
+        return Ok(());
+    }
     if json {
         super::print_json(&summary)?;
     } else {
         println!(
-            "trained {} on fold {} for {} epochs ({}; {}): {}; final val TSS {:.4} HSS2 {:.4}",
+            "trained {} on fold {} for {} epochs ({}{}; {}): {}; final val TSS {:.4} HSS2 {:.4}",
             summary.arch,
             summary.fold,
             summary.epochs,
             summary.devices.join(","),
+            if summary.ranks > 1 {
+                format!(", {} ranks", summary.ranks)
+            } else {
+                String::new()
+            },
             summary.precision,
             summary.best_epoch.map_or(
                 "no best epoch (TSS undefined on a one-class validation split)".into(),

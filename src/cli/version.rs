@@ -4,7 +4,7 @@
 pub fn long() -> String {
     let cuda = tch::Cuda::is_available();
     format!(
-        "{}\nlibtorch {}\ncuda: {} ({} device(s))\ncudnn: {}",
+        "{}\nlibtorch {}\ncuda: {} ({} device(s))\ncudnn: {}\ndistributed: {}",
         env!("CARGO_PKG_VERSION"),
         libtorch_version(),
         if cuda { "available" } else { "not available" },
@@ -14,6 +14,7 @@ pub fn long() -> String {
         } else {
             "not available"
         },
+        flarecast::distributed::describe(),
     )
 }
 

@@ -36,6 +36,27 @@ pub enum CacheMode {
     Device,
 }
 
+/// Which rows of every batch this process loads: rank `rank` of `of` takes the
+/// `rank`-th of `of` chunks as `torch.chunk` cuts them (ceil(B / of) rows each, the last
+/// ones shorter or empty), so the ranks of a process group together see each whole batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub rank: usize,
+    pub of: usize,
+}
+
+impl Shard {
+    /// The whole batch.
+    pub const WHOLE: Shard = Shard { rank: 0, of: 1 };
+
+    /// The rank's rows `start..end` of a batch of `rows`.
+    pub fn rows(&self, rows: usize) -> std::ops::Range<usize> {
+        let chunk = rows.div_ceil(self.of.max(1));
+        let start = (self.rank * chunk).min(rows);
+        start..(start + chunk).min(rows)
+    }
+}
+
 /// How to load one split.
 #[derive(Debug, Clone)]
 pub struct LoaderConfig {
@@ -61,6 +82,8 @@ pub struct LoaderConfig {
     pub prefetch: usize,
     /// Where the up-front image check shows its progress (nowhere unless set).
     pub progress: Progress,
+    /// The rows of each batch served (a rank's share; the whole batch by default).
+    pub shard: Shard,
 }
 
 impl LoaderConfig {
@@ -80,6 +103,7 @@ impl LoaderConfig {
             device: Device::Cpu,
             prefetch: 2,
             progress: Progress::hidden(),
+            shard: Shard::WHOLE,
         }
     }
 
@@ -89,6 +113,13 @@ impl LoaderConfig {
         }
         if self.batch_size == 0 {
             bail!("batch size must be at least 1");
+        }
+        if self.shard.rank >= self.shard.of {
+            bail!(
+                "shard {} of {} does not exist",
+                self.shard.rank,
+                self.shard.of
+            );
         }
         Ok(())
     }
@@ -141,7 +172,7 @@ impl Shared {
 
     /// Builds batch `b` of an epoch on the CPU.
     fn build(&self, plan: &EpochPlan, b: usize) -> Result<Batch> {
-        let positions = plan.batch_positions(b, self.config.batch_size);
+        let positions = plan.batch_positions(b, self.config.batch_size, self.config.shard);
         let side = self.config.im_size;
         let hw = (side * side) as usize;
         let mut floats = vec![0f32; positions.len() * hw];
@@ -201,9 +232,10 @@ impl EpochPlan {
         self.order.len().div_ceil(batch_size)
     }
 
-    fn batch_positions(&self, b: usize, batch_size: usize) -> &[usize] {
+    fn batch_positions(&self, b: usize, batch_size: usize, shard: Shard) -> &[usize] {
         let end = ((b + 1) * batch_size).min(self.order.len());
-        &self.order[b * batch_size..end]
+        let whole = &self.order[b * batch_size..end];
+        &whole[shard.rows(whole.len())]
     }
 }
 
@@ -369,7 +401,7 @@ impl Loader {
             bail!("no device cache");
         };
         let cfg = &self.shared.config;
-        let positions = plan.batch_positions(b, cfg.batch_size);
+        let positions = plan.batch_positions(b, cfg.batch_size, cfg.shard);
         let items: Vec<Item> = positions.iter().map(|&p| plan.items[p]).collect();
         let idx: Vec<i64> = items.iter().map(|it| it.index as i64).collect();
         let idx = Tensor::from_slice(&idx).to_device(all.device());

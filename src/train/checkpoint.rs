@@ -57,6 +57,19 @@ pub struct ResumeState {
     pub history: Vec<EpochRecord>,
 }
 
+impl ResumeState {
+    /// The state of a run that has not trained yet.
+    pub fn fresh() -> Self {
+        ResumeState {
+            epoch: 0,
+            best_tss: f64::NEG_INFINITY,
+            best_hss2: f64::NEG_INFINITY,
+            best_epoch: None,
+            history: vec![],
+        }
+    }
+}
+
 /// The metadata `training` entry of flarecast checkpoints.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TrainingInfo {

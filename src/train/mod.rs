@@ -10,8 +10,10 @@ pub mod checkpoint;
 pub mod history;
 pub mod parallel;
 
-use crate::data::{self, Balanced, CacheMode, Item, Loader, LoaderConfig, Split};
+use crate::data::{self, Balanced, CacheMode, Item, Loader, LoaderConfig, Shard, Split};
 use crate::device::device_name;
+use crate::distributed::bucket::{self, GradBucket};
+use crate::distributed::Group;
 use crate::metrics::Confusion;
 use crate::model::{weights, Arch, Compute, InitScheme, Precision};
 use crate::progress::Progress;
@@ -19,9 +21,10 @@ use crate::setting;
 use anyhow::{bail, Context, Result};
 use checkpoint::{ResumeState, RunPaths};
 use history::{EpochRecord, Pass};
-use parallel::Replicas;
+use parallel::{Replicas, StepOutput};
 use serde::Serialize;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 use tch::nn::{self, OptimizerConfig};
 use tch::{Device, Tensor};
@@ -53,6 +56,9 @@ pub struct TrainConfig {
     pub skip_bad_images: bool,
     /// Train on a validation split of one class; no epoch is then chosen as best.
     pub allow_one_class_val: bool,
+    /// The process group this process is one rank of (DDP: each rank its share of every
+    /// batch, one gradient all-reduce per step, rank 0 alone writes); None trains alone.
+    pub group: Option<Arc<Group>>,
 }
 
 impl TrainConfig {
@@ -87,9 +93,28 @@ impl TrainConfig {
             "augment": self.augment,
             "precision": self.precision,
             "devices": self.devices.iter().map(|d| device_name(*d)).collect::<Vec<_>>(),
+            "ranks": self.ranks(),
             "images": self.images,
             "labels": self.labels,
             "init_weights": self.init_weights,
+        })
+    }
+
+    /// Processes training together (1 alone).
+    pub fn ranks(&self) -> usize {
+        self.group.as_ref().map_or(1, |g| g.world())
+    }
+
+    /// Whether this process writes the run's files: rank 0, or a process alone.
+    pub fn writes(&self) -> bool {
+        self.group.as_ref().is_none_or(|g| g.is_root())
+    }
+
+    /// The rows of each batch this process trains and validates on.
+    fn shard(&self) -> Shard {
+        self.group.as_ref().map_or(Shard::WHOLE, |g| Shard {
+            rank: g.rank(),
+            of: g.world(),
         })
     }
 
@@ -117,6 +142,12 @@ impl TrainConfig {
         if self.batch_size == 0 {
             return Err(setting::bad("batch_size", "batch size must be at least 1"));
         }
+        if self.group.is_some() && self.devices.len() != 1 {
+            return Err(setting::bad(
+                "devices",
+                "each rank of a process group trains on one device",
+            ));
+        }
         Ok(())
     }
 
@@ -136,6 +167,8 @@ pub struct TrainSummary {
     pub epochs: usize,
     pub resumed_from_epoch: usize,
     pub devices: Vec<String>,
+    /// Processes that trained together (DDP ranks; 1 alone).
+    pub ranks: usize,
     pub precision: &'static str,
     pub train_instances: usize,
     pub train_positive: usize,
@@ -222,6 +255,7 @@ impl Splits {
         lcfg.skip_bad_images = cfg.skip_bad_images;
         lcfg.device = cfg.devices[0];
         lcfg.progress = *progress;
+        lcfg.shard = cfg.shard();
         let train = Loader::new(lcfg.clone(), train_samples).context("training split")?;
         let val_cfg = LoaderConfig {
             shuffle: false,
@@ -264,6 +298,8 @@ struct Trainer<'a> {
     opt: nn::Optimizer,
     paths: RunPaths,
     state: ResumeState,
+    /// In a process group: the group and the gradients it reduces.
+    ddp: Option<(Arc<Group>, GradBucket)>,
 }
 
 /// The training half of an epoch.
@@ -287,28 +323,60 @@ impl<'a> Trainer<'a> {
             )?;
         }
         let paths = RunPaths::new(cfg);
-        std::fs::create_dir_all(&paths.dir)
-            .with_context(|| format!("creating {}", paths.dir.display()))?;
-        let state = if cfg.resume {
-            let last = paths.last();
-            if !last.exists() {
-                return Err(setting::bad(
-                    "resume",
-                    format!("no checkpoint {} to resume from", last.display()),
-                ));
-            }
-            checkpoint::load_last(&last, &mut replicas.master_mut().vs, cfg)?
-        } else {
-            ResumeState {
-                epoch: 0,
-                best_tss: f64::NEG_INFINITY,
-                best_hss2: f64::NEG_INFINITY,
-                best_epoch: None,
-                history: vec![],
+        let state = match &cfg.group {
+            None => starting_state(cfg, &paths, &mut replicas)?,
+            Some(g) => {
+                // Rank 0 alone reads `last` (the others may not see its disk) and hands
+                // every rank its state, or its failure, then its weights.
+                let local = if g.is_root() {
+                    starting_state(cfg, &paths, &mut replicas)
+                } else {
+                    Ok(ResumeState::fresh())
+                };
+                // A fresh state stays local: JSON has no -inf for its best scores.
+                let msg = match &local {
+                    Ok(_) if !cfg.resume => serde_json::json!({ "ok": null }),
+                    Ok(s) => serde_json::json!({ "ok": s }),
+                    Err(e) => serde_json::json!({ "error": format!("{e:#}") }),
+                };
+                let bytes = g.broadcast_bytes(
+                    &serde_json::to_vec(&msg)?,
+                    "waiting for rank 0's starting state",
+                )?;
+                let state = if g.is_root() {
+                    local?
+                } else {
+                    let msg: serde_json::Value = serde_json::from_slice(&bytes)?;
+                    if let Some(e) = msg.get("error").and_then(|e| e.as_str()) {
+                        bail!(
+                            "rank {} of {}: rank 0 could not start: {e}",
+                            g.rank(),
+                            g.world()
+                        );
+                    }
+                    match &msg["ok"] {
+                        serde_json::Value::Null => ResumeState::fresh(),
+                        s => serde_json::from_value(s.clone())?,
+                    }
+                };
+                bucket::broadcast_variables(
+                    g,
+                    &replicas.master().vs,
+                    "waiting for rank 0's weights",
+                )?;
+                state
             }
         };
         replicas.broadcast()?;
         let opt = sgd(&replicas.master().vs, cfg.lr, cfg.weight_decay)?;
+        let ddp = match &cfg.group {
+            Some(g) => {
+                let b = GradBucket::new(&replicas.master().vs)?;
+                b.prime();
+                Some((Arc::clone(g), b))
+            }
+            None => None,
+        };
         Ok(Trainer {
             cfg,
             splits,
@@ -316,6 +384,7 @@ impl<'a> Trainer<'a> {
             opt,
             paths,
             state,
+            ddp,
         })
     }
 
@@ -328,7 +397,7 @@ impl<'a> Trainer<'a> {
         // before any checkpoint of this epoch is written, so `last` keeps finite weights.
         weights::check_finite(&weights::named_tensors(&self.replicas.master().vs))
             .with_context(|| self.diverged(epoch, lr))?;
-        let val = self.validate()?;
+        let val = self.validate(epoch)?;
         if !val.loss.is_finite() {
             bail!(
                 "{}: the validation loss is {}",
@@ -369,14 +438,18 @@ impl<'a> Trainer<'a> {
         bar.set_prefix(format!("{epoch}/{}", self.cfg.epochs));
         let (mut loss_sum, mut seen) = (0.0, 0usize);
         let mut confusion = Confusion::default();
-        for batch in loader.batches(items, (epoch - 1) as u64)? {
+        let batch_size = self.cfg.batch_size;
+        for (k, batch) in loader.batches(items, (epoch - 1) as u64)?.enumerate() {
             let batch = batch?;
-            let b = batch.names.len();
-            self.opt.zero_grad();
-            self.replicas.zero_replica_grads();
-            let out = self
-                .replicas
-                .forward_backward(&batch.images, &batch.targets)?;
+            // The whole batch's rows; in a group this rank holds its share of them.
+            let b = (items.len() - k * batch_size).min(batch_size);
+            let out = Self::step(
+                &mut self.replicas,
+                &mut self.opt,
+                self.ddp.as_ref(),
+                &batch,
+                (b, epoch, k),
+            )?;
             if !out.loss.is_finite() {
                 bail!(
                     "epoch {epoch}: the training loss became {} (lr {lr}); {} keeps the last good weights",
@@ -398,6 +471,15 @@ impl<'a> Trainer<'a> {
             bar.inc(1);
         }
         bar.finish_and_clear();
+        if let Some((g, _)) = &self.ddp {
+            confusion = reduce_confusion(
+                g,
+                &confusion,
+                &format!("waiting for the training counts of epoch {epoch}"),
+                &[],
+            )?
+            .0;
+        }
         Ok(TrainPass {
             pass: Pass {
                 loss: loss_sum / seen.max(1) as f64,
@@ -407,14 +489,68 @@ impl<'a> Trainer<'a> {
         })
     }
 
+    /// Forward and backward of this process's rows of batch `k` (of `b` rows in all),
+    /// the gradients summed over the group where there is one. Returns the whole batch's
+    /// mean loss and this process's logits.
+    fn step(
+        replicas: &mut Replicas,
+        opt: &mut nn::Optimizer,
+        ddp: Option<&(Arc<Group>, GradBucket)>,
+        batch: &data::Batch,
+        (b, epoch, k): (usize, usize, usize),
+    ) -> Result<StepOutput> {
+        let Some((g, grads)) = ddp else {
+            opt.zero_grad();
+            replicas.zero_replica_grads();
+            return replicas.forward_backward(&batch.images, &batch.targets);
+        };
+        // Zeroed in place, not dropped: a rank with no rows still receives the others'.
+        grads.prime();
+        replicas.zero_replica_grads();
+        let out = if batch.names.is_empty() {
+            StepOutput {
+                loss: 0.0,
+                logits: Tensor::zeros([0, 2], (tch::Kind::Float, Device::Cpu)),
+            }
+        } else {
+            replicas.forward_backward_share(&batch.images, &batch.targets, b as i64)?
+        };
+        // The batch loss rides in the gradients' bucket: one all-reduce per step.
+        let summed = grads.all_reduce(
+            g,
+            &[out.loss],
+            &format!(
+                "waiting for the gradients of step {} of epoch {epoch}",
+                k + 1
+            ),
+        )?;
+        Ok(StepOutput {
+            loss: summed[0],
+            logits: out.logits,
+        })
+    }
+
     /// Mean cross-entropy and confusion of the validation split in eval mode (on
-    /// replica 0).
-    fn validate(&self) -> Result<Pass> {
+    /// replica 0; in a group, each rank its share of every batch with rank 0's BatchNorm
+    /// statistics, the sums reduced).
+    fn validate(&self, epoch: usize) -> Result<Pass> {
         let r = self.replicas.master();
+        if let Some((g, _)) = &self.ddp {
+            bucket::broadcast_variables(
+                g,
+                &r.vs,
+                &format!(
+                    "waiting for rank 0's BatchNorm statistics before validating epoch {epoch}"
+                ),
+            )?;
+        }
         let mut confusion = Confusion::default();
         let (mut loss, mut n) = (0.0, 0usize);
         for batch in self.splits.val.batches(&self.splits.val_items, 0)? {
             let batch = batch?;
+            if batch.names.is_empty() {
+                continue;
+            }
             let logits = tch::no_grad(|| {
                 r.net
                     .forward_t(&batch.images.to_device(r.device()), false)
@@ -424,6 +560,11 @@ impl<'a> Trainer<'a> {
             loss += parallel::summed_loss(&logits, &targets);
             n += batch.names.len();
             add_argmax(&mut confusion, &logits, &targets);
+        }
+        if let Some((g, _)) = &self.ddp {
+            let what = format!("waiting for the validation counts of epoch {epoch}");
+            let (c, extra) = reduce_confusion(g, &confusion, &what, &[loss, n as f64])?;
+            (confusion, loss, n) = (c, extra[0], extra[1] as usize);
         }
         Ok(Pass {
             loss: loss / n.max(1) as f64,
@@ -440,6 +581,8 @@ impl<'a> Trainer<'a> {
             self.state.best_tss = tss;
             self.state.best_hss2 = hss2;
             self.state.best_epoch = Some(epoch);
+        }
+        if best && self.cfg.writes() {
             checkpoint::save(
                 &self.paths.best(),
                 &self.replicas.master().vs,
@@ -454,6 +597,9 @@ impl<'a> Trainer<'a> {
     fn record(&mut self, record: EpochRecord) -> Result<()> {
         self.state.epoch = record.epoch;
         self.state.history.push(record);
+        if !self.cfg.writes() {
+            return Ok(());
+        }
         history::write(
             &self.paths.dir,
             &self.paths.history_stem(),
@@ -477,7 +623,13 @@ impl<'a> Trainer<'a> {
     /// Saves `final` and reports the run.
     fn finish(self, resumed_from: usize) -> Result<TrainSummary> {
         let (cfg, splits, paths, state) = (self.cfg, self.splits, self.paths, self.state);
-        checkpoint::save(&paths.final_(), &self.replicas.master().vs, cfg, None)?;
+        if cfg.writes() {
+            checkpoint::save(&paths.final_(), &self.replicas.master().vs, cfg, None)?;
+        }
+        if let Some((g, _)) = &self.ddp {
+            // Rank 0 serves the store: the others leave only once it has written.
+            g.barrier("waiting for rank 0 to write the final checkpoint")?;
+        }
         let last = state.history.last();
         Ok(TrainSummary {
             arch: cfg.arch.name(),
@@ -485,6 +637,7 @@ impl<'a> Trainer<'a> {
             epochs: cfg.epochs,
             resumed_from_epoch: resumed_from,
             devices: cfg.devices.iter().map(|d| device_name(*d)).collect(),
+            ranks: cfg.ranks(),
             precision: cfg.precision.name(),
             train_instances: splits.train.samples().len(),
             train_positive: splits.plan.fl,
@@ -507,6 +660,50 @@ impl<'a> Trainer<'a> {
             history: state.history,
         })
     }
+}
+
+/// The state a run starts from: `last`'s when resuming, else a fresh one. Makes the
+/// output directory.
+fn starting_state(
+    cfg: &TrainConfig,
+    paths: &RunPaths,
+    replicas: &mut Replicas,
+) -> Result<ResumeState> {
+    std::fs::create_dir_all(&paths.dir)
+        .with_context(|| format!("creating {}", paths.dir.display()))?;
+    if !cfg.resume {
+        return Ok(ResumeState::fresh());
+    }
+    let last = paths.last();
+    if !last.exists() {
+        return Err(setting::bad(
+            "resume",
+            format!("no checkpoint {} to resume from", last.display()),
+        ));
+    }
+    checkpoint::load_last(&last, &mut replicas.master_mut().vs, cfg)
+}
+
+/// Sums confusion counts (and `extra` values) over the group in one all-reduce.
+fn reduce_confusion(
+    g: &Group,
+    c: &Confusion,
+    what: &str,
+    extra: &[f64],
+) -> Result<(Confusion, Vec<f64>)> {
+    let mut values = vec![c.tp as f64, c.fp as f64, c.tn as f64, c.fn_ as f64];
+    values.extend_from_slice(extra);
+    let v = bucket::all_reduce_values(g, &values, what)?;
+    let count = |x: f64| x.round() as u64;
+    Ok((
+        Confusion {
+            tp: count(v[0]),
+            fp: count(v[1]),
+            tn: count(v[2]),
+            fn_: count(v[3]),
+        },
+        v[4..].to_vec(),
+    ))
 }
 
 /// Counts argmax predictions against 0/1 targets.

@@ -86,9 +86,22 @@ impl Replicas {
     /// variables (the caller zeroes gradients before and steps the optimizer after).
     /// The loss is the mean cross-entropy over the whole batch, as with one device.
     pub fn forward_backward(&mut self, images: &Tensor, targets: &Tensor) -> Result<StepOutput> {
-        let batch = images.size()[0];
-        let n = self.replicas.len().min(batch.max(1) as usize);
-        if n <= 1 {
+        let rows = images.size()[0];
+        self.forward_backward_share(images, targets, rows)
+    }
+
+    /// As [`Replicas::forward_backward`] on this process's share of a batch of `batch`
+    /// rows (the rest are other ranks'): the loss is the share's summed cross-entropy
+    /// over `batch`, so the ranks' gradients add up to those of the batch mean.
+    pub fn forward_backward_share(
+        &mut self,
+        images: &Tensor,
+        targets: &Tensor,
+        batch: i64,
+    ) -> Result<StepOutput> {
+        let rows = images.size()[0];
+        let n = self.replicas.len().min(rows.max(1) as usize);
+        if n <= 1 && rows == batch {
             let r = &self.replicas[0];
             let out = r.net.forward_t(&images.to_device(r.device()), true);
             let loss = out

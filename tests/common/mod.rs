@@ -209,3 +209,47 @@ pub fn run_json_lines(args: &[&str]) -> Vec<serde_json::Value> {
         })
         .collect()
 }
+
+/// A tiny fold 1 under `root` (`images/`, `labels/`): 256x256 grey disks; every third
+/// instance is positive (with `positives`) and carries a bright/dark bipole.
+pub fn write_tiny_fold(root: &std::path::Path, n_train: usize, n_val: usize, positives: bool) {
+    let images = root.join("images");
+    let labels = root.join("labels/simplified_data_labels");
+    std::fs::create_dir_all(&labels).unwrap();
+    let write_split = |name: &str, n: usize, month: u32| {
+        let mut csv = String::from("label,goes_class\n");
+        for i in 0..n {
+            let target = positives && i % 3 == 0;
+            let t = chrono::NaiveDate::from_ymd_opt(2014, month, 1 + (i / 24) as u32)
+                .unwrap()
+                .and_hms_opt((i % 24) as u32, 0, 0)
+                .unwrap();
+            let rel = flarecast::instant::Instant::new(t).relative_path("png");
+            let path = images.join(&rel);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            let img = image::GrayImage::from_fn(256, 256, |x, y| {
+                let (dx, dy) = (x as f64 - 128.0, y as f64 - 128.0);
+                if dx * dx + dy * dy > 110.0 * 110.0 {
+                    return image::Luma([0]);
+                }
+                let noise = ((x * 7 + y * 13 + i as u32 * 31) % 9) as u8;
+                let mut v = 123 + noise;
+                if target {
+                    let cx = 80.0 + (i % 5) as f64 * 20.0;
+                    if (x as f64 - cx).abs() < 8.0 && (y as f64 - 110.0).abs() < 8.0 {
+                        v = 250;
+                    }
+                    if (x as f64 - cx - 16.0).abs() < 8.0 && (y as f64 - 110.0).abs() < 8.0 {
+                        v = 5;
+                    }
+                }
+                image::Luma([v])
+            });
+            img.save(&path).unwrap();
+            csv.push_str(&format!("{rel},{}\n", target as u8));
+        }
+        std::fs::write(labels.join(format!("Fold1_{name}.csv")), csv).unwrap();
+    };
+    write_split("train", n_train, 4);
+    write_split("val", n_val, 1);
+}
