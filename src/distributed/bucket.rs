@@ -11,7 +11,7 @@ use tch::{nn, Device, Kind, Tensor};
 /// `vs`'s variables sorted by name.
 fn sorted(vs: &nn::VarStore) -> Vec<(String, Tensor)> {
     let mut v: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
-    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v.sort_by(|(a, _), (b, _)| a.cmp(b));
     v
 }
 
