@@ -243,7 +243,7 @@ impl Group {
         let mut len = Tensor::from_slice(&[bytes.len() as i64]).to_device(dev);
         self.broadcast(&mut len, 0, what)?;
         let n = len.int64_value(&[0]);
-        if n < 0 || n > (1 << 32) {
+        if !(0..=(1 << 32)).contains(&n) {
             bail!("rank {}: rank 0 announced {n} bytes", self.rank);
         }
         let mut data = if self.is_root() {
