@@ -402,7 +402,9 @@ fn mutated_npy_headers_read_or_fail_cleanly() {
         .collect();
     let scratch = Scratch::new("case.npy");
     fuzz("npy", 30, 1500, &seeds, |b| {
-        flarecast::preprocess::load_input(scratch.with(b), 8).is_ok()
+        flarecast::preprocess::Input::read(scratch.with(b))
+            .and_then(|input| input.instances(8))
+            .is_ok()
     });
 }
 
