@@ -9,6 +9,7 @@ mod evaluate;
 mod experiment;
 mod explain;
 mod forecast;
+mod group_args;
 mod label;
 mod maps;
 mod model_args;

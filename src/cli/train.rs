@@ -7,7 +7,6 @@ use flarecast::model::Arch;
 use flarecast::train::{self, history::EpochRecord, TrainConfig};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// How `train` runs as one rank of several (shown by `train --help`).
 pub const DIST_HELP: &str = "\
@@ -98,10 +97,8 @@ pub struct Args {
     /// Print the summary as one JSON object on stdout (epoch lines go to stderr).
     #[arg(long)]
     json: bool,
-    /// In a process group (torchrun, srun): how long any rank waits for the others (to
-    /// meet, or to finish a step) before it ends with an error naming the wait.
-    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
-    dist_timeout: Duration,
+    #[command(flatten)]
+    group: super::group_args::GroupArgs,
 }
 
 fn parse_attention(args: &Args) -> Result<Arch> {
@@ -136,7 +133,7 @@ fn epoch_line(r: &EpochRecord, epochs: usize) -> String {
 
 pub fn run(args: Args) -> Result<()> {
     let arch = parse_attention(&args)?;
-    let launch = flarecast::distributed::Launch::from_env()?;
+    let launch = args.group.launch()?;
     let devices = match &launch {
         Some(l) => vec![flarecast::distributed::rank_device(&args.device, l)?],
         None => flarecast::device::parse_devices(&args.device)?,
@@ -170,7 +167,7 @@ pub fn run(args: Args) -> Result<()> {
     cfg.validate()?;
     let cfg = match &launch {
         Some(l) => {
-            let group = flarecast::distributed::Group::join(l, cfg.devices[0], args.dist_timeout)?;
+            let group = args.group.join(l, cfg.devices[0])?;
             TrainConfig {
                 group: Some(Arc::new(group)),
                 ..cfg

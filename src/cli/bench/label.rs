@@ -28,7 +28,7 @@ pub struct Args {
 pub fn run(args: Args) -> Result<()> {
     let r = flarecast::bench::label::run(&args.catalog, args.start, args.end, args.repeat)?;
     if args.json {
-        println!("{}", serde_json::to_string(&r)?);
+        crate::cli::print_json(&r)?;
         return Ok(());
     }
     println!(

@@ -144,7 +144,7 @@ pub fn run(args: Args) -> Result<()> {
             "precisions": precisions, "f32_peak": peak, "isa_cap": isa.describe(),
             "rows": rows,
         });
-        println!("{out}");
+        crate::cli::print_json(&out)?;
     } else if torch {
         println!("pt: plain PyTorch eager (scripts/reference_model.py), f32; cl: channels_last; ratios of medians");
     }

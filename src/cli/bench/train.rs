@@ -1,5 +1,6 @@
 //! `flarecast bench train`: end-to-end training images/s with the real loader against the
-//! model-only step.
+//! model-only step; under torchrun or srun, each rank steps on its share of every batch
+//! and the gradients' all-reduce is timed.
 
 use anyhow::Result;
 use flarecast::bench::train as tbench;
@@ -24,10 +25,22 @@ pub struct Args {
     jpg: PathBuf,
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    group: crate::cli::group_args::GroupArgs,
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let device = flarecast::device::parse_device(&args.net.device)?;
+    let launch = args.group.launch()?;
+    let device = match &launch {
+        Some(l) => flarecast::distributed::rank_device(&args.net.device, l)?,
+        None => flarecast::device::parse_device(&args.net.device)?,
+    };
+    let group = match &launch {
+        Some(l) => Some(std::sync::Arc::new(args.group.join(l, device)?)),
+        None => None,
+    };
+    // Rank 0 speaks for the group.
+    let speaks = group.as_ref().is_none_or(|g| g.is_root());
     let chosen = flarecast::device::choose_precisions(&args.net.precision, device);
     let jpg = args.jpg;
     let cfg = tbench::TrainBenchConfig {
@@ -39,6 +52,7 @@ pub fn run(args: Args) -> Result<()> {
         cache: args.cache,
         archs: args.net.arch,
         precisions: chosen.iter().map(|c| c.precision).collect(),
+        group,
     };
     let tmp = tempfile::Builder::new()
         .prefix("flarecast-bench-train")
@@ -46,10 +60,12 @@ pub fn run(args: Args) -> Result<()> {
     let dir = tmp.path().to_path_buf();
     let samples = tbench::make_dataset(&jpg, &dir, cfg.batch_size * (cfg.batches + 1))?;
     let json = args.json;
-    if !json {
+    let ranks = cfg.group.as_ref().map_or(1, |g| g.world());
+    if speaks && !json {
         println!(
-            "bench train: device {}, {} threads, batch {} at {}, {} loader workers, cache {:?}, images: copies of {}",
+            "bench train: device {}{}, {} threads, batch {} at {}, {} loader workers, cache {:?}, images: copies of {}",
             flarecast::device::device_name(device),
+            if ranks > 1 { format!(" x {ranks} ranks") } else { String::new() },
             tch::get_num_threads(),
             cfg.batch_size,
             cfg.im_size,
@@ -62,14 +78,28 @@ pub fn run(args: Args) -> Result<()> {
             flarecast::device::describe_precisions(&chosen)
         );
         println!(
-            "{:<13} {:<5} {:>12} {:>12} {:>12} {:>12}",
-            "arch", "prec", "loader img/s", "model img/s", "e2e img/s", "loader cost"
+            "{:<13} {:<5} {:>12} {:>12} {:>12} {:>12}{}",
+            "arch",
+            "prec",
+            "loader img/s",
+            "model img/s",
+            "e2e img/s",
+            "loader cost",
+            if ranks > 1 {
+                "  all-reduce ms/step (share)"
+            } else {
+                ""
+            }
         );
     }
     let rows = tbench::run(&cfg, &dir, samples, |r| {
-        if !json {
+        if speaks && !json {
+            let reduce = match (r.all_reduce_ms_per_step, r.all_reduce_share) {
+                (Some(ms), Some(share)) => format!("  {ms:>10.1} ({:.1}%)", 100.0 * share),
+                _ => String::new(),
+            };
             println!(
-                "{:<13} {:<5} {:>12.1} {:>12.2} {:>12.2} {:>11.1}%",
+                "{:<13} {:<5} {:>12.1} {:>12.2} {:>12.2} {:>11.1}%{reduce}",
                 r.arch,
                 r.precision,
                 r.loader_images_per_s,
@@ -79,11 +109,12 @@ pub fn run(args: Args) -> Result<()> {
             );
         }
     })?;
-    if json {
-        println!(
-            "{}",
-            serde_json::json!({ "device": flarecast::device::device_name(device), "rows": rows })
-        );
+    if speaks && json {
+        crate::cli::print_json(&serde_json::json!({
+            "device": flarecast::device::device_name(device),
+            "ranks": ranks,
+            "rows": rows,
+        }))?;
     }
     Ok(())
 }
