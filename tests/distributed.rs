@@ -330,13 +330,14 @@ fn two_ranks_by_hand_and_by_torchrun_equal_in_process_replicas() {
     let mut procs = Procs(vec![("torchrun".into(), cmd.spawn().unwrap())]);
     let code = procs.wait_all(RUN_LIMIT)[0];
     assert_eq!(code, Some(0), "{}", read(root.join("torchrun.err")));
-    let summary: serde_json::Value = serde_json::from_str(
-        read(root.join("torchrun.out"))
-            .lines()
-            .find(|l| l.starts_with('{'))
-            .expect("rank 0's summary"),
-    )
-    .unwrap();
+    // Rank 0's summary: one pretty-printed object, after anything torchrun printed.
+    let out = read(root.join("torchrun.out"));
+    let start = out.find("\n{").map_or(0, |i| i + 1);
+    let summary: serde_json::Value = serde_json::Deserializer::from_str(&out[start..])
+        .into_iter()
+        .next()
+        .expect("rank 0's summary")
+        .unwrap();
     assert_eq!(summary["ranks"], 2);
     let d = max_diff(
         &final_weights(root, "replicas"),
@@ -507,4 +508,53 @@ fn without_gloo_a_launched_rank_says_distributed_training_is_unavailable() {
     let err = read(log.with_extension("err"));
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("distributed training is unavailable"), "{err}");
+}
+
+/// `bench train` as two ranks: each steps on its share of every batch and rank 0 reports
+/// the gradients' all-reduce per step and its share of the step; rank 1 prints nothing.
+#[test]
+#[cfg_attr(
+    not(flarecast_c10d),
+    ignore = "built without Gloo's headers (libgloo-dev): distributed training unavailable"
+)]
+fn bench_train_as_two_ranks_times_the_all_reduce() {
+    let dir = tempfile::tempdir().unwrap();
+    let args: Vec<String> = [
+        "bench",
+        "train",
+        "--device",
+        "cpu",
+        "--arch",
+        "standard",
+        "--precision",
+        "f32",
+        "--batch-size",
+        "4",
+        "--im-size",
+        "192",
+        "--batches",
+        "2",
+        "--workers",
+        "1",
+        "--jpg",
+        common::magnetogram_jpg().to_str().unwrap(),
+        "--json",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let report = run_ranks(&args, 2, dir.path());
+    assert_eq!(read(dir.path().join("rank1.out")), "");
+    assert_eq!(report["ranks"], 2);
+    let row = &report["rows"][0];
+    let ms = row["all_reduce_ms_per_step"].as_f64().expect("all-reduce time");
+    let share = row["all_reduce_share"].as_f64().expect("all-reduce share");
+    assert!(ms > 0.0, "all-reduce {ms} ms per step");
+    assert!(share > 0.0 && share < 1.0, "all-reduce share {share}");
+    assert!(row["model_images_per_s"].as_f64().unwrap() > 0.0);
+
+    // Alone, the same bench has no all-reduce to report.
+    let alone = run_alone(&args);
+    assert_eq!(alone["ranks"], 1);
+    assert!(alone["rows"][0]["all_reduce_ms_per_step"].is_null());
 }

@@ -98,7 +98,19 @@ pub fn cpu_peak(device: Device) -> Option<F32Peak> {
 }
 
 /// Runs every (arch, precision, mode) configuration; `report` sees each row as it lands.
+impl BenchConfig {
+    /// Refuses settings the benchmark cannot run, naming the flag.
+    pub fn check(&self) -> Result<()> {
+        let batch = usize::try_from(self.batch_size).unwrap_or(0);
+        crate::setting::check_at_least_one("batch-size", "the batch size", batch)?;
+        crate::setting::check_at_least_one("iters", "the timed iterations", self.iters)?;
+        crate::model::check_im_size(self.im_size)
+            .map_err(|e| crate::setting::bad("im-size", e.to_string()))
+    }
+}
+
 pub fn run(cfg: &BenchConfig, mut report: impl FnMut(&BenchRow)) -> Result<Vec<BenchRow>> {
+    cfg.check()?;
     let peak = cpu_peak(cfg.device);
     let mut torch = match &cfg.torch_python {
         Some(py) => Some(TorchBaseline::start(py, tch::get_num_threads())?),

@@ -32,6 +32,16 @@ pub struct TrainBenchConfig {
     pub group: Option<Arc<Group>>,
 }
 
+impl TrainBenchConfig {
+    /// Refuses settings the benchmark cannot run, naming the flag.
+    pub fn check(&self) -> Result<()> {
+        crate::setting::check_at_least_one("batches", "the timed batches", self.batches)?;
+        crate::setting::check_at_least_one("batch-size", "the batch size", self.batch_size)?;
+        crate::model::check_im_size(self.im_size as i64)
+            .map_err(|e| crate::setting::bad("im-size", e.to_string()))
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct TrainBenchRow {
     pub arch: &'static str,
@@ -123,12 +133,7 @@ pub fn run(
     samples: Vec<Sample>,
     mut report: impl FnMut(&TrainBenchRow),
 ) -> Result<Vec<TrainBenchRow>> {
-    if cfg.batches == 0 {
-        return Err(crate::setting::bad(
-            "batches",
-            "the timed batches must be at least 1",
-        ));
-    }
+    cfg.check()?;
     let mut lcfg = LoaderConfig::new(images);
     lcfg.im_size = cfg.im_size;
     lcfg.batch_size = cfg.batch_size;

@@ -217,9 +217,13 @@ pub fn train(
     // Data first: a bad label or image fails the run before any weight is touched.
     let splits = Splits::load(cfg, progress)?;
     // One run per fold and network in an output folder: two would overwrite each other's
-    // checkpoints and history.
+    // checkpoints and history. In a process group rank 0 alone writes, so it alone locks.
     let paths = RunPaths::new(cfg);
-    let _lock = crate::fsio::OutputLock::acquire(&paths.dir, &paths.stem)?;
+    let _lock = if cfg.writes() {
+        Some(crate::fsio::OutputLock::acquire(&paths.dir, &paths.stem)?)
+    } else {
+        None
+    };
     let mut trainer = Trainer::start(cfg, splits)?;
     let resumed_from = trainer.state.epoch;
     for epoch in resumed_from + 1..=cfg.epochs {

@@ -75,6 +75,7 @@ pub fn run(args: Args) -> Result<()> {
                 .unwrap_or_else(torch_baseline::default_python)
         }),
     };
+    cfg.check()?;
     let device_name = flarecast::device::device_name(device);
     let threads = tch::get_num_threads();
     let peak = bench::cpu_peak(device);

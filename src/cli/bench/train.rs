@@ -54,6 +54,7 @@ pub fn run(args: Args) -> Result<()> {
         precisions: chosen.iter().map(|c| c.precision).collect(),
         group,
     };
+    cfg.check()?;
     let tmp = tempfile::Builder::new()
         .prefix("flarecast-bench-train")
         .tempdir()?;
