@@ -658,7 +658,7 @@ fn laughs(base: u32) -> Vec<u8> {
             p.push(b'j');
             p.extend_from_slice(&(base + i - 1).to_le_bytes());
         }
-        p.extend_from_slice(&[b'l', b'r']);
+        p.extend_from_slice(b"lr");
         p.extend_from_slice(&(base + i).to_le_bytes());
     }
     p
