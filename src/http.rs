@@ -49,6 +49,31 @@ impl FetchError {
     }
 }
 
+/// A failed attempt about to be retried.
+#[derive(Debug, Clone)]
+pub struct Retry {
+    /// The attempt that failed (1 for the first).
+    pub attempt: u32,
+    /// Attempts allowed in all.
+    pub attempts: u32,
+    pub reason: String,
+    /// The pause before the next attempt.
+    pub wait: Duration,
+}
+
+impl std::fmt::Display for Retry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "attempt {} of {} failed: {}; retrying in {:.1}s",
+            self.attempt,
+            self.attempts,
+            self.reason,
+            self.wait.as_secs_f64()
+        )
+    }
+}
+
 /// Retry policy: `retries` extra attempts, waits of `backoff * 2^k` scaled by a random
 /// factor in [0.5, 1.5), capped at `max_backoff`.
 #[derive(Clone, Copy, Debug)]
@@ -60,6 +85,7 @@ pub struct RetryPolicy {
 
 pub struct Client {
     http: reqwest::blocking::Client,
+    timeout: Duration,
     limiter: RateLimiter,
     policy: RetryPolicy,
     requests: AtomicU64,
@@ -88,6 +114,7 @@ impl Client {
             .map_err(|e| anyhow::anyhow!("cannot build the HTTP client: {e}"))?;
         Ok(Client {
             http,
+            timeout,
             limiter: RateLimiter::new(max_rps),
             policy,
             requests: AtomicU64::new(0),
@@ -101,12 +128,51 @@ impl Client {
 
     /// GET with retries; the error says how the last attempt failed and how many were made.
     pub fn get(&self, url: &str, expect: Expect) -> Result<Vec<u8>, FetchError> {
+        self.get_until(url, expect, None, &mut |_| {})
+    }
+
+    /// [`Client::get`] that ends by `deadline` (each attempt's timeout shortened to the
+    /// time left, no retry started that could not finish before it), telling `on_retry`
+    /// about each retry before waiting for it.
+    pub fn get_until(
+        &self,
+        url: &str,
+        expect: Expect,
+        deadline: Option<Instant>,
+        on_retry: &mut dyn FnMut(&Retry),
+    ) -> Result<Vec<u8>, FetchError> {
         let mut attempt = 0u32;
         loop {
-            match self.get_once(url, expect) {
+            let timeout = match deadline {
+                None => self.timeout,
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(FetchError::permanent(format!(
+                            "the deadline passed before attempt {}",
+                            attempt + 1
+                        )));
+                    }
+                    self.timeout.min(left)
+                }
+            };
+            match self.get_once(url, expect, timeout) {
                 Ok(body) => return Ok(body),
                 Err(e) if e.transient && attempt < self.policy.retries => {
                     let wait = e.retry_after.unwrap_or_else(|| self.backoff(attempt));
+                    if deadline.is_some_and(|d| Instant::now() + wait >= d) {
+                        return Err(FetchError::permanent(format!(
+                            "{} (attempt {}; no time left before the deadline for another)",
+                            e.reason,
+                            attempt + 1
+                        )));
+                    }
+                    on_retry(&Retry {
+                        attempt: attempt + 1,
+                        attempts: self.policy.retries + 1,
+                        reason: e.reason.clone(),
+                        wait,
+                    });
                     std::thread::sleep(wait);
                     attempt += 1;
                 }
@@ -126,12 +192,20 @@ impl Client {
         base.mul_f64(jitter).min(self.policy.max_backoff)
     }
 
-    fn get_once(&self, url: &str, expect: Expect) -> Result<Vec<u8>, FetchError> {
+    fn get_once(
+        &self,
+        url: &str,
+        expect: Expect,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, FetchError> {
         self.limiter.wait();
         self.requests.fetch_add(1, Ordering::Relaxed);
+        // The timeout covers the whole attempt, body included, so a server that drips
+        // its answer cannot hold an attempt longer.
         let resp = self
             .http
             .get(url)
+            .timeout(timeout)
             .send()
             .map_err(|e| FetchError::transient(describe(&e)))?;
         let status = resp.status();

@@ -111,6 +111,9 @@ pub enum Fault {
     Slow(Duration, u32),
     /// HTTP 404, always.
     NotFound,
+    /// Status 200 with the full length announced, then the body one byte every
+    /// `interval`, on the first `n` requests: a stalled server that never quite stops.
+    Drip { interval: Duration, n: u32 },
 }
 
 type Handler = Arc<dyn Fn(&Request) -> Answer + Send + Sync>;
@@ -314,6 +317,17 @@ impl Table {
                 send(&mut conn, &answer)
             }
             Some(Fault::NotFound) => send(&mut conn, &Answer::text(404, "not found")),
+            Some(Fault::Drip { interval, n: k }) if n <= *k => {
+                conn.write_all(&head(&answer, answer.body.len()))?;
+                conn.flush()?;
+                // Until the body is out or the client has gone (the write fails).
+                for b in &answer.body {
+                    std::thread::sleep(*interval);
+                    conn.write_all(std::slice::from_ref(b))?;
+                    conn.flush()?;
+                }
+                Ok(())
+            }
             _ => send(&mut conn, &answer),
         }
     }
@@ -399,5 +413,25 @@ mod tests {
         assert!(get(&format!("{}/a", server.url)).ends_with("\r\n\r\n0123456789"));
         let half = get(&format!("{}/b", server.url));
         assert!(half.contains("Content-Length: 5\r\n") && half.ends_with("\r\n\r\n01234"));
+    }
+
+    #[test]
+    fn a_drip_sends_the_whole_answer_a_byte_at_a_time_then_answers_normally() {
+        let server = Server::start(vec![Route::answer("/d", Answer::ok("text/plain", "abc"))
+            .fault(Fault::Drip {
+                interval: Duration::from_millis(100),
+                n: 1,
+            })])
+        .unwrap();
+        let t0 = std::time::Instant::now();
+        let dripped = get(&format!("{}/d", server.url));
+        assert!(
+            t0.elapsed() >= Duration::from_millis(300),
+            "{:?}",
+            t0.elapsed()
+        );
+        assert!(dripped.starts_with("HTTP/1.1 200 OK\r\n"), "{dripped}");
+        assert!(dripped.ends_with("Content-Length: 3\r\nConnection: close\r\n\r\nabc"));
+        assert!(get(&format!("{}/d", server.url)).ends_with("\r\n\r\nabc"));
     }
 }
