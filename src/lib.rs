@@ -4,6 +4,7 @@
 //! Each stage of the pipeline is one module; the `flarecast` binary is a thin clap layer.
 
 pub mod bench;
+pub mod calibrate;
 pub mod catalog;
 pub mod convert;
 pub mod data;

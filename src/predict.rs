@@ -20,6 +20,8 @@ pub struct Prediction {
     /// The instance's index within its file (always 0 for an image).
     pub index: usize,
     pub flare_prob: f64,
+    /// `flare_prob` through the model's calibration, when it has one.
+    pub calibrated_prob: Option<f64>,
     /// Logits of (no flare, flare).
     pub logits: [f64; 2],
     /// Whether a flare is forecast: `flare_prob` at least the threshold.
@@ -153,6 +155,13 @@ impl<I: Iterator<Item = PathBuf>> Predictions<'_, I> {
                 input: inst.input,
                 index: inst.index,
                 flare_prob: probs[k],
+                calibrated_prob: self
+                    .model
+                    .loaded
+                    .meta
+                    .calibration
+                    .as_ref()
+                    .map(|c| c.apply(probs[k])),
                 logits: [logits[2 * k], logits[2 * k + 1]],
                 flare: probs[k] >= self.threshold,
                 notes: inst.notes,

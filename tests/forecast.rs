@@ -80,11 +80,32 @@ fn an_ensemble_of_the_golden_networks_equals_predict_on_each() {
         "import hashlib;print(hashlib.sha256(open({attn:?},'rb').read()).hexdigest())"
     ));
     assert_eq!(r["models"][0]["sha256"], sha.trim());
-    // The image's hour starts the 24 h window, as `label` names the instance.
+    // The 24 h window starts at the issue time; the image is 12 min 7 s old then.
     assert_eq!(r["image"]["time"], "2022-08-02T10:47:53Z");
-    assert_eq!(r["prediction_window"]["start"], "2022-08-02T10:00:00Z");
-    assert_eq!(r["prediction_window"]["end"], "2022-08-03T10:00:00Z");
+    assert_eq!(r["prediction_window"]["start"], "2022-08-02T11:00:00Z");
+    assert_eq!(r["prediction_window"]["end"], "2022-08-03T11:00:00Z");
     assert_eq!(r["issue_time"], "2022-08-02T11:00:00Z");
+    assert_eq!(r["image_age_seconds"], 12 * 60 + 7);
+    assert_eq!(r["window_rule"], "issue_time");
+    // The replay rule: the image's hour starts the window, as `label` names the instance.
+    let replay = golden_ensemble_forecast(&jpg, "2022-08-02T11:00:00", &["--window", "image-hour"]);
+    assert_eq!(replay["prediction_window"]["start"], "2022-08-02T10:00:00Z");
+    assert_eq!(replay["prediction_window"]["end"], "2022-08-03T10:00:00Z");
+    assert_eq!(replay["window_rule"], "image_hour");
+    assert_eq!(replay["probability"], r["probability"]);
+    // An image from after the issue time is refused.
+    let out = common::flarecast()
+        .args(["forecast", "--device", "cpu", "--model", &attn, "--image"])
+        .arg(&jpg)
+        .args(["--at", "2022-08-02T10:00:00"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("after the issue time 2022-08-02T10:00:00Z"),
+        "{err}"
+    );
     assert_eq!(r["threshold_class"], "M1.0");
     assert_eq!(r["flare_forecast"], mean >= 0.5);
     let std = ((want[0] - want[1]) / 2.0).abs();
@@ -176,8 +197,8 @@ fn the_ccmc_text_and_json_read_back_in_the_documented_layout() {
     );
     assert!(h[0].1.starts_with("flarecast "), "{}", h[0].1);
     assert_eq!(h[1].1, "2022-08-02T11:05Z");
-    assert_eq!(h[2].1, "2022-08-02T10:00Z");
-    assert_eq!(h[3].1, "2022-08-03T10:00Z");
+    assert_eq!(h[2].1, "2022-08-02T11:05Z");
+    assert_eq!(h[3].1, "2022-08-03T11:05Z");
     assert_eq!(h[4].1, "M+");
     assert!(h[5].1.contains("2022-08-02T10:47:53Z"), "{}", h[5].1);
     assert_eq!(h[6].1, "24");
@@ -205,8 +226,8 @@ fn the_ccmc_text_and_json_read_back_in_the_documented_layout() {
     let sub = &json["forecast_submission"];
     assert_eq!(sub["issue_time"], "2022-08-02T11:05Z");
     let fd = &sub["full_disk_forecasts"].as_array().unwrap()[0];
-    assert_eq!(fd["prediction_window"]["start_time"], "2022-08-02T10:00Z");
-    assert_eq!(fd["prediction_window"]["end_time"], "2022-08-03T10:00Z");
+    assert_eq!(fd["prediction_window"]["start_time"], "2022-08-02T11:05Z");
+    assert_eq!(fd["prediction_window"]["end_time"], "2022-08-03T11:05Z");
     let probs = fd["flare_probabilities"].as_array().unwrap();
     assert_eq!(probs.len(), 1, "M+ only, no X bin");
     assert_eq!(probs[0]["class"], "M+");
@@ -315,4 +336,173 @@ fn images_after_the_time_or_too_old_are_refused_with_their_date() {
         chrono::Duration::hours(6),
     )
     .unwrap();
+}
+
+#[test]
+fn a_calibrated_forecast_carries_the_calibrated_probability_in_every_ccmc_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let csv = d.join("held_out.csv");
+    common::overconfident_predictions(&csv);
+    let (attn, noattn) = (
+        common::golden().join("attn.pth"),
+        common::golden().join("noattn.pth"),
+    );
+    let cal_attn = d.join("attn_cal.safetensors");
+    let cal_noattn = d.join("noattn_cal.safetensors");
+    common::calibrate(&attn, &csv, &cal_attn, "platt");
+    common::calibrate(&noattn, &csv, &cal_noattn, "platt");
+    let jpg = common::magnetogram_jpg();
+    let out = d.join("out");
+    let run = |models: [&Path; 2], more: &[&str]| -> Value {
+        let mut args = vec!["forecast", "--device", "cpu"];
+        for m in models {
+            args.extend(["--model", m.to_str().unwrap()]);
+        }
+        args.extend([
+            "--image",
+            jpg.to_str().unwrap(),
+            "--at",
+            "2022-08-02T11:05:00",
+        ]);
+        args.extend_from_slice(more);
+        run_json(&args)
+    };
+    let raw = run([&attn, &noattn], &[]);
+    let r = run([&cal_attn, &cal_noattn], &["--out", out.to_str().unwrap()]);
+    // The raw probabilities and the decision are the uncalibrated ensemble's.
+    assert_eq!(r["raw_probability"], raw["probability"]);
+    assert_eq!(r["flare_forecast"], raw["flare_forecast"]);
+    for k in 0..2 {
+        assert_eq!(
+            r["members"][k]["raw_probability"],
+            raw["members"][k]["probability"]
+        );
+    }
+    let p = r["probability"].as_f64().unwrap();
+    let m: Vec<f64> = (0..2)
+        .map(|k| r["members"][k]["probability"].as_f64().unwrap())
+        .collect();
+    assert!((p - (m[0] + m[1]) / 2.0).abs() < 1e-12);
+    assert!(
+        (p - raw["probability"].as_f64().unwrap()).abs() > 1e-3,
+        "calibration moved it"
+    );
+    assert!(r["calibration"]
+        .as_str()
+        .unwrap()
+        .starts_with("platt, fitted on held_out.csv (200 instances, "));
+    let std = r["spread"]["std"].as_f64().unwrap();
+    assert!((std - (m[0] - m[1]).abs() / 2.0).abs() < 1e-12);
+
+    // The text file, line by line as OPERATIONS.md lays it out.
+    let text =
+        std::fs::read_to_string(out.join("Flare_Forecast_flarecast_20220802_1105.txt")).unwrap();
+    let h = header(&text);
+    let want = [
+        ("Forecasting method", None),
+        ("Issue time", Some("2022-08-02T11:05Z")),
+        ("Prediction window start time", Some("2022-08-02T11:05Z")),
+        ("Prediction window end time", Some("2022-08-03T11:05Z")),
+        ("Probability bins", Some("M+")),
+        ("Input data", None),
+        ("Prediction window (hours)", Some("24")),
+    ];
+    assert_eq!(h.len(), want.len(), "{text}");
+    for ((k, v), (wk, wv)) in h.iter().zip(want) {
+        assert_eq!(k, wk);
+        if let Some(wv) = wv {
+            assert_eq!(v, wv, "{k}");
+        }
+    }
+    assert!(
+        h[0].1.starts_with("flarecast ") && h[0].1.contains("2 models"),
+        "{}",
+        h[0].1
+    );
+    assert!(
+        h[5].1.contains("observed 2022-08-02T10:47:53Z"),
+        "{}",
+        h[5].1
+    );
+    let how = format!(
+        "{}; {}",
+        r["models"][0]["calibration"].as_str().unwrap(),
+        r["models"][1]["calibration"].as_str().unwrap()
+    );
+    assert_eq!(r["calibration"], how.as_str());
+    let line = format!(
+        "# Probability: calibrated ({how}); the networks' raw probability is {:.4}\n",
+        r["raw_probability"].as_f64().unwrap()
+    );
+    assert!(text.contains(&line), "{text}");
+    assert!(
+        text.contains("# Prediction window: the 24 hours after the issue time; image 17m 7s old"),
+        "{text}"
+    );
+    let mut after = text
+        .lines()
+        .skip_while(|l| *l != "#Full Disk Forecast")
+        .skip(1);
+    assert_eq!(after.next(), Some("#Bin Probability Uncertainty Level"));
+    let fields: Vec<&str> = after.next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        fields,
+        ["M+", &format!("{p:.4}"), &format!("{std:.4}"), "-"]
+    );
+    assert_eq!(after.next(), None);
+
+    // The JSON submission, key by key.
+    let json: Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("Flare_Forecast_flarecast_20220802_1105.json")).unwrap(),
+    )
+    .unwrap();
+    let sub = json["forecast_submission"].as_object().unwrap();
+    let mut keys: Vec<&str> = sub.keys().map(String::as_str).collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "full_disk_forecasts",
+            "input_data",
+            "issue_time",
+            "model",
+            "notes",
+            "region_forecasts"
+        ]
+    );
+    assert_eq!(sub["issue_time"], "2022-08-02T11:05Z");
+    assert_eq!(sub["model"]["short_name"], "flarecast");
+    let fd = sub["full_disk_forecasts"].as_array().unwrap();
+    assert_eq!(fd.len(), 1);
+    assert_eq!(
+        fd[0]["prediction_window"],
+        serde_json::json!({"start_time": "2022-08-02T11:05Z", "end_time": "2022-08-03T11:05Z"})
+    );
+    let probs = fd[0]["flare_probabilities"].as_array().unwrap();
+    assert_eq!(probs.len(), 1);
+    assert_eq!(probs[0]["class"], "M+");
+    assert_eq!(probs[0]["probability"].as_f64().unwrap(), p);
+    assert_eq!(probs[0]["uncertainty"].as_f64().unwrap(), std);
+    assert_eq!(sub["region_forecasts"], serde_json::json!([]));
+    let notes = sub["notes"].as_str().unwrap();
+    assert!(notes.contains("Probability: calibrated (platt"), "{notes}");
+    assert!(notes.contains("M+ bin (>= M1.0) only"), "{notes}");
+
+    // An ensemble of a calibrated and an uncalibrated member is refused.
+    let o = common::flarecast()
+        .args(["forecast", "--device", "cpu", "--model"])
+        .arg(&cal_attn)
+        .arg("--model")
+        .arg(&noattn)
+        .arg("--image")
+        .arg(&jpg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("1 of the 2 models carry a calibration"),
+        "{err}"
+    );
 }

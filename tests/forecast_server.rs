@@ -86,13 +86,16 @@ fn a_fixed_time_picks_the_newest_image_and_refuses_later_or_older_ones() {
             "flare_forecast",
             "flarecast_version",
             "image",
+            "image_age_seconds",
             "issue_time",
             "members",
             "models",
             "prediction_window",
             "probability",
+            "raw_probability",
             "spread",
-            "threshold_class"
+            "threshold_class",
+            "window_rule"
         ]
     );
     assert_eq!(r["image"]["time"], "2014-03-01T04:00:00Z");
@@ -101,9 +104,12 @@ fn a_fixed_time_picks_the_newest_image_and_refuses_later_or_older_ones() {
         images.id_of(t("2014-03-01T04:00:00")).unwrap()
     );
     assert_eq!(r["image"]["source_id"], 19);
+    // The window is the 24 hours after the issue time; the image is 50 minutes old then.
     assert_eq!(r["issue_time"], "2014-03-01T04:50:00Z");
-    assert_eq!(r["prediction_window"]["start"], "2014-03-01T04:00:00Z");
-    assert_eq!(r["prediction_window"]["end"], "2014-03-02T04:00:00Z");
+    assert_eq!(r["prediction_window"]["start"], "2014-03-01T04:50:00Z");
+    assert_eq!(r["prediction_window"]["end"], "2014-03-02T04:50:00Z");
+    assert_eq!(r["window_rule"], "issue_time");
+    assert_eq!(r["image_age_seconds"], 50 * 60);
     // The image was fetched by the id getClosestImage gave, never by date.
     let by_id: Vec<String> = server
         .requests()
@@ -176,7 +182,10 @@ fn every_cycle_survives_a_failed_one_and_leaves_nothing_partial() {
         let out = forecast(&server, &args);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{err}");
-        let failed: Vec<&str> = err.lines().filter(|l| l.contains("failed:")).collect();
+        let failed: Vec<&str> = err
+            .lines()
+            .filter(|l| l.contains("failed:") && !l.contains(": retry: "))
+            .collect();
         assert_eq!(failed.len(), 2, "{err}");
         assert!(
             failed[0].starts_with("cycle 1 at 2014-03-01 02:00:00 failed: ")
@@ -188,7 +197,7 @@ fn every_cycle_survives_a_failed_one_and_leaves_nothing_partial() {
             "{err}"
         );
         assert!(
-            err.contains("4 cycles: 2 forecasts written, 0 already forecast, 2 failed"),
+            err.contains("4 cycles: 2 forecasts written, 0 already issued, 2 failed"),
             "{err}"
         );
         // Only the two forecasts' files and the index: no temporary, nothing of the failed cycles.
@@ -210,7 +219,7 @@ fn every_cycle_survives_a_failed_one_and_leaves_nothing_partial() {
     let out = forecast(&server, &args);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("4 cycles: 2 forecasts written, 2 already forecast, 0 failed"),
+        err.contains("4 cycles: 2 forecasts written, 2 already issued, 0 failed"),
         "{err}"
     );
     let index = std::fs::read_to_string(out_dir.join("index.jsonl")).unwrap();
@@ -322,6 +331,8 @@ fn hourly_forecasts_served_by_the_test_server_verify_as_evaluate_scores_them() {
         "48",
         "--max-age",
         "1h",
+        "--window",
+        "image-hour",
         "--out",
         s(&d.join("forecasts")),
         "--format",
@@ -329,7 +340,7 @@ fn hourly_forecasts_served_by_the_test_server_verify_as_evaluate_scores_them() {
     ]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("48 cycles: 48 forecasts written, 0 already forecast, 0 failed"),
+        err.contains("48 cycles: 48 forecasts written, 0 already issued, 0 failed"),
         "{err}"
     );
     let v: Value = serde_json::from_slice(
@@ -366,4 +377,346 @@ fn hourly_forecasts_served_by_the_test_server_verify_as_evaluate_scores_them() {
         v["tp"].as_u64().unwrap() + v["fp"].as_u64().unwrap() > 0,
         "{v}"
     );
+}
+
+/// The index's records, in order.
+fn index_records(dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(dir.join("index.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn issue_times(records: &[Value]) -> Vec<NaiveDateTime> {
+    records
+        .iter()
+        .map(|r| t(r["issue_time"].as_str().unwrap()))
+        .collect()
+}
+
+/// Waits for `child` at most `limit`, killing it (by its pid) when it runs longer.
+fn wait_or_kill(
+    mut child: std::process::Child,
+    limit: std::time::Duration,
+) -> (std::process::Output, std::time::Duration) {
+    let t0 = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() && t0.elapsed() < limit {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    if child.try_wait().unwrap().is_none() {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().unwrap();
+    (out, t0.elapsed())
+}
+
+fn spawn_forecast(server: &Server, extra: &[&str]) -> std::process::Child {
+    let model = common::golden().join("noattn.pth");
+    std::process::Command::new(assert_cmd::cargo::cargo_bin("flarecast"))
+        .args(["forecast", "--device", "cpu", "--model", s(&model)])
+        .args(["--api-url", &server.url])
+        .args(extra)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn a_replayed_month_has_one_record_per_cycle_each_from_its_issue_time_and_a_killed_run_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let jp2 = magnetogram_jp2(dir.path());
+    // March 2014, an image every 6 hours; cycles every 3 hours, so every image serves two.
+    let images: Vec<_> = (0..31 * 4)
+        .map(|k| {
+            (
+                t("2014-03-01T00:00:00") + chrono::Duration::hours(6 * k),
+                jp2.clone(),
+            )
+        })
+        .collect();
+    let images = Images::new(images);
+    let out_dir = dir.path().join("march");
+    let args = |cycles: &'static str| {
+        vec![
+            "--at",
+            "2014-03-01T00:00:00",
+            "--every",
+            "3h",
+            "--cycles",
+            cycles,
+            "--out",
+            s(&out_dir),
+            "--format",
+            "json,ccmc-text",
+        ]
+    };
+    // Killed mid-month, then run again: it goes on with the cycles not yet in the index.
+    let server = Server::start(images.routes()).unwrap();
+    let child = spawn_forecast(&server, &args("248"));
+    let index = out_dir.join("index.jsonl");
+    let t0 = std::time::Instant::now();
+    while t0.elapsed() < std::time::Duration::from_secs(300)
+        && (!index.exists() || std::fs::read_to_string(&index).unwrap().lines().count() < 5)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    let _ = wait_or_kill(child, std::time::Duration::from_secs(10));
+    let before = index_records(&out_dir).len();
+    assert!(
+        (5..248).contains(&before),
+        "{before} records before the kill"
+    );
+
+    let server = Server::start(images.routes()).unwrap();
+    let out = forecast(&server, &args("248"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!(
+            "248 cycles: {} forecasts written, {before} already issued, 0 failed",
+            248 - before
+        )),
+        "{err}"
+    );
+    // The cycles already issued cost no request.
+    assert_eq!(server.count("/v2/getClosestImage"), 248 - before);
+
+    let records = index_records(&out_dir);
+    let mut issued = issue_times(&records);
+    issued.sort();
+    let want: Vec<NaiveDateTime> = (0..248)
+        .map(|k| t("2014-03-01T00:00:00") + chrono::Duration::hours(3 * k))
+        .collect();
+    assert_eq!(issued, want, "one record per cycle, none twice");
+    for r in &records {
+        let issue = t(r["issue_time"].as_str().unwrap());
+        let image = t(r["image"]["time"].as_str().unwrap());
+        assert_eq!(t(r["prediction_window"]["start"].as_str().unwrap()), issue);
+        assert_eq!(
+            t(r["prediction_window"]["end"].as_str().unwrap()),
+            issue + chrono::Duration::hours(24)
+        );
+        // The newest 6-hourly image at or before the issue time, and its age.
+        assert_eq!(image.and_utc().timestamp() % (6 * 3600), 0);
+        assert!(image <= issue && issue - image < chrono::Duration::hours(6));
+        assert_eq!(r["image_age_seconds"], (issue - image).num_seconds());
+        assert_eq!(r["window_rule"], "issue_time");
+        for f in r["files"].as_array().unwrap() {
+            assert!(out_dir.join(f.as_str().unwrap()).is_file(), "{f}");
+        }
+    }
+    // Every record and text file is complete; no temporary is left.
+    let names = files(&out_dir);
+    assert_eq!(names.len(), 2 * 248 + 1, "{names:?}");
+    assert!(names.iter().all(|f| !flarecast::fsio::is_temp_name(f)));
+    let text = std::fs::read_to_string(out_dir.join("Flare_Forecast_flarecast_20140301_0300.txt"))
+        .unwrap();
+    assert!(
+        text.contains("Prediction window start time: 2014-03-01T03:00Z\n"),
+        "{text}"
+    );
+    assert!(text.contains("image 3h old at issue time"), "{text}");
+}
+
+#[test]
+fn a_flare_between_the_image_and_the_issue_time_is_not_counted_by_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let jp2 = magnetogram_jp2(d);
+    let images = Images::new(vec![(t("2014-03-01T04:00:00"), jp2)]);
+    let server = Server::start(images.routes()).unwrap();
+    let catalog = d.join("catalog.csv");
+    std::fs::write(
+        &catalog,
+        "start_time,peak_time,end_time,goes_class,fl_lon,fl_lat,noaa_ar,source,satellite,scale\n\
+         2014-03-01 05:00:00,2014-03-01 05:10:00,2014-03-01 05:20:00,M5.0,10,10,1,ncei,GOES-15,science\n\
+         2014-03-03 00:00:00,2014-03-03 00:10:00,2014-03-03 00:20:00,C1.0,10,10,1,ncei,GOES-15,science\n",
+    )
+    .unwrap();
+    let verify = |forecasts: &Path| -> Value {
+        serde_json::from_slice(
+            &common::run_ok(&[
+                "verify",
+                "--forecasts",
+                s(forecasts),
+                "--catalog",
+                s(&catalog),
+                "--catalog-end",
+                "2014-03-04T00:00:00",
+                "--json",
+            ])
+            .stdout,
+        )
+        .unwrap()
+    };
+    // Issued at 06:00 from the 04:00 image: the M5.0 at 05:00 was over before the issue.
+    for (window, observed, largest) in [
+        ("issue-time", false, Value::Null),
+        ("image-hour", true, Value::from("M5.0")),
+    ] {
+        let out_dir = d.join(window);
+        let out = forecast(
+            &server,
+            &[
+                "--at",
+                "2014-03-01T06:00:00",
+                "--window",
+                window,
+                "--out",
+                s(&out_dir),
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v = verify(&out_dir);
+        let o = &v["outcomes"][0];
+        assert_eq!(v["decided"], 1, "{v}");
+        assert_eq!(o["issue_time"], "2014-03-01T06:00:00Z");
+        assert_eq!(o["flare_observed"], observed, "{window}: {o}");
+        assert_eq!(o["largest_flare"], largest, "{window}: {o}");
+    }
+    // The replay's files say the window is not an operational one.
+    let record: Value = serde_json::from_str(
+        &std::fs::read_to_string(d.join("image-hour/flarecast_20140301_060000.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(record["window_rule"], "image_hour");
+    assert_eq!(record["prediction_window"]["start"], "2014-03-01T04:00:00Z");
+    let text =
+        std::fs::read_to_string(d.join("image-hour/Flare_Forecast_flarecast_20140301_0600.txt"))
+            .unwrap();
+    assert!(text.contains("not an operational window"), "{text}");
+}
+
+#[test]
+fn a_dripping_server_fails_its_cycle_by_the_deadline_reporting_each_retry_and_the_next_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let jp2 = magnetogram_jp2(dir.path());
+    let images = Images::new(vec![
+        (t("2014-03-01T00:00:00"), jp2.clone()),
+        (t("2014-03-01T02:00:00"), jp2),
+    ]);
+    let id0 = images.id_of(t("2014-03-01T00:00:00")).unwrap().to_string();
+    // The first image's JP2 comes at one byte a second, every time.
+    let server = Server::start(vec![
+        images.by_id_route().param("id", &id0).fault(Fault::Drip {
+            interval: std::time::Duration::from_secs(1),
+            n: u32::MAX,
+        }),
+        images.closest_route(),
+        images.by_id_route(),
+    ])
+    .unwrap();
+    let out_dir = dir.path().join("f");
+    let child = spawn_forecast(
+        &server,
+        &[
+            "--at",
+            "2014-03-01T00:00:00",
+            "--every",
+            "2h",
+            "--cycles",
+            "2",
+            "--timeout",
+            "6s",
+            "--out",
+            s(&out_dir),
+        ],
+    );
+    let (out, took) = wait_or_kill(child, std::time::Duration::from_secs(90));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "took {took:?}: {err}");
+    // A 6 s deadline: the run ends long before one 60 s attempt would have.
+    assert!(
+        took < std::time::Duration::from_secs(45),
+        "took {took:?}: {err}"
+    );
+    let retries: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("cycle 0: retry: "))
+        .collect();
+    assert!(!retries.is_empty(), "{err}");
+    assert!(
+        retries[0].contains(&format!(
+            "getJP2Image for image {id0}: attempt 1 of 3 failed: "
+        )),
+        "{err}"
+    );
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("cycle 0 at 2014-03-01 00:00:00 failed: getJP2Image")),
+        "{err}"
+    );
+    assert!(
+        err.contains("2 cycles: 1 forecasts written, 0 already issued, 1 failed"),
+        "{err}"
+    );
+    let records = index_records(&out_dir);
+    assert_eq!(issue_times(&records), [t("2014-03-01T02:00:00")]);
+
+    // A deadline as long as the cycle is refused, naming the flag.
+    let out = forecast(
+        &server,
+        &["--every", "1h", "--timeout", "1h", "--out", s(&out_dir)],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("--timeout") && err.contains("not shorter"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_live_cycle_after_a_stalled_one_starts_on_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let jp2 = magnetogram_jp2(dir.path());
+    let now = chrono::Utc::now().naive_utc();
+    let images = Images::new(vec![(now - chrono::Duration::minutes(30), jp2)]);
+    // The first three attempts at the JP2 (all the first cycle can make) drip.
+    let server = Server::start(vec![
+        images.by_id_route().fault(Fault::Drip {
+            interval: std::time::Duration::from_secs(1),
+            n: 3,
+        }),
+        images.closest_route(),
+    ])
+    .unwrap();
+    let out_dir = dir.path().join("live");
+    let child = spawn_forecast(
+        &server,
+        &[
+            "--every",
+            "10s",
+            "--cycles",
+            "2",
+            "--timeout",
+            "3s",
+            "--out",
+            s(&out_dir),
+        ],
+    );
+    let (out, took) = wait_or_kill(child, std::time::Duration::from_secs(90));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "took {took:?}: {err}");
+    assert!(
+        err.contains("2 cycles: 1 forecasts written, 0 already issued, 1 failed"),
+        "{err}"
+    );
+    let failed = err
+        .lines()
+        .find(|l| l.starts_with("cycle 0 at ") && l.contains(" failed: "))
+        .unwrap_or_else(|| panic!("{err}"));
+    let at = "cycle 0 at ".len();
+    let first = t(&failed[at..at + 19].replace(' ', "T"));
+    let second = issue_times(&index_records(&out_dir))[0];
+    // The second cycle is issued a cycle after the first, not after the stall.
+    let gap = (second - first).num_seconds();
+    assert!((9..=14).contains(&gap), "gap {gap} s: {err}");
 }

@@ -90,10 +90,12 @@ fn hourly_forecasts_from_a_local_tree_verify_as_evaluate_scores_them() {
         "json",
         "--device",
         "cpu",
+        "--window",
+        "image-hour",
     ]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("50 cycles: 48 forecasts written, 2 already forecast, 0 failed"),
+        err.contains("50 cycles: 48 forecasts written, 2 already issued, 0 failed"),
         "{err}"
     );
     let v = verify(d, &d.join("forecasts"));
@@ -132,4 +134,54 @@ fn hourly_forecasts_from_a_local_tree_verify_as_evaluate_scores_them() {
         (v["decided"].as_u64(), v["pending"].as_u64()),
         (Some(13), Some(35))
     );
+
+    // With a calibrated model: the scores at the threshold are the raw probability's,
+    // unchanged; Brier and BSS of both are reported.
+    let csv = d.join("held_out.csv");
+    common::overconfident_predictions(&csv);
+    let cal_model = d.join("noattn_cal.safetensors");
+    common::calibrate(
+        &common::golden().join("noattn.pth"),
+        &csv,
+        &cal_model,
+        "platt",
+    );
+    common::run_ok(&[
+        "forecast",
+        "--model",
+        s(&cal_model),
+        "--images",
+        s(&images),
+        "--at",
+        "2014-03-01T00:20:00",
+        "--every",
+        "1h",
+        "--cycles",
+        "48",
+        "--out",
+        s(&d.join("calibrated")),
+        "--format",
+        "json",
+        "--device",
+        "cpu",
+        "--window",
+        "image-hour",
+    ]);
+    let c = verify(d, &d.join("calibrated"));
+    let plain = verify(d, &d.join("forecasts"));
+    assert_eq!(c["scores"], plain["scores"]);
+    let cal = &c["calibrated"];
+    assert_eq!(cal["raw"]["brier"], plain["scores"]["brier"]);
+    assert_ne!(cal["calibrated"]["brier"], cal["raw"]["brier"]);
+    assert!(plain.get("calibrated").is_none());
+    for (o, p) in c["outcomes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(plain["outcomes"].as_array().unwrap())
+    {
+        assert_eq!(o["raw_probability"], p["probability"]);
+        assert_eq!(o["calibrated"], true);
+        assert_eq!(o["flare_forecast"], p["flare_forecast"]);
+    }
 }

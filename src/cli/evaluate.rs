@@ -78,6 +78,9 @@ pub fn run(args: Args) -> Result<()> {
             println!("wrote {p}");
         }
         print_report(&e.report);
+        if let Some(c) = &e.calibrated {
+            super::calibrate::print_compared(c);
+        }
         for p in &e.plots {
             println!("plot: {p}");
         }

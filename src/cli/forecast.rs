@@ -2,8 +2,9 @@
 
 use super::model_args::ModelArgs;
 use anyhow::{bail, Context, Result};
+use flarecast::forecast::source::Fetch;
 use flarecast::forecast::watch::{self, Event, Outputs, Schedule};
-use flarecast::forecast::{output, Ensemble, Forecaster, Format, Origin, Source};
+use flarecast::forecast::{output, Ensemble, Forecaster, Format, Origin, Source, WindowRule};
 use flarecast::instant::{chrono_duration, parse_duration, parse_time};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -30,22 +31,32 @@ checkpoints load as they are, including the paper's published fold checkpoints
 (attn_fold1.pth .. attn_fold4.pth in the reference repository's trained_models), as do
 flarecast's .safetensors.
 
-The prediction window is the 24 hours from the start of the image's hour, the window
-`flarecast label` gives that image, so `flarecast verify` scores forecasts exactly as
-`evaluate` scores the labelled instances. The record (on stdout: a summary line, or with
---json the record as one JSON object; and in --out) names
-the flarecast version, each model's path, SHA-256 and architecture, the issue time, the
-image's time, source id and id, the window, the threshold class M1.0, the probability,
-the members, the spread and the yes/no decision at --threshold. --out also writes the CCMC Flare Scoreboard text and JSON exchange files
-(flarecast forecasts the M+ bin only and says so; it gives no X probability).
+The prediction window of a forecast issued at T (--at, or now) is (T, T + 24 h]: flares
+starting after the issue time, as `label` labels an instance at T; the image is the
+newest at or before T and its age at T is in the record. --window image-hour instead
+starts the window at the image's hour, the window `flarecast label` gives that image (the
+paper's per-image rule), so that `flarecast verify` over a replayed archive scores
+exactly as `evaluate` scores the labelled instances; that is not an operational window
+(it can start before the forecast is issued) and the files say so. The record (on stdout:
+a summary line, or with --json the record as one JSON object; and in --out) names the
+flarecast version, each model's path, SHA-256 and architecture, the issue time, the
+image's time, source id, id and age, the window and its rule, the threshold class M1.0,
+the probability, the members, the spread and the yes/no decision at --threshold. --out
+also writes the CCMC Flare Scoreboard text and JSON exchange files (flarecast forecasts
+the M+ bin only and says so; it gives no X probability).
 
---every keeps running: one forecast per cycle into --out, each file written atomically,
-an index of every forecast in --out/index.jsonl; a cycle whose newest image was already
-forecast writes nothing (each written forecast is a line on stdout, with --json its
-record as one line of JSON); a failed cycle (server down, bad image) prints one line and the
-next goes on; SIGINT/SIGTERM let the current write finish and exit 0. With --at now (the
-default) cycles follow the clock; with a fixed --at they replay an archive: cycle k
-forecasts as of --at + k * --every, back to back.
+--every keeps running: one forecast per cycle into --out (the newest image may repeat; each
+cycle is a record of its own), each file written atomically, an index of every forecast
+in --out/index.jsonl; each written forecast is a line on stdout, with --json its record as
+one line of JSON. A cycle already in the index is never written again: a restarted run
+goes on with the next cycle (live, not before a cycle after the last one issued). Each
+cycle's requests end by --timeout (default a quarter of the cycle, at most 5 min), each
+retry reported on stderr, so a stalled server fails that cycle only; a failed cycle
+(server down, bad image) prints one line and the next goes on; SIGINT/SIGTERM let the
+current write finish and exit 0. With --at now (the default) cycles follow the clock;
+with a fixed --at they replay an archive: cycle k is issued at --at + k * --every, back
+to back. With --window image-hour a cycle whose newest image was already forecast writes
+nothing (its window would be the same).
 
 Examples:
   flarecast forecast --model attn_fold1.pth --model attn_fold2.pth --model attn_fold3.pth \\
@@ -104,6 +115,14 @@ pub struct Args {
     /// Stop after this many cycles.
     #[arg(long, requires = "every")]
     cycles: Option<u64>,
+    /// Deadline of one forecast's requests (e.g. 30s, 2m): every attempt and retry
+    /// included. Default: a quarter of --every, at most 5m.
+    #[arg(long)]
+    timeout: Option<String>,
+    /// Where the window starts: issue-time (T, T + 24h], or image-hour, the per-image
+    /// window of `label` for replaying an archive (not an operational window).
+    #[arg(long, default_value = "issue-time")]
+    window: WindowRule,
     /// The record as one JSON object (with --every: one line of JSON per forecast
     /// written) instead of the summary line.
     #[arg(long)]
@@ -124,7 +143,18 @@ pub fn run(args: Args) -> Result<()> {
     let forecaster = Forecaster::new(
         Ensemble::load(&args.run.models, &args.run.settings())?,
         args.threshold,
-    )?;
+    )?
+    .with_window_rule(args.window);
+    let every = args
+        .every
+        .as_deref()
+        .map(parse_duration)
+        .transpose()
+        .context("--every")?;
+    let timeout = match &args.timeout {
+        Some(t) => parse_duration(t).context("--timeout")?,
+        None => watch::default_timeout(every),
+    };
     let origin = match &args.images {
         Some(dir) => Origin::Tree(dir.clone()),
         None => Origin::Helioviewer {
@@ -133,16 +163,20 @@ pub fn run(args: Args) -> Result<()> {
         },
     };
     let source = Source { origin, max_age };
-    if let Some(every) = &args.every {
-        let every = parse_duration(every).context("--every")?;
-        return run_every(&args, &forecaster, &source, every, at);
+    if let Some(every) = every {
+        return run_every(&args, &forecaster, &source, every, timeout, at);
     }
     let issue_time = at.unwrap_or_else(flarecast::forecast::record::now_utc);
     let forecast = match &args.image {
         Some(path) => forecaster.from_file(path, None, issue_time)?,
         None => {
-            let client = source.connect()?;
-            forecaster.from_source(&source, client.as_ref(), issue_time)?
+            let client = source.connect(timeout)?;
+            let mut fetch = Fetch {
+                client: client.as_ref(),
+                deadline: Some(std::time::Instant::now() + timeout),
+                on_retry: &mut |m: &str| eprintln!("flarecast: retry: {m}"),
+            };
+            forecaster.from_source(&source, &mut fetch, issue_time)?
         }
     };
     for note in &forecast.input.notes {
@@ -173,6 +207,7 @@ fn run_every(
     forecaster: &Forecaster,
     source: &Source,
     every: std::time::Duration,
+    timeout: std::time::Duration,
     start: Option<chrono::NaiveDateTime>,
 ) -> Result<()> {
     let Some(dir) = &args.out else {
@@ -192,6 +227,7 @@ fn run_every(
         every,
         cycles: args.cycles,
         start,
+        timeout,
     };
     let summary = watch::run(
         forecaster,
@@ -210,20 +246,37 @@ fn run_every(
                     println!("cycle {cycle}: {}", record.summary())
                 }
             }
-            Event::AlreadyForecast { cycle, at, image } => eprintln!(
+            Event::Resuming { last_issue, wait } => eprintln!(
+                "the last forecast in {} was issued at {last_issue}: the next cycle starts in {}",
+                dir.display(),
+                humantime::format_duration(std::time::Duration::from_secs(wait.as_secs()))
+            ),
+            Event::Retry { cycle, message } => {
+                eprintln!("cycle {cycle}: retry: {message}")
+            }
+            Event::AlreadyIssued {
+                cycle,
+                at,
+                image: Some(image),
+            } => eprintln!(
                 "cycle {cycle} at {at}: the newest image ({}) was already forecast",
                 image.time
             ),
+            Event::AlreadyIssued {
+                cycle,
+                at,
+                image: None,
+            } => eprintln!("cycle {cycle} at {at}: already issued"),
             Event::Failed { cycle, at, error } => {
                 eprintln!("cycle {cycle} at {at} failed: {error}")
             }
         },
     )?;
     eprintln!(
-        "{} cycles: {} forecasts written, {} already forecast, {} failed{}; index {}",
+        "{} cycles: {} forecasts written, {} already issued, {} failed{}; index {}",
         summary.cycles,
         summary.written,
-        summary.already_forecast,
+        summary.already_issued,
         summary.failed,
         if summary.stopped_by_signal {
             " (stopped by signal)"

@@ -2,6 +2,7 @@
 
 mod attention;
 mod bench;
+mod calibrate;
 mod convert;
 mod convert_weights;
 mod download;
@@ -63,6 +64,8 @@ enum Command {
     Forecast(forecast::Args),
     /// Score forecasts against a flare catalogue: outcomes, pending forecasts, TSS, plots.
     Verify(verify::Args),
+    /// Fit a probability calibration on a prediction file into a new weights file.
+    Calibrate(calibrate::Args),
     /// Attention maps (or Grad-CAM for the standard CNN) overlaid on magnetograms.
     Attention(attention::Args),
     /// Explain forecasts: Integrated Gradients, (Guided) Grad-CAM, occlusion, attention.
@@ -91,6 +94,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Predict(a) => predict::run(a),
         Command::Forecast(a) => forecast::run(a),
         Command::Verify(a) => verify::run(a),
+        Command::Calibrate(a) => calibrate::run(a),
         Command::Attention(a) => attention::run(a),
         Command::Explain(a) => explain::run(a),
         Command::ConvertWeights(a) => convert_weights::run(a),

@@ -37,7 +37,18 @@ pub fn run(args: Args) -> Result<()> {
             model.precision.reason,
             args.threshold
         );
-        println!("{:>8}  {:>8}  {:<8}  input", "P(FL)", "forecast", "index");
+        if let Some(c) = &model.loaded.meta.calibration {
+            println!(
+                "calibrated: {} (P(cal)); the forecast is P(FL) >= threshold",
+                flarecast::forecast::ensemble::describe_calibration(c)
+            );
+            println!(
+                "{:>8}  {:>8}  {:>8}  {:<8}  input",
+                "P(FL)", "P(cal)", "forecast", "index"
+            );
+        } else {
+            println!("{:>8}  {:>8}  {:<8}  input", "P(FL)", "forecast", "index");
+        }
     }
     for p in preds {
         let p = p?;
@@ -45,15 +56,20 @@ pub fn run(args: Args) -> Result<()> {
             eprintln!("flarecast: warning: {note}");
         }
         if args.json {
-            let line = serde_json::json!({
+            let mut line = serde_json::json!({
                 "input": p.input.display().to_string(), "index": p.index, "flare_prob": p.flare_prob,
                 "logits": p.logits, "flare": p.flare, "model": arch,
             });
+            if let Some(c) = p.calibrated_prob {
+                line["calibrated_prob"] = serde_json::json!(c);
+            }
             super::print_json_line(&line)?;
         } else {
+            let cal = p.calibrated_prob.map(|c| format!("{c:>8.4}  "));
             println!(
-                "{:>8.4}  {:>8}  {:<8}  {}",
+                "{:>8.4}  {}{:>8}  {:<8}  {}",
                 p.flare_prob,
+                cal.unwrap_or_default(),
                 if p.flare { "FL" } else { "NF" },
                 p.index,
                 p.input.display()

@@ -80,6 +80,9 @@ pub fn run(args: Args) -> Result<()> {
             println!("undefined: {why}");
         }
     }
+    if let Some(c) = &report.calibrated {
+        super::calibrate::print_compared(c);
+    }
     for p in &report.plots {
         println!("plot {p}");
     }

@@ -280,7 +280,20 @@ fn roc(dir: &Path, files: &[PredictionFile]) -> Result<PathBuf> {
 }
 
 fn reliability(dir: &Path, files: &[PredictionFile]) -> Result<PathBuf> {
-    draw_png(dir, "reliability.png", (900, 900), |root| {
+    reliability_named(dir, "reliability.png", files)
+}
+
+/// The reliability diagram of `files` (one curve each) alone, into `path`.
+pub fn reliability_plot(path: &Path, files: &[PredictionFile]) -> Result<PathBuf> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    let dir = dir.unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let name = path.file_name().context("the plot has no file name")?;
+    reliability_named(dir, &name.to_string_lossy(), files)
+}
+
+fn reliability_named(dir: &Path, name: &str, files: &[PredictionFile]) -> Result<PathBuf> {
+    draw_png(dir, name, (900, 900), |root| {
         let (top, bottom) = root.split_vertically(640);
         let mut chart = styled_chart(
             &top,

@@ -36,6 +36,11 @@ pub struct Evaluation {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub predictions: Option<String>,
     pub plots: Vec<String>,
+    /// With a calibrated model: Brier, BSS and reliability of its raw and calibrated
+    /// probabilities (the scores above, TSS and HSS2 at the threshold among them, are the
+    /// raw probability's, as the prediction file holds it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub calibrated: Option<crate::calibrate::Compared>,
 }
 
 /// Makes or reads the predictions, scores them, and draws the plots. `progress` shows a
@@ -56,6 +61,13 @@ pub fn run(cfg: &EvaluateConfig, progress: &Progress) -> Result<Evaluation> {
     };
     let files = super::read_prediction_files(&paths)?;
     let report = super::evaluate(&files, details.as_ref(), cfg.threshold)?;
+    let calibrated = match &cfg.predictions {
+        Predictions::Model(fold) => crate::model::weights::read_weights(&fold.model)?
+            .1
+            .and_then(|m| m.calibration)
+            .map(|c| crate::calibrate::compare(&files[0], &c)),
+        Predictions::Files(_) => None,
+    };
     let mut plotted = Vec::new();
     if let Some(dir) = &cfg.plots {
         plotted = plots::plot_predictions(dir, &files, cfg.threshold)?;
@@ -67,5 +79,6 @@ pub fn run(cfg: &EvaluateConfig, progress: &Progress) -> Result<Evaluation> {
         report,
         predictions: written.map(|p| p.display().to_string()),
         plots: plotted.iter().map(|p| p.display().to_string()).collect(),
+        calibrated,
     })
 }

@@ -4,7 +4,7 @@
 //! flarecast forecasts the M+ bin (>= M1.0) only; both formats say so rather than carry
 //! an X probability the model never made.
 
-use super::record::{Record, WINDOW_HOURS};
+use super::record::{Record, WindowRule, WINDOW_HOURS};
 use chrono::NaiveDateTime;
 
 /// The method name the scoreboard files carry.
@@ -49,6 +49,30 @@ fn input_data(r: &Record) -> String {
     s
 }
 
+/// What the files say of the window: where it starts, and for a replay's per-image window
+/// that it is not an operational one.
+fn window_note(r: &Record) -> String {
+    let mut s = format!("Prediction window: {}", r.window_rule.describe());
+    if r.window_rule == WindowRule::IssueTime {
+        s.push_str(&format!(
+            "; image {} old at issue time",
+            super::record::human_age(r.image_age_seconds)
+        ));
+    }
+    s
+}
+
+/// What the files say of the probability: calibrated (how), or the networks' own output.
+fn probability_note(r: &Record) -> String {
+    match &r.calibration {
+        Some(how) => format!(
+            "Probability: calibrated ({how}); the networks' raw probability is {:.4}",
+            r.raw()
+        ),
+        None => "Probability: the networks' raw output, not calibrated".to_string(),
+    }
+}
+
 /// The text exchange file.
 pub fn text(r: &Record) -> String {
     let unc = uncertainty(r).map_or("-".to_string(), |u| format!("{u:.4}"));
@@ -62,6 +86,8 @@ pub fn text(r: &Record) -> String {
          Input data: {input}\n\
          Prediction window (hours): {WINDOW_HOURS}\n\
          # {ONLY_M_NOTE}\n\
+         # {window}\n\
+         # {probability}\n\
          # Uncertainty: standard deviation over the ensemble members (- for one model); Level: not given\n\
          #Full Disk Forecast\n\
          #Bin Probability Uncertainty Level\n\
@@ -74,6 +100,8 @@ pub fn text(r: &Record) -> String {
         start = fmt_minute(r.prediction_window.start),
         end = fmt_minute(r.prediction_window.end),
         input = input_data(r),
+        window = window_note(r),
+        probability = probability_note(r),
         p = r.probability,
     )
 }
@@ -97,7 +125,7 @@ pub fn json(r: &Record) -> serde_json::Value {
                 "flare_probabilities": [prob],
             }],
             "region_forecasts": [],
-            "notes": ONLY_M_NOTE,
+            "notes": format!("{ONLY_M_NOTE}. {}. {}", window_note(r), probability_note(r)),
         }
     })
 }

@@ -23,6 +23,17 @@ pub struct Ensemble {
     pub device: Device,
 }
 
+/// `platt, fitted on fold2_res.csv (124 instances, 31 flaring)`.
+pub fn describe_calibration(c: &crate::calibrate::Calibration) -> String {
+    format!(
+        "{}, fitted on {} ({} instances, {} flaring)",
+        c.method(),
+        c.fitted_on,
+        c.instances,
+        c.events
+    )
+}
+
 /// SHA-256 of a file, in hex.
 pub fn sha256_file(path: &Path) -> Result<String> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -48,13 +59,47 @@ impl Ensemble {
                 sha256: sha256_file(path)?,
                 architecture: m.loaded.net.arch().name().to_string(),
                 im_size: m.im_size.into(),
+                calibration: m.loaded.meta.calibration.as_ref().map(describe_calibration),
             };
             members.push(Member {
                 info,
                 model: m.loaded,
             });
         }
+        let calibrated = members
+            .iter()
+            .filter(|m| m.model.meta.calibration.is_some());
+        let calibrated = calibrated.count();
+        if calibrated > 0 && calibrated < members.len() {
+            let plain: Vec<&str> = members
+                .iter()
+                .filter(|m| m.model.meta.calibration.is_none())
+                .map(|m| m.info.path.as_str())
+                .collect();
+            bail!(
+                "{calibrated} of the {} models carry a calibration but {} do not: calibrate \
+                 every member (flarecast calibrate) or none",
+                members.len(),
+                plain.join(", ")
+            );
+        }
         Ok(Ensemble { members, device })
+    }
+
+    /// Whether the members' probabilities are calibrated (all of them, or none is).
+    pub fn calibrated(&self) -> bool {
+        self.members
+            .iter()
+            .all(|m| m.model.meta.calibration.is_some())
+    }
+
+    /// Each member's calibrated probability from its raw one (None when uncalibrated).
+    pub fn calibrate(&self, raw: &[f64]) -> Option<Vec<f64>> {
+        self.members
+            .iter()
+            .zip(raw)
+            .map(|(m, &p)| m.model.meta.calibration.as_ref().map(|c| c.apply(p)))
+            .collect()
     }
 
     pub fn infos(&self) -> Vec<ModelInfo> {

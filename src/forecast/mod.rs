@@ -1,7 +1,8 @@
 //! Forecasts from today's Sun: the newest HMI magnetogram (from Helioviewer, or a local
-//! file) through the trained networks, as a record with the prediction window `label`
-//! would give the image, in flarecast's JSON and the CCMC Flare Scoreboard formats; once,
-//! or every cycle into a folder with an index.
+//! file) through the trained networks, as a record whose prediction window is the 24
+//! hours after the issue time (or, for replays, the window `label` gives the image), in
+//! flarecast's JSON and the CCMC Flare Scoreboard formats; once, or every cycle into a
+//! folder with an index.
 //!
 //! - [`record`]: the forecast record and its JSON.
 //! - [`ccmc`]: the scoreboard's text and JSON exchange formats.
@@ -9,7 +10,7 @@
 //! - [`observed`]: when a local magnetogram was observed.
 //! - [`source`]: the newest acceptable image from the Helioviewer API, fetched by id.
 //! - [`output`]: the files of a forecast and the index, written atomically.
-//! - [`watch`]: one forecast per cycle, skipping images already forecast.
+//! - [`watch`]: one forecast per cycle, each cycle within its deadline, never twice.
 
 pub mod ccmc;
 pub mod ensemble;
@@ -21,11 +22,11 @@ pub mod watch;
 
 pub use ensemble::Ensemble;
 pub use output::{Format, Written};
-pub use record::Record;
+pub use record::{Record, WindowRule};
 pub use source::{Origin, Source};
 
 use crate::preprocess::Input;
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use chrono::NaiveDateTime;
 use std::path::Path;
 
@@ -35,10 +36,11 @@ pub struct Forecast {
     pub input: Input,
 }
 
-/// An ensemble with its decision threshold.
+/// An ensemble with its decision threshold and window rule.
 pub struct Forecaster {
     pub ensemble: Ensemble,
     pub threshold: f64,
+    pub window_rule: WindowRule,
 }
 
 impl Forecaster {
@@ -47,7 +49,14 @@ impl Forecaster {
         Ok(Forecaster {
             ensemble,
             threshold,
+            window_rule: WindowRule::IssueTime,
         })
+    }
+
+    /// The same forecaster with windows by `rule`.
+    pub fn with_window_rule(mut self, rule: WindowRule) -> Forecaster {
+        self.window_rule = rule;
+        self
     }
 
     /// The forecast from an input observed at `image_time`.
@@ -57,13 +66,24 @@ impl Forecaster {
         image_info: record::ImageInfo,
         issue_time: NaiveDateTime,
     ) -> Result<Forecast> {
-        let probs = self.ensemble.predict(&input)?;
-        let record = Record::new(
+        if image_info.time > issue_time {
+            bail!(
+                "the image was observed at {}, after the issue time {}: a forecast can \
+                 only use images from before it is issued",
+                record::fmt_utc(image_info.time),
+                record::fmt_utc(issue_time)
+            );
+        }
+        let raw = self.ensemble.predict(&input)?;
+        let calibrated = self.ensemble.calibrate(&raw);
+        let record = Record::calibrated(
             self.ensemble.infos(),
             issue_time,
             image_info,
-            &probs,
+            &raw,
+            calibrated.as_deref(),
             self.threshold,
+            self.window_rule,
         );
         Ok(Forecast { record, input })
     }
@@ -99,22 +119,22 @@ impl Forecaster {
     pub fn from_source(
         &self,
         source: &Source,
-        client: Option<&crate::http::Client>,
+        fetch: &mut source::Fetch,
         at: NaiveDateTime,
     ) -> Result<Forecast> {
-        let image = source.newest(client, at)?;
-        self.from_chosen(source, client, image, at)
+        let image = source.newest(fetch, at)?;
+        self.from_chosen(source, fetch, image, at)
     }
 
     /// The forecast from an image [`Source::newest`] chose.
     pub fn from_chosen(
         &self,
         source: &Source,
-        client: Option<&crate::http::Client>,
+        fetch: &mut source::Fetch,
         image: record::ImageInfo,
         at: NaiveDateTime,
     ) -> Result<Forecast> {
-        let pixels = source.training_image(client, &image)?;
-        self.forecast(pixels, image, at)
+        let input = source.training_image(fetch, &image)?;
+        self.forecast(input, image, at)
     }
 }

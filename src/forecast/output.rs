@@ -156,14 +156,23 @@ fn append_index(dir: &Path, r: &Record, files: &[PathBuf]) -> Result<()> {
     fsio::write_atomic(&path, text.as_bytes())
 }
 
-/// The images already forecast in `dir` (by [`super::record::ImageInfo::key`]).
-pub fn forecast_images(dir: &Path) -> Result<HashSet<String>> {
+/// The forecasts already in `dir`'s index: their keys ([`Record::key`]) and the latest
+/// issue time.
+pub struct Issued {
+    pub keys: HashSet<String>,
+    pub last_issue: Option<chrono::NaiveDateTime>,
+}
+
+/// What `dir`'s index holds (nothing when it has none).
+pub fn issued(dir: &Path) -> Result<Issued> {
     let path = dir.join(INDEX);
-    if !path.exists() {
-        return Ok(HashSet::new());
-    }
-    Ok(super::record::read_records(&path)?
-        .into_iter()
-        .map(|r| r.image.key())
-        .collect())
+    let records = if path.exists() {
+        super::record::read_records(&path)?
+    } else {
+        Vec::new()
+    };
+    Ok(Issued {
+        keys: records.iter().map(Record::key).collect(),
+        last_issue: records.iter().map(|r| r.issue_time).max(),
+    })
 }

@@ -6,7 +6,7 @@
 
 use super::record::ImageInfo;
 use crate::http::snippet;
-use crate::http::{Client, Expect, RetryPolicy};
+use crate::http::{Client, Expect, Retry, RetryPolicy};
 use crate::instant::Instant;
 use crate::preprocess::{training_image_from_jp2, Input, Pixels};
 use anyhow::{anyhow, bail, Context, Result};
@@ -108,19 +108,43 @@ fn human(d: Duration) -> String {
     humantime::format_duration(StdDuration::from_secs(d.num_seconds().max(0) as u64)).to_string()
 }
 
+/// Attempts per request (the first and two retries).
+const ATTEMPTS: u32 = 3;
+
+/// How one forecast fetches: the client (None for a tree), the time by which the whole
+/// forecast's requests must be done, and who hears about retries.
+pub struct Fetch<'a> {
+    pub client: Option<&'a Client>,
+    pub deadline: Option<std::time::Instant>,
+    pub on_retry: &'a mut dyn FnMut(&str),
+}
+
+impl Fetch<'_> {
+    fn get(&mut self, what: &str, url: &str, expect: Expect) -> Result<Vec<u8>> {
+        let client = self.client.context("no HTTP client")?;
+        let on_retry = &mut *self.on_retry;
+        client
+            .get_until(url, expect, self.deadline, &mut |r: &Retry| {
+                on_retry(&format!("{what}: {r}"))
+            })
+            .map_err(|e| anyhow!("{what}: {}", e.reason))
+    }
+}
+
 impl Source {
-    /// The HTTP client for Helioviewer (None for a tree), with short retries: a cycle
-    /// that fails is retried by the next cycle.
-    pub fn connect(&self) -> Result<Option<Client>> {
+    /// The HTTP client for Helioviewer (None for a tree), with short retries: each
+    /// attempt gets a third of `timeout`, the deadline of a whole forecast, so a stalled
+    /// answer leaves time for another; a cycle that fails is retried by the next cycle.
+    pub fn connect(&self, timeout: StdDuration) -> Result<Option<Client>> {
         let Origin::Helioviewer { api_url, .. } = &self.origin else {
             return Ok(None);
         };
         Ok(Some(Client::new(
             api_url,
-            StdDuration::from_secs(60),
+            (timeout / ATTEMPTS).max(StdDuration::from_millis(100)),
             0.0,
             RetryPolicy {
-                retries: 2,
+                retries: ATTEMPTS - 1,
                 backoff: StdDuration::from_millis(500),
                 max_backoff: StdDuration::from_secs(5),
             },
@@ -128,14 +152,11 @@ impl Source {
     }
 
     /// The newest acceptable image at or before `at`.
-    pub fn newest(&self, client: Option<&Client>, at: NaiveDateTime) -> Result<ImageInfo> {
+    pub fn newest(&self, fetch: &mut Fetch, at: NaiveDateTime) -> Result<ImageInfo> {
         match &self.origin {
             Origin::Helioviewer { api_url, source_id } => {
-                let client = client.context("no HTTP client")?;
                 let url = closest_url(api_url, at, *source_id);
-                let body = client
-                    .get(&url, Expect::Text)
-                    .map_err(|e| anyhow!("getClosestImage for {at}: {}", e.reason))?;
+                let body = fetch.get(&format!("getClosestImage for {at}"), &url, Expect::Text)?;
                 let image =
                     parse_closest(&body).with_context(|| format!("getClosestImage for {at}"))?;
                 check_age(&image, at, self.max_age)?;
@@ -176,13 +197,14 @@ impl Source {
 
     /// The training image of an image [`Source::newest`] chose: fetched by id and prepared
     /// as `convert` prepares a JP2, or read from the tree as every command reads a file.
-    pub fn training_image(&self, client: Option<&Client>, image: &ImageInfo) -> Result<Input> {
+    pub fn training_image(&self, fetch: &mut Fetch, image: &ImageInfo) -> Result<Input> {
         match (&self.origin, image.id, &image.file) {
             (Origin::Helioviewer { api_url, .. }, Some(id), _) => {
-                let client = client.context("no HTTP client")?;
-                let bytes = client
-                    .get(&image_by_id_url(api_url, id), Expect::Jp2)
-                    .map_err(|e| anyhow!("getJP2Image for image {id}: {}", e.reason))?;
+                let bytes = fetch.get(
+                    &format!("getJP2Image for image {id}"),
+                    &image_by_id_url(api_url, id),
+                    Expect::Jp2,
+                )?;
                 let what = format!("image {id} ({})", image.time);
                 Ok(Input {
                     path: what.clone().into(),

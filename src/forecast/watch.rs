@@ -1,15 +1,21 @@
 //! One forecast per cycle into an output folder. Live (no start time): a cycle every
-//! `every` of wall-clock time, each for the newest image at that moment. Replay (a start
-//! time): cycle k forecasts as of `start + k * every`, back to back, as an archive allows.
-//! A cycle whose newest image was already forecast writes nothing; a cycle that fails
-//! (server down, bad image) is reported and the next one runs. The stop flag (set by
-//! SIGINT/SIGTERM) is looked at between cycles and while waiting, never mid-write.
+//! `every` of wall-clock time, each issued at that moment for the newest image then.
+//! Replay (a start time): cycle k is issued at `start + k * every`, back to back, as an
+//! archive allows. Every cycle is a record of its own (the newest image may repeat; its
+//! age is in the record); with per-image windows a repeated image is the same forecast
+//! and writes nothing. A cycle already in the folder's index is never written again, so a
+//! restarted run goes on with the next cycle (live: not before the last one's cycle has
+//! passed). Each cycle's requests end by its deadline (`timeout`, shorter than the
+//! cycle), so a stalled server fails that cycle and the next runs on time. The stop flag
+//! (set by SIGINT/SIGTERM) is looked at between cycles and while waiting, never mid-write.
 
 use super::output::{self, Format};
-use super::record::{now_utc, ImageInfo, Record};
+use super::record::{self, now_utc, ImageInfo, Record, WindowRule};
+use super::source::Fetch;
 use super::{Forecaster, Source};
 use anyhow::Result;
 use chrono::NaiveDateTime;
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -20,8 +26,35 @@ pub struct Schedule {
     pub every: Duration,
     /// Stop after this many cycles (None: until stopped).
     pub cycles: Option<u64>,
-    /// Replay from this forecast time instead of following the clock.
+    /// Replay from this issue time instead of following the clock.
     pub start: Option<NaiveDateTime>,
+    /// The deadline of one cycle's requests, from the cycle's start.
+    pub timeout: Duration,
+}
+
+impl Schedule {
+    /// Refuses a deadline that would let one cycle run into the next.
+    pub fn check(&self) -> Result<()> {
+        if self.timeout >= self.every {
+            return Err(crate::setting::bad(
+                "timeout",
+                format!(
+                    "a cycle's deadline of {} is not shorter than the cycle of {}: a stalled \
+                     cycle would delay the next",
+                    humantime::format_duration(self.timeout),
+                    humantime::format_duration(self.every)
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The deadline of a forecast's requests when none is given: a quarter of the cycle, at
+/// most five minutes (a forecast's two requests take seconds when the server is well).
+pub fn default_timeout(every: Option<Duration>) -> Duration {
+    let cap = Duration::from_secs(300);
+    every.map_or(cap, |e| (e / 4).min(cap))
 }
 
 /// What the output folder gets.
@@ -34,15 +67,24 @@ pub struct Outputs {
 
 /// What one cycle did.
 pub enum Event {
+    /// The live run waits for the cycle after the last one in the folder.
+    Resuming {
+        last_issue: NaiveDateTime,
+        wait: Duration,
+    },
+    /// A request of the cycle is retried.
+    Retry { cycle: u64, message: String },
     Written {
         cycle: u64,
         record: Box<Record>,
         files: Vec<PathBuf>,
     },
-    AlreadyForecast {
+    /// The folder has this cycle's forecast already (by issue time, or for per-image
+    /// windows by image).
+    AlreadyIssued {
         cycle: u64,
         at: NaiveDateTime,
-        image: ImageInfo,
+        image: Option<ImageInfo>,
     },
     Failed {
         cycle: u64,
@@ -56,7 +98,7 @@ pub enum Event {
 pub struct Summary {
     pub cycles: u64,
     pub written: u64,
-    pub already_forecast: u64,
+    pub already_issued: u64,
     pub failed: u64,
     pub stopped_by_signal: bool,
 }
@@ -70,13 +112,26 @@ pub fn run(
     stop: &AtomicBool,
     report: &mut dyn FnMut(&Event),
 ) -> Result<Summary> {
+    schedule.check()?;
     std::fs::create_dir_all(&outputs.dir)
         .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", outputs.dir.display()))?;
     let _lock = crate::fsio::OutputLock::acquire(&outputs.dir, output::LOCK)?;
     crate::fsio::remove_stale_temps(&outputs.dir)?;
-    let mut seen = output::forecast_images(&outputs.dir)?;
-    let client = source.connect()?;
+    let issued = output::issued(&outputs.dir)?;
+    let mut seen = issued.keys;
+    let client = source.connect(schedule.timeout)?;
     let mut summary = Summary::default();
+    if let (None, Some(last)) = (schedule.start, issued.last_issue) {
+        // A restarted live run: the next cycle comes a cycle after the last one issued.
+        let next = last + crate::instant::chrono_duration(schedule.every);
+        if let Ok(d) = (next - now_utc()).to_std() {
+            report(&Event::Resuming {
+                last_issue: last,
+                wait: d,
+            });
+            wait(d, stop);
+        }
+    }
     let mut cycle = 0u64;
     loop {
         if schedule.cycles.is_some_and(|n| cycle >= n) {
@@ -97,9 +152,20 @@ pub fn run(
             }
             None => now_utc(),
         };
-        let event = match one_cycle(forecaster, source, client.as_ref(), outputs, &seen, at) {
+        let mut fetch = Fetch {
+            client: client.as_ref(),
+            deadline: Some(started + schedule.timeout),
+            on_retry: &mut |m: &str| {
+                report(&Event::Retry {
+                    cycle,
+                    message: m.to_string(),
+                })
+            },
+        };
+        let step = one_cycle(forecaster, source, &mut fetch, outputs, &seen, at);
+        let event = match step {
             Ok(Step::Written(record, files)) => {
-                seen.insert(record.image.key());
+                seen.insert(record.key());
                 summary.written += 1;
                 Event::Written {
                     cycle,
@@ -108,8 +174,8 @@ pub fn run(
                 }
             }
             Ok(Step::Seen(image)) => {
-                summary.already_forecast += 1;
-                Event::AlreadyForecast { cycle, at, image }
+                summary.already_issued += 1;
+                Event::AlreadyIssued { cycle, at, image }
             }
             Err(e) => {
                 summary.failed += 1;
@@ -134,22 +200,28 @@ pub fn run(
 
 enum Step {
     Written(Record, Vec<PathBuf>),
-    Seen(ImageInfo),
+    /// Already in the folder (the image, when it had to be looked up to tell).
+    Seen(Option<ImageInfo>),
 }
 
 fn one_cycle(
     forecaster: &Forecaster,
     source: &Source,
-    client: Option<&crate::http::Client>,
+    fetch: &mut Fetch,
     outputs: &Outputs,
-    seen: &std::collections::HashSet<String>,
+    seen: &HashSet<String>,
     at: NaiveDateTime,
 ) -> Result<Step> {
-    let image = source.newest(client, at)?;
-    if seen.contains(&image.key()) {
-        return Ok(Step::Seen(image));
+    // An operational cycle is known by its issue time alone: no request needed to skip it.
+    let per_image = forecaster.window_rule == WindowRule::ImageHour;
+    if !per_image && seen.contains(&record::issue_key(at)) {
+        return Ok(Step::Seen(None));
     }
-    let forecast = forecaster.from_chosen(source, client, image, at)?;
+    let image = source.newest(fetch, at)?;
+    if per_image && seen.contains(&record::image_key(&image)) {
+        return Ok(Step::Seen(Some(image)));
+    }
+    let forecast = forecaster.from_chosen(source, fetch, image, at)?;
     let written = output::write_held(
         &outputs.dir,
         forecaster,

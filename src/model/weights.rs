@@ -25,6 +25,9 @@ pub struct ModelMeta {
     /// The precision the weights were trained in, when flarecast trained them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub precision: Option<super::Precision>,
+    /// The map from P(flare) to a calibrated probability, when `calibrate` fitted one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<crate::calibrate::Calibration>,
 }
 
 impl ModelMeta {
@@ -34,6 +37,7 @@ impl ModelMeta {
             im_size,
             training: None,
             precision: None,
+            calibration: None,
         }
     }
 }
@@ -272,6 +276,9 @@ pub fn load_model(path: &Path, device: Device) -> Result<LoadedModel> {
     if let Some(m) = &meta {
         super::check_im_size(m.im_size)
             .with_context(|| format!("{}: the metadata's image size", path.display()))?;
+        if let Some(c) = &m.calibration {
+            c.check().with_context(|| format!("{}", path.display()))?;
+        }
     }
     let names: BTreeSet<&str> = tensors.iter().map(|(n, _)| n.as_str()).collect();
     let arch = detect_arch(&names).with_context(|| format!("{}", path.display()))?;

@@ -89,10 +89,9 @@ pub fn save(
         resume,
     };
     let meta = ModelMeta {
-        arch: cfg.arch,
-        im_size: cfg.im_size as i64,
         training: Some(serde_json::to_value(info)?),
         precision: Some(cfg.precision),
+        ..ModelMeta::new(cfg.arch, cfg.im_size as i64)
     };
     weights::save_model(path, vs, &meta)
 }

@@ -1,7 +1,8 @@
 //! Forecasts scored against the flares that came: each forecast's outcome is whether a
-//! flare of its threshold class or larger started inside its prediction window, decided
-//! by `label`'s window rule on any catalogue `label` reads; forecasts whose window the
-//! catalogue does not yet cover are pending. The decided ones are scored as `evaluate`
+//! flare of its threshold class or larger started inside the prediction window its record
+//! gives (after the issue time for operational forecasts, so a flare between the image
+//! and the issue time is not counted), decided by `label`'s window rule on any catalogue
+//! `label` reads; forecasts whose window the catalogue does not yet cover are pending. The decided ones are scored as `evaluate`
 //! scores a prediction file (TSS, HSS2, Brier, BSS, ROC AUC, plots).
 
 use crate::catalog::{self, Flare, GoesClass};
@@ -17,29 +18,41 @@ use std::path::{Path, PathBuf};
 /// One forecast and what happened.
 #[derive(Clone, Debug, Serialize)]
 pub struct Outcome {
+    pub issue_time: String,
     pub image_time: String,
     pub window_start: String,
     pub window_end: String,
+    /// The record's probability (calibrated when the record is).
     pub probability: f64,
+    /// The networks' own probability, which the scores at the threshold use.
+    pub raw_probability: f64,
     pub flare_forecast: bool,
     /// None while pending.
     pub flare_observed: Option<bool>,
     /// The window's largest flare, if any.
     pub largest_flare: Option<String>,
+    /// Whether `probability` is calibrated.
+    pub calibrated: bool,
 }
 
 /// Everything `verify` reports.
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
     pub forecasts: usize,
-    /// Forecasts of the same image more than once count once (the first read).
+    /// A forecast read more than once (the same issue time; for per-image windows, the
+    /// same image) counts once (the first read).
     pub duplicates: usize,
     pub decided: usize,
     pub pending: usize,
     pub catalog_end: String,
     pub threshold: f64,
-    /// `evaluate`'s scores over the decided forecasts (None when none are decided).
+    /// `evaluate`'s scores of the raw probabilities over the decided forecasts (None when
+    /// none are decided).
     pub scores: Option<FileScores>,
+    /// Brier, BSS and reliability of the raw and the calibrated probabilities, when every
+    /// decided forecast is calibrated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub calibrated: Option<crate::calibrate::Compared>,
     pub outcomes: Vec<Outcome>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub plots: Vec<String>,
@@ -111,11 +124,14 @@ pub fn outcomes(
             let largest = labeller.largest(w);
             let decided = r.prediction_window.end <= catalog_end;
             result[i] = Some(Outcome {
+                issue_time: fmt_utc(r.issue_time),
                 image_time: fmt_utc(r.image.time),
                 window_start: fmt_utc(r.prediction_window.start),
                 window_end: fmt_utc(r.prediction_window.end),
                 probability: r.probability,
+                raw_probability: r.raw(),
                 flare_forecast: r.flare_forecast,
+                calibrated: r.calibration.is_some(),
                 flare_observed: decided.then(|| largest.is_some_and(|f| f.class >= threshold)),
                 largest_flare: largest.map(|f| f.class.to_string()),
             });
@@ -135,11 +151,11 @@ pub fn verify(
     predictions: Option<&Path>,
 ) -> Result<Report> {
     let all = read_forecasts(forecasts)?;
-    // One forecast per image: a folder read twice, or an image forecast twice, counts once.
+    // A folder read twice, or a per-image forecast made twice, counts once.
     let mut seen = std::collections::HashSet::new();
     let records: Vec<Record> = all
         .iter()
-        .filter(|r| seen.insert(r.image.key()))
+        .filter(|r| seen.insert(r.key()))
         .cloned()
         .collect();
     let duplicates = all.len() - records.len();
@@ -168,7 +184,8 @@ pub fn verify(
             })?,
     };
     let mut outcomes = outcomes(&records, &catalog.flares, catalog_end)?;
-    outcomes.sort_by(|a, b| a.window_start.cmp(&b.window_start));
+    outcomes
+        .sort_by(|a, b| (&a.window_start, &a.issue_time).cmp(&(&b.window_start, &b.issue_time)));
     let decided: Vec<&Outcome> = outcomes
         .iter()
         .filter(|o| o.flare_observed.is_some())
@@ -177,13 +194,25 @@ pub fn verify(
         path: PathBuf::from("forecasts"),
         timestamps: decided.iter().map(|o| o.image_time.clone()).collect(),
         keys: decided.iter().map(|o| o.image_time.clone()).collect(),
-        probs: decided.iter().map(|o| o.probability).collect(),
+        probs: decided.iter().map(|o| o.raw_probability).collect(),
         targets: decided
             .iter()
             .map(|o| o.flare_observed == Some(true))
             .collect(),
     };
     let scores = (!decided.is_empty()).then(|| evaluate::score(&file, threshold));
+    let calibrated = (!decided.is_empty() && decided.iter().all(|o| o.calibrated)).then(|| {
+        let cal: Vec<f64> = decided.iter().map(|o| o.probability).collect();
+        let methods: std::collections::BTreeSet<&str> = records
+            .iter()
+            .filter_map(|r| r.calibration.as_deref())
+            .collect();
+        crate::calibrate::Compared {
+            method: methods.into_iter().collect::<Vec<_>>().join(" | "),
+            raw: crate::calibrate::Quality::of(&file.probs, &file.targets),
+            calibrated: crate::calibrate::Quality::of(&cal, &file.targets),
+        }
+    });
     let mut plot_files = Vec::new();
     if let Some(dir) = plots {
         if decided.is_empty() {
@@ -203,6 +232,7 @@ pub fn verify(
         catalog_end: fmt_utc(catalog_end),
         threshold,
         scores,
+        calibrated,
         outcomes,
         plots: plot_files,
     };
@@ -213,12 +243,15 @@ pub fn verify(
 }
 
 /// The decided forecasts as a prediction file (`timestamp,flare_prob,target`), the format
-/// `evaluate` reads.
+/// `evaluate` reads (and `calibrate` fits on): the raw probability.
 pub fn predictions_csv(report: &Report) -> String {
     let mut s = String::from("timestamp,flare_prob,target\n");
     for o in &report.outcomes {
         if let Some(t) = o.flare_observed {
-            s.push_str(&format!("{},{},{}\n", o.image_time, o.probability, t as u8));
+            s.push_str(&format!(
+                "{},{},{}\n",
+                o.image_time, o.raw_probability, t as u8
+            ));
         }
     }
     s
@@ -227,15 +260,20 @@ pub fn predictions_csv(report: &Report) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::forecast::record::{ImageInfo, ModelInfo};
+    use crate::forecast::record::{ImageInfo, ModelInfo, WindowRule};
     use crate::instant::parse_time;
 
     fn record(image: &str, p: f64) -> Record {
+        record_at(image, image, p, WindowRule::ImageHour)
+    }
+
+    fn record_at(image: &str, issue: &str, p: f64, rule: WindowRule) -> Record {
         let model = ModelInfo {
             path: "m.pth".into(),
             sha256: "00".into(),
             architecture: "attention".into(),
             im_size: 256,
+            calibration: None,
         };
         let image = ImageInfo {
             time: parse_time(image).unwrap(),
@@ -243,7 +281,14 @@ mod tests {
             id: None,
             file: None,
         };
-        Record::new(vec![model], image.time, image, &[p], 0.5)
+        Record::new(
+            vec![model],
+            parse_time(issue).unwrap(),
+            image,
+            &[p],
+            0.5,
+            rule,
+        )
     }
 
     fn flare(start: &str, class: &str) -> Flare {
@@ -279,5 +324,29 @@ mod tests {
         assert_eq!(o[2].flare_observed, None);
         assert_eq!(o[2].largest_flare.as_deref(), Some("C9.9"));
         assert_eq!(o[0].window_start, "2014-03-02T04:00:00Z");
+    }
+
+    #[test]
+    fn an_operational_window_does_not_count_a_flare_between_the_image_and_the_issue_time() {
+        let records = [
+            record_at(
+                "2014-03-02T04:47:53",
+                "2014-03-02T06:00:00",
+                0.9,
+                WindowRule::IssueTime,
+            ),
+            record_at(
+                "2014-03-02T04:47:53",
+                "2014-03-02T06:00:00",
+                0.9,
+                WindowRule::ImageHour,
+            ),
+        ];
+        let flares = [flare("2014-03-02T05:30:00", "X1.0")];
+        let end = parse_time("2014-03-04T00:00:00").unwrap();
+        let o = outcomes(&records, &flares, end).unwrap();
+        assert_eq!(o[0].window_start, "2014-03-02T06:00:00Z");
+        assert_eq!(o[0].flare_observed, Some(false));
+        assert_eq!(o[1].flare_observed, Some(true));
     }
 }

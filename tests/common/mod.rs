@@ -253,3 +253,44 @@ pub fn write_tiny_fold(root: &std::path::Path, n_train: usize, n_val: usize, pos
     write_split("train", n_train, 4);
     write_split("val", n_val, 1);
 }
+
+/// A prediction file of 200 over-confident forecasts (P(FL) from 0.2 to 0.95 while the
+/// event rate climbs from 0 to 0.6 with it), as a network trained on balanced epochs
+/// gives: the events are spread evenly along the probabilities, no randomness.
+pub fn overconfident_predictions(path: &std::path::Path) -> (Vec<f64>, Vec<bool>) {
+    let mut text = String::from("timestamp,flare_prob,target\n");
+    let (mut probs, mut targets) = (Vec::new(), Vec::new());
+    for i in 0..200 {
+        let p = 0.2 + 0.75 * i as f64 / 199.0;
+        let rate = 0.6 * (p - 0.2) / 0.75;
+        let t = ((i * 37) % 100) as f64 / 100.0 < rate;
+        text.push_str(&format!("instance{i},{p},{}\n", u8::from(t)));
+        probs.push(p);
+        targets.push(t);
+    }
+    std::fs::write(path, text).unwrap();
+    (probs, targets)
+}
+
+/// `calibrate --json` of `model` on `predictions` into `out`: its summary.
+pub fn calibrate(
+    model: &std::path::Path,
+    predictions: &std::path::Path,
+    out: &std::path::Path,
+    method: &str,
+) -> serde_json::Value {
+    let s = |p: &std::path::Path| p.to_str().expect("UTF-8 path").to_string();
+    let out = run_ok(&[
+        "calibrate",
+        "--model",
+        &s(model),
+        "--predictions",
+        &s(predictions),
+        "--method",
+        method,
+        "--out",
+        &s(out),
+        "--json",
+    ]);
+    serde_json::from_slice(&out.stdout).expect("JSON summary")
+}

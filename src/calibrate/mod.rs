@@ -1,0 +1,238 @@
+//! `calibrate`: a map from a network's P(flare) to a probability that means what it says,
+//! fitted on a prediction file (predictions on months held out of training) and written
+//! into a new weights file's metadata. The networks train on balanced epochs (flaring
+//! instances oversampled to the non-flaring count), so their raw P(flare) runs high; the
+//! map corrects that. The decision threshold of TSS/HSS2 stays on the raw probability.
+//!
+//! - [`map`]: Platt scaling and isotonic regression, fitted and applied.
+
+pub mod map;
+
+pub use map::Map;
+
+use crate::evaluate::{self, plots, PredictionFile};
+use crate::metrics::{self, ReliabilityBin};
+use crate::model::{self, LoadedModel};
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Fewest flaring (and fewest non-flaring) instances a map is fitted on: with fewer, the
+/// event rate the map learns is mostly noise.
+pub const MIN_EVENTS: usize = 10;
+/// Bins of the reliability tables.
+pub const BINS: usize = 10;
+
+/// A calibration as a model's metadata carries it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Calibration {
+    #[serde(flatten)]
+    pub map: Map,
+    /// The prediction file it was fitted on (its name) and what that held.
+    pub fitted_on: String,
+    pub instances: usize,
+    pub events: usize,
+}
+
+impl Calibration {
+    pub fn apply(&self, p: f64) -> f64 {
+        self.map.apply(p).clamp(0.0, 1.0)
+    }
+
+    pub fn method(&self) -> &'static str {
+        self.map.method()
+    }
+
+    pub fn check(&self) -> Result<()> {
+        self.map.check().context("calibration")
+    }
+}
+
+/// Which map to fit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    Platt,
+    Isotonic,
+}
+
+impl std::str::FromStr for Method {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim() {
+            "platt" => Ok(Method::Platt),
+            "isotonic" => Ok(Method::Isotonic),
+            other => bail!("unknown calibration method {other:?}: expected platt or isotonic"),
+        }
+    }
+}
+
+/// Fits `method` on a prediction file's raw probabilities and targets, refusing a file
+/// with fewer than [`MIN_EVENTS`] flaring or non-flaring instances.
+pub fn fit(file: &PredictionFile, method: Method) -> Result<Calibration> {
+    let events = file.targets.iter().filter(|&&t| t).count();
+    let quiet = file.targets.len() - events;
+    if events < MIN_EVENTS || quiet < MIN_EVENTS {
+        bail!(
+            "{} has {events} flaring and {quiet} non-flaring instances: a calibration needs \
+             at least {MIN_EVENTS} of each",
+            file.path.display()
+        );
+    }
+    let map = match method {
+        Method::Platt => map::fit_platt(&file.probs, &file.targets),
+        Method::Isotonic => map::fit_isotonic(&file.probs, &file.targets),
+    };
+    Ok(Calibration {
+        map,
+        fitted_on: file
+            .path
+            .file_name()
+            .map_or(String::new(), |n| n.to_string_lossy().into_owned()),
+        instances: file.targets.len(),
+        events,
+    })
+}
+
+/// Brier score, BSS and reliability of some probabilities.
+#[derive(Clone, Debug, Serialize)]
+pub struct Quality {
+    pub brier: f64,
+    /// None when the file has only one class (no climatology to beat).
+    pub bss: Option<f64>,
+    pub reliability: Vec<ReliabilityBin>,
+}
+
+impl Quality {
+    pub fn of(probs: &[f64], targets: &[bool]) -> Quality {
+        let events = targets.iter().filter(|&&t| t).count();
+        let both = events > 0 && events < targets.len();
+        Quality {
+            brier: metrics::brier(probs, targets),
+            bss: both.then(|| metrics::brier_skill(probs, targets)),
+            reliability: metrics::reliability(probs, targets, BINS),
+        }
+    }
+}
+
+/// Raw and calibrated scores of a prediction file. The TSS and HSS2 at the decision
+/// threshold are the raw probability's: calibration does not change them.
+#[derive(Clone, Debug, Serialize)]
+pub struct Compared {
+    pub method: String,
+    pub raw: Quality,
+    pub calibrated: Quality,
+}
+
+/// Compares a file's raw probabilities with their calibration.
+pub fn compare(file: &PredictionFile, cal: &Calibration) -> Compared {
+    let calibrated: Vec<f64> = file.probs.iter().map(|&p| cal.apply(p)).collect();
+    Compared {
+        method: cal.method().to_string(),
+        raw: Quality::of(&file.probs, &file.targets),
+        calibrated: Quality::of(&calibrated, &file.targets),
+    }
+}
+
+/// The file's probabilities through `cal`, as a prediction file named `name`.
+pub fn calibrated_file(file: &PredictionFile, cal: &Calibration, name: &str) -> PredictionFile {
+    PredictionFile {
+        path: PathBuf::from(name),
+        probs: file.probs.iter().map(|&p| cal.apply(p)).collect(),
+        ..file.clone()
+    }
+}
+
+/// What `calibrate` is asked to do.
+pub struct CalibrateConfig {
+    pub model: PathBuf,
+    pub predictions: PathBuf,
+    pub method: Method,
+    /// The new weights file (default: `{model stem}_calibrated.safetensors` beside it).
+    pub out: Option<PathBuf>,
+    /// The reliability plot (default: `{out stem}_reliability.png` beside `out`).
+    pub plot: Option<PathBuf>,
+}
+
+/// What `calibrate` did.
+#[derive(Clone, Debug, Serialize)]
+pub struct Summary {
+    pub model: String,
+    pub predictions: String,
+    pub output: String,
+    pub plot: String,
+    pub calibration: Calibration,
+    /// On the fitting file itself (in-sample): judge the map on other months.
+    #[serde(flatten)]
+    pub compared: Compared,
+}
+
+/// `{stem}_calibrated.safetensors` beside the model.
+pub fn default_output(model: &Path) -> PathBuf {
+    let stem = model
+        .file_stem()
+        .map_or("model".into(), |s| s.to_string_lossy().into_owned());
+    model.with_file_name(format!("{stem}_calibrated.safetensors"))
+}
+
+/// Fits a calibration on the prediction file, writes the model with it into a new
+/// safetensors file (the model file is never touched), and draws the reliability plot.
+pub fn calibrate(cfg: &CalibrateConfig) -> Result<Summary> {
+    let out = cfg
+        .out
+        .clone()
+        .unwrap_or_else(|| default_output(&cfg.model));
+    if out.extension().is_none_or(|e| e != "safetensors") {
+        return Err(crate::setting::bad(
+            "out",
+            format!(
+                "{}: a calibrated model is written as .safetensors (its metadata holds the map)",
+                out.display()
+            ),
+        ));
+    }
+    if same_file(&out, &cfg.model) {
+        return Err(crate::setting::bad(
+            "out",
+            format!(
+                "{} is the model itself: the calibrated model goes to a new file",
+                out.display()
+            ),
+        ));
+    }
+    let loaded: LoadedModel = model::load_model(&cfg.model, tch::Device::Cpu)?;
+    let file = evaluate::read_predictions(&cfg.predictions)?;
+    let cal = fit(&file, cfg.method)?;
+    let mut meta = loaded.meta.clone();
+    meta.calibration = Some(cal.clone());
+    model::weights::save_model(&out, &loaded.vs, &meta)?;
+    let plot = cfg.plot.clone().unwrap_or_else(|| {
+        let stem = out
+            .file_stem()
+            .map_or("model".into(), |s| s.to_string_lossy().into_owned());
+        out.with_file_name(format!("{stem}_reliability.png"))
+    });
+    let files = [
+        PredictionFile {
+            path: PathBuf::from("raw"),
+            ..file.clone()
+        },
+        calibrated_file(&file, &cal, cal.method()),
+    ];
+    plots::reliability_plot(&plot, &files)?;
+    Ok(Summary {
+        model: cfg.model.display().to_string(),
+        predictions: cfg.predictions.display().to_string(),
+        output: out.display().to_string(),
+        plot: plot.display().to_string(),
+        compared: compare(&file, &cal),
+        calibration: cal,
+    })
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
