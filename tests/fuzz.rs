@@ -478,7 +478,7 @@ fn mutated_label_tables_read_or_fail_cleanly() {
 
 #[test]
 fn mutated_forecast_records_read_or_fail_cleanly() {
-    use flarecast::forecast::record::{ImageInfo, ModelInfo, Record};
+    use flarecast::forecast::record::{ImageInfo, ModelInfo, Record, WindowRule};
     let t = chrono::NaiveDate::from_ymd_opt(2014, 3, 2)
         .unwrap()
         .and_hms_opt(5, 0, 0)
@@ -488,6 +488,7 @@ fn mutated_forecast_records_read_or_fail_cleanly() {
         sha256: "ab".repeat(32),
         architecture: "attention".into(),
         im_size: 256,
+        calibration: None,
     }];
     let image = ImageInfo {
         time: t,
@@ -495,7 +496,7 @@ fn mutated_forecast_records_read_or_fail_cleanly() {
         id: Some(123456),
         file: None,
     };
-    let record = Record::new(models, t, image, &[0.25], 0.5);
+    let record = Record::new(models, t, image, &[0.25], 0.5, WindowRule::IssueTime);
     let pretty = serde_json::to_vec_pretty(&record).unwrap();
     let mut line = serde_json::to_value(&record).unwrap();
     line["files"] = serde_json::json!(["flarecast_20140302_050000.json"]);
