@@ -355,7 +355,7 @@ fn a_calibrated_forecast_carries_the_calibrated_probability_in_every_ccmc_field(
     let jpg = common::magnetogram_jpg();
     let out = d.join("out");
     let run = |models: [&Path; 2], more: &[&str]| -> Value {
-        let mut args = vec!["forecast", "--device", "cpu"];
+        let mut args = vec!["forecast", "--json", "--device", "cpu"];
         for m in models {
             args.extend(["--model", m.to_str().unwrap()]);
         }
