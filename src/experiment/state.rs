@@ -83,8 +83,11 @@ pub fn record_path(out: &Path, cell: &Cell) -> PathBuf {
     cell.file(out, "cell.json")
 }
 
+/// Named apart from the output lock `train` and `evaluate` take on `.fold{K}.lock` in
+/// the same folder while the cell runs them.
 fn lock_path(out: &Path, cell: &Cell) -> PathBuf {
-    out.join(&cell.dir).join(format!(".fold{}.lock", cell.fold))
+    out.join(&cell.dir)
+        .join(format!(".fold{}.cell.lock", cell.fold))
 }
 
 pub fn read_record(out: &Path, cell: &Cell) -> Result<Option<CellRecord>> {
