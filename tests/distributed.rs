@@ -547,7 +547,9 @@ fn bench_train_as_two_ranks_times_the_all_reduce() {
     assert_eq!(read(dir.path().join("rank1.out")), "");
     assert_eq!(report["ranks"], 2);
     let row = &report["rows"][0];
-    let ms = row["all_reduce_ms_per_step"].as_f64().expect("all-reduce time");
+    let ms = row["all_reduce_ms_per_step"]
+        .as_f64()
+        .expect("all-reduce time");
     let share = row["all_reduce_share"].as_f64().expect("all-reduce share");
     assert!(ms > 0.0, "all-reduce {ms} ms per step");
     assert!(share > 0.0 && share < 1.0, "all-reduce share {share}");
