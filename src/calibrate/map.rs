@@ -73,12 +73,15 @@ impl Map {
                         y.len()
                     );
                 }
-                if x.windows(2).any(|w| !(w[0] < w[1]))
+                // NaN compares as neither: refused with the rest.
+                if x.windows(2)
+                    .any(|w| w[0].partial_cmp(&w[1]) != Some(std::cmp::Ordering::Less))
                     || x.iter().any(|v| !(0.0..=1.0).contains(v))
                 {
                     bail!("isotonic calibration points are not increasing probabilities");
                 }
-                if y.windows(2).any(|w| !(w[0] <= w[1]))
+                if y.windows(2)
+                    .any(|w| w[0].partial_cmp(&w[1]).is_none_or(|o| o.is_gt()))
                     || y.iter().any(|v| !(0.0..=1.0).contains(v))
                 {
                     bail!("isotonic calibration values are not non-decreasing probabilities");

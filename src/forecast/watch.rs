@@ -169,7 +169,7 @@ pub fn run(
                 summary.written += 1;
                 Event::Written {
                     cycle,
-                    record: Box::new(record),
+                    record,
                     files,
                 }
             }
@@ -199,7 +199,7 @@ pub fn run(
 }
 
 enum Step {
-    Written(Record, Vec<PathBuf>),
+    Written(Box<Record>, Vec<PathBuf>),
     /// Already in the folder (the image, when it had to be looked up to tell).
     Seen(Option<ImageInfo>),
 }
@@ -229,7 +229,7 @@ fn one_cycle(
         &outputs.formats,
         outputs.attention_map,
     )?;
-    Ok(Step::Written(forecast.record, written.files))
+    Ok(Step::Written(Box::new(forecast.record), written.files))
 }
 
 /// Sleeps for `d`, waking early when `stop` is set.
