@@ -643,6 +643,33 @@ fn benches_name_a_missing_input() {
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
 
+/// The network benches refuse an input side the network cannot run and a zero batch
+/// before any work, naming the flag (a 128 px bench used to panic inside libtorch).
+#[test]
+fn network_benches_refuse_sizes_the_network_cannot_run() {
+    let jpg = common::magnetogram_jpg();
+    let jpg = jpg.to_str().unwrap();
+    for (bench, flag, value) in [
+        ("model", "--im-size", "128"),
+        ("model", "--batch-size", "0"),
+        ("train", "--im-size", "128"),
+        ("train", "--batch-size", "0"),
+    ] {
+        let mut args = vec![
+            os("bench"),
+            os(bench),
+            os("--device"),
+            os("cpu"),
+            os(flag),
+            os(value),
+        ];
+        if bench == "train" {
+            args.extend([os("--jpg"), os(jpg)]);
+        }
+        fails_naming(&args, flag);
+    }
+}
+
 // Files built to exhaust or mislead the readers, concurrent writers and tables whose
 // paths leave their tree.
 
