@@ -330,10 +330,8 @@ fn decode(
 fn encode(img: &GrayImage, format: Format, quality: u8) -> Result<Vec<u8>> {
     let mut buf = Vec::new();
     match format {
-        Format::Jpg => {
-            let enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut buf, quality);
-            img.write_with_encoder(enc)?;
-        }
+        // libjpeg's bytes, as Pillow wrote the training JPGs.
+        Format::Jpg => buf = crate::preprocess::encode_gray_jpeg(img, quality),
         Format::Png => {
             let enc = image::codecs::png::PngEncoder::new(&mut buf);
             img.write_with_encoder(enc)?;

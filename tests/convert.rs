@@ -301,6 +301,18 @@ fn png_output_is_the_golden_resize_and_fast_reduce_is_close() {
     );
     assert!(!stale.exists());
 
+    // The default JPG is the reference pipeline's file, byte for byte (libjpeg at quality
+    // 95, as Pillow saved the training images).
+    let jpg = run("jpg", &[]);
+    let ours = std::fs::read(jpg.join("2022/08/02/HMI.m2022.08.02_10.48.00.jpg")).unwrap();
+    let reference = std::fs::read(common::magnetogram_jpg()).unwrap();
+    assert_eq!(
+        ours.len(),
+        reference.len(),
+        "JPG size against the reference's"
+    );
+    assert!(ours == reference, "JPG bytes differ from the reference's");
+
     let fast = run("fast", &["--format", "png", "--fast-reduce"]);
     let reduced = image::open(fast.join("2022/08/02/HMI.m2022.08.02_10.48.00.png"))
         .unwrap()

@@ -15,6 +15,7 @@ mod assumptions;
 pub mod augment;
 mod input;
 mod jpeg;
+mod jpeg_encode;
 mod npy;
 mod resize;
 
@@ -27,6 +28,7 @@ use tch::Tensor;
 pub use assumptions::assumptions;
 pub use augment::{hflip, rotate_nearest, vflip};
 pub use input::{training_image_from_jp2, Input, Instance, Pixels};
+pub use jpeg_encode::encode_gray as encode_gray_jpeg;
 pub use resize::{resize_exact_like_pil, resize_like_pil, resized_dims};
 
 /// The image side the paper trains and predicts at.
