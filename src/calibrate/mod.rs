@@ -70,28 +70,88 @@ impl std::str::FromStr for Method {
 /// Fits `method` on a prediction file's raw probabilities and targets, refusing a file
 /// with fewer than [`MIN_EVENTS`] flaring or non-flaring instances.
 pub fn fit(file: &PredictionFile, method: Method) -> Result<Calibration> {
-    let events = file.targets.iter().filter(|&&t| t).count();
-    let quiet = file.targets.len() - events;
+    let name = file
+        .path
+        .file_name()
+        .map_or(String::new(), |n| n.to_string_lossy().into_owned());
+    fit_values(
+        &file.probs,
+        &file.targets,
+        method,
+        name,
+        &file.path.display().to_string(),
+    )
+}
+
+/// Fits `method` on probabilities and targets that `what` names in a refusal.
+fn fit_values(
+    probs: &[f64],
+    targets: &[bool],
+    method: Method,
+    fitted_on: String,
+    what: &str,
+) -> Result<Calibration> {
+    let events = targets.iter().filter(|&&t| t).count();
+    let quiet = targets.len() - events;
     if events < MIN_EVENTS || quiet < MIN_EVENTS {
         bail!(
-            "{} has {events} flaring and {quiet} non-flaring instances: a calibration needs \
-             at least {MIN_EVENTS} of each",
-            file.path.display()
+            "{what} has {events} flaring and {quiet} non-flaring instances: a calibration \
+             needs at least {MIN_EVENTS} of each"
         );
     }
     let map = match method {
-        Method::Platt => map::fit_platt(&file.probs, &file.targets),
-        Method::Isotonic => map::fit_isotonic(&file.probs, &file.targets),
+        Method::Platt => map::fit_platt(probs, targets),
+        Method::Isotonic => map::fit_isotonic(probs, targets),
     };
     Ok(Calibration {
         map,
-        fitted_on: file
-            .path
-            .file_name()
-            .map_or(String::new(), |n| n.to_string_lossy().into_owned()),
-        instances: file.targets.len(),
+        fitted_on,
+        instances: targets.len(),
         events,
     })
+}
+
+/// One fold's predictions scored raw and through a map fitted on the other folds'
+/// predictions pooled, never its own: the calibrated score a new month would get.
+#[derive(Clone, Debug, Serialize)]
+pub struct CrossFold {
+    pub fold: u32,
+    pub fitted_on_folds: Vec<u32>,
+    pub calibration: Calibration,
+    #[serde(flatten)]
+    pub compared: Compared,
+}
+
+/// [`CrossFold`] for every fold of `folds` (at least two).
+pub fn cross_fold(folds: &[(u32, &PredictionFile)], method: Method) -> Result<Vec<CrossFold>> {
+    if folds.len() < 2 {
+        bail!(
+            "a calibration fitted on the other folds needs at least two finished folds, not {}",
+            folds.len()
+        );
+    }
+    folds
+        .iter()
+        .map(|&(fold, file)| {
+            let others: Vec<&(u32, &PredictionFile)> =
+                folds.iter().filter(|(k, _)| *k != fold).collect();
+            let probs: Vec<f64> = others.iter().flat_map(|(_, f)| f.probs.clone()).collect();
+            let targets: Vec<bool> = others.iter().flat_map(|(_, f)| f.targets.clone()).collect();
+            let fitted_on_folds: Vec<u32> = others.iter().map(|(k, _)| *k).collect();
+            let names: Vec<String> = fitted_on_folds
+                .iter()
+                .map(|k| format!("fold {k}"))
+                .collect();
+            let what = format!("the predictions of {}", names.join(", "));
+            let calibration = fit_values(&probs, &targets, method, names.join(", "), &what)?;
+            Ok(CrossFold {
+                fold,
+                fitted_on_folds,
+                compared: compare(file, &calibration),
+                calibration,
+            })
+        })
+        .collect()
 }
 
 /// Brier score, BSS and reliability of some probabilities.

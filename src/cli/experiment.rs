@@ -2,6 +2,7 @@
 //! SLURM cluster, and the paper's table of it.
 
 use anyhow::{bail, Context, Result};
+use flarecast::calibrate::Method;
 use flarecast::evaluate;
 use flarecast::experiment::local::{self, Finished, LocalConfig, RunSummary};
 use flarecast::experiment::report::{self, ExperimentReport, ReportConfig};
@@ -116,6 +117,10 @@ struct ReportArgs {
     /// Show the paper's published figures beside the results.
     #[arg(long)]
     compare_paper: bool,
+    /// platt or isotonic: also give each fold's Brier and BSS calibrated by a map fitted
+    /// on the other folds' predictions pooled (never its own).
+    #[arg(long)]
+    calibrate: Option<Method>,
     #[arg(long)]
     json: bool,
 }
@@ -258,6 +263,7 @@ fn run_grid(a: RunArgs) -> Result<()> {
             threshold: 0.5,
             plots: None,
             compare_paper: false,
+            calibrate: None,
         })?)
     } else {
         None
@@ -403,6 +409,7 @@ fn report_cmd(a: ReportArgs) -> Result<()> {
         threshold: a.threshold,
         plots: a.plots.clone(),
         compare_paper: a.compare_paper,
+        calibrate: a.calibrate,
     })?;
     if a.json {
         return super::print_json(&r);
@@ -539,6 +546,9 @@ fn print_report(r: &ExperimentReport) {
         if let Some(loc) = &s.location {
             print_location(loc, paper);
         }
+        if let Some(c) = &s.cross_fold_calibration {
+            print_cross_fold(c);
+        }
     }
     for o in &r.over_seeds {
         println!();
@@ -566,6 +576,54 @@ fn print_report(r: &ExperimentReport) {
     for p in &r.plots {
         println!("plot: {}", p.display());
     }
+}
+
+fn print_cross_fold(c: &report::CrossFoldCalibration) {
+    println!(
+        "calibrated ({:?}), each fold by a map fitted on the other folds' predictions; TSS and HSS2 stay the raw probability's",
+        c.method
+    );
+    if let Some(why) = &c.unavailable {
+        println!("  unavailable: {why}");
+        return;
+    }
+    let mut t = Table::new(
+        [
+            Col::Left(5),
+            Col::Left(14),
+            Col::Right(11),
+            Col::Right(11),
+            Col::Right(11),
+            Col::Right(11),
+        ],
+        [
+            "fold",
+            "fitted on",
+            "Brier raw",
+            "Brier cal",
+            "BSS raw",
+            "BSS cal",
+        ],
+    );
+    for f in &c.folds {
+        t.row([
+            f.fold.to_string(),
+            f.calibration.fitted_on.clone(),
+            num(Some(f.compared.raw.brier), 4),
+            num(Some(f.compared.calibrated.brier), 4),
+            num(f.compared.raw.bss, 4),
+            num(f.compared.calibrated.bss, 4),
+        ]);
+    }
+    t.row([
+        "mean".into(),
+        String::new(),
+        num(c.raw_brier, 4),
+        num(c.calibrated_brier, 4),
+        num(c.raw_bss, 4),
+        num(c.calibrated_bss, 4),
+    ]);
+    print!("{t}");
 }
 
 fn print_location(loc: &report::PooledLocation, paper: Option<&paper::PaperNetwork>) {

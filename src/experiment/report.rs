@@ -1,7 +1,9 @@
 //! The paper's table of an experiment: per cell the scores of its `fold{K}_res.csv`; per
 //! network and seed the mean and sample standard deviation (n - 1) over folds; over
 //! seeds, the mean and sample standard deviation of the seeds' means; the location
-//! analysis pooled over folds; a bar chart of TSS and HSS2.
+//! analysis pooled over folds; a bar chart of TSS and HSS2; on request, Brier and BSS with
+//! each fold's probabilities calibrated by a map fitted on the other folds' predictions
+//! (never its own).
 //!
 //! It reads an experiment's folder (`experiment.json` and its cells' records) or any
 //! folder laid out `{attention,no_attention}/seed{S}/fold{K}_res.csv`, such as the
@@ -10,6 +12,7 @@
 use super::paper::{self, PaperNetwork};
 use super::plan::Plan;
 use super::state::{self, State};
+use crate::calibrate::{self, CrossFold, Method};
 use crate::evaluate::{
     self, location_analysis, plots, read_details, FileCounts, FileScores, Location, PredictionFile,
     ScoreStats,
@@ -33,6 +36,8 @@ pub struct ReportConfig {
     pub plots: Option<PathBuf>,
     /// Put the paper's published figures beside the results.
     pub compare_paper: bool,
+    /// Also score each fold calibrated on the other folds' predictions.
+    pub calibrate: Option<Method>,
 }
 
 /// One cell of the table. Scores only for a finished cell.
@@ -74,6 +79,47 @@ pub struct SeedSummary {
     pub std: Option<ScoreStats>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub location: Option<PooledLocation>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cross_fold_calibration: Option<CrossFoldCalibration>,
+}
+
+/// Each fold calibrated on the other folds' predictions; the decision threshold's scores
+/// (TSS, HSS2) stay the raw probability's.
+#[derive(Clone, Debug, Serialize)]
+pub struct CrossFoldCalibration {
+    pub method: Method,
+    pub folds: Vec<CrossFold>,
+    /// Means over the folds.
+    pub raw_brier: Option<f64>,
+    pub calibrated_brier: Option<f64>,
+    pub raw_bss: Option<f64>,
+    pub calibrated_bss: Option<f64>,
+    /// Why there are no folds (too few finished folds or events).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unavailable: Option<String>,
+}
+
+impl CrossFoldCalibration {
+    fn of(method: Method, pool: &[(u32, &PredictionFile)]) -> Self {
+        let (folds, unavailable) = match calibrate::cross_fold(pool, method) {
+            Ok(f) => (f, None),
+            Err(e) => (Vec::new(), Some(format!("{e:#}"))),
+        };
+        let mean = |get: &dyn Fn(&CrossFold) -> Option<f64>| -> Option<f64> {
+            let v: Option<Vec<f64>> = folds.iter().map(get).collect();
+            v.filter(|v| !v.is_empty())
+                .map(|v| v.iter().sum::<f64>() / v.len() as f64)
+        };
+        CrossFoldCalibration {
+            method,
+            raw_brier: mean(&|f| Some(f.compared.raw.brier)),
+            calibrated_brier: mean(&|f| Some(f.compared.calibrated.brier)),
+            raw_bss: mean(&|f| f.compared.raw.bss),
+            calibrated_bss: mean(&|f| f.compared.calibrated.bss),
+            folds,
+            unavailable,
+        }
+    }
 }
 
 /// Mean and sample standard deviation of one score.
@@ -340,6 +386,10 @@ pub fn report(cfg: &ReportConfig) -> Result<ExperimentReport> {
             mean,
             std,
             location: pooled_location(&pool, details_dir.as_deref(), cfg.threshold)?,
+            cross_fold_calibration: cfg
+                .calibrate
+                .filter(|_| complete)
+                .map(|m| CrossFoldCalibration::of(m, &pool)),
         });
     }
     let mut over = Vec::new();
