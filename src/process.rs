@@ -14,23 +14,37 @@
 /// Settings a user made through glibc's own environment variables are left alone.
 pub fn keep_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        let user_set = [
-            "GLIBC_TUNABLES",
-            "MALLOC_MMAP_MAX_",
-            "MALLOC_TRIM_THRESHOLD_",
-        ]
-        .iter()
-        .any(|v| std::env::var_os(v).is_some());
-        if !user_set {
-            // SAFETY: mallopt only changes allocator parameters; it is called before any
-            // other thread exists.
-            unsafe {
-                libc::mallopt(libc::M_MMAP_MAX, 0);
-                libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
-            }
+    if !user_set_allocator() {
+        // SAFETY: mallopt only changes allocator parameters; it is called before any
+        // other thread exists.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_MAX, 0);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
         }
     }
+}
+
+/// The same setting as environment variables, for a child process timed against this
+/// one (glibc reads them at start); empty where the user set the allocator themselves.
+pub fn keep_freed_memory_env() -> Vec<(&'static str, &'static str)> {
+    if user_set_allocator() {
+        Vec::new()
+    } else {
+        vec![
+            ("MALLOC_MMAP_MAX_", "0"),
+            ("MALLOC_TRIM_THRESHOLD_", "2147483647"),
+        ]
+    }
+}
+
+fn user_set_allocator() -> bool {
+    [
+        "GLIBC_TUNABLES",
+        "MALLOC_MMAP_MAX_",
+        "MALLOC_TRIM_THRESHOLD_",
+    ]
+    .iter()
+    .any(|v| std::env::var_os(v).is_some())
 }
 
 /// Ends the process quietly when the reader of stdout has gone away (`flarecast ... |

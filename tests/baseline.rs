@@ -59,3 +59,91 @@ fn reference_model_reproduces_the_golden_outputs_and_step() {
     assert_eq!(report["attn_step"].as_object().unwrap().len(), 17);
     assert_eq!(report["noattn_step"].as_object().unwrap().len(), 14);
 }
+
+/// `bench model --baseline torch` times every PyTorch variant in each row's precision in
+/// the same run, names the fastest as the anchor and divides by it, and hands PyTorch the
+/// allocator setting flarecast gives itself.
+#[test]
+fn bench_model_times_the_tuned_pytorch_anchor_in_the_same_run() {
+    let out = common::flarecast()
+        .env_remove("GLIBC_TUNABLES")
+        .env_remove("MALLOC_MMAP_MAX_")
+        .env_remove("MALLOC_TRIM_THRESHOLD_")
+        .env(
+            "FLARECAST_VENV",
+            common::torch_python().parent().unwrap().parent().unwrap(),
+        )
+        .args([
+            "bench",
+            "model",
+            "--baseline",
+            "torch",
+            "--device",
+            "cpu",
+            "--arch",
+            "standard",
+            "--mode",
+            "inference",
+            "--precision",
+            "f32,bf16",
+            "--im-size",
+            "192",
+            "--batch-size",
+            "2",
+            "--iters",
+            "1",
+            "--warmup",
+            "1",
+            "--rounds",
+            "2",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["torch"]["malloc_mmap_max"], "0", "{report}");
+    assert_eq!(report["torch"]["malloc_trim_threshold"], "2147483647");
+    let rows = report["rows"].as_array().unwrap();
+    let precisions: Vec<_> = rows
+        .iter()
+        .map(|r| r["precision"].as_str().unwrap())
+        .collect();
+    assert_eq!(precisions, ["f32", "bf16"]);
+    for row in rows {
+        let ours = row["flarecast"]["images_per_s"].as_f64().unwrap();
+        assert_eq!(row["flarecast"]["rounds"].as_array().unwrap().len(), 2);
+        let torch = &row["torch"];
+        let variants = torch["variants"].as_array().unwrap();
+        let names: Vec<_> = variants
+            .iter()
+            .map(|v| v["variant"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["eager", "channels_last", "compiled"], "{row}");
+        let mut fastest = ("", 0.0);
+        for v in variants {
+            let name = v["variant"].as_str().unwrap();
+            let Some(ips) = v["rate"]["images_per_s"].as_f64() else {
+                // Only torch.compile may be missing (it needs a C++ compiler), and it
+                // says why.
+                assert_eq!(name, "compiled", "{row}");
+                assert!(!v["unavailable"].as_str().unwrap().is_empty());
+                continue;
+            };
+            assert!(ips > 0.0, "{row}");
+            assert_eq!(v["rate"]["rounds"].as_array().unwrap().len(), 2);
+            let ratio = v["ratio"].as_f64().unwrap();
+            assert!((ratio - ours / ips).abs() < 1e-9 * ratio, "{row}");
+            if ips > fastest.1 {
+                fastest = (name, ips);
+            }
+        }
+        assert_eq!(torch["anchor"], fastest.0, "{row}");
+        let ratio = torch["ratio"].as_f64().unwrap();
+        assert!((ratio - ours / fastest.1).abs() < 1e-9 * ratio, "{row}");
+    }
+}

@@ -1,9 +1,10 @@
 //! `flarecast bench model`: inference and training-step throughput of both networks,
-//! optionally side by side with the plain PyTorch eager networks (alternating the two
-//! programs round by round and reporting medians), with the achieved GFLOP/s and their
-//! share of the processor's float32 peak.
+//! optionally side by side with the same networks in PyTorch as a careful user runs them
+//! (eager, channels-last, torch.compile; bf16 through autocast), alternating the programs
+//! round by round and reporting medians and the ratio against the fastest PyTorch variant
+//! (the anchor), with the achieved GFLOP/s and their share of the processor's peak.
 
-use super::torch_baseline::{Layout, TorchBaseline};
+use super::torch_baseline::{TorchBaseline, Variant};
 use super::Mode;
 use crate::device::synchronize;
 use crate::hardware::F32Peak;
@@ -29,9 +30,11 @@ pub struct BenchConfig {
     pub modes: Vec<Mode>,
     /// None: the default layout for the device; Some(b): force channels-last on or off.
     pub channels_last: Option<bool>,
-    /// Time the plain PyTorch networks with this Python, alternating with flarecast
-    /// (float32 rows only: the baseline is the reference's float32 code).
+    /// Time the PyTorch networks with this Python, alternating with flarecast, in the
+    /// same precision as each row.
     pub torch_python: Option<PathBuf>,
+    /// The PyTorch variants timed (each its own program in the rotation).
+    pub torch_variants: Vec<Variant>,
 }
 
 /// Images/s of one program: the median over rounds and every round's figure.
@@ -63,15 +66,58 @@ fn median(v: &mut [f64]) -> f64 {
     }
 }
 
-/// PyTorch eager, measured in the same run.
+/// One PyTorch variant, measured in the same run.
+#[derive(Debug, Serialize)]
+pub struct VariantRate {
+    pub variant: Variant,
+    /// None where the variant could not run here (`unavailable` says why).
+    pub rate: Option<Rate>,
+    pub unavailable: Option<String>,
+    /// flarecast / this variant (medians).
+    pub ratio: Option<f64>,
+}
+
+/// PyTorch's variants and the anchor: the fastest of them.
 #[derive(Debug, Serialize)]
 pub struct TorchRates {
-    pub default: Rate,
-    pub channels_last: Rate,
-    /// flarecast / PyTorch default layout (medians).
-    pub ratio_default: f64,
-    /// flarecast / PyTorch channels-last (medians).
-    pub ratio_channels_last: f64,
+    pub variants: Vec<VariantRate>,
+    pub anchor: Option<Variant>,
+    /// flarecast / the anchor (medians).
+    pub ratio: Option<f64>,
+}
+
+impl TorchRates {
+    fn of(flarecast: f64, measured: Vec<(Variant, Result<Vec<f64>, String>)>) -> Self {
+        let variants: Vec<VariantRate> = measured
+            .into_iter()
+            .map(|(variant, r)| match r {
+                Ok(rounds) => {
+                    let rate = Rate::of(rounds);
+                    VariantRate {
+                        variant,
+                        ratio: Some(flarecast / rate.images_per_s),
+                        rate: Some(rate),
+                        unavailable: None,
+                    }
+                }
+                Err(e) => VariantRate {
+                    variant,
+                    rate: None,
+                    unavailable: Some(e),
+                    ratio: None,
+                },
+            })
+            .collect();
+        let best = variants
+            .iter()
+            .filter_map(|v| v.rate.as_ref().map(|r| (v.variant, r.images_per_s)))
+            .max_by(|a, b| a.1.total_cmp(&b.1));
+        TorchRates {
+            anchor: best.map(|b| b.0),
+            ratio: best.map(|b| flarecast / b.1),
+            variants,
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -84,7 +130,8 @@ pub struct BenchRow {
     /// The reference network's convolution and matmul arithmetic per second at the
     /// median rate (training counts 3x the forward pass).
     pub gflop_per_s: f64,
-    /// `gflop_per_s` over the processor's float32 peak (CPU, float32 rows only).
+    /// `gflop_per_s` over the processor's peak in the row's precision (CPU; the bf16 peak
+    /// where `hardware::bf16_peak_factor` knows it).
     pub peak_share: Option<f64>,
     pub torch: Option<TorchRates>,
 }
@@ -109,9 +156,15 @@ impl BenchConfig {
     }
 }
 
-pub fn run(cfg: &BenchConfig, mut report: impl FnMut(&BenchRow)) -> Result<Vec<BenchRow>> {
+/// The rows, and what the PyTorch process reported at start (its version, threads, CPU
+/// capability and allocator setting) where it ran.
+pub fn run(
+    cfg: &BenchConfig,
+    mut report: impl FnMut(&BenchRow),
+) -> Result<(Vec<BenchRow>, Option<serde_json::Value>)> {
     cfg.check()?;
     let peak = cpu_peak(cfg.device);
+    let bf16_factor = crate::hardware::bf16_peak_factor(cfg.device);
     let mut torch = match &cfg.torch_python {
         Some(py) => Some(TorchBaseline::start(py, tch::get_num_threads())?),
         None => None,
@@ -124,84 +177,87 @@ pub fn run(cfg: &BenchConfig, mut report: impl FnMut(&BenchRow)) -> Result<Vec<B
                 if let Some(cl) = cfg.channels_last {
                     compute.channels_last = cl;
                 }
-                let baseline = torch.as_mut().filter(|_| precision == Precision::F32);
-                let row = measure_side_by_side(cfg, arch, compute, mode, baseline, peak.as_ref())?;
+                let peak_gflops = peak.as_ref().and_then(|p| match precision {
+                    Precision::F32 => Some(p.gflops),
+                    Precision::Bf16 => bf16_factor.map(|f| f * p.gflops),
+                });
+                let row = measure_side_by_side(
+                    cfg,
+                    arch,
+                    (precision, compute),
+                    mode,
+                    torch.as_mut(),
+                    peak_gflops,
+                )?;
                 report(&row);
                 rows.push(row);
             }
         }
     }
-    Ok(rows)
+    Ok((rows, torch.map(|t| t.info.clone())))
 }
 
 fn measure_side_by_side(
     cfg: &BenchConfig,
     arch: Arch,
-    compute: Compute,
+    (precision, compute): (Precision, Compute),
     mode: Mode,
     mut torch: Option<&mut TorchBaseline>,
-    peak: Option<&F32Peak>,
+    peak_gflops: Option<f64>,
 ) -> Result<BenchRow> {
     let mut ours = Runner::new(cfg, arch, compute, mode)?;
+    let variants: &[Variant] = if torch.is_some() {
+        &cfg.torch_variants
+    } else {
+        &[]
+    };
     let mut fc = Vec::new();
-    let (mut td, mut tc) = (Vec::new(), Vec::new());
-    let rounds = cfg.rounds.max(1);
-    for round in 0..rounds {
-        // Three programs, the order rotated each round so none always runs first.
-        for slot in 0..3 {
-            match (round + slot) % 3 {
-                0 => fc.push(ours.time(cfg.iters)),
-                k => {
-                    if let Some(t) = torch.as_deref_mut() {
-                        let layout = if k == 1 {
-                            Layout::Default
-                        } else {
-                            Layout::ChannelsLast
-                        };
-                        let ips = t.measure(
-                            arch,
-                            mode,
-                            layout,
-                            cfg.batch_size,
-                            cfg.im_size,
-                            cfg.iters,
-                            cfg.warmup,
-                        )?;
-                        if k == 1 {
-                            td.push(ips)
-                        } else {
-                            tc.push(ips)
-                        }
-                    }
-                }
+    let mut theirs: Vec<Result<Vec<f64>, String>> = vec![Ok(Vec::new()); variants.len()];
+    let programs = 1 + variants.len();
+    for round in 0..cfg.rounds.max(1) {
+        // The order rotated each round so no program always runs first.
+        for slot in 0..programs {
+            let k = (round + slot) % programs;
+            if k == 0 {
+                fc.push(ours.time(cfg.iters));
+                continue;
+            }
+            let (Some(t), Ok(rounds)) = (torch.as_deref_mut(), &mut theirs[k - 1]) else {
+                continue;
+            };
+            match t.measure(
+                arch,
+                mode,
+                variants[k - 1],
+                precision,
+                cfg.batch_size,
+                cfg.im_size,
+                cfg.iters,
+                cfg.warmup,
+            ) {
+                Ok(ips) => rounds.push(ips),
+                // A variant that fails here (torch.compile without a compiler, say) is
+                // reported as unavailable; the others still run.
+                Err(e) => theirs[k - 1] = Err(format!("{e:#}")),
             }
         }
     }
     let flarecast = Rate::of(fc);
     let gflop_per_s = flops_per_image(arch, cfg.im_size, mode) * flarecast.images_per_s / 1e9;
     let torch = torch.map(|_| {
-        let (default, channels_last) = (Rate::of(td), Rate::of(tc));
-        TorchRates {
-            ratio_default: flarecast.images_per_s / default.images_per_s,
-            ratio_channels_last: flarecast.images_per_s / channels_last.images_per_s,
-            default,
-            channels_last,
-        }
+        TorchRates::of(
+            flarecast.images_per_s,
+            variants.iter().copied().zip(theirs).collect(),
+        )
     });
     Ok(BenchRow {
         arch: arch.name(),
-        precision: if compute.kind == Kind::BFloat16 {
-            "bf16"
-        } else {
-            "f32"
-        },
+        precision: precision.name(),
         mode,
         channels_last: compute.channels_last,
         flarecast,
         gflop_per_s,
-        peak_share: peak
-            .filter(|_| compute.kind == Kind::Float)
-            .map(|p| gflop_per_s / p.gflops),
+        peak_share: peak_gflops.map(|p| gflop_per_s / p),
         torch,
     })
 }
@@ -325,6 +381,24 @@ mod tests {
             + 4.0 * 512.0 * (4096.0 + 1024.0 + 256.0)
             + 2.0 * 1536.0 * 2.0;
         assert_eq!(flops_per_image(Arch::Attention, 256, Mode::Inference), attn);
+    }
+
+    #[test]
+    fn the_anchor_is_the_fastest_variant_that_ran() {
+        let t = TorchRates::of(
+            10.0,
+            vec![
+                (Variant::Eager, Ok(vec![4.0, 5.0, 6.0])),
+                (Variant::ChannelsLast, Ok(vec![8.0])),
+                (Variant::Compiled, Err("no compiler".into())),
+            ],
+        );
+        assert_eq!(t.anchor, Some(Variant::ChannelsLast));
+        assert_eq!(t.ratio, Some(1.25));
+        assert_eq!(t.variants[0].ratio, Some(2.0));
+        assert_eq!(t.variants[2].unavailable.as_deref(), Some("no compiler"));
+        let none = TorchRates::of(10.0, vec![(Variant::Compiled, Err("x".into()))]);
+        assert_eq!((none.anchor, none.ratio), (None, None));
     }
 
     #[test]

@@ -1,9 +1,10 @@
-//! The plain PyTorch eager networks (scripts/reference_model.py) as a measured baseline:
-//! one Python process, kept warm, that times a configuration on request, so a benchmark
-//! can alternate between flarecast and PyTorch round by round.
+//! The paper's networks in PyTorch (scripts/reference_model.py) as a careful PyTorch user
+//! runs them, as the measured anchor: one Python process, kept warm, that times a
+//! configuration on request, so a benchmark can alternate between flarecast and PyTorch
+//! round by round. The process gets the allocator setting flarecast gives itself.
 
 use super::Mode;
-use crate::model::Arch;
+use crate::model::{Arch, Precision};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::io::{BufRead, BufReader, Write};
@@ -13,22 +14,32 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 const REFERENCE_MODEL: &str = include_str!("../../scripts/reference_model.py");
 const TORCH_BASELINE: &str = include_str!("../../scripts/torch_baseline.py");
 
-/// PyTorch's two layouts the baseline is timed in.
+/// The ways a PyTorch user runs the networks, each timed as its own program.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Layout {
+pub enum Variant {
     /// Contiguous NCHW, PyTorch's default.
-    Default,
+    Eager,
     /// `torch.channels_last` for the model and the input.
     ChannelsLast,
+    /// Channels-last and `torch.compile` (inductor, default mode).
+    Compiled,
 }
 
-impl Layout {
+impl Variant {
+    pub const ALL: [Variant; 3] = [Variant::Eager, Variant::ChannelsLast, Variant::Compiled];
+
     pub fn name(self) -> &'static str {
         match self {
-            Layout::Default => "default",
-            Layout::ChannelsLast => "channels_last",
+            Variant::Eager => "eager",
+            Variant::ChannelsLast => "channels_last",
+            Variant::Compiled => "compiled",
         }
+    }
+
+    /// Parses a name as `name` spells it.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.name() == s)
     }
 }
 
@@ -60,7 +71,8 @@ pub struct TorchBaseline {
 struct Request {
     arch: &'static str,
     mode: &'static str,
-    layout: &'static str,
+    variant: &'static str,
+    precision: &'static str,
     batch_size: i64,
     im_size: i64,
     iters: usize,
@@ -80,6 +92,7 @@ impl TorchBaseline {
         let script = scripts.path().join("torch_baseline.py");
         crate::fsio::write_atomic(&script, TORCH_BASELINE.as_bytes())?;
         let mut child = Command::new(python)
+            .envs(crate::process::keep_freed_memory_env())
             .arg("-W")
             .arg("ignore")
             .arg(&script)
@@ -128,13 +141,14 @@ impl TorchBaseline {
     }
 
     /// Images/s of `iters` timed steps (after `warmup` untimed ones the first time this
-    /// configuration runs).
+    /// configuration runs); bf16 runs under `torch.autocast`.
     #[allow(clippy::too_many_arguments)]
     pub fn measure(
         &mut self,
         arch: Arch,
         mode: Mode,
-        layout: Layout,
+        variant: Variant,
+        precision: Precision,
         batch_size: i64,
         im_size: i64,
         iters: usize,
@@ -146,7 +160,8 @@ impl TorchBaseline {
                 Mode::Train => "train",
                 Mode::Inference => "inference",
             },
-            layout: layout.name(),
+            variant: variant.name(),
+            precision: precision.name(),
             batch_size,
             im_size,
             iters,

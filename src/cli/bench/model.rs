@@ -1,5 +1,5 @@
 //! `flarecast bench model`: inference and training-step images/s of both networks, with
-//! GFLOP/s, the share of the f32 peak and optionally the PyTorch eager baseline.
+//! GFLOP/s, the share of the processor's peak and optionally the tuned PyTorch anchor.
 
 use anyhow::{bail, Context, Result};
 use flarecast::bench::model::{self as bench, BenchConfig};
@@ -21,10 +21,20 @@ pub struct Args {
     /// (default: 3 with a baseline, else 1).
     #[arg(long)]
     rounds: Option<usize>,
-    /// none, or torch: time the plain PyTorch eager networks (default and channels-last
-    /// layouts) in the same run, alternating with flarecast, and print the ratios.
+    /// none, or torch: time the same networks in PyTorch (the --torch-variants, in each
+    /// row's precision, with flarecast's allocator setting) in the same run, alternating
+    /// with flarecast, and print the ratios against the fastest variant (the anchor).
     #[arg(long, default_value = "none", value_parser = ["none", "torch"])]
     baseline: String,
+    /// Comma-separated PyTorch variants timed with --baseline torch: eager (NCHW),
+    /// channels_last, compiled (channels_last and torch.compile).
+    #[arg(
+        long,
+        default_value = "eager,channels_last,compiled",
+        value_delimiter = ',',
+        value_parser = ["eager", "channels_last", "compiled"]
+    )]
+    torch_variants: Vec<String>,
     /// The Python holding torch for the baseline (default: the virtualenv setup.sh makes).
     #[arg(long)]
     python: Option<PathBuf>,
@@ -69,6 +79,11 @@ pub fn run(args: Args) -> Result<()> {
         precisions: chosen.iter().map(|c| c.precision).collect(),
         modes,
         channels_last: args.channels_last,
+        torch_variants: args
+            .torch_variants
+            .iter()
+            .filter_map(|v| torch_baseline::Variant::parse(v))
+            .collect(),
         torch_python: torch.then(|| {
             args.python
                 .clone()
@@ -95,11 +110,12 @@ pub fn run(args: Args) -> Result<()> {
                 p.gflops, p.cores, p.vector_bits, p.fma_units, p.ghz, p.clock_source, isa.describe()
             );
         }
-        let torch_cols = if torch {
-            format!(
-                " {:>9} {:>9} {:>7} {:>7}",
-                "pt img/s", "pt-cl", "vs pt", "vs cl"
-            )
+        let torch_cols: String = if torch {
+            cfg.torch_variants
+                .iter()
+                .map(|v| format!(" {:>13}", short(*v)))
+                .chain([format!(" {:>13} {:>9}", "anchor", "vs anchor")])
+                .collect()
         } else {
             String::new()
         };
@@ -108,17 +124,22 @@ pub fn run(args: Args) -> Result<()> {
             "arch", "prec", "mode", "ch-last", "images/s", "GFLOP/s", "peak"
         );
     }
-    let rows = bench::run(&cfg, |r| {
+    let (rows, torch_info) = bench::run(&cfg, |r| {
         if !args.json {
-            let torch_cols = match &r.torch {
-                Some(t) => format!(
-                    " {:>9.2} {:>9.2} {:>6.2}x {:>6.2}x",
-                    t.default.images_per_s,
-                    t.channels_last.images_per_s,
-                    t.ratio_default,
-                    t.ratio_channels_last
-                ),
-                None if torch => format!(" {:>9} {:>9} {:>7} {:>7}", "-", "-", "-", "-"),
+            let torch_cols: String = match &r.torch {
+                Some(t) => t
+                    .variants
+                    .iter()
+                    .map(|v| match &v.rate {
+                        Some(rate) => format!(" {:>13.2}", rate.images_per_s),
+                        None => format!(" {:>13}", "n/a"),
+                    })
+                    .chain([format!(
+                        " {:>13} {:>9}",
+                        t.anchor.map_or("-", short),
+                        t.ratio.map_or("-".into(), |x| format!("{x:.2}x"))
+                    )])
+                    .collect(),
                 None => String::new(),
             };
             println!(
@@ -143,11 +164,50 @@ pub fn run(args: Args) -> Result<()> {
             "device": device_name, "threads": threads, "batch_size": cfg.batch_size,
             "im_size": cfg.im_size, "iters": cfg.iters, "rounds": cfg.rounds,
             "precisions": precisions, "f32_peak": peak, "isa_cap": isa.describe(),
-            "rows": rows,
+            "torch": torch_info, "rows": rows,
         });
         crate::cli::print_json(&out)?;
     } else if torch {
-        println!("pt: plain PyTorch eager (scripts/reference_model.py), f32; cl: channels_last; ratios of medians");
+        println!(
+            "PyTorch {} (scripts/reference_model.py) in images/s, each row's precision (bf16: torch.autocast), allocator: {}; anchor: the fastest; ratios: flarecast / anchor, medians",
+            torch_info
+                .as_ref()
+                .and_then(|i| i["torch"].as_str())
+                .unwrap_or("?"),
+            allocator_note()
+        );
+        for r in &rows {
+            for v in r.torch.iter().flat_map(|t| &t.variants) {
+                if let Some(why) = &v.unavailable {
+                    println!(
+                        "{} {} {}: {} unavailable: {why}",
+                        r.arch,
+                        r.precision,
+                        format!("{:?}", r.mode).to_lowercase(),
+                        v.variant.name()
+                    );
+                }
+            }
+        }
     }
     Ok(())
+}
+
+/// The allocator setting both programs ran with.
+fn allocator_note() -> String {
+    let env = flarecast::process::keep_freed_memory_env();
+    if env.is_empty() {
+        "the user's own (GLIBC_TUNABLES / MALLOC_*), both programs".into()
+    } else {
+        let set: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        format!("{} for both programs", set.join(" "))
+    }
+}
+
+fn short(v: torch_baseline::Variant) -> &'static str {
+    match v {
+        torch_baseline::Variant::Eager => "pt eager",
+        torch_baseline::Variant::ChannelsLast => "pt ch-last",
+        torch_baseline::Variant::Compiled => "pt compiled",
+    }
 }
