@@ -172,6 +172,44 @@ pub fn bf16_support(device: Device) -> Result<String, String> {
     }
 }
 
+/// Whether bf16 is the faster arithmetic on `device`, as `--precision auto` asks: where
+/// bf16 is native (see [`bf16_support`]), except on an Intel CPU that has AVX512_BF16 and
+/// no AMX-BF16, where bf16 measured slower than f32.
+pub fn bf16_faster(device: Device) -> Result<String, String> {
+    let native = bf16_support(device)?;
+    match device {
+        Device::Cuda(_) => Ok(native),
+        _ => cpu_bf16_faster(&CpuFeatures::detect(), native),
+    }
+}
+
+fn cpu_bf16_faster(cpu: &CpuFeatures, native: String) -> Result<String, String> {
+    // An Emerald Rapids Xeon (AVX512_BF16, two 512-bit FMA units, AMX not exposed by the
+    // hypervisor) ran every bf16 step at 0.72-0.91x its f32 speed, in flarecast and in
+    // PyTorch alike; the AMD cores with AVX512_BF16 (512-bit f32 FMAs as two halves) ran
+    // bf16 at about twice f32.
+    if native == "AVX512_BF16" && cpu.amd_family.is_none() {
+        return Err(
+            "this Intel CPU has AVX512_BF16 but no AMX-BF16, where bf16 measured slower than f32"
+                .into(),
+        );
+    }
+    Ok(native)
+}
+
+/// The bf16 peak over the f32 peak [`F32Peak`] counts, where it is known: twice on the
+/// AMD cores with AVX512_BF16 (a bf16 dot product does twice an FMA's multiply-adds at
+/// the same rate); not modelled for AMX tiles, Intel's AVX512_BF16 or CUDA.
+pub fn bf16_peak_factor(device: Device) -> Option<f64> {
+    let cpu = CpuFeatures::detect();
+    match bf16_support(device) {
+        Ok(f) if device == Device::Cpu && f == "AVX512_BF16" && cpu.amd_family.is_some() => {
+            Some(2.0)
+        }
+        _ => None,
+    }
+}
+
 fn cpu_bf16_support(cpu: &CpuFeatures, cap: &IsaCap) -> Result<String, String> {
     if !cpu.avx512_bf16 && !cpu.amx_bf16 {
         return Err("this CPU has neither AVX512_BF16 nor AMX-BF16".into());
@@ -399,6 +437,24 @@ mod tests {
         assert_eq!(
             cpu_bf16_support(&amx, &cap(Some("AVX512_CORE_BF16"), None)).unwrap(),
             "AVX512_BF16"
+        );
+    }
+
+    #[test]
+    fn auto_takes_bf16_where_it_measured_faster() {
+        assert_eq!(
+            cpu_bf16_faster(&zen5(), "AVX512_BF16".into()).unwrap(),
+            "AVX512_BF16"
+        );
+        let intel = CpuFeatures {
+            amd_family: None,
+            ..zen5()
+        };
+        let e = cpu_bf16_faster(&intel, "AVX512_BF16".into()).unwrap_err();
+        assert!(e.contains("no AMX-BF16"), "{e}");
+        assert_eq!(
+            cpu_bf16_faster(&intel, "AMX-BF16".into()).unwrap(),
+            "AMX-BF16"
         );
     }
 

@@ -18,7 +18,7 @@ pub struct ModelArgs {
     #[arg(long, default_value = "auto")]
     pub device: String,
     /// f32 (the reference's numbers), bf16, or auto (bf16 where the hardware computes it
-    /// natively, else f32).
+    /// natively and faster than f32, else f32).
     #[arg(long, default_value = "f32")]
     pub precision: PrecisionChoice,
     /// Images per forward pass (for explain: path points, occluded copies).

@@ -66,7 +66,7 @@ pub struct Args {
     /// (cuda:0,cuda:1 or cpu,cpu) trains one data-parallel replica on each.
     #[arg(long, visible_alias = "devices", default_value = "auto")]
     device: String,
-    /// auto (bf16 where the hardware computes it natively, else f32), f32, or bf16 mixed
+    /// auto (bf16 where the hardware computes it natively and faster, else f32), f32, or bf16 mixed
     /// precision (float32 master weights).
     #[arg(long, default_value = "auto")]
     precision: PrecisionChoice,

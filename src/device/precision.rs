@@ -5,8 +5,9 @@ use crate::model::Precision;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tch::Device;
 
-/// A requested precision: `auto` picks bf16 where the hardware computes it natively
-/// (CUDA compute capability 8.0+, CPUs with AVX-512 BF16 or AMX), f32 elsewhere.
+/// A requested precision: `auto` picks bf16 where the hardware computes it natively and
+/// faster than f32 (CUDA compute capability 8.0+, CPUs with AMX-BF16, AMD CPUs with
+/// AVX512_BF16), f32 elsewhere.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum PrecisionChoice {
     #[default]
@@ -42,7 +43,7 @@ static EMULATION_WARNED: AtomicBool = AtomicBool::new(false);
 pub fn choose(choice: PrecisionChoice, device: Device) -> Chosen {
     let native = || hardware::bf16_support(device);
     match choice {
-        PrecisionChoice::Auto => match native() {
+        PrecisionChoice::Auto => match hardware::bf16_faster(device) {
             Ok(feature) => Chosen {
                 precision: Precision::Bf16,
                 reason: format!("auto: {feature}"),
@@ -114,7 +115,7 @@ mod tests {
     #[test]
     fn auto_follows_the_hardware_and_explicit_choices_stand() {
         let auto = choose(PrecisionChoice::Auto, Device::Cpu);
-        match hardware::bf16_support(Device::Cpu) {
+        match hardware::bf16_faster(Device::Cpu) {
             Ok(f) => assert_eq!(
                 (auto.precision, auto.reason),
                 (Precision::Bf16, format!("auto: {f}"))

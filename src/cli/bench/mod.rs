@@ -55,8 +55,8 @@ pub struct NetArgs {
     /// Comma-separated: attention, standard.
     #[arg(long, default_value = "attention,standard", value_delimiter = ',')]
     pub arch: Vec<Arch>,
-    /// Comma-separated: auto (bf16 where the hardware computes it natively, else f32),
-    /// f32, bf16.
+    /// Comma-separated: auto (bf16 where the hardware computes it natively and faster,
+    /// else f32), f32, bf16.
     #[arg(long, default_value = "auto", value_delimiter = ',')]
     pub precision: Vec<PrecisionChoice>,
 }
