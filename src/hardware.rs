@@ -185,7 +185,7 @@ pub fn bf16_faster(device: Device) -> Result<String, String> {
 
 fn cpu_bf16_faster(cpu: &CpuFeatures, native: String) -> Result<String, String> {
     // An Emerald Rapids Xeon (AVX512_BF16, two 512-bit FMA units, AMX not exposed by the
-    // hypervisor) ran every bf16 step at 0.72-0.91x its f32 speed, in flarecast and in
+    // hypervisor) ran every bf16 step at 0.71-0.91x its f32 speed, in flarecast and in
     // PyTorch alike; the AMD cores with AVX512_BF16 (512-bit f32 FMAs as two halves) ran
     // bf16 at about twice f32.
     if native == "AVX512_BF16" && cpu.amd_family.is_none() {
