@@ -232,8 +232,8 @@ fn check_step(pth: &str, step: &str, path: Net) {
     assert!(checked >= 10, "only {checked} tensors compared");
 }
 
-/// The fast path's training step (both layouts) equals the reference's: every parameter
-/// and buffer of the network within 1e-5 after one step from the golden weights.
+/// The fast path's training step (both layouts) equals the reference's: the loss and every
+/// parameter and buffer of the network within 1e-5 after one step from the golden weights.
 fn check_fast_step_against_reference(pth: &str, step: &str) {
     let g = golden(step);
     let load = || model::load_model(&common::golden().join(pth), Device::Cpu).unwrap();
@@ -244,13 +244,11 @@ fn check_fast_step_against_reference(pth: &str, step: &str) {
         let mut fast = load();
         let path = Net::Fast { channels_last };
         let loss = sgd_step(&mut fast, &g["input"], &g["target"], path);
-        assert_close(
-            &format!("{path:?} loss"),
-            &loss,
-            &ref_loss,
-            REF_RTOL,
-            REF_ATOL,
-        );
+        // Within 1e-5, as every tensor below. Training-mode BatchNorm normalises with the
+        // batch's statistics, and oneDNN's channels-last convolutions sum in another order:
+        // on an Emerald Rapids Xeon that loss lands 5.8e-6 (1.2e-5 relative) from the
+        // reference's, on the AMD EPYC closer.
+        assert_close(&format!("{path:?} loss"), &loss, &ref_loss, 0.0, 1e-5);
         let got = fast.vs.variables();
         assert_eq!(got.len(), want.len());
         for (key, w) in &want {
