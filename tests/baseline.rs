@@ -65,19 +65,21 @@ fn reference_model_reproduces_the_golden_outputs_and_step() {
 /// allocator setting flarecast gives itself.
 #[test]
 fn bench_model_times_the_tuned_pytorch_anchor_in_the_same_run() {
-    let out = common::flarecast()
-        .env_remove("GLIBC_TUNABLES")
+    // The allocator variables unset, so flarecast hands PyTorch its own setting.
+    let mut cmd = common::flarecast();
+    cmd.env_remove("GLIBC_TUNABLES")
         .env_remove("MALLOC_MMAP_MAX_")
-        .env_remove("MALLOC_TRIM_THRESHOLD_")
-        .env(
-            "FLARECAST_VENV",
-            common::torch_python().parent().unwrap().parent().unwrap(),
-        )
-        .args([
+        .env_remove("MALLOC_TRIM_THRESHOLD_");
+    let python = common::torch_python();
+    let report = common::run_json_in(
+        cmd,
+        &[
             "bench",
             "model",
             "--baseline",
             "torch",
+            "--python",
+            python.to_str().unwrap(),
             "--device",
             "cpu",
             "--arch",
@@ -97,15 +99,8 @@ fn bench_model_times_the_tuned_pytorch_anchor_in_the_same_run() {
             "--rounds",
             "2",
             "--json",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
     );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["torch"]["malloc_mmap_max"], "0", "{report}");
     assert_eq!(report["torch"]["malloc_trim_threshold"], "2147483647");
     let rows = report["rows"].as_array().unwrap();

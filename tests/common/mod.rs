@@ -46,7 +46,12 @@ pub fn flarecast() -> assert_cmd::Command {
 /// Runs `flarecast ARGS` and returns its output; a failure fails the test with
 /// flarecast's stderr.
 pub fn run_ok(args: &[&str]) -> std::process::Output {
-    let out = flarecast().args(args).output().expect("run flarecast");
+    run_ok_in(flarecast(), args)
+}
+
+/// [`run_ok`] on a command whose environment the caller prepared.
+pub fn run_ok_in(mut cmd: assert_cmd::Command, args: &[&str]) -> std::process::Output {
+    let out = cmd.args(args).output().expect("run flarecast");
     assert!(
         out.status.success(),
         "flarecast {args:?} failed: {}",
@@ -189,7 +194,12 @@ pub fn write_npy(path: &std::path::Path, t: &tch::Tensor) {
 
 /// Runs `flarecast ARGS` and parses its stdout as one JSON value (a summary).
 pub fn run_json(args: &[&str]) -> serde_json::Value {
-    let out = run_ok(args);
+    run_json_in(flarecast(), args)
+}
+
+/// [`run_json`] on a command whose environment the caller prepared.
+pub fn run_json_in(cmd: assert_cmd::Command, args: &[&str]) -> serde_json::Value {
+    let out = run_ok_in(cmd, args);
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
             "flarecast {args:?}: stdout is not one JSON value ({e}): {}",
