@@ -790,15 +790,15 @@ fn cross_fold_calibration_of_the_papers_predictions_scores_above_climatology() {
     assert!(plain["summaries"][0]
         .get("cross_fold_calibration")
         .is_none());
-    let report = json_of(&[
+    let calibrated = [
         "experiment",
         "report",
         "--out",
         &out,
         "--calibrate",
         "platt",
-        "--json",
-    ]);
+    ];
+    let report = json_of(&[&calibrated[..], &["--json"]].concat());
     let summary = &report["summaries"][0];
     assert_eq!(
         summary["mean"], plain["summaries"][0]["mean"],
@@ -826,20 +826,59 @@ fn cross_fold_calibration_of_the_papers_predictions_scores_above_climatology() {
     }
     assert!(near(&cal["raw_bss"], (-0.4157 - 0.7172) / 2.0));
     assert!(near(&cal["calibrated_bss"], (0.2583 + 0.1578) / 2.0));
-    let text = common::flarecast()
+    let text = common::run_ok(&calibrated);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("fitted on the other folds' predictions"),
+        "{text}"
+    );
+}
+
+/// A cross-fold calibration with too few events in the other folds is not fitted: the
+/// report says why, naming the counts, and keeps the raw scores; a method it does not know
+/// is refused naming the value.
+#[test]
+fn cross_fold_calibration_refuses_too_few_events_and_unknown_methods() {
+    let dir = tempfile::tempdir().unwrap();
+    for k in [1, 2] {
+        let path = dir.path().join(format!("attention/seed1/fold{k}_res.csv"));
+        file_with_counts(&path, 2, 3, 40, 1);
+    }
+    let out = s(dir.path());
+    let report = json_of(&[
+        "experiment",
+        "report",
+        "--out",
+        &out,
+        "--calibrate",
+        "isotonic",
+        "--json",
+    ]);
+    let cal = &report["summaries"][0]["cross_fold_calibration"];
+    assert_eq!(cal["folds"], serde_json::json!([]));
+    assert_eq!(cal["calibrated_bss"], Value::Null);
+    let why = cal["unavailable"].as_str().unwrap();
+    assert!(
+        why.contains("the predictions of fold 2 has 3 flaring and 43 non-flaring instances")
+            && why.contains("at least 10 of each"),
+        "{why}"
+    );
+    assert!(report["summaries"][0]["mean"]["tss"].is_number());
+    let bad = common::flarecast()
         .args([
             "experiment",
             "report",
             "--out",
             &out,
             "--calibrate",
-            "platt",
+            "sigmoid",
         ])
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
     assert!(
-        text.contains("fitted on the other folds' predictions"),
-        "{text}"
+        err.contains("sigmoid") && err.contains("platt or isotonic"),
+        "{err}"
     );
 }
