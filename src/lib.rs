@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod calibrate;
+pub mod calibration;
 pub mod catalog;
 pub mod convert;
 pub mod data;

@@ -174,7 +174,7 @@ fn too_few_events_or_overwriting_the_model_are_refused_and_nothing_is_written() 
 
 #[test]
 fn a_weights_file_with_a_broken_calibration_is_refused_naming_it() {
-    use flarecast::calibrate::{Calibration, Map};
+    use flarecast::calibration::{map::Map, Calibration};
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.safetensors");
     let (tensors, _) =

@@ -4,49 +4,19 @@
 //! instances oversampled to the non-flaring count), so their raw P(flare) runs high; the
 //! map corrects that. The decision threshold of TSS/HSS2 stays on the raw probability.
 //!
-//! - [`map`]: Platt scaling and isotonic regression, fitted and applied.
+//! The map itself and the [`Calibration`] a model carries are `crate::calibration`'s; the
+//! raw-against-calibrated scores are `evaluate::calibrated`'s.
 
-pub mod map;
-
-pub use map::Map;
-
-use crate::evaluate::{self, plots, PredictionFile};
-use crate::metrics::{self, ReliabilityBin};
+use crate::calibration::{map, Calibration};
+use crate::evaluate::{self, calibrated_file, compare, plots, Compared, PredictionFile};
 use crate::model::{self, LoadedModel};
-use anyhow::{bail, Context, Result};
-use serde::{Deserialize, Serialize};
+use anyhow::{bail, Result};
+use serde::Serialize;
 use std::path::{Path, PathBuf};
 
 /// Fewest flaring (and fewest non-flaring) instances a map is fitted on: with fewer, the
 /// event rate the map learns is mostly noise.
 pub const MIN_EVENTS: usize = 10;
-/// Bins of the reliability tables.
-pub const BINS: usize = 10;
-
-/// A calibration as a model's metadata carries it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Calibration {
-    #[serde(flatten)]
-    pub map: Map,
-    /// The prediction file it was fitted on (its name) and what that held.
-    pub fitted_on: String,
-    pub instances: usize,
-    pub events: usize,
-}
-
-impl Calibration {
-    pub fn apply(&self, p: f64) -> f64 {
-        self.map.apply(p).clamp(0.0, 1.0)
-    }
-
-    pub fn method(&self) -> &'static str {
-        self.map.method()
-    }
-
-    pub fn check(&self) -> Result<()> {
-        self.map.check().context("calibration")
-    }
-}
 
 /// Which map to fit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -152,55 +122,6 @@ pub fn cross_fold(folds: &[(u32, &PredictionFile)], method: Method) -> Result<Ve
             })
         })
         .collect()
-}
-
-/// Brier score, BSS and reliability of some probabilities.
-#[derive(Clone, Debug, Serialize)]
-pub struct Quality {
-    pub brier: f64,
-    /// None when the file has only one class (no climatology to beat).
-    pub bss: Option<f64>,
-    pub reliability: Vec<ReliabilityBin>,
-}
-
-impl Quality {
-    pub fn of(probs: &[f64], targets: &[bool]) -> Quality {
-        let events = targets.iter().filter(|&&t| t).count();
-        let both = events > 0 && events < targets.len();
-        Quality {
-            brier: metrics::brier(probs, targets),
-            bss: both.then(|| metrics::brier_skill(probs, targets)),
-            reliability: metrics::reliability(probs, targets, BINS),
-        }
-    }
-}
-
-/// Raw and calibrated scores of a prediction file. The TSS and HSS2 at the decision
-/// threshold are the raw probability's: calibration does not change them.
-#[derive(Clone, Debug, Serialize)]
-pub struct Compared {
-    pub method: String,
-    pub raw: Quality,
-    pub calibrated: Quality,
-}
-
-/// Compares a file's raw probabilities with their calibration.
-pub fn compare(file: &PredictionFile, cal: &Calibration) -> Compared {
-    let calibrated: Vec<f64> = file.probs.iter().map(|&p| cal.apply(p)).collect();
-    Compared {
-        method: cal.method().to_string(),
-        raw: Quality::of(&file.probs, &file.targets),
-        calibrated: Quality::of(&calibrated, &file.targets),
-    }
-}
-
-/// The file's probabilities through `cal`, as a prediction file named `name`.
-pub fn calibrated_file(file: &PredictionFile, cal: &Calibration, name: &str) -> PredictionFile {
-    PredictionFile {
-        path: PathBuf::from(name),
-        probs: file.probs.iter().map(|&p| cal.apply(p)).collect(),
-        ..file.clone()
-    }
 }
 
 /// What `calibrate` is asked to do.

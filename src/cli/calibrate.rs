@@ -1,7 +1,8 @@
 //! `flarecast calibrate`: a calibrated copy of a model from a prediction file.
 
 use anyhow::Result;
-use flarecast::calibrate::{self, CalibrateConfig, Compared, Method, Quality};
+use flarecast::calibrate::{self, CalibrateConfig, Method};
+use flarecast::evaluate::{Compared, Quality};
 use flarecast::text_table::{Col::Right, Table};
 use std::path::PathBuf;
 

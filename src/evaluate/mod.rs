@@ -3,6 +3,7 @@
 //! deviation), breaks the X- and M-class instances down by flare location, draws plots,
 //! and produces a prediction file by running a model on a fold's validation split.
 
+mod calibrated;
 mod location;
 pub mod plots;
 mod predictions;
@@ -10,6 +11,7 @@ mod run;
 mod run_model;
 mod table;
 
+pub use calibrated::{calibrated_file, compare, Compared, Quality, BINS};
 pub use location::{location_analysis, read_details, Details, DetailsRow, Location, ZoneCounts};
 pub use predictions::{instance_key, read_prediction_files, read_predictions, PredictionFile};
 pub use run::{run, EvaluateConfig, Evaluation, Predictions};

@@ -1,6 +1,7 @@
 //! One `evaluate` run: the predictions (given, or made by running a model on a fold's
 //! validation split), their report, and the plots.
 
+use super::calibrated::{self, Compared};
 use super::{plots, FoldPredictConfig, Report};
 use crate::progress::Progress;
 use anyhow::Result;
@@ -40,7 +41,7 @@ pub struct Evaluation {
     /// probabilities (the scores above, TSS and HSS2 at the threshold among them, are the
     /// raw probability's, as the prediction file holds it).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub calibrated: Option<crate::calibrate::Compared>,
+    pub calibrated: Option<Compared>,
 }
 
 /// Makes or reads the predictions, scores them, and draws the plots. `progress` shows a
@@ -65,7 +66,7 @@ pub fn run(cfg: &EvaluateConfig, progress: &Progress) -> Result<Evaluation> {
         Predictions::Model(fold) => crate::model::weights::read_weights(&fold.model)?
             .1
             .and_then(|m| m.calibration)
-            .map(|c| crate::calibrate::compare(&files[0], &c)),
+            .map(|c| calibrated::compare(&files[0], &c)),
         Predictions::Files(_) => None,
     };
     let mut plotted = Vec::new();

@@ -24,7 +24,7 @@ pub struct Ensemble {
 }
 
 /// `platt, fitted on fold2_res.csv (124 instances, 31 flaring)`.
-pub fn describe_calibration(c: &crate::calibrate::Calibration) -> String {
+pub fn describe_calibration(c: &crate::calibration::Calibration) -> String {
     format!(
         "{}, fitted on {} ({} instances, {} flaring)",
         c.method(),

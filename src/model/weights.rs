@@ -27,7 +27,7 @@ pub struct ModelMeta {
     pub precision: Option<super::Precision>,
     /// The map from P(flare) to a calibrated probability, when `calibrate` fitted one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub calibration: Option<crate::calibrate::Calibration>,
+    pub calibration: Option<crate::calibration::Calibration>,
 }
 
 impl ModelMeta {

@@ -6,7 +6,7 @@
 //! scores a prediction file (TSS, HSS2, Brier, BSS, ROC AUC, plots).
 
 use crate::catalog::{self, Flare, GoesClass};
-use crate::evaluate::{self, FileScores, PredictionFile};
+use crate::evaluate::{self, Compared, FileScores, PredictionFile, Quality};
 use crate::forecast::record::{fmt_utc, read_records, Record};
 use crate::label::Labeller;
 use anyhow::{bail, Context, Result};
@@ -52,7 +52,7 @@ pub struct Report {
     /// Brier, BSS and reliability of the raw and the calibrated probabilities, when every
     /// decided forecast is calibrated.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub calibrated: Option<crate::calibrate::Compared>,
+    pub calibrated: Option<Compared>,
     pub outcomes: Vec<Outcome>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub plots: Vec<String>,
@@ -207,10 +207,10 @@ pub fn verify(
             .iter()
             .filter_map(|r| r.calibration.as_deref())
             .collect();
-        crate::calibrate::Compared {
+        Compared {
             method: methods.into_iter().collect::<Vec<_>>().join(" | "),
-            raw: crate::calibrate::Quality::of(&file.probs, &file.targets),
-            calibrated: crate::calibrate::Quality::of(&cal, &file.targets),
+            raw: Quality::of(&file.probs, &file.targets),
+            calibrated: Quality::of(&cal, &file.targets),
         }
     });
     let mut plot_files = Vec::new();
