@@ -4,9 +4,10 @@
 use anyhow::{bail, Context, Result};
 use flarecast::calibrate::Method;
 use flarecast::evaluate;
-use flarecast::experiment::local::{self, Finished, LocalConfig, RunSummary};
+use flarecast::experiment::local::{self, LocalConfig};
 use flarecast::experiment::report::{self, ExperimentReport, ReportConfig};
 use flarecast::experiment::slurm::{self, SlurmConfig};
+use flarecast::experiment::summary::{Finished, RunSummary};
 use flarecast::experiment::{self, cell, paper, state, Grid, Plan, PlanRequest, State};
 use flarecast::model::Arch;
 use flarecast::text_table::{Col, Table};

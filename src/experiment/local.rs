@@ -5,9 +5,9 @@
 use super::cell::{log_path, tied_to_parent};
 use super::plan::Plan;
 use super::state::{self, State};
+use super::summary::{Finished, RunSummary};
 use crate::progress::Progress;
 use anyhow::{Context, Result};
-use serde::Serialize;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -27,38 +27,6 @@ pub fn cuda_devices(count: usize) -> Vec<String> {
     match std::env::var("CUDA_VISIBLE_DEVICES") {
         Ok(v) if !v.trim().is_empty() => v.split(',').map(|d| d.trim().to_string()).collect(),
         _ => (0..count).map(|i| i.to_string()).collect(),
-    }
-}
-
-/// A finished cell, as the executor reports it.
-#[derive(Clone, Debug, Serialize)]
-pub struct Finished {
-    pub index: usize,
-    pub name: String,
-    pub state: State,
-    pub seconds: f64,
-    pub log: PathBuf,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-/// What a run did.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct RunSummary {
-    pub cells: usize,
-    /// Done before this run.
-    pub already_done: usize,
-    /// Being run by another process: left alone.
-    pub running_elsewhere: Vec<usize>,
-    pub finished: Vec<Finished>,
-}
-
-impl RunSummary {
-    pub fn failed(&self) -> Vec<&Finished> {
-        self.finished
-            .iter()
-            .filter(|f| f.state != State::Done)
-            .collect()
     }
 }
 

@@ -1,6 +1,7 @@
 //! A grid of training runs: one cell per (network, seed, fold), each a `train` and an
 //! `evaluate --model` of its best checkpoint, run here (`local`) or as a SLURM job array
-//! (`slurm`), resumed after a kill, and reported as the paper's table (`report`).
+//! (`slurm`), both reporting a `summary`, resumed after a kill, and reported as the
+//! paper's table (`report`).
 //!
 //! Layout of an experiment folder `{out}`:
 //! - `experiment.json`: the grid and every cell's commands ([`plan`]), written first;
@@ -18,6 +19,7 @@ pub mod plan;
 pub mod report;
 pub mod slurm;
 pub mod state;
+pub mod summary;
 
 pub use plan::{Cell, Grid, Plan, PlanRequest};
 pub use state::State;

@@ -4,9 +4,9 @@
 //! `{out}/slurm/cell-{I}.log`; submitted with `sbatch`, optionally waited for by watching
 //! the cells' records (and `squeue` for a job that ended without running them).
 
-use super::local::{Finished, RunSummary};
 use super::plan::Plan;
 use super::state::{self, CellRecord, Recorded, State};
+use super::summary::{Finished, RunSummary};
 use crate::progress::Progress;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
