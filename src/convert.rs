@@ -4,6 +4,7 @@
 
 use crate::fsio::{self, write_atomic};
 use crate::jp2;
+use crate::preprocess::{self, TRAINING_QUALITY, TRAINING_SIZE};
 use crate::progress::Progress;
 use anyhow::{bail, Context, Result};
 use image::GrayImage;
@@ -30,10 +31,6 @@ impl Format {
 
 /// Largest output side: twice the full HMI resolution (64 MiB per decoded image).
 pub const MAX_SIZE: u32 = 8192;
-
-/// The side and JPEG quality of the training images (the reference's 512x512 JPGs).
-pub const TRAINING_SIZE: u32 = 512;
-pub const TRAINING_QUALITY: u8 = 95;
 
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -295,43 +292,16 @@ pub fn convert_file(input: &Path, output: &Path, opts: &Options) -> Result<FileI
 /// reduction; its paths are not used), and the JP2's full decoded size. `what` names the
 /// source in errors.
 pub fn convert_bytes(bytes: &[u8], what: &str, opts: &Options) -> Result<(Vec<u8>, (u32, u32))> {
-    let (img, full) = decode(bytes, what, opts.size, opts.fast_reduce)?;
-    let img = if opts.size == 0 || img.dimensions() == (opts.size, opts.size) {
-        img
-    } else {
-        jp2::resize_area(&img, opts.size, opts.size)
-    };
+    let (img, full) = preprocess::decode_jp2_sized(bytes, what, opts.size, opts.fast_reduce)?;
     let encoded = encode(&img, opts.format, opts.quality).context("cannot encode the image")?;
     Ok((encoded, full))
-}
-
-/// Full decode, or with `fast_reduce` the coarsest wavelet level still at least `size`
-/// on both sides. Returns the image and the full-resolution size.
-fn decode(
-    bytes: &[u8],
-    what: &str,
-    size: u32,
-    fast_reduce: bool,
-) -> Result<(GrayImage, (u32, u32))> {
-    if !fast_reduce || size == 0 {
-        let img = jp2::decode_gray8_bytes(bytes, what)?;
-        let d = img.dimensions();
-        return Ok((img, d));
-    }
-    let full = jp2::dimensions_bytes(bytes, what)?;
-    let mut reduce = 0;
-    while reduce < 5 && (full.0 >> (reduce + 1)) >= size && (full.1 >> (reduce + 1)) >= size {
-        reduce += 1;
-    }
-    let img = jp2::decode_gray8_reduced_bytes(bytes, what, reduce)?;
-    Ok((img, full))
 }
 
 fn encode(img: &GrayImage, format: Format, quality: u8) -> Result<Vec<u8>> {
     let mut buf = Vec::new();
     match format {
         // libjpeg's bytes, as Pillow wrote the training JPGs.
-        Format::Jpg => buf = crate::preprocess::encode_gray_jpeg(img, quality),
+        Format::Jpg => buf = preprocess::encode_gray_jpeg(img, quality),
         Format::Png => {
             let enc = image::codecs::png::PngEncoder::new(&mut buf);
             img.write_with_encoder(enc)?;

@@ -2,6 +2,7 @@
 
 use anyhow::{bail, Result};
 use flarecast::convert::{self, Format, Options};
+use flarecast::preprocess::{TRAINING_QUALITY, TRAINING_SIZE};
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -13,12 +14,12 @@ pub struct Args {
     #[arg(long, default_value = "data/hmi_jpgs_512")]
     output: PathBuf,
     /// Output side length in pixels (area averaging); 0 keeps the decoded size.
-    #[arg(long, default_value_t = convert::TRAINING_SIZE)]
+    #[arg(long, default_value_t = TRAINING_SIZE)]
     size: u32,
     #[arg(long, value_enum, default_value_t = Format::Jpg)]
     format: Format,
     /// JPEG quality (1-100).
-    #[arg(long, default_value_t = convert::TRAINING_QUALITY, value_parser = clap::value_parser!(u8).range(1..=100))]
+    #[arg(long, default_value_t = TRAINING_QUALITY, value_parser = clap::value_parser!(u8).range(1..=100))]
     quality: u8,
     /// Files converted at once (default: all cores).
     #[arg(long, default_value_t = 0)]

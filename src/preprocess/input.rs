@@ -3,7 +3,8 @@
 //!
 //! - a JPG or PNG (8 or 16 bit) is a training image: read as 8-bit grey as Pillow reads it;
 //! - a JP2 becomes the training image the training tree holds for it: decoded, area-resized
-//!   to 512x512 and sent through the quality-95 JPEG round trip of `convert`;
+//!   to 512x512 and sent through the quality-95 JPEG round trip of `convert`
+//!   (`from_jp2`);
 //! - a `.npy` float32 array is already the model's input (`[H, W]`, `[1, H, W]` or
 //!   `[N, 1, H, W]`), taken as it is.
 //!
@@ -11,10 +12,7 @@
 //! `ToTensor()` for an image). What the file breaks of the model's assumptions (not HMI,
 //! 16-bit, colour, tiny) comes with it as notes, for every command alike.
 
-use super::{
-    assumptions, decode_gray8_bytes, npy, resize_like_pil, sniff, to_tensor, training_image,
-    Sniffed,
-};
+use super::{assumptions, npy, resize_like_pil, sniff, to_tensor, training_image, Sniffed};
 use anyhow::{bail, Context, Result};
 use image::GrayImage;
 use std::path::{Path, PathBuf};
@@ -64,14 +62,6 @@ impl Instance {
         )?;
         GrayImage::from_raw(w as u32, h as u32, bytes).context("image buffer size")
     }
-}
-
-/// The training image of a JP2's bytes: what `convert` writes for it (512x512 area
-/// resize, quality-95 JPEG), decoded as a training JPG is decoded.
-pub fn training_image_from_jp2(bytes: &[u8], what: &str) -> Result<GrayImage> {
-    let opts = crate::convert::Options::training(PathBuf::new(), PathBuf::new());
-    let (jpg, _) = crate::convert::convert_bytes(bytes, what, &opts)?;
-    decode_gray8_bytes(&jpg).with_context(|| format!("{what}: cannot read back its JPG conversion"))
 }
 
 impl Input {

@@ -7,12 +7,15 @@
 //! - [`Input`]: the one reader of every command's input files (JPG, PNG, JP2, `.npy`),
 //!   a JP2 made into the training image `convert` makes of it; [`training_image`] for
 //!   an image file alone.
+//! - [`decode_jp2_sized`], [`training_image_from_jp2`]: a JP2 at a size, as `convert`
+//!   writes it, and as the training image it became (`from_jp2`).
 //! - [`resize_like_pil`]: torchvision `Resize(size)` (shorter side to `size`).
 //! - [`to_tensor`]: `ToTensor()` for an 8-bit grey image.
 //! - [`augment`]: flips and the nearest-neighbour rotation used in training.
 
 mod assumptions;
 pub mod augment;
+mod from_jp2;
 mod input;
 mod jpeg;
 mod jpeg_encode;
@@ -27,12 +30,10 @@ use tch::Tensor;
 
 pub use assumptions::assumptions;
 pub use augment::{hflip, rotate_nearest, vflip};
-pub use input::{training_image_from_jp2, Input, Instance, Pixels};
+pub use from_jp2::{decode_jp2_sized, training_image_from_jp2, TRAINING_QUALITY, TRAINING_SIZE};
+pub use input::{Input, Instance, Pixels};
 pub use jpeg_encode::encode_gray as encode_gray_jpeg;
 pub use resize::{resize_exact_like_pil, resize_like_pil, resized_dims};
-
-/// The image side the paper trains and predicts at.
-pub const DEFAULT_IM_SIZE: u32 = 256;
 
 /// What the first bytes of a file say it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

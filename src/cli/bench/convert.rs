@@ -1,7 +1,7 @@
 //! `flarecast bench convert`: JP2 -> JPG conversion files/s, all cores against one.
 
 use anyhow::Result;
-use flarecast::convert;
+use flarecast::preprocess::TRAINING_SIZE;
 use flarecast::text_table::{
     Col::{Left, Right},
     Table,
@@ -13,7 +13,7 @@ pub struct Args {
     /// Copies of the JP2 to convert in each configuration.
     #[arg(long, default_value_t = 16)]
     files: usize,
-    #[arg(long, default_value_t = convert::TRAINING_SIZE)]
+    #[arg(long, default_value_t = TRAINING_SIZE)]
     size: u32,
     /// JP2 to copy (the figures in README.md use the real 4096x4096 HMI magnetogram).
     #[arg(long)]
