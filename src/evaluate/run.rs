@@ -4,6 +4,7 @@
 use super::calibrated::{self, Compared};
 use super::{plots, FoldPredictConfig, Report};
 use crate::progress::Progress;
+use crate::train::history;
 use anyhow::Result;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -73,7 +74,7 @@ pub fn run(cfg: &EvaluateConfig, progress: &Progress) -> Result<Evaluation> {
     if let Some(dir) = &cfg.plots {
         plotted = plots::plot_predictions(dir, &files, cfg.threshold)?;
         if let Some(h) = &cfg.history {
-            plotted.push(plots::plot_history(dir, &plots::read_history(h)?)?);
+            plotted.push(plots::plot_history(dir, &history::read_curves(h)?)?);
         }
     }
     Ok(Evaluation {

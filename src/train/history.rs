@@ -1,8 +1,9 @@
-//! Per-epoch training history, written as CSV and JSON beside the checkpoints.
+//! Per-epoch training history, written as CSV and JSON beside the checkpoints, and its
+//! curves read back for plotting.
 
 use crate::fsio;
 use crate::metrics::Confusion;
-use anyhow::Result;
+use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -101,4 +102,56 @@ pub fn write(dir: &Path, stem: &str, records: &[EpochRecord]) -> Result<()> {
         &json_path,
         serde_json::to_string_pretty(records)?.as_bytes(),
     )
+}
+
+/// The columns of an [`EpochRecord`] that the training curves draw. Read apart from the
+/// whole record so a history with fewer columns (an older flarecast's, or one written by
+/// hand) still plots. `epoch` is a number like the rest: it is the plot's x.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+pub struct Curves {
+    pub epoch: f64,
+    pub train_loss: f64,
+    pub val_loss: f64,
+    pub train_tss: f64,
+    pub val_tss: f64,
+    pub train_hss2: f64,
+    pub val_hss2: f64,
+}
+
+/// Reads the curves of a history CSV by column name (in any order, others ignored), one
+/// per epoch. Errors name the file and line.
+pub fn read_curves(path: &Path) -> Result<Vec<Curves>> {
+    let shown = path.display();
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_path(path)
+        .with_context(|| format!("cannot read history {shown}"))?;
+    let headers = reader
+        .headers()
+        .with_context(|| format!("{shown}:1: cannot read the header"))?
+        .clone();
+    let mut rows = Vec::new();
+    for record in reader.records() {
+        let record = record.with_context(|| format!("{shown}: malformed row"))?;
+        let line = record.position().map_or(0, |p| p.line());
+        let row = record
+            .deserialize(Some(&headers))
+            .map_err(|e| match e.kind() {
+                // Every column read is a number, so a field that fails to read is not one.
+                csv::ErrorKind::Deserialize { err, .. } => match err.field() {
+                    Some(i) => anyhow!(
+                        "{shown}:{line}: {} {:?} is not a number",
+                        headers.get(i as usize).unwrap_or(""),
+                        record.get(i as usize).unwrap_or("")
+                    ),
+                    None => anyhow!("{shown}:{line}: {} in the training history", err.kind()),
+                },
+                _ => anyhow!("{shown}:{line}: {e}"),
+            })?;
+        rows.push(row);
+    }
+    if rows.is_empty() {
+        bail!("{shown}: no epochs");
+    }
+    Ok(rows)
 }
