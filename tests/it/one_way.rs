@@ -7,7 +7,7 @@
 //! The commands run on the CPU (CUDA hidden from them): the reference's numbers are the
 //! CPU's float32 ones, and default flags are what is under test.
 
-mod common;
+use crate::common;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! Training: golden step parity through the trainer's code path, data-parallel replicas,
 //! and a smoke run on a tiny generated fold (files, history, kill + resume).
 
-mod common;
+use crate::common;
 
 use flarecast::model::{self, Arch, Compute, InitScheme};
 use flarecast::train::parallel::Replicas;

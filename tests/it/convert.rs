@@ -1,6 +1,6 @@
 //! JP2 decoding and the `convert` command against real Helioviewer files.
 
-mod common;
+use crate::common;
 
 use flarecast::jp2;
 

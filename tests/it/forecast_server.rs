@@ -3,7 +3,7 @@
 //! and `--every` with failing cycles, skipped images, signals and a synthetic archive
 //! verified as `evaluate` scores it.
 
-mod common;
+use crate::common;
 
 use chrono::NaiveDateTime;
 use flarecast::testing::helioviewer::{Fault, Images};

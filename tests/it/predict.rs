@@ -1,6 +1,6 @@
 //! `flarecast predict` end to end: golden probabilities, real images, bad input.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use tch::Tensor;

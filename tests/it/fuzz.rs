@@ -6,7 +6,7 @@
 //! without bound fails the test. The mutations are seeded, so a failure repeats; its
 //! message names the reader and the case.
 
-mod common;
+use crate::common;
 
 use flarecast::model::{pth, weights, Arch, ModelMeta};
 use rand::{Rng, SeedableRng};

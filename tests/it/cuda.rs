@@ -3,7 +3,7 @@
 //! a GPU machine with `cargo test --test cuda -- --ignored`, as scripts/gpu-check.sh does;
 //! there, a missing CUDA device fails them.
 
-mod common;
+use crate::common;
 
 use flarecast::device::{self as fdevice, PrecisionChoice};
 use flarecast::model::{self, Compute, Precision};

@@ -1,7 +1,7 @@
 //! The synthetic archive: deterministic for a seed, shaped like Helioviewer's HMI JPGs,
 //! with a catalogue the labeller reads and a flare signal visible in the images.
 
-mod common;
+use crate::common;
 
 use chrono::NaiveDateTime;
 use flarecast::synth::{self, Params};

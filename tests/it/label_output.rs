@@ -1,7 +1,7 @@
 //! The label tables are one result: concurrent runs, a run killed partway and a run over
 //! tables of an earlier layout leave one whole set of tables in `--out`, never a mix.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;

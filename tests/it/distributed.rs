@@ -3,7 +3,7 @@
 //! rank alone ends where a plain run ends; a killed rank ends the other with one line,
 //! and the group resumes from the last checkpoint.
 
-mod common;
+use crate::common;
 
 use flarecast::data::{self, Loader, LoaderConfig, Shard, Split};
 use flarecast::model;

@@ -2,7 +2,7 @@
 //! loader determinism and caches on a generated image directory, device-style tensor
 //! augmentation against Pillow's, and errors for missing or corrupt images.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! `flarecast calibrate`: a map fitted on a prediction file into a new weights file, which
 //! `predict` then applies beside the raw probability; too few events are refused.
 
-mod common;
+use crate::common;
 
 use serde_json::Value;
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! `flarecast evaluate` end to end: the paper's own prediction files against the scores
 //! of the paper's validation results, the fold-1 location breakdown, plots, and bad input.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

@@ -1,7 +1,7 @@
 //! `flarecast label` on the real catalogues against the paper's own label files, and the
 //! catalogue reader on every real catalogue format.
 
-mod common;
+use crate::common;
 
 use flarecast::catalog::{self, Format};
 use std::collections::HashMap;

@@ -1,7 +1,7 @@
 //! Attention maps and Grad-CAM: the map math against PyTorch on the golden c1..c3, and
 //! `flarecast attention` on the real magnetogram.
 
-mod common;
+use crate::common;
 
 use flarecast::explain;
 use std::collections::HashMap;

@@ -3,7 +3,7 @@
 //! names the file, never a panic (101) or an abort (134). Also the size limits on numbers
 //! that come from flags or from a model's metadata, and weights holding NaN.
 
-mod common;
+use crate::common;
 
 use flarecast::model::{weights, ModelMeta};
 use std::path::{Path, PathBuf};

@@ -1,6 +1,5 @@
 //! Paths shared by the integration tests: the real data and golden outputs that live
 //! beside the repository (never inside it).
-#![allow(dead_code)]
 
 use std::path::PathBuf;
 

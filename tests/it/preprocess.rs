@@ -1,7 +1,7 @@
 //! Preprocessing parity with the reference (torchvision on PIL) on the real magnetogram
 //! JPG, and one-line errors for bad inputs.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -4,7 +4,7 @@
 //! `scripts/slurm-local.sh` (its uninterrupted run must equal the local one), and `report`
 //! on the paper's own prediction files.
 
-mod common;
+use crate::common;
 
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};

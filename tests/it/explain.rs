@@ -1,7 +1,7 @@
 //! `flarecast explain`: output naming, and the methods against captum on the golden
 //! weights and input.
 
-mod common;
+use crate::common;
 
 use flarecast::explain::{self, Method};
 use std::collections::HashMap;

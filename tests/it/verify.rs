@@ -2,7 +2,7 @@
 //! catalogue: the outcomes are `label`'s targets and the scores `evaluate`'s, instance by
 //! instance.
 
-mod common;
+use crate::common;
 
 use serde_json::Value;
 use std::path::Path;

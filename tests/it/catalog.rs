@@ -1,7 +1,7 @@
 //! `flarecast download catalog` against local stand-ins of NCEI, HEK and SWPC (route
 //! tables on the fixture server) serving real flares in each service's layout.
 
-mod common;
+use crate::common;
 
 use flarecast::testing::http::{Answer, Fault, Route, Server};
 use std::path::{Path, PathBuf};

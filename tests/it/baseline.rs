@@ -2,7 +2,7 @@
 //! it loads the golden state dicts strictly and reproduces the golden outputs and one
 //! golden training step.
 
-mod common;
+use crate::common;
 
 #[test]
 fn reference_model_reproduces_the_golden_outputs_and_step() {

@@ -1,7 +1,7 @@
 //! The README's CI smoke recipe, driving the real binary: synthesise eight days, label,
 //! train one epoch, evaluate, predict; `predict` agrees with `evaluate` on the same model.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

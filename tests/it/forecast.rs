@@ -2,7 +2,7 @@
 //! a JP2 is prepared exactly as `convert` + `predict` would, and the CCMC exchange files
 //! read back in their documented layout.
 
-mod common;
+use crate::common;
 
 use flarecast::forecast::source;
 use flarecast::instant::parse_time;

@@ -1,7 +1,7 @@
 //! `flarecast download` against a local Helioviewer stand-in serving the real HMI
 //! magnetogram JP2, with injected faults.
 
-mod common;
+use crate::common;
 
 use chrono::{Duration as CDuration, NaiveDateTime};
 use flarecast::helioviewer::api;

@@ -1,7 +1,7 @@
 //! Parity of the networks with the reference PyTorch implementation (../shared/golden),
 //! and the weight-file formats.
 
-mod common;
+use crate::common;
 
 use flarecast::model::{self, weights, Arch, Compute, LoadedModel};
 use std::collections::HashMap;
