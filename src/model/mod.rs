@@ -11,7 +11,7 @@
 //! | `reference.rs` | the reference network as written: the oracle, and what `explain` differentiates |
 //! | `fast/` | the same function fused and rewritten: what training and inference run |
 //! | `network.rs` | `AttnNet`: the parameters and the compute a forward pass uses |
-//! | `weights.rs`, `pth.rs` | checkpoints: safetensors with `ModelMeta`, PyTorch's zip + pickle |
+//! | `weights.rs`, `pth/` | checkpoints: safetensors with `ModelMeta`, PyTorch's zip + pickle |
 
 mod fast;
 mod init;
