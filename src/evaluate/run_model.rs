@@ -1,8 +1,10 @@
 //! A model's forecasts for a fold's validation split, written in the reference's
 //! prediction format (`timestamp,flare_prob,target`, plus `goes_class,fl_lon,fl_lat` when
-//! the fold's full label table `{labels}/Fold{K}_val.csv` is there).
+//! the fold's full label table `{labels}/Fold{K}_val.csv` is there) by
+//! `predictions::PredictionWriter`.
 
 use super::location::{read_details, Details};
+use super::predictions::{PredictionRow, PredictionWriter};
 use crate::data::{self, Loader, LoaderConfig, Split};
 use crate::inference::{Model, Settings};
 use crate::progress::Progress;
@@ -74,19 +76,7 @@ fn write_rows(
     file: &mut crate::fsio::AtomicFile,
     bar: &indicatif::ProgressBar,
 ) -> Result<()> {
-    let mut w = csv::Writer::from_writer(file);
-    if details.is_some() {
-        w.write_record([
-            "timestamp",
-            "flare_prob",
-            "target",
-            "goes_class",
-            "fl_lon",
-            "fl_lat",
-        ])?;
-    } else {
-        w.write_record(["timestamp", "flare_prob", "target"])?;
-    }
+    let mut w = PredictionWriter::new(file, details.is_some())?;
     for batch in loader.batches(items, 0)? {
         let batch = batch?;
         let out = tch::no_grad(|| {
@@ -97,21 +87,21 @@ fn write_rows(
         });
         let probs = Vec::<f64>::try_from(out.flare_prob().to_kind(Kind::Double))?;
         let targets = Vec::<i64>::try_from(batch.targets.to_kind(Kind::Int64))?;
-        for ((name, p), t) in batch.names.iter().zip(&probs).zip(&targets) {
+        for ((name, &p), &t) in batch.names.iter().zip(&probs).zip(&targets) {
             let timestamp = cfg.images.join(name).display().to_string();
-            let mut row = vec![timestamp, p.to_string(), t.to_string()];
+            let mut row = PredictionRow::new(timestamp, p, t == 1);
             if let Some(d) = details {
                 let (class, lon, lat) = d
                     .raw
                     .get(&super::instance_key(name))
                     .cloned()
                     .unwrap_or_default();
-                row.extend([class, lon, lat]);
+                (row.goes_class, row.fl_lon, row.fl_lat) = (Some(class), Some(lon), Some(lat));
             }
-            w.write_record(&row)?;
+            w.write(&row)?;
         }
         bar.inc(batch.names.len() as u64);
     }
-    w.flush()?;
+    w.finish()?;
     Ok(())
 }

@@ -6,7 +6,7 @@
 //! scores a prediction file (TSS, HSS2, Brier, BSS, ROC AUC, plots).
 
 use crate::catalog::{self, Flare, GoesClass};
-use crate::evaluate::{self, Compared, FileScores, PredictionFile, Quality};
+use crate::evaluate::{self, Compared, FileScores, PredictionFile, PredictionRow, Quality};
 use crate::forecast::record::{fmt_utc, read_records, Record};
 use crate::label::Labeller;
 use anyhow::{bail, Context, Result};
@@ -142,7 +142,7 @@ pub fn outcomes(
 
 /// Reads forecasts and a catalogue, decides outcomes, scores the decided forecasts and,
 /// with `plots`, draws `evaluate`'s plots into that folder; with `predictions`, writes the
-/// decided forecasts to that file as a prediction file ([`predictions_csv`]).
+/// decided forecasts to that file as a prediction file ([`prediction_rows`]).
 pub fn verify(
     forecasts: &[PathBuf],
     catalog_path: &Path,
@@ -190,16 +190,8 @@ pub fn verify(
         .iter()
         .filter(|o| o.flare_observed.is_some())
         .collect();
-    let file = PredictionFile {
-        path: PathBuf::from("forecasts"),
-        timestamps: decided.iter().map(|o| o.image_time.clone()).collect(),
-        keys: decided.iter().map(|o| o.image_time.clone()).collect(),
-        probs: decided.iter().map(|o| o.raw_probability).collect(),
-        targets: decided
-            .iter()
-            .map(|o| o.flare_observed == Some(true))
-            .collect(),
-    };
+    let rows = prediction_rows(&outcomes);
+    let file = PredictionFile::from_rows(PathBuf::from("forecasts"), &rows);
     let scores = (!decided.is_empty()).then(|| evaluate::score(&file, threshold));
     let calibrated = (!decided.is_empty() && decided.iter().all(|o| o.calibrated)).then(|| {
         let cal: Vec<f64> = decided.iter().map(|o| o.probability).collect();
@@ -237,24 +229,26 @@ pub fn verify(
         plots: plot_files,
     };
     if let Some(path) = predictions {
-        crate::fsio::write_atomic(path, predictions_csv(&report).as_bytes())?;
+        evaluate::write_predictions(path, &rows, false)?;
     }
     Ok(report)
 }
 
-/// The decided forecasts as a prediction file (`timestamp,flare_prob,target`), the format
-/// `evaluate` reads (and `calibrate` fits on): the raw probability.
-pub fn predictions_csv(report: &Report) -> String {
-    let mut s = String::from("timestamp,flare_prob,target\n");
-    for o in &report.outcomes {
-        if let Some(t) = o.flare_observed {
-            s.push_str(&format!(
-                "{},{},{}\n",
-                o.image_time, o.raw_probability, t as u8
-            ));
-        }
-    }
-    s
+/// The decided forecasts as prediction rows (`timestamp,flare_prob,target`, the format
+/// `evaluate` reads and `calibrate` fits on): the image time, the raw probability, and
+/// whether a flare came.
+pub fn prediction_rows(outcomes: &[Outcome]) -> Vec<PredictionRow> {
+    outcomes
+        .iter()
+        .filter_map(|o| {
+            let target = o.flare_observed?;
+            Some(PredictionRow::new(
+                o.image_time.clone(),
+                o.raw_probability,
+                target,
+            ))
+        })
+        .collect()
 }
 
 #[cfg(test)]
