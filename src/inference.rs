@@ -4,6 +4,7 @@
 //! the reference's probability; bf16 (or `auto`) is a choice a user makes.
 
 use crate::device::{self, PrecisionChoice};
+use crate::im_size::ImSize;
 use crate::model::{self, Compute, LoadedModel, Precision};
 use crate::setting;
 use anyhow::Result;
@@ -22,7 +23,7 @@ pub struct Settings {
     /// Instances per forward pass (at least 1).
     pub batch_size: usize,
     /// Side inputs are resized to; `None`: the size the model was trained at.
-    pub im_size: Option<u32>,
+    pub im_size: Option<ImSize>,
 }
 
 impl Default for Settings {
@@ -41,7 +42,7 @@ pub struct Model {
     pub loaded: LoadedModel,
     pub device: Device,
     /// Side inputs are resized to.
-    pub im_size: u32,
+    pub im_size: ImSize,
     /// The precision it runs at and why.
     pub precision: device::Chosen,
     pub batch_size: usize,
@@ -50,11 +51,7 @@ pub struct Model {
 impl Settings {
     /// Refuses what no run can use, naming the setting and the value.
     pub fn check(&self) -> Result<()> {
-        setting::check_at_least_one("batch_size", "batch size", self.batch_size)?;
-        if let Some(s) = self.im_size {
-            model::check_im_size(s.into()).map_err(|e| setting::bad("im_size", e.to_string()))?;
-        }
-        Ok(())
+        setting::check_at_least_one("batch_size", "batch size", self.batch_size)
     }
 
     /// The device these settings name.
@@ -63,13 +60,10 @@ impl Settings {
     }
 
     /// The side inputs of a model trained at `trained` are resized to.
-    pub fn im_size_for(&self, trained: i64) -> Result<u32> {
+    pub fn im_size_for(&self, trained: i64) -> Result<ImSize> {
         match self.im_size {
             Some(s) => Ok(s),
-            None => {
-                model::check_im_size(trained)?;
-                Ok(trained as u32)
-            }
+            None => ImSize::new(trained),
         }
     }
 
@@ -112,13 +106,6 @@ mod tests {
         let err = zero.check().unwrap_err();
         assert_eq!(setting::find(&err).map(|b| b.setting), Some("batch_size"));
         assert!(err.to_string().contains("got 0"), "{err}");
-        let small = Settings {
-            im_size: Some(16),
-            ..Settings::default()
-        };
-        let err = small.check().unwrap_err();
-        assert_eq!(setting::find(&err).map(|b| b.setting), Some("im_size"));
-        assert!(err.to_string().contains("16"), "{err}");
         let tpu = Settings {
             device: "tpu".into(),
             ..Settings::default()

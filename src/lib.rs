@@ -19,6 +19,7 @@ pub mod fsio;
 pub mod hardware;
 pub mod helioviewer;
 pub mod http;
+pub mod im_size;
 pub mod inference;
 pub mod instant;
 pub mod jp2;
@@ -29,6 +30,7 @@ pub mod predict;
 pub mod preprocess;
 pub mod process;
 pub mod progress;
+pub mod recipe;
 pub mod setting;
 pub mod synth;
 #[doc(hidden)]

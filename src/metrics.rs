@@ -4,6 +4,9 @@
 
 use serde::Serialize;
 
+/// The decision threshold on P(FL) the paper scores at (a flare is forecast when P >= 0.5).
+pub const DEFAULT_THRESHOLD: f64 = 0.5;
+
 /// Counts of a binary forecast against outcomes (positive = flare, FL).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Confusion {

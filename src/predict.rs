@@ -101,7 +101,7 @@ impl<I: Iterator<Item = PathBuf>> Predictions<'_, I> {
             };
             let input = Input::read(&path)?;
             let mut notes = input.notes.clone();
-            for inst in input.instances(self.model.im_size)? {
+            for inst in input.instances(self.model.im_size.get())? {
                 self.pending.push_back(Instance {
                     input: path.clone(),
                     index: inst.index,

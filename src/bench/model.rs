@@ -8,6 +8,7 @@ use super::torch_baseline::{TorchBaseline, Variant};
 use super::Mode;
 use crate::device::synchronize;
 use crate::hardware::F32Peak;
+use crate::im_size::ImSize;
 use crate::model::{Arch, AttnNet, Compute, InitScheme, Precision};
 use anyhow::Result;
 use serde::Serialize;
@@ -19,7 +20,7 @@ use tch::{Device, Kind, Tensor};
 pub struct BenchConfig {
     pub device: Device,
     pub batch_size: i64,
-    pub im_size: i64,
+    pub im_size: ImSize,
     /// Timed iterations per measurement (after `warmup` untimed ones).
     pub iters: usize,
     pub warmup: usize,
@@ -150,9 +151,7 @@ impl BenchConfig {
     pub fn check(&self) -> Result<()> {
         let batch = usize::try_from(self.batch_size).unwrap_or(0);
         crate::setting::check_at_least_one("batch-size", "the batch size", batch)?;
-        crate::setting::check_at_least_one("iters", "the timed iterations", self.iters)?;
-        crate::model::check_im_size(self.im_size)
-            .map_err(|e| crate::setting::bad("im-size", e.to_string()))
+        crate::setting::check_at_least_one("iters", "the timed iterations", self.iters)
     }
 }
 
@@ -231,7 +230,7 @@ fn measure_side_by_side(
                 variants[k - 1],
                 precision,
                 cfg.batch_size,
-                cfg.im_size,
+                cfg.im_size.as_i64(),
                 cfg.iters,
                 cfg.warmup,
             ) {
@@ -243,7 +242,8 @@ fn measure_side_by_side(
         }
     }
     let flarecast = Rate::of(fc);
-    let gflop_per_s = flops_per_image(arch, cfg.im_size, mode) * flarecast.images_per_s / 1e9;
+    let gflop_per_s =
+        flops_per_image(arch, cfg.im_size.as_i64(), mode) * flarecast.images_per_s / 1e9;
     let torch = torch.map(|_| {
         TorchRates::of(
             flarecast.images_per_s,
@@ -276,7 +276,12 @@ impl Runner {
         let mut net = AttnNet::new(&vs.root(), arch, InitScheme::default());
         net.set_compute(compute);
         let x = Tensor::rand(
-            [cfg.batch_size, 1, cfg.im_size, cfg.im_size],
+            [
+                cfg.batch_size,
+                1,
+                cfg.im_size.as_i64(),
+                cfg.im_size.as_i64(),
+            ],
             (Kind::Float, cfg.device),
         );
         let y = Tensor::randint(2, [cfg.batch_size], (Kind::Int64, cfg.device));

@@ -4,7 +4,9 @@
 //! derives from (seed, epoch, item position), so batches are identical for a seed
 //! whatever the number of workers or their timing.
 
+use crate::im_size::ImSize;
 use crate::progress::Progress;
+use crate::recipe::Recipe;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver};
@@ -63,7 +65,7 @@ pub struct LoaderConfig {
     /// Directory the labels' image paths are relative to.
     pub images: PathBuf,
     /// Side of the square network input.
-    pub im_size: u32,
+    pub im_size: ImSize,
     pub batch_size: usize,
     /// Threads that assemble batches (0: on the calling thread); also the threads of the
     /// up-front image check.
@@ -87,15 +89,16 @@ pub struct LoaderConfig {
 }
 
 impl LoaderConfig {
-    /// The reference's settings: 256 px, batch 128, seed 4, augmentation and shuffling on,
-    /// no cache, one worker per core.
+    /// The paper's settings (`Recipe::PAPER`: its side, batch and seed), augmentation and
+    /// shuffling on, no cache, one worker per core.
     pub fn new(images: impl Into<PathBuf>) -> Self {
+        let paper = Recipe::PAPER;
         LoaderConfig {
             images: images.into(),
-            im_size: crate::preprocess::DEFAULT_IM_SIZE,
-            batch_size: 128,
+            im_size: paper.im_size,
+            batch_size: paper.batch_size,
             workers: crate::hardware::cores(),
-            seed: 4,
+            seed: paper.seed,
             augment: true,
             cache: CacheMode::None,
             shuffle: true,
@@ -108,9 +111,6 @@ impl LoaderConfig {
     }
 
     fn validate(&self) -> Result<()> {
-        if !(16..=8192).contains(&self.im_size) {
-            bail!("image size {} is outside 16..=8192", self.im_size);
-        }
         if self.batch_size == 0 {
             bail!("batch size must be at least 1");
         }
@@ -164,7 +164,7 @@ impl Shared {
             Some(m) => Ok(std::borrow::Cow::Borrowed(&m[index])),
             None => {
                 let s = &self.samples[index];
-                check::load_sample(&self.config.images, &s.label, self.config.im_size)
+                check::load_sample(&self.config.images, &s.label, self.config.im_size.get())
                     .map(std::borrow::Cow::Owned)
             }
         }
@@ -173,7 +173,7 @@ impl Shared {
     /// Builds batch `b` of an epoch on the CPU.
     fn build(&self, plan: &EpochPlan, b: usize) -> Result<Batch> {
         let positions = plan.batch_positions(b, self.config.batch_size, self.config.shard);
-        let side = self.config.im_size;
+        let side = self.config.im_size.get();
         let hw = (side * side) as usize;
         let mut floats = vec![0f32; positions.len() * hw];
         let mut targets = Vec::with_capacity(positions.len());
@@ -264,7 +264,7 @@ impl Loader {
         let scanned = check::scan(
             &config.images,
             &samples,
-            config.im_size,
+            config.im_size.get(),
             keep,
             threads,
             &config.progress,
@@ -307,7 +307,7 @@ impl Loader {
             CacheMode::None => (None, None, None),
             CacheMode::Memory => (Some(pixels), None, None),
             CacheMode::Device => {
-                let side = config.im_size as i64;
+                let side = config.im_size.as_i64();
                 let n = kept.len() as i64;
                 // Filled image by image so host memory peaks near one copy of the set.
                 let mut t = Tensor::empty([n, 1, side, side], (Kind::Uint8, Device::Cpu));

@@ -312,6 +312,7 @@ fn over_seeds(arch: &str, summaries: &[&SeedSummary]) -> SeedsSummary {
 
 /// Builds the report of the experiment (or result folder) `cfg.out`.
 pub fn report(cfg: &ReportConfig) -> Result<ExperimentReport> {
+    crate::setting::check_probability("threshold", cfg.threshold)?;
     let plan = Plan::read(&cfg.out)?;
     let entries = match &plan {
         Some(p) => entries_of_plan(p)?,

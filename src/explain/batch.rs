@@ -30,7 +30,7 @@ pub struct ImageResult {
 pub fn explain_images(
     model: &LoadedModel,
     inputs: &[PathBuf],
-    im_size: u32,
+    im_size: crate::im_size::ImSize,
     method: Option<Method>,
     opts: &Options,
     out: &Path,
@@ -47,7 +47,7 @@ pub fn explain_images(
     let mut results = Vec::with_capacity(inputs.len());
     for (path, stem) in inputs.iter().zip(&stems) {
         let input = Input::read(path)?;
-        let instances = input.instances(im_size)?;
+        let instances = input.instances(im_size.get())?;
         let several = instances.len() > 1;
         let mut notes = input.notes;
         for inst in instances {

@@ -205,7 +205,7 @@ pub fn pointing_fold(
     spec: &FoldSpec,
     methods: &[Method],
     opts: &Options,
-    im_size: u32,
+    im_size: crate::im_size::ImSize,
     radius: f64,
     start: impl FnOnce(usize),
     done: impl FnMut(),
@@ -227,7 +227,7 @@ pub fn pointing(
     flares: &[Flare],
     methods: &[Method],
     opts: &Options,
-    im_size: u32,
+    im_size: crate::im_size::ImSize,
     radius: f64,
     mut done: impl FnMut(),
 ) -> Result<Report> {
@@ -247,7 +247,7 @@ pub fn pointing(
             continue;
         };
         let (lon, lat) = (flare.lon.unwrap_or_default(), flare.lat.unwrap_or_default());
-        let inst = crate::preprocess::Input::read(&p.image)?.single(im_size)?;
+        let inst = crate::preprocess::Input::read(&p.image)?.single(im_size.get())?;
         let gray = inst.gray()?;
         opts.check(gray.height().into(), gray.width().into())?;
         let disk = image_disk(&p.image, &gray, p.time)?;

@@ -26,7 +26,7 @@ pub mod weights;
 
 pub use fast::{to_channels_last, Compute};
 pub use init::InitScheme;
-pub use limits::{check_im_size, check_input, MAX_IM_SIZE, MIN_IM_SIZE};
+pub use limits::check_input;
 pub use names::{Arch, Precision};
 pub use network::AttnNet;
 pub use output::Output;

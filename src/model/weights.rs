@@ -274,7 +274,7 @@ pub fn load_model(path: &Path, device: Device) -> Result<LoadedModel> {
     let (tensors, meta) = read_weights(path)?;
     check_finite(&tensors).with_context(|| format!("{}", path.display()))?;
     if let Some(m) = &meta {
-        super::check_im_size(m.im_size)
+        crate::im_size::ImSize::new(m.im_size)
             .with_context(|| format!("{}: the metadata's image size", path.display()))?;
         if let Some(c) = &m.calibration {
             c.check().with_context(|| format!("{}", path.display()))?;
@@ -295,7 +295,7 @@ pub fn load_model(path: &Path, device: Device) -> Result<LoadedModel> {
     let mut vs = nn::VarStore::new(device);
     let net = AttnNet::new(&vs.root(), arch, InitScheme::default());
     assign(&mut vs, &tensors, &path.display().to_string())?;
-    let meta = meta.unwrap_or_else(|| ModelMeta::new(arch, 256));
+    let meta = meta.unwrap_or_else(|| ModelMeta::new(arch, crate::im_size::ImSize::PAPER.as_i64()));
     Ok(LoadedModel { vs, net, meta })
 }
 
@@ -341,14 +341,15 @@ pub fn save_tensors(path: &Path, tensors: &[(String, Tensor)], meta: &ModelMeta)
 
 /// Converts a weight file to the format given by `output`'s extension, checking that it
 /// is a complete flarecast network first. Returns the detected metadata.
-pub fn convert_weights(input: &Path, output: &Path, im_size: Option<i64>) -> Result<ModelMeta> {
-    if let Some(s) = im_size {
-        super::check_im_size(s)?;
-    }
+pub fn convert_weights(
+    input: &Path,
+    output: &Path,
+    im_size: Option<crate::im_size::ImSize>,
+) -> Result<ModelMeta> {
     let model = load_model(input, Device::Cpu)?;
     let mut meta = model.meta.clone();
     if let Some(s) = im_size {
-        meta.im_size = s;
+        meta.im_size = s.as_i64();
     }
     save_model(output, &model.vs, &meta)?;
     Ok(meta)
