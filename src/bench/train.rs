@@ -5,23 +5,26 @@
 //! `train` does, and the gradients' all-reduce is timed on its own.
 
 use super::loader::measure_loader;
-use crate::data::{self, CacheMode, Loader, LoaderConfig, Sample, Shard};
+use crate::data::{self, CacheMode, Loader, LoaderConfig, Sample};
 use crate::device::synchronize;
-use crate::distributed::bucket::GradBucket;
 use crate::distributed::Group;
+use crate::im_size::ImSize;
 use crate::model::{Arch, Compute, InitScheme, Precision};
+use crate::recipe::Recipe;
 use crate::train::parallel::Replicas;
+use crate::train::peers::Peers;
+use crate::train::step::Stepper;
 use anyhow::{Context, Result};
 use serde::Serialize;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tch::{Device, Tensor};
+use tch::Device;
 
 pub struct TrainBenchConfig {
     pub device: Device,
     pub batch_size: usize,
-    pub im_size: u32,
+    pub im_size: ImSize,
     /// Timed batches per measurement (after one warm-up batch).
     pub batches: usize,
     pub workers: usize,
@@ -36,9 +39,16 @@ impl TrainBenchConfig {
     /// Refuses settings the benchmark cannot run, naming the flag.
     pub fn check(&self) -> Result<()> {
         crate::setting::check_at_least_one("batches", "the timed batches", self.batches)?;
-        crate::setting::check_at_least_one("batch-size", "the batch size", self.batch_size)?;
-        crate::model::check_im_size(self.im_size as i64)
-            .map_err(|e| crate::setting::bad("im-size", e.to_string()))
+        crate::setting::check_at_least_one("batch-size", "the batch size", self.batch_size)
+    }
+
+    /// The paper's recipe at this bench's batch and side: the step `train` takes.
+    fn recipe(&self) -> Recipe {
+        Recipe {
+            batch_size: self.batch_size,
+            im_size: self.im_size,
+            ..Recipe::PAPER
+        }
     }
 }
 
@@ -61,47 +71,6 @@ pub struct TrainBenchRow {
     pub all_reduce_ms_per_step: Option<f64>,
     /// The all-reduce's share of the model-only step time (in a process group).
     pub all_reduce_share: Option<f64>,
-}
-
-/// Training steps as `train` takes them: forward + backward of this process's share of
-/// each batch, the gradients summed over the group where there is one (timed into
-/// `reducing`), SGD.
-struct Stepper {
-    replicas: Replicas,
-    opt: tch::nn::Optimizer,
-    ddp: Option<(Arc<Group>, GradBucket)>,
-    reducing: Duration,
-}
-
-impl Stepper {
-    /// A step on this process's share (`x`) of a batch of `batch` rows.
-    fn step(&mut self, x: &Tensor, y: &Tensor, batch: i64) -> Result<()> {
-        let Some((g, grads)) = &self.ddp else {
-            self.opt.zero_grad();
-            self.replicas.forward_backward(x, y)?;
-            self.opt.step();
-            return Ok(());
-        };
-        // Zeroed in place: a rank with no rows still receives the others' gradients.
-        grads.prime();
-        if x.size()[0] > 0 {
-            self.replicas.forward_backward_share(x, y, batch)?;
-        }
-        synchronize(x.device());
-        let t = Instant::now();
-        grads.all_reduce(g, &[], "waiting for the gradients of a benchmark step")?;
-        synchronize(x.device());
-        self.reducing += t.elapsed();
-        self.opt.step();
-        Ok(())
-    }
-}
-
-fn shard_of(g: &Group) -> Shard {
-    Shard {
-        rank: g.rank(),
-        of: g.world(),
-    }
 }
 
 /// Writes `n` labelled copies of `jpg` as an image tree + sample list (half of them FL),
@@ -142,7 +111,7 @@ pub fn run(
     lcfg.device = cfg.device;
     let loader_ips = measure_loader(&lcfg, samples.clone(), cfg.batches)?.images_per_s;
     // In a group each rank decodes only its rows of every batch, as `train` does.
-    lcfg.shard = cfg.group.as_deref().map_or(Shard::WHOLE, shard_of);
+    lcfg.shard = crate::train::shard_of(cfg.group.as_deref());
     let loader = Loader::new(lcfg.clone(), samples)?;
     let plan = data::balance(&loader.targets(), lcfg.seed)?;
     let mut rows = Vec::new();
@@ -150,25 +119,14 @@ pub fn run(
         for &precision in &cfg.precisions {
             let compute = Compute::for_device(cfg.device, precision);
             let replicas = Replicas::new(&[cfg.device], arch, InitScheme::default(), compute)?;
-            let opt = crate::train::sgd(&replicas.master().vs, 1e-3, 0.5)?;
-            let ddp = match &cfg.group {
-                Some(g) => {
-                    let vs = &replicas.master().vs;
-                    crate::distributed::bucket::broadcast_variables(
-                        g,
-                        vs,
-                        "waiting for rank 0's initial weights",
-                    )?;
-                    Some((g.clone(), GradBucket::new(vs)?))
-                }
-                None => None,
-            };
-            let mut stepper = Stepper {
-                replicas,
-                opt,
-                ddp,
-                reducing: Duration::ZERO,
-            };
+            let peers = Peers::new(cfg.group.as_ref(), &replicas.master().vs)?;
+            peers.share_variables(
+                &replicas.master().vs,
+                "waiting for rank 0's initial weights",
+            )?;
+            let mut stepper = Stepper::new(replicas, peers, &cfg.recipe())?;
+            stepper.time_reduction = true;
+            let what = "waiting for the gradients of a benchmark step";
             let first = loader
                 .batches(&plan.items, 0)?
                 .next()
@@ -178,13 +136,13 @@ pub fn run(
                 first.targets.to_device(cfg.device),
             );
             // This rank's rows of the first batch (all of it without a group).
-            let first_rows = plan.items.len().min(cfg.batch_size) as i64;
-            stepper.step(&x, &y, first_rows)?; // warm-up
+            let first_rows = plan.items.len().min(cfg.batch_size);
+            stepper.step(&x, &y, first_rows, what)?; // warm-up
             synchronize(cfg.device);
             stepper.reducing = Duration::ZERO;
             let t = Instant::now();
             for _ in 0..cfg.batches {
-                stepper.step(&x, &y, first_rows)?;
+                stepper.step(&x, &y, first_rows, what)?;
             }
             synchronize(cfg.device);
             let model_time = t.elapsed().as_secs_f64();
@@ -203,7 +161,8 @@ pub fn run(
                     stepper.step(
                         &batch.images.to_device(cfg.device),
                         &batch.targets.to_device(cfg.device),
-                        whole as i64,
+                        whole,
+                        what,
                     )?;
                     done += whole;
                     if done >= wanted {

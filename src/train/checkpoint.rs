@@ -51,7 +51,10 @@ impl RunPaths {
 pub struct ResumeState {
     /// Epochs completed.
     pub epoch: usize,
+    /// The best epoch's scores; -inf before any (JSON writes it as null).
+    #[serde(deserialize_with = "null_is_minus_infinity")]
     pub best_tss: f64,
+    #[serde(deserialize_with = "null_is_minus_infinity")]
     pub best_hss2: f64,
     pub best_epoch: Option<usize>,
     pub history: Vec<EpochRecord>,
@@ -68,6 +71,11 @@ impl ResumeState {
             history: vec![],
         }
     }
+}
+
+/// Reads a best score back: JSON has no -inf, so serde_json wrote it as null.
+fn null_is_minus_infinity<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NEG_INFINITY))
 }
 
 /// The metadata `training` entry of flarecast checkpoints.
@@ -91,7 +99,7 @@ pub fn save(
     let meta = ModelMeta {
         training: Some(serde_json::to_value(info)?),
         precision: Some(cfg.precision),
-        ..ModelMeta::new(cfg.arch, cfg.im_size as i64)
+        ..ModelMeta::new(cfg.arch, cfg.recipe.im_size.as_i64())
     };
     weights::save_model(path, vs, &meta)
 }
