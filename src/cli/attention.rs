@@ -5,16 +5,15 @@
 use super::maps::{report, MapArgs};
 use anyhow::Result;
 use flarecast::explain;
-use std::path::PathBuf;
 
 #[derive(clap::Args)]
+#[command(mut_arg("out", |a| super::common_args::out_default(a, "attention", "Output directory for the PNG overlays and .npy maps.")))]
 #[command(mut_arg("model", super::model_args::one_model))]
 pub struct Args {
     #[command(flatten)]
     maps: MapArgs,
-    /// Output directory for the PNG overlays and .npy maps.
-    #[arg(long, default_value = "attention")]
-    out: PathBuf,
+    #[command(flatten)]
+    out: super::common_args::OutDir,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -26,14 +25,14 @@ pub fn run(args: Args) -> Result<()> {
     } else {
         "Grad-CAM"
     };
-    let json = args.maps.json;
+    let json = args.maps.json.on;
     explain::explain_images(
         &model.loaded,
         &inputs,
         model.im_size,
         None,
         &opts,
-        &args.out,
+        &args.out.dir,
         |r| report(r, what, json),
     )?;
     Ok(())

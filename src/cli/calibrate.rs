@@ -39,9 +39,8 @@ pub struct Args {
     /// The reliability plot (default: OUT_STEM_reliability.png beside --out).
     #[arg(long)]
     plot: Option<PathBuf>,
-    /// Print the summary as JSON.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    json: super::common_args::Json,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -52,7 +51,7 @@ pub fn run(args: Args) -> Result<()> {
         out: args.out,
         plot: args.plot,
     })?;
-    if args.json {
+    if args.json.on {
         return super::print_json(&summary);
     }
     let c = &summary.compared;

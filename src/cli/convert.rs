@@ -31,9 +31,8 @@ pub struct Args {
     /// Convert even when the output exists and is newer than the input.
     #[arg(long)]
     force: bool,
-    /// Print the summary as JSON on stdout.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    json: super::common_args::Json,
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -47,8 +46,8 @@ pub fn run(a: Args) -> Result<()> {
         fast_reduce: a.fast_reduce,
         force: a.force,
     };
-    let s = convert::convert_tree(&opts, &super::progress(a.json))?;
-    if a.json {
+    let s = convert::convert_tree(&opts, &super::progress(a.json.on))?;
+    if a.json.on {
         super::print_json(&s)?;
     } else {
         println!(

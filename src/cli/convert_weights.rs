@@ -1,6 +1,7 @@
 //! `flarecast convert-weights IN OUT`: PyTorch checkpoint <-> flarecast safetensors.
 
 use anyhow::Result;
+use flarecast::im_size::ImSize;
 use flarecast::model::weights;
 use std::path::PathBuf;
 
@@ -17,7 +18,11 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let meta = weights::convert_weights(&args.input, &args.output, args.im_size)?;
+    let meta = weights::convert_weights(
+        &args.input,
+        &args.output,
+        args.im_size.map(ImSize::of_setting).transpose()?,
+    )?;
     println!(
         "{} -> {} ({}, im_size {})",
         args.input.display(),

@@ -15,8 +15,9 @@ use std::time::Duration;
 pub struct Args {
     #[command(subcommand)]
     command: Option<Command>,
+    /// `download --start ...` without a subcommand: the images.
     #[command(flatten)]
-    images: Option<ImagesArgs>,
+    images: ImagesArgs,
 }
 
 #[derive(clap::Subcommand)]
@@ -28,10 +29,10 @@ enum Command {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    match (a.command, a.images) {
-        (Some(Command::Images(i)), _) | (None, Some(i)) => run_images(i),
-        (Some(Command::Catalog(c)), _) => run_catalog(c),
-        (None, None) => bail!("give --start and --end, or a subcommand (images, catalog)"),
+    match a.command {
+        Some(Command::Images(i)) => run_images(i),
+        Some(Command::Catalog(c)) => run_catalog(c),
+        None => run_images(a.images),
     }
 }
 
@@ -74,9 +75,8 @@ pub struct CatalogArgs {
     /// First wait before a retry (doubles each attempt, with jitter; Retry-After wins).
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     backoff: Duration,
-    /// Print the summary as JSON on stdout.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    json: super::common_args::Json,
 }
 
 fn run_catalog(a: CatalogArgs) -> Result<()> {
@@ -95,11 +95,11 @@ fn run_catalog(a: CatalogArgs) -> Result<()> {
         timeout: a.timeout,
         backoff: a.backoff,
     };
-    let s = fetch::download(&opts, &super::progress(a.json))?;
+    let s = fetch::download(&opts, &super::progress(a.json.on))?;
     for why in &s.rejected {
         eprintln!("flarecast: warning: row skipped: {why}");
     }
-    if a.json {
+    if a.json.on {
         return super::print_json(&s);
     }
     println!(
@@ -130,12 +130,13 @@ fn run_catalog(a: CatalogArgs) -> Result<()> {
 
 #[derive(clap::Args)]
 pub struct ImagesArgs {
-    /// First requested time (UTC), e.g. 2013-05-13T00:00:00.
-    #[arg(long, value_parser = parse_time)]
-    start: NaiveDateTime,
+    /// First requested time (UTC), e.g. 2013-05-13T00:00:00. (Optional in the type only:
+    /// clap requires it unless a subcommand stands in for these options.)
+    #[arg(long, value_parser = parse_time, required = true)]
+    start: Option<NaiveDateTime>,
     /// End of the range (UTC, exclusive).
-    #[arg(long, value_parser = parse_time)]
-    end: NaiveDateTime,
+    #[arg(long, value_parser = parse_time, required = true)]
+    end: Option<NaiveDateTime>,
     /// Step between requested times.
     #[arg(long, default_value = "12m", value_parser = parse_duration)]
     cadence: Duration,
@@ -176,18 +177,20 @@ pub struct ImagesArgs {
     /// Show what would be requested, without any request.
     #[arg(long)]
     dry_run: bool,
-    /// Print the summary as JSON on stdout.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    json: super::common_args::Json,
 }
 
 fn run_images(a: ImagesArgs) -> Result<()> {
     if !(a.max_rps >= 0.0 && a.max_rps.is_finite()) {
         bail!("--max-rps must be a number >= 0, got {}", a.max_rps);
     }
+    let (Some(start), Some(end)) = (a.start, a.end) else {
+        bail!("give --start and --end, or a subcommand (images, catalog)");
+    };
     let opts = Options {
-        start: a.start,
-        end: a.end,
+        start,
+        end,
         cadence: a.cadence,
         source_id: a.source_id,
         tolerance: a.tolerance,
@@ -203,7 +206,7 @@ fn run_images(a: ImagesArgs) -> Result<()> {
     };
     if a.dry_run {
         let p = helioviewer::plan(&opts)?;
-        if a.json {
+        if a.json.on {
             super::print_json(&p)?;
         } else {
             println!(
@@ -218,8 +221,8 @@ fn run_images(a: ImagesArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let s = helioviewer::download(&opts, &super::progress(a.json))?;
-    if a.json {
+    let s = helioviewer::download(&opts, &super::progress(a.json.on))?;
+    if a.json.on {
         super::print_json(&s)?;
     } else {
         println!(

@@ -7,6 +7,7 @@ use flarecast::evaluate::{self, plots, EvaluateConfig, FoldPredictConfig, Predic
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
+#[command(mut_arg("out", |a| super::common_args::out_default(a, "results", "Where fold{K}_res.csv is written.")))]
 #[command(mut_arg("model", |a| a
     .action(clap::ArgAction::Set)
     .requires("fold")
@@ -19,34 +20,27 @@ pub struct Args {
     /// analysis of X- and M-class instances.
     #[arg(long, num_args = 1..)]
     details: Vec<PathBuf>,
-    /// Forecast a flare when P(FL) >= threshold.
-    #[arg(long, default_value_t = 0.5)]
-    threshold: f64,
+    #[command(flatten)]
+    threshold: super::common_args::Threshold,
     /// Directory for PNG plots (ROC, reliability, skill against threshold, confusion).
     #[arg(long)]
     plots: Option<PathBuf>,
     /// A training history (`fold{K}_history.csv`) to plot as training curves (with --plots).
     #[arg(long, requires = "plots")]
     history: Option<PathBuf>,
-    /// Print one JSON object instead of tables.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    json: super::common_args::Json,
     /// The model, its device, precision, batch size and input size (with --fold).
     #[command(flatten)]
     run: ModelArgs,
     /// Fold whose validation split is run (with --model).
     #[arg(long, requires = "model")]
     fold: Option<u32>,
-    /// Label directory (reads simplified_data_labels/Fold{K}_val.csv, and Fold{K}_val.csv
-    /// for locations when present).
-    #[arg(long, default_value = "data_labels")]
-    labels: PathBuf,
-    /// Image tree the labels' paths are relative to.
-    #[arg(long, default_value = "data/hmi_jpgs_512")]
-    images: PathBuf,
-    /// Where fold{K}_res.csv is written.
-    #[arg(long, default_value = "results")]
-    out: PathBuf,
+    /// The fold's images and labels.
+    #[command(flatten)]
+    data: super::common_args::Data,
+    #[command(flatten)]
+    out: super::common_args::OutDir,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -54,10 +48,10 @@ pub fn run(args: Args) -> Result<()> {
         (Some(model), Some(fold)) => Predictions::Model(FoldPredictConfig {
             model: model.clone(),
             fold,
-            labels: args.labels.clone(),
-            images: args.images.clone(),
-            out: args.out.clone(),
-            run: args.run.settings(),
+            labels: args.data.labels.clone(),
+            images: args.data.images.clone(),
+            out: args.out.dir.clone(),
+            run: args.run.settings()?,
         }),
         _ => Predictions::Files(args.predictions.clone()),
     };
@@ -65,13 +59,13 @@ pub fn run(args: Args) -> Result<()> {
         &EvaluateConfig {
             predictions,
             details: args.details.clone(),
-            threshold: args.threshold,
+            threshold: args.threshold.value,
             plots: args.plots.clone(),
             history: args.history.clone(),
         },
-        &super::progress(args.json),
+        &super::progress(args.json.on),
     )?;
-    if args.json {
+    if args.json.on {
         super::print_json(&e)?;
     } else {
         if let Some(p) = &e.predictions {

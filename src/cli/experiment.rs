@@ -38,23 +38,19 @@ enum Executor {
 }
 
 #[derive(clap::Args)]
+#[command(mut_arg("out", |a| super::common_args::out_help(a, "Experiment folder: experiment.json, {attention,no_attention}/seed{S}/fold{K}_*.")))]
 struct RunArgs {
-    /// Image tree the labels' paths are relative to.
-    #[arg(long)]
-    images: PathBuf,
-    /// Label directory (simplified_data_labels/Fold{K}_{train,val}.csv; Fold{K}_val.csv for
-    /// the location analysis).
-    #[arg(long)]
-    labels: PathBuf,
-    /// Experiment folder: experiment.json, {attention,no_attention}/seed{S}/fold{K}_*.
-    #[arg(long)]
-    out: PathBuf,
+    /// The fold's images and labels.
+    #[command(flatten)]
+    data: super::common_args::Data,
+    #[command(flatten)]
+    out: super::common_args::OutDir,
     #[arg(long, value_delimiter = ',', default_value = "1,2,3,4")]
     folds: Vec<u32>,
     /// Networks: attention, standard.
     #[arg(long, value_delimiter = ',', default_value = "attention,standard")]
     arch: Vec<Arch>,
-    #[arg(long, value_delimiter = ',', default_value = "4")]
+    #[arg(long, value_delimiter = ',', default_values_t = [flarecast::recipe::Recipe::PAPER.seed])]
     seeds: Vec<u64>,
     #[arg(long, value_enum, default_value = "local")]
     executor: Executor,
@@ -75,43 +71,43 @@ struct RunArgs {
     /// Write experiment.json (and with slurm the batch script's plan) and stop.
     #[arg(long)]
     dry_run: bool,
-    /// Print the run's summary (and report) as one JSON object.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    json: super::common_args::Json,
     /// Flags for every cell's `train` (after `--`), e.g. -- --epochs 30 --precision f32.
     #[arg(last = true, value_name = "TRAIN FLAGS")]
     train_flags: Vec<String>,
 }
 
 #[derive(clap::Args)]
+#[command(mut_arg("out", |a| super::common_args::out_help(a, "Experiment folder (experiment.json and every cell's files).")))]
 struct CellArgs {
-    #[arg(long)]
-    out: PathBuf,
+    #[command(flatten)]
+    out: super::common_args::OutDir,
     /// The cell's index in experiment.json.
     #[arg(long)]
     index: usize,
 }
 
 #[derive(clap::Args)]
+#[command(mut_arg("out", |a| super::common_args::out_help(a, "Experiment folder (experiment.json and every cell's files).")))]
 struct StatusArgs {
-    #[arg(long)]
-    out: PathBuf,
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    out: super::common_args::OutDir,
+    #[command(flatten)]
+    json: super::common_args::Json,
 }
 
 #[derive(clap::Args)]
+#[command(mut_arg("out", |a| super::common_args::out_help(a, "An experiment folder, or any folder laid out {attention,no_attention}/seed{S}/fold{K}_res.csv.")))]
 struct ReportArgs {
-    /// An experiment folder, or any folder laid out {attention,no_attention}/seed{S}/fold{K}_res.csv.
-    #[arg(long)]
-    out: PathBuf,
+    #[command(flatten)]
+    out: super::common_args::OutDir,
     /// Folder of full label tables Fold{K}_val.csv for the location analysis (default: the
     /// experiment's labels).
     #[arg(long)]
     details: Option<PathBuf>,
-    /// Forecast a flare when P(FL) >= threshold.
-    #[arg(long, default_value_t = 0.5)]
-    threshold: f64,
+    #[command(flatten)]
+    threshold: super::common_args::Threshold,
     /// Folder for the bar chart of TSS and HSS2 per fold and network.
     #[arg(long)]
     plots: Option<PathBuf>,
@@ -122,8 +118,8 @@ struct ReportArgs {
     /// on the other folds' predictions pooled (never its own).
     #[arg(long)]
     calibrate: Option<Method>,
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    json: super::common_args::Json,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -167,9 +163,9 @@ fn finished_line(plan: &Plan, f: &Finished) -> String {
 
 fn run_grid(a: RunArgs) -> Result<()> {
     let req = PlanRequest {
-        out: a.out.clone(),
-        images: a.images.clone(),
-        labels: a.labels.clone(),
+        out: a.out.dir.clone(),
+        images: a.data.images.clone(),
+        labels: a.data.labels.clone(),
         grid: Grid {
             archs: a.arch.clone(),
             seeds: a.seeds.clone(),
@@ -182,7 +178,7 @@ fn run_grid(a: RunArgs) -> Result<()> {
         bail!("--jobs must be at least 1");
     }
     let exe = exe()?;
-    let json = a.json;
+    let json = a.json.on;
     let say = |line: String| {
         if json {
             eprintln!("{line}");
@@ -261,7 +257,7 @@ fn run_grid(a: RunArgs) -> Result<()> {
         Some(report::report(&ReportConfig {
             out: plan.out.clone(),
             details: None,
-            threshold: 0.5,
+            threshold: flarecast::metrics::DEFAULT_THRESHOLD,
             plots: None,
             compare_paper: false,
             calibrate: None,
@@ -314,7 +310,7 @@ fn fail_on_failed(plan: &Plan, s: &RunSummary) -> Result<()> {
 }
 
 fn run_cell(a: CellArgs) -> Result<()> {
-    let o = cell::run_cell(&a.out, a.index, &exe()?)?;
+    let o = cell::run_cell(&a.out.dir, a.index, &exe()?)?;
     if o.already_done {
         println!("cell {} ({}): done already", o.index, o.name);
     } else {
@@ -330,7 +326,7 @@ fn run_cell(a: CellArgs) -> Result<()> {
 }
 
 fn status(a: StatusArgs) -> Result<()> {
-    let plan = Plan::require(&a.out)?;
+    let plan = Plan::require(&a.out.dir)?;
     let mut cells = state::status(&plan)?;
     let subs = slurm::submissions(&plan.out)?;
     for c in cells.iter_mut() {
@@ -338,7 +334,7 @@ fn status(a: StatusArgs) -> Result<()> {
             c.record.job = slurm::job_of(&subs, c.index);
         }
     }
-    if a.json {
+    if a.json.on {
         let counts: serde_json::Map<String, serde_json::Value> = state::counts(&cells)
             .into_iter()
             .map(|(s, n)| (s.name().to_string(), n.into()))
@@ -401,18 +397,15 @@ fn status(a: StatusArgs) -> Result<()> {
 }
 
 fn report_cmd(a: ReportArgs) -> Result<()> {
-    if !(0.0..=1.0).contains(&a.threshold) {
-        bail!("--threshold {} is outside [0, 1]", a.threshold);
-    }
     let r = report::report(&ReportConfig {
-        out: a.out.clone(),
+        out: a.out.dir.clone(),
         details: a.details.clone(),
-        threshold: a.threshold,
+        threshold: a.threshold.value,
         plots: a.plots.clone(),
         compare_paper: a.compare_paper,
         calibrate: a.calibrate,
     })?;
-    if a.json {
+    if a.json.on {
         return super::print_json(&r);
     }
     print_report(&r);

@@ -8,6 +8,7 @@ use flarecast::explain::{self, Baseline, Method, Options, Rule, Target};
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
+#[command(mut_arg("out", |a| super::common_args::out_default(a, "explain", "Output directory for the PNG overlays, .npy maps and panels.")))]
 #[command(mut_arg("model", super::model_args::one_model))]
 pub struct Args {
     #[command(flatten)]
@@ -16,9 +17,8 @@ pub struct Args {
     /// the standard CNN); with --pointing, a comma-separated list.
     #[arg(long, value_enum, value_delimiter = ',')]
     method: Vec<Method>,
-    /// Output directory for the PNG overlays, .npy maps and panels.
-    #[arg(long, default_value = "explain")]
-    out: PathBuf,
+    #[command(flatten)]
+    out: super::common_args::OutDir,
     /// The class whose logit is explained.
     #[arg(long, value_enum, default_value = "flare")]
     target: Target,
@@ -80,7 +80,7 @@ pub fn run(args: Args) -> Result<()> {
         bail!("give one --method when writing maps (several are for --pointing)");
     };
     let inputs = args.maps.inputs()?;
-    let json = args.maps.json;
+    let json = args.maps.json.on;
     let bar = progress(inputs.len(), json);
     let started = std::time::Instant::now();
     let results = explain::explain_images(
@@ -89,7 +89,7 @@ pub fn run(args: Args) -> Result<()> {
         im_size,
         Some(method),
         &opts,
-        &args.out,
+        &args.out.dir,
         |r| {
             bar.suspend(|| report(r, method.name(), json))?;
             bar.inc(1);
@@ -102,7 +102,7 @@ pub fn run(args: Args) -> Result<()> {
         results.len(),
         method.name(),
         started.elapsed().as_secs_f64(),
-        args.out.display()
+        args.out.dir.display()
     );
     Ok(())
 }
@@ -116,7 +116,7 @@ fn pointing(
     model: &flarecast::model::LoadedModel,
     methods: &[Method],
     opts: &Options,
-    im_size: u32,
+    im_size: flarecast::im_size::ImSize,
 ) -> Result<()> {
     let (Some(catalog), Some(labels), Some(fold), Some(images)) =
         (&args.catalog, &args.labels, args.fold, &args.maps.images)
@@ -129,7 +129,7 @@ fn pointing(
         fold,
         images,
     };
-    let bar = progress(0, args.maps.json);
+    let bar = progress(0, args.maps.json.on);
     let report = point::pointing_fold(
         model,
         &spec,
@@ -141,7 +141,7 @@ fn pointing(
         || bar.inc(1),
     )?;
     bar.finish_and_clear();
-    if args.maps.json {
+    if args.maps.json.on {
         super::print_json(&report)?;
     } else {
         print!("{}", point::table(&report));

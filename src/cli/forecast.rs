@@ -92,9 +92,8 @@ pub struct Args {
     /// Oldest image accepted, as an age at the forecast time (e.g. 6h, 2d).
     #[arg(long, default_value = "6h")]
     max_age: String,
-    /// A flare is forecast (yes) when the probability is at least this.
-    #[arg(long, default_value_t = 0.5)]
-    threshold: f64,
+    #[command(flatten)]
+    threshold: super::common_args::Threshold,
     /// Folder for the record, the CCMC files, the attention map and index.jsonl.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -123,10 +122,8 @@ pub struct Args {
     /// window of `label` for replaying an archive (not an operational window).
     #[arg(long, default_value = "issue-time")]
     window: WindowRule,
-    /// The record as one JSON object (with --every: one line of JSON per forecast
-    /// written) instead of the summary line.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    json: super::common_args::Json,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -141,8 +138,8 @@ pub fn run(args: Args) -> Result<()> {
     };
     let max_age = chrono_duration(parse_duration(&args.max_age).context("--max-age")?);
     let forecaster = Forecaster::new(
-        Ensemble::load(&args.run.models, &args.run.settings())?,
-        args.threshold,
+        Ensemble::load(&args.run.models, &args.run.settings()?)?,
+        args.threshold.value,
     )?
     .with_window_rule(args.window);
     let every = args
@@ -182,7 +179,7 @@ pub fn run(args: Args) -> Result<()> {
     for note in &forecast.input.notes {
         eprintln!("flarecast: warning: {note}");
     }
-    if args.json {
+    if args.json.on {
         super::print_json(&forecast.record)?;
     } else {
         println!("{}", forecast.record.summary());
@@ -237,7 +234,7 @@ fn run_every(
         &stop,
         &mut |e| match e {
             Event::Written { cycle, record, .. } => {
-                if args.json {
+                if args.json.on {
                     // A closed stdout ends the run as any failed write does.
                     if let Err(e) = super::print_json_line(record) {
                         eprintln!("cycle {cycle}: {e}");

@@ -30,6 +30,7 @@ impl CatalogFormat {
 }
 
 #[derive(clap::Args)]
+#[command(mut_arg("out", |a| super::common_args::out_default(a, "data_labels", "Output directory for labels.csv, Fold{1..4}_{train,val}.csv and simplified_data_labels/.")))]
 pub struct Args {
     /// GOES flare catalogue (CSV): integrated list, HEK/SunPy export, SWPC event list or
     /// SSW/GEV joined list.
@@ -47,9 +48,8 @@ pub struct Args {
     /// `YYYY/MM/DD/`), like the reference's totalfiles_jpg_512.csv.
     #[arg(long)]
     file_list: Option<PathBuf>,
-    /// Output directory for labels.csv, Fold{1..4}_{train,val}.csv and simplified_data_labels/.
-    #[arg(long, default_value = "data_labels")]
-    out: PathBuf,
+    #[command(flatten)]
+    out: super::common_args::OutDir,
     /// First issue time, inclusive (UTC) [default: the catalogue's first day, clipped to the images].
     #[arg(long, value_parser = parse_time)]
     start: Option<NaiveDateTime>,
@@ -77,9 +77,8 @@ pub struct Args {
     /// Skip catalogue rows that do not parse (class, time or location) and count them, instead of failing.
     #[arg(long)]
     skip_bad_rows: bool,
-    /// Print the summary as one JSON object.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    json: super::common_args::Json,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -111,7 +110,7 @@ pub fn run(args: Args) -> Result<()> {
         );
     }
     let images = match (&args.images, &args.file_list) {
-        (Some(dir), _) => Images::from_tree(dir, &super::progress(args.json))?,
+        (Some(dir), _) => Images::from_tree(dir, &super::progress(args.json.on))?,
         (None, Some(list)) => Images::from_file_list(list)?,
         (None, None) => bail!("give --images DIR or --file-list FILE"),
     };
@@ -134,8 +133,8 @@ pub fn run(args: Args) -> Result<()> {
         threshold: args.threshold,
         flux_scale: args.flux_scale,
     };
-    let summary = label::run(&cfg, &catalog, &images, &args.out)?;
-    if args.json {
+    let summary = label::run(&cfg, &catalog, &images, &args.out.dir)?;
+    if args.json.on {
         super::print_json(&summary)?;
     } else {
         print_summary(&summary, &args.catalog);

@@ -29,16 +29,14 @@ pub struct MapArgs {
     /// relative to.
     #[arg(long)]
     pub images: Option<PathBuf>,
-    /// One JSON object per image (JSON lines) instead of the report lines; with
-    /// `explain --pointing`, the scores as one JSON object.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub json: super::common_args::Json,
 }
 
 impl MapArgs {
     /// The model on its device, at its precision and input size.
     pub fn load(&self) -> Result<Model> {
-        self.run.settings().load(self.run.model()?)
+        self.run.settings()?.load(self.run.model()?)
     }
 
     /// The map options these arguments set (estimators, Grad-CAM layer, batch size); the

@@ -3,6 +3,7 @@
 mod attention;
 mod bench;
 mod calibrate;
+mod common_args;
 mod convert;
 mod convert_weights;
 mod download;

@@ -5,6 +5,7 @@
 
 use anyhow::Result;
 use flarecast::device::PrecisionChoice;
+use flarecast::im_size::ImSize;
 use flarecast::inference::{Settings, DEFAULT_BATCH_SIZE};
 use std::path::{Path, PathBuf};
 
@@ -31,14 +32,15 @@ pub struct ModelArgs {
 }
 
 impl ModelArgs {
-    /// The library's settings these options give.
-    pub fn settings(&self) -> Settings {
-        Settings {
+    /// The library's settings these options give (an input side outside the networks'
+    /// range is refused here, naming `--im-size`).
+    pub fn settings(&self) -> Result<Settings> {
+        Ok(Settings {
             device: self.device.clone(),
             precision: self.precision,
             batch_size: self.batch_size,
-            im_size: self.im_size,
-        }
+            im_size: self.im_size.map(|s| ImSize::of_setting(s.into())).transpose()?,
+        })
     }
 
     /// The one model of a command that runs one (clap has refused a second `--model`).

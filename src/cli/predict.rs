@@ -14,20 +14,18 @@ pub struct Args {
     /// does), or .npy float32 arrays already preprocessed ([H,W], [1,H,W] or [N,1,H,W]).
     #[arg(required = true)]
     inputs: Vec<PathBuf>,
-    /// Decision threshold on P(FL) for the forecast column.
-    #[arg(long, default_value_t = 0.5)]
-    threshold: f64,
-    /// One JSON object per input instance (JSON lines) instead of the table.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    threshold: super::common_args::Threshold,
+    #[command(flatten)]
+    json: super::common_args::Json,
 }
 
 pub fn run(args: Args) -> Result<()> {
     let path = args.run.model()?;
-    let model = args.run.settings().load(path)?;
-    let preds = predict(&model, args.inputs.iter().cloned(), args.threshold)?;
+    let model = args.run.settings()?.load(path)?;
+    let preds = predict(&model, args.inputs.iter().cloned(), args.threshold.value)?;
     let arch = model.loaded.net.arch().name();
-    if !args.json {
+    if !args.json.on {
         println!(
             "model: {} ({arch}{}), device {}, {} ({}), threshold {}",
             path.display(),
@@ -35,7 +33,7 @@ pub fn run(args: Args) -> Result<()> {
             flarecast::device::device_name(model.device),
             model.precision.precision.name(),
             model.precision.reason,
-            args.threshold
+            args.threshold.value
         );
         if let Some(c) = &model.loaded.meta.calibration {
             println!(
@@ -55,7 +53,7 @@ pub fn run(args: Args) -> Result<()> {
         for note in &p.notes {
             eprintln!("flarecast: warning: {note}");
         }
-        if args.json {
+        if args.json.on {
             let mut line = serde_json::json!({
                 "input": p.input.display().to_string(), "index": p.index, "flare_prob": p.flare_prob,
                 "logits": p.logits, "flare": p.flare, "model": arch,

@@ -1,13 +1,12 @@
 use anyhow::Result;
 use flarecast::instant::{parse_duration, parse_time};
 use flarecast::synth::{self, Params, Summary};
-use std::path::PathBuf;
 
 #[derive(clap::Args)]
+#[command(mut_arg("out", |a| super::common_args::out_help(a, "Output directory: images/YYYY/MM/DD/HMI.m*.jpg, catalog.csv, synth.json.")))]
 pub struct Args {
-    /// Output directory: images/YYYY/MM/DD/HMI.m*.jpg, catalog.csv, synth.json.
-    #[arg(long)]
-    out: PathBuf,
+    #[command(flatten)]
+    out: super::common_args::OutDir,
     /// First image time (UTC). The default span, March and April, gives calendar-quarter
     /// folds 1 and 2 both training and validation instances.
     #[arg(long, default_value = "2014-03-01T00:00:00")]
@@ -27,9 +26,8 @@ pub struct Args {
     /// Replace an archive made with other parameters (or files synth did not write).
     #[arg(long)]
     force: bool,
-    /// Print the summary as JSON.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    json: super::common_args::Json,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -41,8 +39,13 @@ pub fn run(args: Args) -> Result<()> {
         seed: args.seed,
     };
     params.validate()?;
-    let summary = synth::generate(&params, &args.out, args.force, &super::progress(args.json))?;
-    if args.json {
+    let summary = synth::generate(
+        &params,
+        &args.out.dir,
+        args.force,
+        &super::progress(args.json.on),
+    )?;
+    if args.json.on {
         super::print_json(&summary)?;
     } else {
         print_summary(&summary);

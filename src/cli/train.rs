@@ -3,10 +3,14 @@
 use anyhow::{bail, Result};
 use flarecast::data::CacheMode;
 use flarecast::device::PrecisionChoice;
+use flarecast::im_size::ImSize;
 use flarecast::model::Arch;
+use flarecast::recipe::Recipe;
 use flarecast::train::{self, history::EpochRecord, TrainConfig};
 use std::path::PathBuf;
 use std::sync::Arc;
+
+const PAPER: Recipe = Recipe::PAPER;
 
 /// How `train` runs as one rank of several (shown by `train --help`).
 pub const DIST_HELP: &str = "\
@@ -24,6 +28,7 @@ More than one process (torch.distributed's c10d engine):
     srun --ntasks 8 --ntasks-per-node 4 flarecast train ...";
 
 #[derive(clap::Args)]
+#[command(mut_arg("out", |a| super::common_args::out_default(a, "trained_models", "Output directory: checkpoints go to {out}/attention or {out}/no_attention.")))]
 pub struct Args {
     /// Cross-validation fold 1..4 (validation quarter: 1 Jan-Mar, 2 Apr-Jun, 3 Jul-Sep, 4 Oct-Dec).
     #[arg(long, default_value_t = 1)]
@@ -36,32 +41,31 @@ pub struct Args {
     #[arg(long, conflicts_with = "attention")]
     no_attention: bool,
     /// Epochs to run (exactly; the reference runs one fewer).
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = PAPER.epochs)]
     epochs: usize,
-    #[arg(long, default_value_t = 128)]
+    /// Instances per step (in a process group the global batch).
+    #[arg(long, default_value_t = PAPER.batch_size)]
     batch_size: usize,
-    #[arg(long, default_value_t = 256)]
+    /// Side the images are resized to (192..=2048).
+    #[arg(long, default_value_t = PAPER.im_size.get())]
     im_size: u32,
-    #[arg(long, default_value_t = 0.001)]
+    /// SGD learning rate.
+    #[arg(long, default_value_t = PAPER.lr)]
     lr: f64,
     /// SGD weight decay (the paper's 0.5).
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = PAPER.weight_decay)]
     weight_decay: f64,
     /// Epochs between learning-rate decays.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = PAPER.lr_step)]
     lr_step: usize,
     /// Learning-rate decay factor.
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = PAPER.lr_gamma)]
     lr_gamma: f64,
-    /// Image tree the labels' paths are relative to.
-    #[arg(long, default_value = "data/hmi_jpgs_512")]
-    images: PathBuf,
-    /// Label directory (reads simplified_data_labels/Fold{K}_{train,val}.csv).
-    #[arg(long, default_value = "data_labels")]
-    labels: PathBuf,
-    /// Output directory: checkpoints go to {out}/attention or {out}/no_attention.
-    #[arg(long, default_value = "trained_models")]
-    out: PathBuf,
+    /// The fold's images and labels.
+    #[command(flatten)]
+    data: super::common_args::Data,
+    #[command(flatten)]
+    out: super::common_args::OutDir,
     /// cpu, cuda, cuda:N or auto (all CUDA devices, else CPU); a comma-separated list
     /// (cuda:0,cuda:1 or cpu,cpu) trains one data-parallel replica on each.
     #[arg(long, visible_alias = "devices", default_value = "auto")]
@@ -76,7 +80,8 @@ pub struct Args {
     /// Keep decoded images: none, memory (RAM) or device (GPU/CPU tensor).
     #[arg(long, value_enum, default_value = "none")]
     cache: CacheMode,
-    #[arg(long, default_value_t = 4)]
+    /// Seeds the initial weights, the shuffle and the augmentations.
+    #[arg(long, default_value_t = PAPER.seed)]
     seed: u64,
     /// Start from these weights (.pth/.pt/.safetensors) instead of the random init.
     #[arg(long)]
@@ -94,9 +99,8 @@ pub struct Args {
     /// undefined, so no epoch is chosen as best (only last and final are written).
     #[arg(long)]
     allow_one_class_val: bool,
-    /// Print the summary as one JSON object on stdout (epoch lines go to stderr).
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    json: super::common_args::Json,
     #[command(flatten)]
     group: super::group_args::GroupArgs,
 }
@@ -142,21 +146,23 @@ pub fn run(args: Args) -> Result<()> {
     let cfg = TrainConfig {
         fold: args.fold,
         arch,
-        epochs: args.epochs,
-        batch_size: args.batch_size,
-        im_size: args.im_size,
-        lr: args.lr,
-        weight_decay: args.weight_decay,
-        lr_step: args.lr_step,
-        lr_gamma: args.lr_gamma,
-        images: args.images.clone(),
-        labels: args.labels.clone(),
-        out: args.out.clone(),
+        recipe: Recipe {
+            epochs: args.epochs,
+            batch_size: args.batch_size,
+            im_size: ImSize::of_setting(args.im_size.into())?,
+            lr: args.lr,
+            weight_decay: args.weight_decay,
+            lr_step: args.lr_step,
+            lr_gamma: args.lr_gamma,
+            seed: args.seed,
+        },
+        images: args.data.images.clone(),
+        labels: args.data.labels.clone(),
+        out: args.out.dir.clone(),
         devices,
         precision,
         workers: args.workers.unwrap_or_else(flarecast::hardware::cores),
         cache: args.cache,
-        seed: args.seed,
         init_weights: args.init_weights.clone(),
         resume: args.resume,
         augment: !args.no_augment,
@@ -177,7 +183,7 @@ pub fn run(args: Args) -> Result<()> {
     };
     // Rank 0 speaks for the group; the others stay quiet unless they fail.
     let speaks = cfg.writes();
-    let json = args.json;
+    let json = args.json.on;
     let progress = if speaks {
         super::progress(json)
     } else {

@@ -16,9 +16,8 @@ pub struct Args {
     /// later are pending. Default: the start of its last flare.
     #[arg(long)]
     catalog_end: Option<String>,
-    /// Print the report as JSON.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    json: super::common_args::Json,
     /// Folder for the ROC, reliability, skill and confusion plots.
     #[arg(long)]
     plots: Option<PathBuf>,
@@ -42,7 +41,7 @@ pub fn run(args: Args) -> Result<()> {
         args.plots.as_deref(),
         args.predictions.as_deref(),
     )?;
-    if args.json {
+    if args.json.on {
         return super::print_json(&report);
     }
     println!(

@@ -18,14 +18,14 @@ pub struct Args {
     /// JP2 to copy (the figures in README.md use the real 4096x4096 HMI magnetogram).
     #[arg(long)]
     jp2: PathBuf,
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    json: crate::cli::common_args::Json,
 }
 
 pub fn run(a: Args) -> Result<()> {
     let path = a.jp2;
     let rows = flarecast::bench::convert::run(&path, a.files, a.size)?;
-    if a.json {
+    if a.json.on {
         return crate::cli::print_json(&rows);
     }
     println!(

@@ -22,8 +22,8 @@ pub struct Args {
     /// magnetogram).
     #[arg(long)]
     jp2: PathBuf,
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    json: crate::cli::common_args::Json,
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -34,7 +34,7 @@ pub fn run(a: Args) -> Result<()> {
     let jp2 = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
     flarecast::jp2::validate(&jp2, &path.display().to_string())?;
     let rows = flarecast::bench::download::run(Arc::new(jp2), a.images, a.latency, &a.concurrency)?;
-    if a.json {
+    if a.json.on {
         return crate::cli::print_json(&rows);
     }
     println!(

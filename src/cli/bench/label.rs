@@ -20,14 +20,13 @@ pub struct Args {
     /// Timed runs of each method; the median is reported.
     #[arg(long, default_value_t = 5)]
     repeat: usize,
-    /// Print the figures as one JSON object.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    json: crate::cli::common_args::Json,
 }
 
 pub fn run(args: Args) -> Result<()> {
     let r = flarecast::bench::label::run(&args.catalog, args.start, args.end, args.repeat)?;
-    if args.json {
+    if args.json.on {
         crate::cli::print_json(&r)?;
         return Ok(());
     }

@@ -50,7 +50,8 @@ pub struct NetArgs {
     pub device: String,
     #[arg(long, default_value_t = 16)]
     pub batch_size: usize,
-    #[arg(long, default_value_t = 256)]
+    /// Side of the square input (192..=2048).
+    #[arg(long, default_value_t = flarecast::im_size::ImSize::PAPER.get())]
     pub im_size: u32,
     /// Comma-separated: attention, standard.
     #[arg(long, default_value = "attention,standard", value_delimiter = ',')]

@@ -47,9 +47,8 @@ pub struct Args {
     /// Intra-op threads (default: libtorch's choice, one per core).
     #[arg(long)]
     threads: Option<i32>,
-    /// One JSON object on stdout instead of the table.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    json: crate::cli::common_args::Json,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -71,7 +70,7 @@ pub fn run(args: Args) -> Result<()> {
     let cfg = BenchConfig {
         device,
         batch_size: i64::try_from(args.net.batch_size).context("--batch-size")?,
-        im_size: args.net.im_size.into(),
+        im_size: flarecast::im_size::ImSize::of_setting(args.net.im_size.into())?,
         iters: args.iters,
         warmup: args.warmup,
         rounds: args.rounds.unwrap_or(if torch { 3 } else { 1 }),
@@ -95,7 +94,7 @@ pub fn run(args: Args) -> Result<()> {
     let threads = tch::get_num_threads();
     let peak = bench::cpu_peak(device);
     let isa = IsaCap::from_env();
-    if !args.json {
+    if !args.json.on {
         println!(
             "bench model: device {device_name}, {threads} threads, batch {} at {}x{}, {} timed iterations x {} rounds (medians)",
             cfg.batch_size, cfg.im_size, cfg.im_size, cfg.iters, cfg.rounds
@@ -125,7 +124,7 @@ pub fn run(args: Args) -> Result<()> {
         );
     }
     let (rows, torch_info) = bench::run(&cfg, |r| {
-        if !args.json {
+        if !args.json.on {
             let torch_cols: String = match &r.torch {
                 Some(t) => t
                     .variants
@@ -155,7 +154,7 @@ pub fn run(args: Args) -> Result<()> {
             );
         }
     })?;
-    if args.json {
+    if args.json.on {
         let precisions: Vec<_> = chosen
             .iter()
             .map(|c| serde_json::json!({"precision": c.precision.name(), "reason": c.reason}))

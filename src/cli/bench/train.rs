@@ -23,8 +23,8 @@ pub struct Args {
     /// README.md use the real one `convert` makes of the real HMI magnetogram).
     #[arg(long)]
     jpg: PathBuf,
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    json: crate::cli::common_args::Json,
     #[command(flatten)]
     group: crate::cli::group_args::GroupArgs,
 }
@@ -46,7 +46,7 @@ pub fn run(args: Args) -> Result<()> {
     let cfg = tbench::TrainBenchConfig {
         device,
         batch_size: args.net.batch_size,
-        im_size: args.net.im_size,
+        im_size: flarecast::im_size::ImSize::of_setting(args.net.im_size.into())?,
         batches: args.batches,
         workers: args.workers.unwrap_or_else(flarecast::hardware::cores),
         cache: args.cache,
@@ -60,7 +60,7 @@ pub fn run(args: Args) -> Result<()> {
         .tempdir()?;
     let dir = tmp.path().to_path_buf();
     let samples = tbench::make_dataset(&jpg, &dir, cfg.batch_size * (cfg.batches + 1))?;
-    let json = args.json;
+    let json = args.json.on;
     let ranks = cfg.group.as_ref().map_or(1, |g| g.world());
     if speaks && !json {
         println!(
