@@ -3,7 +3,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-FLARECAST_SKIP_BUILD=1 bash scripts/setup.sh
+bash scripts/setup-tests.sh
 . scripts/env.sh
 for d in "$FLARECAST_REALDATA" "$FLARECAST_GOLDEN"; do
   [ -d "$d" ] || { echo "test: $d is missing (the shared real data and golden outputs)" >&2; exit 1; }
