@@ -413,13 +413,9 @@ fn killed_run_leaves_only_complete_files_and_resumes() {
 
 #[test]
 fn unreachable_server_is_retried_then_failed_and_bad_ranges_are_refused() {
-    // A port nobody listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let url = format!("http://127.0.0.1:{port}");
+    // A port nobody listens on, held for the whole test.
+    let refused = common::RefusedPort::bind();
+    let url = format!("http://127.0.0.1:{}", refused.port);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().to_str().unwrap();
     let mut args = download_args(&url, out, "2013-05-13T00:12:00");

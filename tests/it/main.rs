@@ -1,5 +1,12 @@
 //! The integration tests, one binary: a module per command or concern, the shared
 //! helpers in `common/`. `cargo test --test it explain::` runs one module.
+//!
+//! All the tests share this process and run on parallel threads, so none changes what
+//! the others see: no test sets an environment variable or the working directory here
+//! (a `flarecast` run gets them on its `Command`), seeds or sizes libtorch's process-wide
+//! generator and thread pool (a seeded input comes from its own generator, as in
+//! `train::uniform_input`), or takes a fixed port or path (port 0 and temporary
+//! directories; `common::RefusedPort` for a port that must stay closed).
 
 // A shared helper may have no caller yet (`run_json_lines`).
 #[allow(dead_code)]

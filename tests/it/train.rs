@@ -30,6 +30,17 @@ fn sgd(vs: &tch::nn::VarStore) -> tch::nn::Optimizer {
     .unwrap()
 }
 
+/// U(0, 1) values of `shape` from a generator seeded with `seed`: the same tensor in
+/// every run, whatever other tests draw from libtorch's process-wide generator meanwhile
+/// (`tch::manual_seed` would reseed theirs too).
+fn uniform_input(shape: [i64; 4], seed: u64) -> Tensor {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let n = shape.iter().product::<i64>() as usize;
+    let values: Vec<f32> = (0..n).map(|_| rng.random::<f32>()).collect();
+    Tensor::from_slice(&values).reshape(shape)
+}
+
 /// The trainer's step (Replicas with one device) reproduces the reference's step.
 #[test]
 fn trainer_step_matches_reference_step() {
@@ -75,8 +86,7 @@ fn trainer_step_matches_reference_step() {
 /// stepping once; BN running statistics are replica 0's.
 #[test]
 fn two_replicas_equal_summed_shard_gradients() {
-    tch::manual_seed(7);
-    let x = Tensor::rand([4, 1, 192, 192], (Kind::Float, Device::Cpu));
+    let x = uniform_input([4, 1, 192, 192], 7);
     let y = Tensor::from_slice(&[0i64, 1, 1, 0]);
     let (tensors, _) = model::weights::read_weights(&common::golden().join("attn.pth")).unwrap();
 

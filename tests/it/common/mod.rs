@@ -303,3 +303,44 @@ pub fn calibrate(
     ]);
     serde_json::from_slice(&out.stdout).expect("JSON summary")
 }
+
+/// A loopback TCP port that refuses connections for as long as this lives: bound, never
+/// listened on, so no other test's server (they share this process and bind port 0)
+/// can be given it meanwhile.
+pub struct RefusedPort {
+    fd: libc::c_int,
+    pub port: u16,
+}
+
+impl RefusedPort {
+    pub fn bind() -> RefusedPort {
+        // SAFETY: a socket this struct owns, bound to 127.0.0.1:0 and asked its port;
+        // the address structs are plain C structs filled here.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+            assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+            let mut addr: libc::sockaddr_in = std::mem::zeroed();
+            addr.sin_family = libc::AF_INET as libc::sa_family_t;
+            addr.sin_addr.s_addr = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
+            let mut len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            let sa = &mut addr as *mut libc::sockaddr_in as *mut libc::sockaddr;
+            let bound = libc::bind(fd, sa, len) == 0 && libc::getsockname(fd, sa, &mut len) == 0;
+            if !bound {
+                let e = std::io::Error::last_os_error();
+                libc::close(fd);
+                panic!("bind 127.0.0.1:0: {e}");
+            }
+            RefusedPort {
+                fd,
+                port: u16::from_be(addr.sin_port),
+            }
+        }
+    }
+}
+
+impl Drop for RefusedPort {
+    fn drop(&mut self) {
+        // SAFETY: the descriptor is this struct's and closed once.
+        unsafe { libc::close(self.fd) };
+    }
+}
