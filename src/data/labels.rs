@@ -102,3 +102,25 @@ pub fn class_counts(samples: &[Sample]) -> (usize, usize) {
     let pos = samples.iter().filter(|s| s.target == 1).count();
     (samples.len() - pos, pos)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_table_errors_name_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("bad.csv");
+        std::fs::write(&p, "label,goes_class\na.jpg,0\nb.jpg,M1.0\n").unwrap();
+        let e = format!("{:#}", read_labels(&p).unwrap_err());
+        assert!(e.contains("bad.csv:3") && e.contains("\"M1.0\""), "{e}");
+        std::fs::write(&p, "path,target\na.jpg,0\n").unwrap();
+        let e = format!("{:#}", read_labels(&p).unwrap_err());
+        assert!(e.contains("`label` and `goes_class`"), "{e}");
+        let e = format!(
+            "{:#}",
+            read_fold_split(dir.path(), 2, Split::Val).unwrap_err()
+        );
+        assert!(e.contains("Fold2_val.csv"), "{e}");
+    }
+}

@@ -88,23 +88,6 @@ fn fold1_balances_to_twice_nf() {
 }
 
 #[test]
-fn label_table_errors_name_file_and_line() {
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("bad.csv");
-    std::fs::write(&p, "label,goes_class\na.jpg,0\nb.jpg,M1.0\n").unwrap();
-    let e = format!("{:#}", data::read_labels(&p).unwrap_err());
-    assert!(e.contains("bad.csv:3") && e.contains("\"M1.0\""), "{e}");
-    std::fs::write(&p, "path,target\na.jpg,0\n").unwrap();
-    let e = format!("{:#}", data::read_labels(&p).unwrap_err());
-    assert!(e.contains("`label` and `goes_class`"), "{e}");
-    let e = format!(
-        "{:#}",
-        data::read_fold_split(dir.path(), 2, data::Split::Val).unwrap_err()
-    );
-    assert!(e.contains("Fold2_val.csv"), "{e}");
-}
-
-#[test]
 fn loader_serves_every_item_once_with_the_right_pixels() {
     let dir = tempfile::tempdir().unwrap();
     let samples = generated_dir(dir.path(), 30);
