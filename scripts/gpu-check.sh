@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The GPU check, unattended: set up and build, run the test suite with CUDA visible, then
-# the CUDA tests (ignored by a plain `cargo test`, run here with --ignored), then `bench model` and
-# `bench train --cache device` on CUDA in f32 and bf16 (with two or more GPUs, a
-# data-parallel training run across the first two as well), distributed training and
-# `bench train` under torchrun with one rank per GPU, and write everything to one report
-# file.
+# the CUDA tests (the `cuda::` module of tests/it, ignored by a plain `cargo test`, run
+# here with --ignored), then `bench model` and `bench train --cache device` on CUDA in
+# f32 and bf16 (with two or more GPUs, a data-parallel training run across the first two
+# as well), distributed training and `bench train` under torchrun with one rank per GPU,
+# and write everything to one report file.
 #
 #   GPU_CHECK_REPORT   the report (default: gpu-check-report.txt in the repository)
 set -uo pipefail
@@ -40,7 +40,7 @@ echo "CUDA devices seen by nvidia-smi: $ngpu" | tee -a "$report"
 
 section "tests (CUDA visible)"
 run cargo test --locked
-run cargo test --locked --test cuda -- --ignored --nocapture
+run cargo test --locked --test it cuda:: -- --ignored --nocapture
 
 if [ "$ngpu" -ge 1 ]; then
   section "bench model on cuda (auto, f32, bf16)"
