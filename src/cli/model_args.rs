@@ -39,7 +39,10 @@ impl ModelArgs {
             device: self.device.clone(),
             precision: self.precision,
             batch_size: self.batch_size,
-            im_size: self.im_size.map(|s| ImSize::of_setting(s.into())).transpose()?,
+            im_size: self
+                .im_size
+                .map(|s| ImSize::of_setting(s.into()))
+                .transpose()?,
         })
     }
 

@@ -13,7 +13,8 @@ use flarecast::data::{
 use flarecast::preprocess::{self, augment};
 use tch::{Device, Kind, Tensor};
 
-const SIDE: u32 = 64;
+/// The smallest side the networks take (the loader serves nothing smaller).
+const SIDE: u32 = flarecast::im_size::ImSize::MIN;
 
 /// Writes `n` 128x128 grey PNGs with distinct patterns under `dir/YYYY/...` and returns
 /// their samples (every third one a flare).
@@ -37,7 +38,7 @@ fn generated_dir(dir: &Path, n: usize) -> Vec<Sample> {
 
 fn config(dir: &Path) -> LoaderConfig {
     LoaderConfig {
-        im_size: SIDE,
+        im_size: flarecast::im_size::ImSize::new(SIDE.into()).unwrap(),
         batch_size: 7,
         workers: 2,
         ..LoaderConfig::new(dir)

@@ -242,7 +242,7 @@ fn rank_shards_of_each_batch_together_are_the_whole_batch() {
     let samples = data::read_fold_split(&dir.path().join("labels"), 1, Split::Train).unwrap();
     let loader = |shard: Shard| {
         let cfg = LoaderConfig {
-            im_size: 192,
+            im_size: flarecast::im_size::ImSize::new(192).unwrap(),
             batch_size: 5,
             workers: 1,
             shard,

@@ -300,7 +300,8 @@ fn weights_round_trip_through_safetensors_and_pth() {
     let dir = tempfile::tempdir().unwrap();
     let src = common::golden().join("attn.pth");
     let st = dir.path().join("attn.safetensors");
-    let meta = weights::convert_weights(&src, &st, Some(256)).unwrap();
+    let meta =
+        weights::convert_weights(&src, &st, Some(flarecast::im_size::ImSize::PAPER)).unwrap();
     assert_eq!(meta.arch, Arch::Attention);
     let back = dir.path().join("back.pth");
     weights::convert_weights(&st, &back, None).unwrap();

@@ -377,7 +377,7 @@ fn bad_folds_fail_before_training() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("--im-size: image size 128 is below the network's minimum of 192"),
+        err.contains("--im-size: image size 128 is outside 192..=2048"),
         "{err}"
     );
 
