@@ -11,9 +11,14 @@
 //! A result made of several files is built in a temporary folder ([`AtomicDir`]) that
 //! replaces the previous one in a single rename, so a reader sees the whole old set or the
 //! whole new set, never some files of each.
+//!
+//! [`check_outputs`] refuses a run whose output would replace one of its inputs (or
+//! another output), whatever links or spellings lead there.
 
+mod clash;
 mod lock;
 
+pub use clash::{check_outputs, same_file, Role};
 pub use lock::OutputLock;
 
 use anyhow::{Context, Result};

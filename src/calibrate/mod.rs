@@ -9,6 +9,7 @@
 
 use crate::calibration::{map, Calibration};
 use crate::evaluate::{self, calibrated_file, compare, plots, Compared, PredictionFile};
+use crate::fsio::Role;
 use crate::model::{self, LoadedModel};
 use anyhow::{bail, Result};
 use serde::Serialize;
@@ -38,13 +39,14 @@ impl std::str::FromStr for Method {
 }
 
 /// Fits `method` on a prediction file's raw probabilities and targets, refusing a file
-/// with fewer than [`MIN_EVENTS`] flaring or non-flaring instances.
+/// with fewer than [`MIN_EVENTS`] flaring or non-flaring instances, or an instance twice.
 pub fn fit(file: &PredictionFile, method: Method) -> Result<Calibration> {
     let name = file
         .path
         .file_name()
         .map_or(String::new(), |n| n.to_string_lossy().into_owned());
     fit_values(
+        &file.keys,
         &file.probs,
         &file.targets,
         method,
@@ -53,14 +55,24 @@ pub fn fit(file: &PredictionFile, method: Method) -> Result<Calibration> {
     )
 }
 
-/// Fits `method` on probabilities and targets that `what` names in a refusal.
+/// Fits `method` on the instances `keys` (their probabilities and targets), which `what`
+/// names in a refusal.
 fn fit_values(
+    keys: &[String],
     probs: &[f64],
     targets: &[bool],
     method: Method,
     fitted_on: String,
     what: &str,
 ) -> Result<Calibration> {
+    // A repeated instance is refused, not counted once: the fit would weigh it twice, and
+    // two instances repeated ten times would pass as the 10 events of each class a map
+    // needs. A prediction file has one row per instance, so a repeat means rows were
+    // concatenated or copied, which the user should hear of rather than have undone.
+    let mut seen = std::collections::HashSet::new();
+    if let Some(k) = keys.iter().find(|k| !seen.insert(k.as_str())) {
+        bail!("{what} holds the instance {k:?} twice: a calibration counts each instance once");
+    }
     let events = targets.iter().filter(|&&t| t).count();
     let quiet = targets.len() - events;
     if events < MIN_EVENTS || quiet < MIN_EVENTS {
@@ -105,6 +117,7 @@ pub fn cross_fold(folds: &[(u32, &PredictionFile)], method: Method) -> Result<Ve
         .map(|&(fold, file)| {
             let others: Vec<&(u32, &PredictionFile)> =
                 folds.iter().filter(|(k, _)| *k != fold).collect();
+            let keys: Vec<String> = others.iter().flat_map(|(_, f)| f.keys.clone()).collect();
             let probs: Vec<f64> = others.iter().flat_map(|(_, f)| f.probs.clone()).collect();
             let targets: Vec<bool> = others.iter().flat_map(|(_, f)| f.targets.clone()).collect();
             let fitted_on_folds: Vec<u32> = others.iter().map(|(k, _)| *k).collect();
@@ -113,7 +126,7 @@ pub fn cross_fold(folds: &[(u32, &PredictionFile)], method: Method) -> Result<Ve
                 .map(|k| format!("fold {k}"))
                 .collect();
             let what = format!("the predictions of {}", names.join(", "));
-            let calibration = fit_values(&probs, &targets, method, names.join(", "), &what)?;
+            let calibration = fit_values(&keys, &probs, &targets, method, names.join(", "), &what)?;
             Ok(CrossFold {
                 fold,
                 fitted_on_folds,
@@ -156,13 +169,23 @@ pub fn default_output(model: &Path) -> PathBuf {
     model.with_file_name(format!("{stem}_calibrated.safetensors"))
 }
 
+/// `{out stem}_reliability.png` beside the calibrated model.
+pub fn default_plot(out: &Path) -> PathBuf {
+    let stem = out
+        .file_stem()
+        .map_or("model".into(), |s| s.to_string_lossy().into_owned());
+    out.with_file_name(format!("{stem}_reliability.png"))
+}
+
 /// Fits a calibration on the prediction file, writes the model with it into a new
 /// safetensors file (the model file is never touched), and draws the reliability plot.
+/// Neither output may be an input or the other output.
 pub fn calibrate(cfg: &CalibrateConfig) -> Result<Summary> {
     let out = cfg
         .out
         .clone()
         .unwrap_or_else(|| default_output(&cfg.model));
+    let plot = cfg.plot.clone().unwrap_or_else(|| default_plot(&out));
     if out.extension().is_none_or(|e| e != "safetensors") {
         return Err(crate::setting::bad(
             "out",
@@ -172,27 +195,23 @@ pub fn calibrate(cfg: &CalibrateConfig) -> Result<Summary> {
             ),
         ));
     }
-    if same_file(&out, &cfg.model) {
-        return Err(crate::setting::bad(
-            "out",
-            format!(
-                "{} is the model itself: the calibrated model goes to a new file",
-                out.display()
-            ),
-        ));
-    }
+    let role = |what, path| Role { what, path };
+    crate::fsio::check_outputs(
+        &[
+            ("out", role("the calibrated model", &out)),
+            ("plot", role("the plot", &plot)),
+        ],
+        &[
+            role("the model", &cfg.model),
+            role("the predictions", &cfg.predictions),
+        ],
+    )?;
     let loaded: LoadedModel = model::load_model(&cfg.model, tch::Device::Cpu)?;
-    let file = evaluate::read_predictions(&cfg.predictions)?;
+    let file = evaluate::read_unique_predictions(&cfg.predictions)?;
     let cal = fit(&file, cfg.method)?;
     let mut meta = loaded.meta.clone();
     meta.calibration = Some(cal.clone());
     model::weights::save_model(&out, &loaded.vs, &meta)?;
-    let plot = cfg.plot.clone().unwrap_or_else(|| {
-        let stem = out
-            .file_stem()
-            .map_or("model".into(), |s| s.to_string_lossy().into_owned());
-        out.with_file_name(format!("{stem}_reliability.png"))
-    });
     let files = [
         PredictionFile {
             path: PathBuf::from("raw"),
@@ -211,9 +230,41 @@ pub fn calibrate(cfg: &CalibrateConfig) -> Result<Summary> {
     })
 }
 
-fn same_file(a: &Path, b: &Path) -> bool {
-    match (a.canonicalize(), b.canonicalize()) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => a == b,
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `n` instances named `{name}{i}`, every other one flaring.
+    fn file(name: &str, n: usize) -> PredictionFile {
+        let rows: Vec<evaluate::PredictionRow> = (0..n)
+            .map(|i| evaluate::PredictionRow::new(format!("{name}{i}"), 0.5, i % 2 == 0))
+            .collect();
+        PredictionFile::from_rows(PathBuf::from(format!("{name}.csv")), &rows)
+    }
+
+    #[test]
+    fn a_repeated_instance_never_counts_toward_the_events() {
+        // Two instances, ten times each: ten events and ten quiet rows, one of each class.
+        let mut rows = Vec::new();
+        for _ in 0..10 {
+            rows.push(evaluate::PredictionRow::new("a".into(), 0.8, true));
+            rows.push(evaluate::PredictionRow::new("b".into(), 0.3, false));
+        }
+        let twice = PredictionFile::from_rows(PathBuf::from("twice.csv"), &rows);
+        let e = fit(&twice, Method::Platt).unwrap_err().to_string();
+        assert!(
+            e.contains("twice.csv holds the instance \"a\" twice"),
+            "{e}"
+        );
+        // Pooled for another fold, too.
+        let (one, other) = (file("i", 40), file("i", 40));
+        let e = cross_fold(
+            &[(1, &one), (2, &other), (3, &file("j", 40))],
+            Method::Platt,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("holds the instance \"i0\" twice"), "{e}");
+        assert!(fit(&file("i", 40), Method::Isotonic).is_ok());
     }
 }

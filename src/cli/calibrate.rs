@@ -18,7 +18,8 @@ threshold stays on the raw probability.
 The networks train on balanced epochs (flaring instances oversampled to the non-flaring
 count), so the raw P(FL) runs high; platt (default) fits a logistic curve on its logit,
 isotonic a non-decreasing step curve. At least 10 flaring and 10 non-flaring instances
-are needed. Prints Brier, BSS and a reliability table before and after (on the fitting
+are needed, each given once. Neither output (--out, --plot) may be an input or the other
+output. Prints Brier, BSS and a reliability table before and after (on the fitting
 file itself) and draws a reliability plot.";
 
 #[derive(clap::Args)]

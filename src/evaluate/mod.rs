@@ -14,8 +14,8 @@ mod table;
 pub use calibrated::{calibrated_file, compare, Compared, Quality, BINS};
 pub use location::{location_analysis, read_details, Details, DetailsRow, Location, ZoneCounts};
 pub use predictions::{
-    instance_key, read_prediction_files, read_predictions, write_predictions, PredictionFile,
-    PredictionRow, PredictionWriter,
+    instance_key, read_prediction_files, read_predictions, read_unique_predictions,
+    write_predictions, PredictionFile, PredictionRow, PredictionWriter,
 };
 pub use run::{run, EvaluateConfig, Evaluation, Predictions};
 pub use run_model::{predict_fold, FoldPredictConfig};

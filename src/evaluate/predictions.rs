@@ -184,16 +184,37 @@ pub fn read_prediction_files(paths: &[PathBuf]) -> Result<Vec<PredictionFile>> {
 
 /// Reads a prediction file. Errors name the file and the 1-based line.
 pub fn read_predictions(path: &Path) -> Result<PredictionFile> {
-    let rows = read_rows(path)?;
+    let rows: Vec<PredictionRow> = read_rows(path)?.into_iter().map(|(_, r)| r).collect();
     if rows.is_empty() {
         bail!("{}: no predictions", path.display());
     }
     Ok(PredictionFile::from_rows(path.to_path_buf(), &rows))
 }
 
-/// The rows of a prediction file: the three columns found by name (in any order, with
-/// cells trimmed), each checked as [`PredictionRow`] reads it.
-fn read_rows(path: &Path) -> Result<Vec<PredictionRow>> {
+/// Reads a prediction file as [`read_predictions`] does, refusing a row whose instance
+/// (by [`instance_key`]) an earlier row already gave, naming both lines.
+pub fn read_unique_predictions(path: &Path) -> Result<PredictionFile> {
+    let rows = read_rows(path)?;
+    let mut first: std::collections::HashMap<String, u64> = Default::default();
+    for (line, row) in &rows {
+        if let Some(earlier) = first.insert(instance_key(&row.timestamp), *line) {
+            bail!(
+                "{}:{line}: timestamp {:?} repeats the instance of line {earlier}: a prediction file has one row per instance",
+                path.display(),
+                row.timestamp
+            );
+        }
+    }
+    let rows: Vec<PredictionRow> = rows.into_iter().map(|(_, r)| r).collect();
+    if rows.is_empty() {
+        bail!("{}: no predictions", path.display());
+    }
+    Ok(PredictionFile::from_rows(path.to_path_buf(), &rows))
+}
+
+/// The rows of a prediction file with their 1-based lines: the three columns found by
+/// name (in any order, with cells trimmed), each checked as [`PredictionRow`] reads it.
+fn read_rows(path: &Path) -> Result<Vec<(u64, PredictionRow)>> {
     let (mut reader, cols) = super::table::open_with_columns(
         path,
         "prediction file",
@@ -208,7 +229,7 @@ fn read_rows(path: &Path) -> Result<Vec<PredictionRow>> {
         let parsed = cells
             .deserialize(Some(&header))
             .map_err(|e| anyhow!("{}:{}: {}", path.display(), row.line, cell_error(&e)))?;
-        rows.push(parsed);
+        rows.push((row.line, parsed));
     }
     Ok(rows)
 }

@@ -166,7 +166,7 @@ fn too_few_events_or_overwriting_the_model_are_refused_and_nothing_is_written() 
     ]);
     assert_eq!(code, Some(1), "{err}");
     assert!(
-        err.contains("--out") && err.contains("is the model itself"),
+        err.contains("--out") && err.contains("is the same file as the model"),
         "{err}"
     );
     assert_eq!(std::fs::read(&copy).unwrap(), before);
@@ -202,4 +202,99 @@ fn a_weights_file_with_a_broken_calibration_is_refused_naming_it() {
         err.contains("bad.safetensors") && err.contains("not non-decreasing"),
         "{err}"
     );
+}
+
+/// Every output of `calibrate` (the calibrated model, the plot) is checked against every
+/// input (the model, the predictions) and against the other output, also through a
+/// symbolic or hard link: a clash is refused naming both paths, and nothing is written.
+#[test]
+fn an_output_naming_an_input_or_the_other_output_is_refused_naming_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let model = d.join("m.safetensors");
+    common::run_ok(&[
+        "convert-weights",
+        s(&common::golden().join("noattn.pth")),
+        s(&model),
+    ]);
+    let csv = d.join("held_out.csv");
+    common::overconfident_predictions(&csv);
+    let link = d.join("link.safetensors");
+    std::os::unix::fs::symlink(&model, &link).unwrap();
+    let hard = d.join("hard.png");
+    std::fs::hard_link(&model, &hard).unwrap();
+    let csv_link = d.join("csv.png");
+    std::os::unix::fs::symlink(&csv, &csv_link).unwrap();
+    let out = d.join("cal.safetensors");
+    let png = d.join("p.png");
+    let run = |model: &Path, out: &Path, plot: &Path| {
+        common::flarecast()
+            .args(["calibrate", "--model", s(model), "--predictions", s(&csv)])
+            .args(["--out", s(out), "--plot", s(plot)])
+            .output()
+            .unwrap()
+    };
+    for (m, o, p, flag, named) in [
+        // --plot onto an input.
+        (&model, &out, &model, "--plot", [&model, &model]),
+        (&model, &out, &link, "--plot", [&link, &model]),
+        (&model, &out, &hard, "--plot", [&hard, &model]),
+        (&model, &out, &csv, "--plot", [&csv, &csv]),
+        (&model, &out, &csv_link, "--plot", [&csv_link, &csv]),
+        // --out onto the model, through a link.
+        (&model, &link, &png, "--out", [&link, &model]),
+        (&link, &model, &png, "--out", [&model, &link]),
+        // --plot onto --out.
+        (&model, &out, &out, "--plot", [&out, &out]),
+    ] {
+        let before = common::tree::listing(d);
+        let o = run(m, o, p);
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(
+            err.contains(flag) && named.iter().all(|n| err.contains(s(n))),
+            "{err}"
+        );
+        assert_eq!(common::tree::listing(d), before, "{err}");
+    }
+    // Apart, they are written.
+    let o = run(&model, &out, &png);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// A prediction file holds one row per instance. Two instances repeated ten times each
+/// (ten "flaring" and ten "non-flaring" rows) are refused naming the first repeated line,
+/// never fitted as twenty instances; nothing is written.
+#[test]
+fn repeated_rows_are_refused_naming_the_first_repeat() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let csv = d.join("repeated.csv");
+    let mut text = String::from("timestamp,flare_prob,target\n");
+    for _ in 0..10 {
+        text.push_str("2014/03/02/HMI.m2014.03.02_00.00.00.jpg,0.8,1\n");
+        text.push_str("2014/03/02/HMI.m2014.03.02_01.00.00.jpg,0.3,0\n");
+    }
+    std::fs::write(&csv, text).unwrap();
+    let before = common::tree::listing(d);
+    let o = common::flarecast()
+        .args(["calibrate", "--model"])
+        .arg(common::golden().join("noattn.pth"))
+        .args([
+            "--predictions",
+            s(&csv),
+            "--out",
+            s(&d.join("cal.safetensors")),
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains(&format!("{}:4", s(&csv))) && err.contains("line 2"),
+        "{err}"
+    );
+    assert_eq!(common::tree::listing(d), before);
 }

@@ -158,6 +158,7 @@ pub fn python(script: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 pub mod jp2;
+pub mod tree;
 
 /// `meta.json` of the golden outputs.
 pub fn golden_meta() -> serde_json::Value {
