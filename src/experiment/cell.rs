@@ -27,16 +27,6 @@ pub struct CellOutcome {
     pub predictions: PathBuf,
 }
 
-/// Where the cell's output goes: the SLURM task's log under `{out}/slurm/`, else the
-/// local executor's `{out}/{arch}/seed{S}/fold{K}.log`.
-pub fn log_path(out: &Path, cell: &Cell, slurm: bool) -> PathBuf {
-    if slurm {
-        super::slurm::task_log(out, cell.index)
-    } else {
-        out.join(&cell.dir).join(format!("fold{}.log", cell.fold))
-    }
-}
-
 /// A child process that dies with its parent (`run` killed takes its cells with it, a
 /// killed cell its `train`), so no orphan keeps writing a cell's files.
 pub fn tied_to_parent(cmd: &mut Command) -> &mut Command {
@@ -113,6 +103,7 @@ pub fn run_cell(out: &Path, index: usize, exe: &Path) -> Result<CellOutcome> {
     let cell = plan.cell(index)?.clone();
     let out = &plan.out;
     let name = cell.name();
+    plan.make_cell_folder(&cell)?;
     let lock = CellLock::try_acquire(out, &cell)?;
     let Some(_lock) = lock else {
         bail!("cell {index} ({name}) is being run by another process");
@@ -138,7 +129,7 @@ pub fn run_cell(out: &Path, index: usize, exe: &Path) -> Result<CellOutcome> {
         host: Some(state::hostname()),
         pid: Some(std::process::id()),
         job,
-        log: Some(log_path(out, &cell, slurm_task.is_some())),
+        log: Some(cell.log(out, slurm_task.is_some())),
         started: Some(state::now()),
         ..Default::default()
     };

@@ -2,7 +2,7 @@
 //! `flarecast experiment cell` process whose output goes to the cell's log. With CUDA,
 //! each running cell sees one device of its own.
 
-use super::cell::{log_path, tied_to_parent};
+use super::cell::tied_to_parent;
 use super::plan::Plan;
 use super::state::{self, State};
 use super::summary::{Finished, RunSummary};
@@ -40,7 +40,7 @@ struct Running {
 
 fn start(plan: &Plan, index: usize, slot: usize, cfg: &LocalConfig) -> Result<Running> {
     let cell = plan.cell(index)?;
-    let log = log_path(&plan.out, cell, false);
+    let log = cell.log(&plan.out, false);
     let file = crate::fsio::open_log(&log)?;
     let err = file
         .try_clone()

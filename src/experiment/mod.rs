@@ -4,7 +4,8 @@
 //! paper's table (`report`).
 //!
 //! Layout of an experiment folder `{out}`:
-//! - `experiment.json`: the grid and every cell's commands ([`plan`]), written first;
+//! - `experiment.json`: the grid and every cell's commands ([`plan`]), written first and
+//!   read back rooted at the folder it is read from ([`recorded`]);
 //! - `{attention,no_attention}/seed{S}/fold{K}_*`: a cell's checkpoints, history,
 //!   `fold{K}_res.csv` predictions, `fold{K}_cell.json` record and `fold{K}.log`;
 //! - `.train/seed{S}/{arch}`: links to the cells' folders, where `train` writes;
@@ -16,6 +17,7 @@ pub mod cell;
 pub mod local;
 pub mod paper;
 pub mod plan;
+pub mod recorded;
 pub mod report;
 pub mod slurm;
 pub mod state;

@@ -1,6 +1,6 @@
 //! `{out}/experiment.json`: the grid and the exact command of every cell, written before
 //! anything runs. Every other part of an experiment (cells, executors, status, report)
-//! reads it back; nothing is kept in memory between commands.
+//! reads it back (`recorded`); nothing is kept in memory between commands.
 
 use crate::model::Arch;
 use crate::setting;
@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 /// The file that records an experiment.
 pub const PLAN_FILE: &str = "experiment.json";
 /// Version of the file's layout.
-const FORMAT: u32 = 1;
+pub(super) const FORMAT: u32 = 1;
+/// The SLURM executor's folder in an experiment: batch script, submissions, task logs.
+pub const SLURM_DIR: &str = "slurm";
 
 /// Train flags the experiment sets itself, per cell.
 const OWN_TRAIN_FLAGS: [&str; 9] = [
@@ -99,7 +101,8 @@ pub struct Cell {
     pub arch: Arch,
     pub seed: u64,
     pub fold: u32,
-    /// Folder of its files, relative to the experiment: `{attention|no_attention}/seed{S}`.
+    /// Folder of its files, relative to the experiment: `{attention|no_attention}/seed{S}`
+    /// ([`cell_dir`]).
     pub dir: PathBuf,
     /// The command that runs the cell (after the flarecast executable).
     pub command: Vec<String>,
@@ -133,13 +136,29 @@ impl Cell {
     pub fn predictions(&self, out: &Path) -> PathBuf {
         self.file(out, "res.csv")
     }
+
+    /// Where the cell's output goes: a SLURM array task's `{out}/slurm/cell-{I}.log`, else
+    /// the local executor's `{out}/{dir}/fold{K}.log`.
+    pub fn log(&self, out: &Path, slurm: bool) -> PathBuf {
+        if slurm {
+            out.join(SLURM_DIR).join(format!("cell-{}.log", self.index))
+        } else {
+            out.join(&self.dir).join(format!("fold{}.log", self.fold))
+        }
+    }
+}
+
+/// A cell's folder in the experiment: `{attention|no_attention}/seed{S}`.
+pub fn cell_dir(arch: Arch, seed: u64) -> PathBuf {
+    PathBuf::from(arch.dir_name()).join(format!("seed{seed}"))
 }
 
 /// The recorded experiment.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
     pub format: u32,
-    /// The experiment's folder (absolute), as every command names it.
+    /// The experiment's folder (absolute). Read back, the folder it was read from
+    /// (`--out`), whatever the file recorded.
     pub out: PathBuf,
     pub images: PathBuf,
     pub labels: PathBuf,
@@ -159,7 +178,7 @@ pub struct PlanRequest {
     pub train_flags: Vec<String>,
 }
 
-fn absolute(p: &Path) -> Result<PathBuf> {
+pub(super) fn absolute(p: &Path) -> Result<PathBuf> {
     std::path::absolute(p).with_context(|| format!("cannot make {} absolute", p.display()))
 }
 
@@ -194,8 +213,20 @@ fn evaluate_device(train_flags: &[String]) -> Option<String> {
     None
 }
 
-fn make_cell(req: &PlanRequest, index: usize, arch: Arch, seed: u64, fold: u32) -> Cell {
-    let dir = PathBuf::from(arch.dir_name()).join(format!("seed{seed}"));
+/// Refuses a train flag the experiment sets itself for each cell.
+pub(super) fn check_train_flags(flags: &[String]) -> Result<()> {
+    for f in flags {
+        let name = f.split('=').next().unwrap_or(f);
+        if OWN_TRAIN_FLAGS.contains(&name) {
+            bail!("train flag {f} is set by the experiment for each cell (its fold, network, seed, images, labels and folder)");
+        }
+    }
+    Ok(())
+}
+
+/// Cell `index` of the request, with its commands.
+pub(super) fn make_cell(req: &PlanRequest, index: usize, arch: Arch, seed: u64, fold: u32) -> Cell {
+    let dir = cell_dir(arch, seed);
     let cell_dir = req.out.join(&dir);
     let arch_flag = if arch.is_attention() {
         "--attention=1"
@@ -256,12 +287,7 @@ impl Plan {
     /// The plan of a request: paths made absolute, train flags checked.
     pub fn new(req: &PlanRequest) -> Result<Plan> {
         req.grid.validate()?;
-        for f in &req.train_flags {
-            let name = f.split('=').next().unwrap_or(f);
-            if OWN_TRAIN_FLAGS.contains(&name) {
-                bail!("train flag {f} is set by the experiment for each cell (its fold, network, seed, images, labels and folder)");
-            }
-        }
+        check_train_flags(&req.train_flags)?;
         let req = PlanRequest {
             out: absolute(&req.out)?,
             images: absolute(&req.images)?,
@@ -290,47 +316,23 @@ impl Plan {
         out.join(PLAN_FILE)
     }
 
-    /// The plan recorded in `out`, if there is one.
-    pub fn read(out: &Path) -> Result<Option<Plan>> {
-        let path = Self::path(out);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
-        };
-        let plan: Plan = serde_json::from_str(&text)
-            .with_context(|| format!("{}: not an experiment record", path.display()))?;
-        if plan.format != FORMAT {
-            bail!(
-                "{}: format {} is not {FORMAT}, the one this flarecast writes",
-                path.display(),
-                plan.format
-            );
-        }
-        Ok(Some(plan))
-    }
-
-    /// The plan recorded in `out`; an error when there is none.
-    pub fn require(out: &Path) -> Result<Plan> {
-        Self::read(out)?.with_context(|| {
-            format!(
-                "{}: no experiment here (experiment run writes it)",
-                Self::path(out).display()
-            )
-        })
+    /// The folder of `cell` and the link its `train` writes through, pointing at that
+    /// folder (whatever a copied experiment's link says).
+    pub fn make_cell_folder(&self, cell: &Cell) -> Result<()> {
+        let dir = self.out.join(&cell.dir);
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let root = train_root(&self.out, cell.seed);
+        std::fs::create_dir_all(&root)
+            .with_context(|| format!("cannot create {}", root.display()))?;
+        let target = Path::new("../..").join(&cell.dir);
+        crate::fsio::symlink_atomic(&target, &root.join(cell.arch.dir_name()))
     }
 
     /// Writes `experiment.json` and the folders and links the cells' `train` needs.
     pub fn write(&self) -> Result<()> {
         for c in &self.cells {
-            let dir = self.out.join(&c.dir);
-            std::fs::create_dir_all(&dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-            let root = train_root(&self.out, c.seed);
-            std::fs::create_dir_all(&root)
-                .with_context(|| format!("cannot create {}", root.display()))?;
-            let target = Path::new("../..").join(&c.dir);
-            crate::fsio::symlink_atomic(&target, &root.join(c.arch.dir_name()))?;
+            self.make_cell_folder(c)?;
         }
         let json = serde_json::to_string_pretty(self)?;
         crate::fsio::write_atomic(&Self::path(&self.out), format!("{json}\n").as_bytes())
@@ -353,8 +355,8 @@ impl Plan {
     pub fn reconcile(&self, req: &PlanRequest, extend: bool) -> Result<Plan> {
         let wanted = Plan::new(req)?;
         let shown = Self::path(&self.out).display().to_string();
+        // `out` needs no comparison: a recorded plan is rooted where it is read.
         for (what, old, new) in [
-            ("out", s(&self.out), s(&wanted.out)),
             ("images", s(&self.images), s(&wanted.images)),
             ("labels", s(&self.labels), s(&wanted.labels)),
             (

@@ -90,15 +90,24 @@ fn lock_path(out: &Path, cell: &Cell) -> PathBuf {
         .join(format!(".fold{}.cell.lock", cell.fold))
 }
 
+/// The cell's record, its log named under `out`.
 pub fn read_record(out: &Path, cell: &Cell) -> Result<Option<CellRecord>> {
     let path = record_path(out, cell);
-    match std::fs::read_to_string(&path) {
+    let mut record: CellRecord = match std::fs::read_to_string(&path) {
         Ok(t) => serde_json::from_str(&t)
-            .map(Some)
-            .with_context(|| format!("{}: not a cell record", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
-    }
+            .with_context(|| format!("{}: not a cell record", path.display()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    // The record names the log by its absolute path, which a copied or moved experiment
+    // carries from where it was written: shown is the cell's own log of that name.
+    record.log = record.log.and_then(|recorded| {
+        [false, true]
+            .map(|slurm| cell.log(out, slurm))
+            .into_iter()
+            .find(|own| own.file_name() == recorded.file_name())
+    });
+    Ok(Some(record))
 }
 
 pub fn write_record(out: &Path, cell: &Cell, record: &CellRecord) -> Result<()> {

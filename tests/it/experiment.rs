@@ -882,3 +882,208 @@ fn cross_fold_calibration_refuses_too_few_events_and_unknown_methods() {
         "{err}"
     );
 }
+
+fn s_ref(p: &Path) -> &str {
+    p.to_str().expect("UTF-8 path")
+}
+
+/// Runs flarecast `args` and asserts the failure contract: exit 1 and one line on stderr,
+/// which it returns.
+fn fails(args: &[&str]) -> String {
+    let out = common::flarecast().args(args).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+    assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+    err
+}
+
+/// `experiment run ... --dry-run` of the attention network over folds 1 and 2 into `out`,
+/// on empty image and label folders beside it (a cell of it fails at once, in `train`).
+fn dry_plan(out: &Path, more: &[&str]) -> Vec<String> {
+    let dir = out.parent().unwrap();
+    let (images, labels) = (dir.join("images"), dir.join("labels"));
+    std::fs::create_dir_all(&images).unwrap();
+    std::fs::create_dir_all(&labels).unwrap();
+    let mut args: Vec<String> = [
+        "experiment",
+        "run",
+        "--images",
+        &s(&images),
+        "--labels",
+        &s(&labels),
+        "--out",
+        &s(out),
+        "--folds",
+        "1,2",
+        "--arch",
+        "attention",
+        "--seeds",
+        "4",
+        "--dry-run",
+    ]
+    .iter()
+    .map(|x| x.to_string())
+    .collect();
+    args.extend(more.iter().map(|x| x.to_string()));
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    common::run_ok(&argv);
+    args
+}
+
+fn cp_a(from: &Path, to: &Path) {
+    let ok = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(ok.success(), "cp -a {} {}", from.display(), to.display());
+}
+
+/// `--out` is the only root a copied experiment reads and writes: its cell records,
+/// locks and logs in the copy, its status and report from the copy's files, its rerun
+/// recording the copy's commands; the original is never touched.
+#[test]
+fn a_copied_experiment_runs_and_reports_its_own_files_and_leaves_the_original_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let (e3, e3c) = (dir.path().join("e3"), dir.path().join("e3c"));
+    let args = dry_plan(&e3, &[]);
+    cp_a(&e3, &e3c);
+    let original = common::tree::listing(&e3);
+
+    // Train fails on the empty labels: the failure is recorded in the copy.
+    let cell = common::flarecast()
+        .args(["experiment", "cell", "--out", &s(&e3c), "--index", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(cell.status.code(), Some(1));
+    assert_eq!(common::tree::listing(&e3), original);
+    assert!(e3c.join("attention/seed4/fold1_cell.json").is_file());
+    assert_eq!(states(&e3), ["pending", "pending"]);
+    let status = status_json(&e3c);
+    let c0 = &status["cells"][0];
+    assert_eq!(c0["state"], "failed", "{c0}");
+    assert_eq!(c0["log"], s(&e3c.join("attention/seed4/fold1.log")));
+    let report = report_json(&e3c);
+    assert_eq!(report["rows"][0]["log"], c0["log"]);
+
+    // A rerun of the copy records its own commands.
+    let mut again = args.clone();
+    let i = again.iter().position(|a| *a == s(&e3)).unwrap();
+    again[i] = s(&e3c);
+    let again: Vec<&str> = again.iter().map(String::as_str).collect();
+    common::run_ok(&again);
+    let plan: Value =
+        serde_json::from_str(&std::fs::read_to_string(e3c.join("experiment.json")).unwrap())
+            .unwrap();
+    assert_eq!(plan["out"], s(&e3c));
+    assert_eq!(
+        plan["cells"][1]["command"],
+        serde_json::json!(["experiment", "cell", "--out", s(&e3c), "--index", "1"])
+    );
+    assert_eq!(common::tree::listing(&e3), original);
+}
+
+/// A copy of the finished local experiment with one cell's predictions removed: the
+/// cell, run in the copy, evaluates the copy's checkpoint into the copy, as the original
+/// did, and the original's cells are untouched.
+#[test]
+fn a_cell_of_a_copied_finished_experiment_runs_inside_the_copy() {
+    let r = reference();
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("copy");
+    cp_a(&r.out, &copy);
+    let res = cell_file(&copy, "attention", 1, "res.csv");
+    std::fs::remove_file(&res).unwrap();
+    std::fs::remove_file(cell_file(&copy, "attention", 1, "cell.json")).unwrap();
+    // Other tests rerun the original's grid (rewriting experiment.json): its cells' files
+    // are what must not change.
+    let cells = |root: &Path| {
+        [
+            common::tree::listing(&root.join("attention")),
+            common::tree::listing(&root.join("no_attention")),
+        ]
+    };
+    let original = cells(&r.out);
+    common::run_ok(&["experiment", "cell", "--out", &s(&copy), "--index", "0"]);
+    assert_eq!(cells(&r.out), original);
+    assert_eq!(
+        std::fs::read_to_string(&res).unwrap(),
+        std::fs::read_to_string(cell_file(&r.out, "attention", 1, "res.csv")).unwrap()
+    );
+    let report = report_json(&copy);
+    for row in report["rows"].as_array().unwrap() {
+        let p = row["predictions"].as_str().unwrap();
+        assert!(p.starts_with(&s(&copy)), "{row}");
+    }
+    assert_eq!(rows_without_paths(&report), rows_without_paths(&r.report));
+}
+
+/// A cell folder recorded outside the experiment (absolute, or climbing out through
+/// `..`) is refused by every command, naming the cell, and nothing is written anywhere.
+#[test]
+fn a_recorded_cell_folder_outside_the_experiment_is_refused_naming_the_cell() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = dir.path().join("e");
+    let args = dry_plan(&e, &[]);
+    let outside = dir.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    let plan_file = e.join("experiment.json");
+    let recorded: Value =
+        serde_json::from_str(&std::fs::read_to_string(&plan_file).unwrap()).unwrap();
+    for bad in [
+        s(&outside),
+        "../outside".into(),
+        "attention/../../outside".into(),
+    ] {
+        let mut plan = recorded.clone();
+        plan["cells"][0]["dir"] = Value::String(bad.clone());
+        std::fs::write(&plan_file, serde_json::to_string_pretty(&plan).unwrap()).unwrap();
+        let before = common::tree::listing(dir.path());
+        let runs: [Vec<&str>; 4] = [
+            vec!["experiment", "cell", "--out", s_ref(&e), "--index", "0"],
+            vec!["experiment", "status", "--out", s_ref(&e)],
+            vec!["experiment", "report", "--out", s_ref(&e)],
+            args.iter().map(String::as_str).collect(),
+        ];
+        for argv in runs {
+            let err = fails(&argv);
+            assert!(
+                err.contains("cell 0 (attention seed 4 fold 1)") && err.contains(&bad),
+                "{argv:?}: {err}"
+            );
+            assert_eq!(common::tree::listing(dir.path()), before, "{argv:?}");
+        }
+    }
+}
+
+/// A moved experiment works where it now is, and its errors name its own
+/// experiment.json.
+#[test]
+fn a_moved_experiment_works_where_it_is_and_names_its_own_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let (e3, e4) = (dir.path().join("e3"), dir.path().join("e4"));
+    let args = dry_plan(&e3, &[]);
+    std::fs::rename(&e3, &e4).unwrap();
+    let err = fails(&["experiment", "cell", "--out", s_ref(&e4), "--index", "7"]);
+    assert!(
+        err.contains(&s(&e4.join("experiment.json"))) && !err.contains(&s(&e3)),
+        "{err}"
+    );
+    assert_eq!(states(&e4), ["pending", "pending"]);
+    let mut moved = args.clone();
+    let i = moved.iter().position(|a| *a == s(&e3)).unwrap();
+    moved[i] = s(&e4);
+    let folds = moved.iter().position(|a| a == "1,2").unwrap();
+    moved[folds] = "1,2,3".into();
+    let argv: Vec<&str> = moved.iter().map(String::as_str).collect();
+    let err = fails(&argv);
+    assert!(
+        err.contains(&s(&e4.join("experiment.json"))) && err.contains("--extend"),
+        "{err}"
+    );
+    moved[folds] = "1,2".into();
+    let argv: Vec<&str> = moved.iter().map(String::as_str).collect();
+    common::run_ok(&argv);
+    assert!(!e3.exists());
+}
