@@ -2,9 +2,14 @@
 //! cell that is not done (`#SBATCH --array=LIST%jobs`), each task running
 //! `flarecast experiment cell --out DIR --index $SLURM_ARRAY_TASK_ID` with its log in
 //! `{out}/slurm/cell-{I}.log`; submitted with `sbatch`, optionally waited for by watching
-//! the cells' records (and `squeue` for a job that ended without running them).
+//! the cells' records (and `squeue` for a job that ended without running them). The
+//! script's text, and what it refuses to hold, are `script`'s.
 
-use super::plan::Plan;
+mod script;
+
+pub use script::{array_list, check};
+
+use super::plan::{Plan, SLURM_DIR};
 use super::state::{self, CellRecord, Recorded, State};
 use super::summary::{Finished, RunSummary};
 use crate::progress::Progress;
@@ -34,12 +39,7 @@ pub struct Submission {
 }
 
 pub fn slurm_dir(out: &Path) -> PathBuf {
-    out.join("slurm")
-}
-
-/// The log of array task `index`.
-pub fn task_log(out: &Path, index: usize) -> PathBuf {
-    slurm_dir(out).join(format!("cell-{index}.log"))
+    out.join(SLURM_DIR)
 }
 
 pub fn script_path(out: &Path) -> PathBuf {
@@ -69,57 +69,6 @@ pub fn job_of(subs: &[Submission], index: usize) -> Option<String> {
         .map(|s| s.job.clone())
 }
 
-/// `0-3`, `1,3,5-7`: SLURM's array list of `indices` (sorted).
-pub fn array_list(indices: &[usize]) -> String {
-    let mut parts = Vec::new();
-    let mut i = 0;
-    while i < indices.len() {
-        let mut j = i;
-        while j + 1 < indices.len() && indices[j + 1] == indices[j] + 1 {
-            j += 1;
-        }
-        parts.push(if j > i {
-            format!("{}-{}", indices[i], indices[j])
-        } else {
-            indices[i].to_string()
-        });
-        i = j + 1;
-    }
-    parts.join(",")
-}
-
-fn quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
-
-/// The batch script of the array over `indices`.
-pub fn script(plan: &Plan, indices: &[usize], cfg: &SlurmConfig) -> String {
-    let out = &plan.out;
-    let throttle = if cfg.jobs > 0 {
-        format!("%{}", cfg.jobs)
-    } else {
-        String::new()
-    };
-    let mut s = String::from("#!/bin/sh\n");
-    s += "# flarecast experiment: one array task per cell (experiment.json lists them).\n";
-    s += "#SBATCH --job-name=flarecast-experiment\n";
-    s += &format!("#SBATCH --array={}{throttle}\n", array_list(indices));
-    s += &format!(
-        "#SBATCH --output={}\n",
-        slurm_dir(out).join("cell-%a.log").display()
-    );
-    s += "#SBATCH --open-mode=append\n";
-    for a in &cfg.sbatch_args {
-        s += &format!("#SBATCH {a}\n");
-    }
-    s += &format!(
-        "exec {} experiment cell --out {} --index \"$SLURM_ARRAY_TASK_ID\"\n",
-        quote(&cfg.exe.display().to_string()),
-        quote(&out.display().to_string())
-    );
-    s
-}
-
 /// `name` on the PATH, if it is there.
 fn on_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
@@ -140,15 +89,36 @@ fn job_known(job: &str) -> Result<bool> {
     Ok(out.status.success() && !String::from_utf8_lossy(&out.stdout).trim().is_empty())
 }
 
+/// A batch script written for the cells that need a run.
+pub struct Script {
+    pub path: PathBuf,
+    pub cells: Vec<usize>,
+}
+
+/// Writes `{out}/slurm/experiment.sbatch` for the cells of `plan` that are not done
+/// (nothing when every cell is done): what `submit` hands sbatch, and all a dry run does.
+pub fn write_script(plan: &Plan, cfg: &SlurmConfig) -> Result<Option<Script>> {
+    let cells: Vec<usize> = state::status(plan)?
+        .iter()
+        .filter(|s| s.state.needs_run())
+        .map(|s| s.index)
+        .collect();
+    if cells.is_empty() {
+        return Ok(None);
+    }
+    let text = script::script(plan, &cells, cfg)?;
+    let path = script_path(&plan.out);
+    crate::fsio::write_atomic(&path, text.as_bytes())?;
+    Ok(Some(Script { path, cells }))
+}
+
 /// Submits the cells of `plan` that are not done as one array; `None` when every cell
 /// is done.
 pub fn submit(plan: &Plan, cfg: &SlurmConfig) -> Result<Option<Submission>> {
+    check(&plan.out, cfg)?;
     let Some(sbatch) = on_path("sbatch") else {
         bail!("sbatch is not on the PATH: the SLURM executor submits the cells with sbatch (run on a SLURM login node, or use --executor local)");
     };
-    if let Some(a) = cfg.sbatch_args.iter().find(|a| !a.starts_with('-')) {
-        bail!("sbatch option {a:?} does not start with -: give each option whole, e.g. --partition=gpu");
-    }
     let out = &plan.out;
     let subs = submissions(out)?;
     if let Some(last) = subs.last() {
@@ -160,17 +130,13 @@ pub fn submit(plan: &Plan, cfg: &SlurmConfig) -> Result<Option<Submission>> {
             );
         }
     }
-    let statuses = state::status(plan)?;
-    let indices: Vec<usize> = statuses
-        .iter()
-        .filter(|s| s.state.needs_run())
-        .map(|s| s.index)
-        .collect();
-    if indices.is_empty() {
+    let Some(Script {
+        path: script_file,
+        cells: indices,
+    }) = write_script(plan, cfg)?
+    else {
         return Ok(None);
-    }
-    let script_file = script_path(out);
-    crate::fsio::write_atomic(&script_file, script(plan, &indices, cfg).as_bytes())?;
+    };
     // Recorded before sbatch, so no task can start before its cell reads as submitted.
     let before: Vec<(usize, Option<CellRecord>)> = indices
         .iter()
@@ -179,7 +145,7 @@ pub fn submit(plan: &Plan, cfg: &SlurmConfig) -> Result<Option<Submission>> {
     for &i in &indices {
         let record = CellRecord {
             state: Some(Recorded::Submitted),
-            log: Some(task_log(out, i)),
+            log: Some(plan.cells[i].log(out, true)),
             started: None,
             ..Default::default()
         };
@@ -282,7 +248,7 @@ pub fn wait(
                     .record
                     .seconds
                     .unwrap_or_else(|| started.elapsed().as_secs_f64()),
-                log: task_log(out, i),
+                log: cell.log(out, true),
                 error,
             };
             bar.inc(1);
@@ -303,17 +269,4 @@ pub fn wait(
     bar.finish_and_clear();
     summary.finished.sort_by_key(|f| f.index);
     Ok(summary)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn array_lists_compress_runs() {
-        assert_eq!(array_list(&[0, 1, 2, 3]), "0-3");
-        assert_eq!(array_list(&[1, 3, 5, 6, 7]), "1,3,5-7");
-        assert_eq!(array_list(&[2]), "2");
-        assert_eq!(quote("a'b"), r"'a'\''b'");
-    }
 }

@@ -449,7 +449,9 @@ fn slurm_executor_matches_the_local_one_and_reports_a_failed_cell() {
     )
     .unwrap();
     let cluster = Cluster::start(dir.path().join("slurm"));
-    let out = dir.path().join("slurm-exp");
+    // A space, quotes and a `%` in the folder: sbatch reads its task logs' name and the
+    // shell its command as they are.
+    let out = dir.path().join("slurm exp 'a' \"b\" %j");
     // A copy of the labels without fold 2's training split: fold 2's cells fail.
     let labels = dir.path().join("labels");
     copy_dir(&r.archive.labels, &labels);
@@ -1086,4 +1088,44 @@ fn a_moved_experiment_works_where_it_is_and_names_its_own_record() {
     let argv: Vec<&str> = moved.iter().map(String::as_str).collect();
     common::run_ok(&argv);
     assert!(!e3.exists());
+}
+
+/// `--dry-run` with the SLURM executor writes the batch script without submitting (no
+/// sbatch needed). The folder, with a space, quotes and a `%`, is quoted for sbatch in
+/// `#SBATCH --output` and for the shell in the task's command, which runs the cell in it.
+#[test]
+fn a_slurm_dry_run_writes_the_batch_script_with_the_folder_quoted() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("exp 1 'a' \"b\" %j");
+    dry_plan(
+        &out,
+        &[
+            "--executor",
+            "slurm",
+            "--jobs",
+            "2",
+            "--sbatch-arg=--partition=local",
+        ],
+    );
+    let script_path = out.join("slurm/experiment.sbatch");
+    let script = std::fs::read_to_string(&script_path).unwrap();
+    assert!(script.contains("#SBATCH --array=0-1%2\n"), "{script}");
+    assert!(script.contains("#SBATCH --partition=local\n"), "{script}");
+    let logs = s(&out.join("slurm/cell-"))
+        .replace('%', "%%")
+        .replace('"', "\\\"");
+    assert!(
+        script.contains(&format!("#SBATCH --output=\"{logs}%a.log\"\n")),
+        "{script}"
+    );
+    assert_eq!(states(&out), ["pending", "pending"]);
+    // The task's shell line, run as array task 1: the cell runs in the folder (and fails
+    // in train, on the empty labels).
+    let task = Command::new("sh")
+        .arg(&script_path)
+        .env("SLURM_ARRAY_TASK_ID", "1")
+        .output()
+        .unwrap();
+    assert_eq!(task.status.code(), Some(1));
+    assert_eq!(states(&out), ["pending", "failed"]);
 }

@@ -1126,3 +1126,60 @@ fn paths_that_leave_their_tree_are_refused_naming_the_row() {
         "{err}"
     );
 }
+
+/// Values written into the SLURM batch script: an `--sbatch-arg` or an `--out` holding a
+/// newline (which would start a line the node runs) or another control character is
+/// refused naming the value, before anything is written, with or without `--dry-run`.
+#[test]
+fn shell_lines_in_sbatch_options_or_the_experiment_folder_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (images, labels) = (dir.path().join("images"), dir.path().join("labels"));
+    std::fs::create_dir_all(&images).unwrap();
+    std::fs::create_dir_all(&labels).unwrap();
+    let exp = dir.path().join("exp");
+    let injected = dir.path().join("exp\ntouch PWNED");
+    let before = common::tree::listing(dir.path());
+    for (out, sbatch_arg, flag, value) in [
+        (
+            &exp,
+            "--partition=x\ntouch PWNED",
+            "--sbatch-arg",
+            r#""--partition=x\ntouch PWNED""#.to_string(),
+        ),
+        (
+            &exp,
+            "--comment=a\rb",
+            "--sbatch-arg",
+            r#""--comment=a\rb""#.to_string(),
+        ),
+        (
+            &injected,
+            "--partition=x",
+            "--out",
+            format!("{:?}", injected.to_str().unwrap()),
+        ),
+    ] {
+        for dry in [false, true] {
+            let mut args = vec![
+                os("experiment"),
+                os("run"),
+                os("--images"),
+                os(&images),
+                os("--labels"),
+                os(&labels),
+                os("--out"),
+                os(out),
+                os("--executor"),
+                os("slurm"),
+                os("--sbatch-arg"),
+                os(sbatch_arg),
+            ];
+            if dry {
+                args.push(os("--dry-run"));
+            }
+            let err = fails_naming(&args, &value);
+            assert!(err.contains(flag), "{err}");
+            assert_eq!(common::tree::listing(dir.path()), before, "{err}");
+        }
+    }
+}

@@ -49,7 +49,7 @@ pub struct RunArgs {
     /// Add the cells of a larger grid to the recorded one.
     #[arg(long)]
     extend: bool,
-    /// Write experiment.json (and with slurm the batch script's plan) and stop.
+    /// Write experiment.json (and with slurm the batch script) and stop.
     #[arg(long)]
     dry_run: bool,
     #[command(flatten)]
@@ -111,11 +111,20 @@ pub fn run_grid(a: RunArgs) -> Result<()> {
         },
         train_flags: a.train_flags.clone(),
     };
-    let plan = experiment::prepare(&req, a.extend)?;
     if a.jobs == Some(0) {
         bail!("--jobs must be at least 1");
     }
     let exe = exe()?;
+    let slurm_cfg = SlurmConfig {
+        exe: exe.clone(),
+        jobs: a.jobs.unwrap_or(0),
+        sbatch_args: a.sbatch_args.clone(),
+    };
+    // Before anything is written: a value the batch script cannot hold is refused.
+    if matches!(a.executor, Executor::Slurm) {
+        slurm::check(&a.out.dir, &slurm_cfg)?;
+    }
+    let plan = experiment::prepare(&req, a.extend)?;
     let json = a.json.on;
     let say = |line: String| {
         if json {
@@ -140,6 +149,16 @@ pub fn run_grid(a: RunArgs) -> Result<()> {
                 c.command.join(" ")
             ));
         }
+        if matches!(a.executor, Executor::Slurm) {
+            match slurm::write_script(&plan, &slurm_cfg)? {
+                Some(s) => say(format!(
+                    "batch script {} (array {}), not submitted",
+                    s.path.display(),
+                    slurm::array_list(&s.cells)
+                )),
+                None => say("every cell is done: no batch script".into()),
+            }
+        }
         return Ok(());
     }
     let progress = crate::cli::progress(json);
@@ -157,38 +176,31 @@ pub fn run_grid(a: RunArgs) -> Result<()> {
                 None,
             )
         }
-        Executor::Slurm => {
-            let cfg = SlurmConfig {
-                exe,
-                jobs: a.jobs.unwrap_or(0),
-                sbatch_args: a.sbatch_args.clone(),
-            };
-            match slurm::submit(&plan, &cfg)? {
-                None => {
-                    say("every cell is done: nothing to submit".into());
-                    (None, None)
-                }
-                Some(sub) => {
-                    say(format!(
-                        "submitted job {} (array {}) from {}; logs {}/cell-<index>.log",
-                        sub.job,
-                        slurm::array_list(&sub.cells),
-                        sub.script.display(),
-                        slurm::slurm_dir(&plan.out).display()
-                    ));
-                    let summary = if a.wait {
-                        Some(slurm::wait(&plan, &sub, &progress, &mut on_finished)?)
-                    } else {
-                        say(format!(
-                            "follow it with: flarecast experiment status --out {}",
-                            plan.out.display()
-                        ));
-                        None
-                    };
-                    (summary, Some(sub))
-                }
+        Executor::Slurm => match slurm::submit(&plan, &slurm_cfg)? {
+            None => {
+                say("every cell is done: nothing to submit".into());
+                (None, None)
             }
-        }
+            Some(sub) => {
+                say(format!(
+                    "submitted job {} (array {}) from {}; logs {}/cell-<index>.log",
+                    sub.job,
+                    slurm::array_list(&sub.cells),
+                    sub.script.display(),
+                    slurm::slurm_dir(&plan.out).display()
+                ));
+                let summary = if a.wait {
+                    Some(slurm::wait(&plan, &sub, &progress, &mut on_finished)?)
+                } else {
+                    say(format!(
+                        "follow it with: flarecast experiment status --out {}",
+                        plan.out.display()
+                    ));
+                    None
+                };
+                (summary, Some(sub))
+            }
+        },
     };
     let waited = summary.is_some() || submission.is_none();
     let report = if waited {
