@@ -189,11 +189,42 @@ fn entries_of_plan(plan: &Plan) -> Result<Vec<Entry>> {
         .collect())
 }
 
-fn numbered(name: &str, prefix: &str, suffix: &str) -> Option<u64> {
+/// The digits N of a name `{prefix}{N}{suffix}`; `None` for a name of another form (not
+/// an entry of the layout).
+fn digits<'a>(name: &'a str, prefix: &str, suffix: &str) -> Option<&'a str> {
     name.strip_prefix(prefix)?
-        .strip_suffix(suffix)?
-        .parse()
-        .ok()
+        .strip_suffix(suffix)
+        .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// The seed of a `seed{S}` folder, refused naming it when S is not written as the
+/// experiment writes one (a leading zero, past u64), so two folders never read as one.
+fn seed_of(name: &str, path: &Path) -> Result<Option<u64>> {
+    let Some(d) = digits(name, "seed", "") else {
+        return Ok(None);
+    };
+    match d.parse::<u64>() {
+        Ok(s) if s.to_string() == d => Ok(Some(s)),
+        _ => bail!(
+            "{}: seed {d} is not written as a seed folder is (no leading zero, at most {})",
+            path.display(),
+            u64::MAX
+        ),
+    }
+}
+
+/// The fold of a `fold{K}_res.csv`, refused naming the file unless K is 1, 2, 3 or 4.
+fn fold_of(name: &str, path: &Path) -> Result<Option<u32>> {
+    let Some(d) = digits(name, "fold", "_res.csv") else {
+        return Ok(None);
+    };
+    match d {
+        "1" => Ok(Some(1)),
+        "2" => Ok(Some(2)),
+        "3" => Ok(Some(3)),
+        "4" => Ok(Some(4)),
+        _ => bail!("{}: fold {d} is not one of 1..4", path.display()),
+    }
 }
 
 fn sorted_entries(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
@@ -214,23 +245,29 @@ fn entries_of_layout(out: &Path) -> Result<Vec<Entry>> {
         if !arch_dir.is_dir() {
             continue;
         }
-        let mut seeds: Vec<(u64, PathBuf)> = sorted_entries(&arch_dir)?
-            .into_iter()
-            .filter_map(|(n, p)| Some((numbered(&n, "seed", "")?, p)))
-            .filter(|(_, p)| p.is_dir())
-            .collect();
+        let mut seeds: Vec<(u64, PathBuf)> = Vec::new();
+        for (n, p) in sorted_entries(&arch_dir)? {
+            if !p.is_dir() {
+                continue;
+            }
+            if let Some(seed) = seed_of(&n, &p)? {
+                seeds.push((seed, p));
+            }
+        }
         seeds.sort();
         for (seed, seed_dir) in seeds {
-            let mut folds: Vec<(u64, PathBuf)> = sorted_entries(&seed_dir)?
-                .into_iter()
-                .filter_map(|(n, p)| Some((numbered(&n, "fold", "_res.csv")?, p)))
-                .collect();
+            let mut folds: Vec<(u32, PathBuf)> = Vec::new();
+            for (n, p) in sorted_entries(&seed_dir)? {
+                if let Some(fold) = fold_of(&n, &p)? {
+                    folds.push((fold, p));
+                }
+            }
             folds.sort();
             for (fold, path) in folds {
                 entries.push(Entry {
                     arch: arch.into(),
                     seed,
-                    fold: fold as u32,
+                    fold,
                     state: State::Done,
                     predictions: path,
                     log: None,
@@ -438,5 +475,35 @@ pub fn short_arch(arch: &str) -> &str {
         "attention" => "attn",
         "no_attention" => "cnn",
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_numbers_are_read_as_the_experiment_writes_them() {
+        let p = Path::new("x");
+        assert_eq!(seed_of("seed0", p).unwrap(), Some(0));
+        assert_eq!(
+            seed_of("seed18446744073709551615", p).unwrap(),
+            Some(u64::MAX)
+        );
+        assert_eq!(seed_of("seeds", p).unwrap(), None);
+        for bad in ["seed04", "seed18446744073709551616"] {
+            assert!(seed_of(bad, p).is_err(), "{bad}");
+        }
+        assert_eq!(fold_of("fold4_res.csv", p).unwrap(), Some(4));
+        assert_eq!(fold_of("fold1_res.csv.bak", p).unwrap(), None);
+        assert_eq!(fold_of("fold+1_res.csv", p).unwrap(), None);
+        for bad in [
+            "fold0_res.csv",
+            "fold5_res.csv",
+            "fold01_res.csv",
+            "fold4294967297_res.csv",
+        ] {
+            assert!(fold_of(bad, p).is_err(), "{bad}");
+        }
     }
 }

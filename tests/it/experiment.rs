@@ -1129,3 +1129,27 @@ fn a_slurm_dry_run_writes_the_batch_script_with_the_folder_quoted() {
     assert_eq!(task.status.code(), Some(1));
     assert_eq!(states(&out), ["pending", "failed"]);
 }
+
+/// `report` on a bare folder layout reads fold1..fold4 only: another fold number (0, 7,
+/// one past 2^32, a leading zero) is refused naming the file, never read as a fold.
+#[test]
+fn report_refuses_fold_numbers_outside_one_to_four_naming_the_file() {
+    for name in [
+        "fold0_res.csv",
+        "fold7_res.csv",
+        "fold4294967297_res.csv",
+        "fold01_res.csv",
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let seed = dir.path().join("attention/seed4");
+        file_with_counts(&seed.join("fold1_res.csv"), 2, 3, 40, 1);
+        file_with_counts(&seed.join(name), 2, 3, 40, 1);
+        let before = common::tree::listing(dir.path());
+        let err = fails(&["experiment", "report", "--out", s_ref(dir.path())]);
+        assert!(
+            err.contains(&s(&seed.join(name))) && err.contains("1..4"),
+            "{err}"
+        );
+        assert_eq!(common::tree::listing(dir.path()), before);
+    }
+}
