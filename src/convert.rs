@@ -2,6 +2,7 @@
 //! atomically under the same relative path with the new extension. Files run in parallel;
 //! a corrupt input is reported and counted, never fatal to the run.
 
+use crate::bounded::Count;
 use crate::fsio::{self, write_atomic};
 use crate::jp2;
 use crate::preprocess::{self, TRAINING_QUALITY, TRAINING_SIZE};
@@ -31,6 +32,14 @@ impl Format {
 
 /// Largest output side: twice the full HMI resolution (64 MiB per decoded image).
 pub const MAX_SIZE: u32 = 8192;
+
+impl Options {
+    /// Output sides a setting may give (0 keeps the decoded size).
+    pub const SIZE: Count<u32> = Count::new("size", "output size", 0, MAX_SIZE);
+    /// Threads a setting may ask for (0: one per core).
+    pub const JOBS: Count<usize> = Count::new("jobs", "jobs", 0, 4096);
+    pub const QUALITY: Count<u8> = Count::new("quality", "JPEG quality", 1, 100);
+}
 
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -151,14 +160,10 @@ pub fn convert_tree(opts: &Options, progress: &Progress) -> Result<Summary> {
     if !opts.input.is_dir() {
         bail!("input folder {} does not exist", opts.input.display());
     }
-    if opts.size > MAX_SIZE {
-        bail!(
-            "output size {} is above {MAX_SIZE} (the HMI magnetograms are 4096x4096)",
-            opts.size
-        );
-    }
-    if opts.format == Format::Jpg && !(1..=100).contains(&opts.quality) {
-        bail!("JPEG quality must be 1..=100, got {}", opts.quality);
+    Options::SIZE.check(opts.size)?;
+    Options::JOBS.check(opts.jobs)?;
+    if opts.format == Format::Jpg {
+        Options::QUALITY.check(opts.quality)?;
     }
     let files = list_jp2(&opts.input)?;
     std::fs::create_dir_all(&opts.output)

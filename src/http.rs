@@ -3,6 +3,7 @@
 //! jitter on transient failures, `Retry-After` honoured, and checks that a body is what
 //! was asked for (a JP2 must be a complete JP2, never an HTML error page).
 
+use crate::bounded::{days, secs, Count, Span};
 use rand::Rng;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -73,6 +74,23 @@ impl std::fmt::Display for Retry {
         )
     }
 }
+
+/// A request's limit a setting may give, body included.
+pub const TIMEOUT: Span = Span::new(
+    "timeout",
+    "request timeout",
+    Duration::from_millis(1),
+    days(1),
+);
+/// The first wait before a retry a setting may give.
+pub const BACKOFF: Span = Span::new(
+    "backoff",
+    "first retry wait",
+    Duration::from_millis(1),
+    secs(3600),
+);
+/// Extra attempts a setting may give.
+pub const RETRIES: Count<u32> = Count::new("retries", "retries", 0, 100);
 
 /// Retry policy: `retries` extra attempts, waits of `backoff * 2^k` scaled by a random
 /// factor in [0.5, 1.5), capped at `max_backoff`.

@@ -3,6 +3,7 @@
 //! By default a network runs in float32, as the reference does, so every command gives
 //! the reference's probability; bf16 (or `auto`) is a choice a user makes.
 
+use crate::bounded::Count;
 use crate::device::{self, PrecisionChoice};
 use crate::im_size::ImSize;
 use crate::model::{self, Compute, LoadedModel, Precision};
@@ -13,6 +14,10 @@ use tch::Device;
 
 /// Instances per forward pass unless told otherwise.
 pub const DEFAULT_BATCH_SIZE: usize = 16;
+
+/// Instances per forward pass a setting may give: 65536 at the smallest side is 9 GiB of
+/// input alone.
+pub const BATCH_SIZE: Count<usize> = Count::new("batch_size", "batch size", 1, 65_536);
 
 /// The settings every model-running command shares.
 #[derive(Clone, Debug, PartialEq)]
@@ -51,7 +56,8 @@ pub struct Model {
 impl Settings {
     /// Refuses what no run can use, naming the setting and the value.
     pub fn check(&self) -> Result<()> {
-        setting::check_at_least_one("batch_size", "batch size", self.batch_size)
+        BATCH_SIZE.check(self.batch_size)?;
+        Ok(())
     }
 
     /// The device these settings name.

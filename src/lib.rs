@@ -4,6 +4,7 @@
 //! Each stage of the pipeline is one module; the `flarecast` binary is a thin clap layer.
 
 pub mod bench;
+pub mod bounded;
 pub mod calibrate;
 pub mod calibration;
 pub mod catalog;

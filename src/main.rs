@@ -2,12 +2,10 @@
 
 mod cli;
 
-use clap::Parser;
-
 fn main() {
     flarecast::process::keep_freed_memory();
     flarecast::process::quiet_exit_on_closed_stdout();
-    let cli = cli::Cli::parse();
+    let cli = cli::parse();
     if let Err(err) = cli::run(cli) {
         // One line a person can act on: the chain of contexts, outermost first.
         eprintln!("flarecast: error: {err:#}");

@@ -40,7 +40,7 @@ where
     I: IntoIterator<Item = PathBuf>,
 {
     crate::setting::check_probability("threshold", threshold)?;
-    crate::setting::check_at_least_one("batch_size", "batch size", model.batch_size)?;
+    crate::inference::BATCH_SIZE.check(model.batch_size)?;
     Ok(Predictions {
         model,
         threshold,

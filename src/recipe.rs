@@ -2,6 +2,7 @@
 //! paper's is written here once; `train`'s flag defaults, the loader's defaults and the
 //! benches read it.
 
+use crate::bounded::Count;
 use crate::im_size::ImSize;
 
 /// What a training run does with its data, epoch by epoch.
@@ -37,11 +38,21 @@ impl Recipe {
         seed: 4,
     };
 
+    /// Epochs a run may ask for: a long run of the paper's is 30.
+    pub const EPOCHS: Count<usize> = Count::new("epochs", "epochs", 1, 100_000);
+    /// Instances per step: a batch of 65536 at the smallest side is 9 GiB of input alone.
+    pub const BATCH_SIZE: Count<usize> = Count::new("batch_size", "batch size", 1, 65_536);
+    /// Epochs between decays (0: never decay).
+    pub const LR_STEP: Count<usize> = Count::new("lr_step", "epochs between decays", 0, 100_000);
+
     /// Learning rate of 1-based `epoch`: lr * gamma^floor(epoch / step), so with step 3
     /// epochs 1-2 run at lr, 3-5 at lr/2, 6-8 at lr/4 (the reference's schedule).
     pub fn lr_at(&self, epoch: usize) -> f64 {
         let decays = epoch.checked_div(self.lr_step).unwrap_or(0);
-        self.lr * self.lr_gamma.powi(decays.min(i32::MAX as usize) as i32)
+        self.lr
+            * self
+                .lr_gamma
+                .powi(i32::try_from(decays).unwrap_or(i32::MAX))
     }
 }
 

@@ -1,5 +1,6 @@
 //! A setting of a run that the library refuses. The error names the setting by its
 //! config field (`im_size`), so a front end can add its own name for it (a flag, say).
+//! Counts and durations are refused this way by the ranges of `crate::bounded`.
 
 use std::fmt;
 
@@ -39,15 +40,6 @@ pub fn check_probability(setting: &'static str, value: f64) -> anyhow::Result<()
     }
 }
 
-/// Refuses a count `setting` of 0 (`what` reads as its name in the message).
-pub fn check_at_least_one(setting: &'static str, what: &str, value: usize) -> anyhow::Result<()> {
-    if value == 0 {
-        Err(bad(setting, format!("{what} must be at least 1, got 0")))
-    } else {
-        Ok(())
-    }
-}
-
 /// The refused setting behind `err`, if one is anywhere in its chain.
 pub fn find(err: &anyhow::Error) -> Option<&BadSetting> {
     err.chain().find_map(|e| e.downcast_ref::<BadSetting>())
@@ -71,7 +63,7 @@ mod tests {
     }
 
     #[test]
-    fn probabilities_and_counts_are_checked_with_the_value_named() {
+    fn probabilities_are_checked_with_the_value_named() {
         assert!(check_probability("threshold", 0.0).is_ok());
         assert!(check_probability("threshold", 1.0).is_ok());
         for v in [f64::NAN, 5.0, -0.1] {
@@ -82,8 +74,5 @@ mod tests {
                 format!("{v} is not a probability in [0, 1]")
             );
         }
-        let err = check_at_least_one("batch_size", "batch size", 0).unwrap_err();
-        assert_eq!(err.to_string(), "batch size must be at least 1, got 0");
-        assert!(check_at_least_one("batch_size", "batch size", 1).is_ok());
     }
 }

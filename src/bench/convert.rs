@@ -1,6 +1,7 @@
 //! Conversion throughput (files/s, 4096 -> 512) with every core against a single core,
 //! on copies of one real JP2.
 
+use crate::bounded::Count;
 use crate::convert::{convert_tree, Format, Options};
 use anyhow::{ensure, Context, Result};
 use serde::Serialize;
@@ -17,10 +18,13 @@ pub struct Row {
     pub ratio: f64,
 }
 
+/// Copies a setting may ask for.
+pub const FILES: Count<usize> = Count::new("files", "files", 1, 100_000);
+
 /// Converts `files` copies of `jp2` to `size` px JPGs: one core, all cores, and all cores
 /// with the reduced-resolution decode.
 pub fn run(jp2: &Path, files: usize, size: u32) -> Result<Vec<Row>> {
-    ensure!(files > 0, "need at least one file");
+    FILES.check(files)?;
     let scratch = tempfile::Builder::new()
         .prefix("flarecast-bench-convert")
         .tempdir()

@@ -1,6 +1,7 @@
 //! Download throughput against the local server with injected latency: the same archive
 //! fetched at several concurrencies into fresh folders.
 
+use crate::bounded::{secs, Count, Span};
 use crate::helioviewer::{download, Options, HMI_MAGNETOGRAM};
 use crate::testing::helioviewer::{Config, LocalServer, UriStyle};
 use anyhow::{ensure, Context, Result};
@@ -20,6 +21,11 @@ pub struct Row {
     pub ratio: f64,
 }
 
+/// Images a run may download at each concurrency.
+pub const IMAGES: Count<usize> = Count::new("images", "images", 1, 100_000);
+/// The latency the local server may add to every answer.
+pub const LATENCY: Span = Span::new("latency", "latency", Duration::from_millis(1), secs(60));
+
 /// Downloads `images` instants at each concurrency from a local server that waits
 /// `latency` before every answer and serves `jp2` for every observation.
 pub fn run(
@@ -28,12 +34,13 @@ pub fn run(
     latency: Duration,
     concurrencies: &[usize],
 ) -> Result<Vec<Row>> {
-    ensure!(images > 0, "need at least one image");
+    // Instants are counted in chrono's i32 multiples of the cadence.
+    let instants = i32::try_from(IMAGES.check(images)?)?;
     let start = NaiveDateTime::parse_from_str("2013-05-13T00:00:00", "%Y-%m-%dT%H:%M:%S")?;
     let cadence = Duration::from_secs(720);
     let step = crate::instant::chrono_duration(cadence);
     // One observation 53 s after each requested instant, as HMI's 720 s series has.
-    let observations = (0..images as i32)
+    let observations = (0..instants)
         .map(|i| start + step * i + chrono::Duration::seconds(53))
         .collect();
     let server = LocalServer::start(Config {
@@ -51,7 +58,7 @@ pub fn run(
             .context("cannot create a scratch folder")?;
         let opts = Options {
             start,
-            end: start + step * images as i32,
+            end: start + step * instants,
             cadence,
             source_id: HMI_MAGNETOGRAM,
             tolerance: cadence,

@@ -1,6 +1,7 @@
 //! Labelling throughput: the sweep (`Labeller`, sorted flares and two pointers) against a
 //! scan of the whole catalogue for every window, over one catalogue and issue range.
 
+use crate::bounded::Count;
 use crate::catalog::{self, Flare};
 use crate::label::{issue_times, label_windows, Config, Labeller};
 use anyhow::{bail, Context, Result};
@@ -57,6 +58,9 @@ fn median_ms(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
+
+/// Timed runs a setting may ask for.
+pub const REPEAT: Count<usize> = Count::new("repeat", "timed runs", 1, 1000);
 
 /// Labels the hourly windows from `start` to `end` over the catalogue at `path` with both
 /// methods, `repeat` times each (at least once), and checks that they agree window by

@@ -6,16 +6,24 @@
 
 use super::torch_baseline::{TorchBaseline, Variant};
 use super::Mode;
+use crate::bounded::Count;
 use crate::device::synchronize;
 use crate::hardware::F32Peak;
 use crate::im_size::ImSize;
 use crate::model::{Arch, AttnNet, Compute, InitScheme, Precision};
+use crate::recipe::Recipe;
 use anyhow::Result;
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Instant;
 use tch::nn;
 use tch::{Device, Kind, Tensor};
+
+/// Timed iterations, warm-up iterations, rounds and intra-op threads a setting may give.
+pub const ITERS: Count<usize> = Count::new("iters", "timed iterations", 1, 1_000_000);
+pub const WARMUP: Count<usize> = Count::new("warmup", "warm-up iterations", 0, 1_000_000);
+pub const ROUNDS: Count<usize> = Count::new("rounds", "rounds", 1, 1000);
+pub const THREADS: Count<i32> = Count::new("threads", "threads", 1, 4096);
 
 pub struct BenchConfig {
     pub device: Device,
@@ -150,8 +158,11 @@ impl BenchConfig {
     /// Refuses settings the benchmark cannot run, naming the flag.
     pub fn check(&self) -> Result<()> {
         let batch = usize::try_from(self.batch_size).unwrap_or(0);
-        crate::setting::check_at_least_one("batch-size", "the batch size", batch)?;
-        crate::setting::check_at_least_one("iters", "the timed iterations", self.iters)
+        Recipe::BATCH_SIZE.check(batch)?;
+        ITERS.check(self.iters)?;
+        WARMUP.check(self.warmup)?;
+        ROUNDS.check(self.rounds)?;
+        Ok(())
     }
 }
 

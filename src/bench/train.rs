@@ -5,6 +5,7 @@
 //! `train` does, and the gradients' all-reduce is timed on its own.
 
 use super::loader::measure_loader;
+use crate::bounded::Count;
 use crate::data::{self, CacheMode, Loader, LoaderConfig, Sample};
 use crate::device::synchronize;
 use crate::distributed::Group;
@@ -36,10 +37,15 @@ pub struct TrainBenchConfig {
 }
 
 impl TrainBenchConfig {
+    /// Timed batches a setting may ask for.
+    pub const BATCHES: Count<usize> = Count::new("batches", "timed batches", 1, 1_000_000);
+
     /// Refuses settings the benchmark cannot run, naming the flag.
     pub fn check(&self) -> Result<()> {
-        crate::setting::check_at_least_one("batches", "the timed batches", self.batches)?;
-        crate::setting::check_at_least_one("batch-size", "the batch size", self.batch_size)
+        Self::BATCHES.check(self.batches)?;
+        Recipe::BATCH_SIZE.check(self.batch_size)?;
+        LoaderConfig::WORKERS.check(self.workers)?;
+        Ok(())
     }
 
     /// The paper's recipe at this bench's batch and side: the step `train` takes.

@@ -14,15 +14,15 @@ pub struct Args {
     #[arg(long, default_value = "data/hmi_jpgs_512")]
     output: PathBuf,
     /// Output side length in pixels (area averaging); 0 keeps the decoded size.
-    #[arg(long, default_value_t = TRAINING_SIZE)]
+    #[arg(long, default_value_t = TRAINING_SIZE, value_parser = Options::SIZE.flag())]
     size: u32,
     #[arg(long, value_enum, default_value_t = Format::Jpg)]
     format: Format,
     /// JPEG quality (1-100).
-    #[arg(long, default_value_t = TRAINING_QUALITY, value_parser = clap::value_parser!(u8).range(1..=100))]
+    #[arg(long, default_value_t = TRAINING_QUALITY, value_parser = Options::QUALITY.flag())]
     quality: u8,
     /// Files converted at once (default: all cores).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = Options::JOBS.flag())]
     jobs: usize,
     /// Decode straight at a reduced resolution from the wavelet pyramid (about 10x
     /// faster; a different low-pass filter than area averaging).

@@ -4,7 +4,8 @@ use anyhow::{bail, Result};
 use chrono::NaiveDateTime;
 use flarecast::catalog::fetch::{self, Source};
 use flarecast::helioviewer::{self, Options};
-use flarecast::instant::{parse_duration, parse_time};
+use flarecast::http;
+use flarecast::instant::parse_time;
 use flarecast::text_table::{Col::Right, Table};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -67,13 +68,13 @@ pub struct CatalogArgs {
     #[arg(long)]
     append: bool,
     /// Extra attempts after a timeout, connection error, 429 or 5xx.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = http::RETRIES.flag())]
     retries: u32,
     /// Limit for one request, body included.
-    #[arg(long, default_value = "120s", value_parser = parse_duration)]
+    #[arg(long, default_value = "120s", value_parser = http::TIMEOUT.flag())]
     timeout: Duration,
     /// First wait before a retry (doubles each attempt, with jitter; Retry-After wins).
-    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, default_value = "2s", value_parser = http::BACKOFF.flag())]
     backoff: Duration,
     #[command(flatten)]
     json: super::common_args::Json,
@@ -138,13 +139,13 @@ pub struct ImagesArgs {
     #[arg(long, value_parser = parse_time, required = true)]
     end: Option<NaiveDateTime>,
     /// Step between requested times.
-    #[arg(long, default_value = "12m", value_parser = parse_duration)]
+    #[arg(long, default_value = "12m", value_parser = Options::CADENCE.flag())]
     cadence: Duration,
     /// Helioviewer source id (19 = SDO/HMI magnetogram).
     #[arg(long, default_value_t = helioviewer::HMI_MAGNETOGRAM)]
     source_id: u32,
     /// Keep the closest image only when it is at most this far from the requested time.
-    #[arg(long, default_value = "12m", value_parser = parse_duration)]
+    #[arg(long, default_value = "12m", value_parser = Options::TOLERANCE.flag())]
     tolerance: Duration,
     /// Output folder (YYYY/MM/DD/HMI.mYYYY.MM.DD_HH.MM.SS.jp2 and manifest.jsonl).
     #[arg(long, default_value = "data/jp2")]
@@ -153,19 +154,19 @@ pub struct ImagesArgs {
     #[arg(long, default_value = "https://api.helioviewer.org")]
     api_url: String,
     /// Requests in flight at once.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
-    concurrency: u16,
+    #[arg(long, default_value_t = 4, value_parser = Options::CONCURRENCY.flag())]
+    concurrency: usize,
     /// Cap on requests per second over all workers (0 = no cap).
     #[arg(long, default_value_t = 5.0)]
     max_rps: f64,
     /// Extra attempts after a timeout, connection error, 429 or 5xx.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = http::RETRIES.flag())]
     retries: u32,
     /// Limit for one request, body included.
-    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, default_value = "60s", value_parser = http::TIMEOUT.flag())]
     timeout: Duration,
     /// First wait before a retry (doubles each attempt, with jitter; Retry-After wins).
-    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, default_value = "1s", value_parser = http::BACKOFF.flag())]
     backoff: Duration,
     /// Ask again for instants an earlier run found no image for.
     #[arg(long)]
@@ -196,7 +197,7 @@ fn run_images(a: ImagesArgs) -> Result<()> {
         tolerance: a.tolerance,
         out: a.out.clone(),
         api_url: a.api_url.clone(),
-        concurrency: a.concurrency as usize,
+        concurrency: a.concurrency,
         max_rps: a.max_rps,
         retries: a.retries,
         timeout: a.timeout,

@@ -34,7 +34,7 @@ pub struct Args {
     #[command(flatten)]
     run: ModelArgs,
     /// Fold whose validation split is run (with --model).
-    #[arg(long, requires = "model")]
+    #[arg(long, requires = "model", value_parser = flarecast::label::Fold::NUMBER.flag())]
     fold: Option<u32>,
     /// The fold's images and labels.
     #[command(flatten)]

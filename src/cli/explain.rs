@@ -26,16 +26,16 @@ pub struct Args {
     #[arg(long, value_enum, default_value = "zeros")]
     baseline: Baseline,
     /// Integrated Gradients' number of points on the path.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 50, value_parser = Options::STEPS.flag())]
     steps: usize,
     /// Integrated Gradients' quadrature (captum's default is Gauss-Legendre).
     #[arg(long, value_enum, default_value = "gauss-legendre")]
     rule: Rule,
     /// Occlusion window side in pixels.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = Options::WINDOW.flag())]
     window: i64,
     /// Occlusion stride in pixels.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = Options::STRIDE.flag())]
     stride: i64,
     /// Score where the maps point: each positive validation instance of --fold against
     /// its flare's site from --catalog, central and near-limb flares apart.
@@ -48,7 +48,7 @@ pub struct Args {
     #[arg(long)]
     labels: Option<PathBuf>,
     /// Fold whose validation positives are scored (for --pointing).
-    #[arg(long)]
+    #[arg(long, value_parser = flarecast::label::Fold::NUMBER.flag())]
     fold: Option<u32>,
     /// Radius around the flare site, in solar radii (for --pointing).
     #[arg(long, default_value_t = 0.1)]

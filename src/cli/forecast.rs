@@ -2,13 +2,14 @@
 
 use super::model_args::ModelArgs;
 use anyhow::{bail, Context, Result};
-use flarecast::forecast::source::Fetch;
+use flarecast::forecast::source::{self, Fetch};
 use flarecast::forecast::watch::{self, Event, Outputs, Schedule};
 use flarecast::forecast::{output, Ensemble, Forecaster, Format, Origin, Source, WindowRule};
-use flarecast::instant::{chrono_duration, parse_duration, parse_time};
+use flarecast::instant::{chrono_duration, parse_time};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::Duration;
 
 const ABOUT: &str = "\
 Forecast the probability of a >= M1.0 GOES flare in the next 24 hours from the newest
@@ -90,8 +91,8 @@ pub struct Args {
     #[arg(long, default_value_t = flarecast::helioviewer::HMI_MAGNETOGRAM)]
     source_id: u32,
     /// Oldest image accepted, as an age at the forecast time (e.g. 6h, 2d).
-    #[arg(long, default_value = "6h")]
-    max_age: String,
+    #[arg(long, default_value = "6h", value_parser = source::MAX_AGE.flag())]
+    max_age: Duration,
     #[command(flatten)]
     threshold: super::common_args::Threshold,
     /// Folder for the record, the CCMC files, the attention map and index.jsonl.
@@ -109,15 +110,15 @@ pub struct Args {
     #[arg(long, requires = "out")]
     attention_map: bool,
     /// Keep running: one forecast per cycle of this length (e.g. 1h) into --out.
-    #[arg(long, requires = "out")]
-    every: Option<String>,
+    #[arg(long, requires = "out", value_parser = Schedule::EVERY.flag())]
+    every: Option<Duration>,
     /// Stop after this many cycles.
-    #[arg(long, requires = "every")]
+    #[arg(long, requires = "every", value_parser = Schedule::CYCLES.flag())]
     cycles: Option<u64>,
     /// Deadline of one forecast's requests (e.g. 30s, 2m): every attempt and retry
     /// included. Default: a quarter of --every, at most 5m.
-    #[arg(long)]
-    timeout: Option<String>,
+    #[arg(long, value_parser = Schedule::TIMEOUT.flag())]
+    timeout: Option<Duration>,
     /// Where the window starts: issue-time (T, T + 24h], or image-hour, the per-image
     /// window of `label` for replaying an archive (not an operational window).
     #[arg(long, default_value = "issue-time")]
@@ -136,22 +137,16 @@ pub fn run(args: Args) -> Result<()> {
         "now" => None,
         t => Some(parse_time(t).context("--at")?),
     };
-    let max_age = chrono_duration(parse_duration(&args.max_age).context("--max-age")?);
+    let max_age = chrono_duration(args.max_age);
     let forecaster = Forecaster::new(
         Ensemble::load(&args.run.models, &args.run.settings()?)?,
         args.threshold.value,
     )?
     .with_window_rule(args.window);
-    let every = args
-        .every
-        .as_deref()
-        .map(parse_duration)
-        .transpose()
-        .context("--every")?;
-    let timeout = match &args.timeout {
-        Some(t) => parse_duration(t).context("--timeout")?,
-        None => watch::default_timeout(every),
-    };
+    let every = args.every;
+    let timeout = args
+        .timeout
+        .unwrap_or_else(|| watch::default_timeout(every));
     let origin = match &args.images {
         Some(dir) => Origin::Tree(dir.clone()),
         None => Origin::Helioviewer {

@@ -10,7 +10,7 @@ use tch::Device;
 pub struct GroupArgs {
     /// In a process group (torchrun, srun): how long any rank waits for the others (to
     /// meet, or to finish a step) before it ends with an error naming the wait.
-    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "10m", value_parser = Group::TIMEOUT.flag())]
     pub dist_timeout: Duration,
 }
 

@@ -3,7 +3,7 @@
 use anyhow::{bail, Result};
 use chrono::NaiveDateTime;
 use flarecast::catalog::{self, FluxScale, Format, GoesClass};
-use flarecast::instant::{chrono_duration, parse_duration, parse_time};
+use flarecast::instant::{chrono_duration, parse_time};
 use flarecast::label::{self, Config, Images, Summary};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -57,10 +57,10 @@ pub struct Args {
     #[arg(long, value_parser = parse_time)]
     end: Option<NaiveDateTime>,
     /// Step between issue times.
-    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    #[arg(long, default_value = "1h", value_parser = Config::CADENCE.flag())]
     cadence: Duration,
     /// Forecast window after each issue time: flares with t < start <= t + window - 1 s.
-    #[arg(long, default_value = "24h", value_parser = parse_duration)]
+    #[arg(long, default_value = "24h", value_parser = Config::WINDOW.flag())]
     window: Duration,
     /// Smallest class counted positive (by flux), e.g. M1.0, M5.0, C1.0.
     #[arg(long, default_value = "M1.0")]

@@ -19,7 +19,7 @@ pub struct MapArgs {
     #[arg(long, default_value = "all")]
     pub estimator: String,
     /// Grad-CAM layer for the standard CNN: 5 (conv_block5, 16x16 at 256) or 6 (conv_block6, 2x2).
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = Options::GRADCAM_BLOCK.flag())]
     pub gradcam_block: usize,
     /// An instance list with a `timestamp` column of image paths (the reference's
     /// plots.csv), resolved against --images.

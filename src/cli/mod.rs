@@ -10,6 +10,7 @@ mod download;
 mod evaluate;
 mod experiment;
 mod explain;
+mod flag_value;
 mod forecast;
 mod group_args;
 mod label;
@@ -77,6 +78,21 @@ enum Command {
     Synth(synth::Args),
     /// Throughput benchmarks.
     Bench(bench::Args),
+}
+
+/// The command line, or the process ends: a refused flag value as one line and exit 1
+/// (as a setting the library refuses), any other usage error as clap reports it.
+pub fn parse() -> Cli {
+    match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => match flag_value::refused(&err) {
+            Some(line) => {
+                eprintln!("flarecast: error: {line}");
+                std::process::exit(1)
+            }
+            None => err.exit(),
+        },
+    }
 }
 
 pub fn run(cli: Cli) -> Result<()> {

@@ -6,7 +6,7 @@
 use anyhow::Result;
 use flarecast::device::PrecisionChoice;
 use flarecast::im_size::ImSize;
-use flarecast::inference::{Settings, DEFAULT_BATCH_SIZE};
+use flarecast::inference::{Settings, BATCH_SIZE, DEFAULT_BATCH_SIZE};
 use std::path::{Path, PathBuf};
 
 #[derive(clap::Args, Clone, Debug)]
@@ -23,7 +23,7 @@ pub struct ModelArgs {
     #[arg(long, default_value = "f32")]
     pub precision: PrecisionChoice,
     /// Images per forward pass (for explain: path points, occluded copies).
-    #[arg(long, default_value_t = DEFAULT_BATCH_SIZE, visible_alias = "batch")]
+    #[arg(long, default_value_t = DEFAULT_BATCH_SIZE, visible_alias = "batch", value_parser = BATCH_SIZE.flag())]
     pub batch_size: usize,
     /// Side the images are resized to (default: the size the model was trained at, 256
     /// for PyTorch checkpoints).

@@ -1,6 +1,7 @@
 use anyhow::Result;
-use flarecast::instant::{parse_duration, parse_time};
+use flarecast::instant::parse_time;
 use flarecast::synth::{self, Params, Summary};
+use std::time::Duration;
 
 #[derive(clap::Args)]
 #[command(mut_arg("out", |a| super::common_args::out_help(a, "Output directory: images/YYYY/MM/DD/HMI.m*.jpg, catalog.csv, synth.json.")))]
@@ -12,13 +13,13 @@ pub struct Args {
     #[arg(long, default_value = "2014-03-01T00:00:00")]
     start: String,
     /// Number of days of images.
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, default_value_t = 60, value_parser = Params::DAYS.flag())]
     days: u32,
     /// Time between images, e.g. 1h, 3h, 12m.
-    #[arg(long, default_value = "1h")]
-    cadence: String,
+    #[arg(long, default_value = "1h", value_parser = Params::CADENCE.flag())]
+    cadence: Duration,
     /// Image width and height in pixels (Helioviewer-style JPGs are 512).
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = 512, value_parser = Params::SIZE.flag())]
     size: u32,
     /// Seed of the simulated Sun: the same seed gives the same files.
     #[arg(long, default_value_t = 1)]
@@ -34,7 +35,7 @@ pub fn run(args: Args) -> Result<()> {
     let params = Params {
         start: parse_time(&args.start)?,
         days: args.days,
-        cadence_s: parse_duration(&args.cadence)?.as_secs(),
+        cadence_s: args.cadence.as_secs(),
         size: args.size,
         seed: args.seed,
     };

@@ -1,9 +1,10 @@
 //! `flarecast train`.
 
 use anyhow::{bail, Result};
-use flarecast::data::CacheMode;
+use flarecast::data::{CacheMode, LoaderConfig};
 use flarecast::device::PrecisionChoice;
 use flarecast::im_size::ImSize;
+use flarecast::label::Fold;
 use flarecast::model::Arch;
 use flarecast::recipe::Recipe;
 use flarecast::train::{self, history::EpochRecord, TrainConfig};
@@ -31,7 +32,7 @@ More than one process (torch.distributed's c10d engine):
 #[command(mut_arg("out", |a| super::common_args::out_default(a, "trained_models", "Output directory: checkpoints go to {out}/attention or {out}/no_attention.")))]
 pub struct Args {
     /// Cross-validation fold 1..4 (validation quarter: 1 Jan-Mar, 2 Apr-Jun, 3 Jul-Sep, 4 Oct-Dec).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = Fold::NUMBER.flag())]
     fold: u32,
     /// Train the attention network (the default). `--attention=0` / `--attention=1` as
     /// in the reference's train.py are accepted too.
@@ -41,10 +42,10 @@ pub struct Args {
     #[arg(long, conflicts_with = "attention")]
     no_attention: bool,
     /// Epochs to run (exactly; the reference runs one fewer).
-    #[arg(long, default_value_t = PAPER.epochs)]
+    #[arg(long, default_value_t = PAPER.epochs, value_parser = Recipe::EPOCHS.flag())]
     epochs: usize,
     /// Instances per step (in a process group the global batch).
-    #[arg(long, default_value_t = PAPER.batch_size)]
+    #[arg(long, default_value_t = PAPER.batch_size, value_parser = Recipe::BATCH_SIZE.flag())]
     batch_size: usize,
     /// Side the images are resized to (192..=2048).
     #[arg(long, default_value_t = PAPER.im_size.get())]
@@ -56,7 +57,7 @@ pub struct Args {
     #[arg(long, default_value_t = PAPER.weight_decay)]
     weight_decay: f64,
     /// Epochs between learning-rate decays.
-    #[arg(long, default_value_t = PAPER.lr_step)]
+    #[arg(long, default_value_t = PAPER.lr_step, value_parser = Recipe::LR_STEP.flag())]
     lr_step: usize,
     /// Learning-rate decay factor.
     #[arg(long, default_value_t = PAPER.lr_gamma)]
@@ -75,7 +76,7 @@ pub struct Args {
     #[arg(long, default_value = "auto")]
     precision: PrecisionChoice,
     /// Loader threads (default: one per core).
-    #[arg(long)]
+    #[arg(long, value_parser = LoaderConfig::WORKERS.flag())]
     workers: Option<usize>,
     /// Keep decoded images: none, memory (RAM) or device (GPU/CPU tensor).
     #[arg(long, value_enum, default_value = "none")]
@@ -161,7 +162,7 @@ pub fn run(args: Args) -> Result<()> {
         out: args.out.dir.clone(),
         devices,
         precision,
-        workers: args.workers.unwrap_or_else(flarecast::hardware::cores),
+        workers: args.workers.unwrap_or_else(LoaderConfig::default_workers),
         cache: args.cache,
         init_weights: args.init_weights.clone(),
         resume: args.resume,

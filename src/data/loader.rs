@@ -4,6 +4,7 @@
 //! derives from (seed, epoch, item position), so batches are identical for a seed
 //! whatever the number of workers or their timing.
 
+use crate::bounded::Count;
 use crate::im_size::ImSize;
 use crate::progress::Progress;
 use crate::recipe::Recipe;
@@ -89,6 +90,14 @@ pub struct LoaderConfig {
 }
 
 impl LoaderConfig {
+    /// Threads a loader may start (0: none, batches are made on the calling thread).
+    pub const WORKERS: Count<usize> = Count::new("workers", "loader threads", 0, 1024);
+
+    /// Threads when none are asked for: one per core, within [`LoaderConfig::WORKERS`].
+    pub fn default_workers() -> usize {
+        crate::hardware::cores().min(Self::WORKERS.max())
+    }
+
     /// The paper's settings (`Recipe::PAPER`: its side, batch and seed), augmentation and
     /// shuffling on, no cache, one worker per core.
     pub fn new(images: impl Into<PathBuf>) -> Self {
@@ -97,7 +106,7 @@ impl LoaderConfig {
             images: images.into(),
             im_size: paper.im_size,
             batch_size: paper.batch_size,
-            workers: crate::hardware::cores(),
+            workers: Self::default_workers(),
             seed: paper.seed,
             augment: true,
             cache: CacheMode::None,

@@ -3,6 +3,7 @@
 //! a wait outlives that timeout anyway (a bare c10d rendezvous can hang).
 
 use super::launch::Launch;
+use crate::bounded::{days, secs, Span};
 use anyhow::{bail, Result};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -97,6 +98,10 @@ fn grace(timeout: Duration) -> Duration {
 }
 
 impl Group {
+    /// How long any wait of the group may last: c10d counts it in milliseconds from a
+    /// steady clock whose nanoseconds overflow at 292 years, and a week outlasts any queue.
+    pub const TIMEOUT: Span = Span::new("dist_timeout", "group timeout", secs(1), days(7));
+
     /// Joins the group `launch` describes for a rank training on `device`: rendezvous in
     /// the TCPStore at MASTER_ADDR:MASTER_PORT (hosted by rank 0 unless torchrun's agent
     /// hosts it), then the backend's connections to every other rank, all within
@@ -110,12 +115,7 @@ impl Group {
         if let Some(why) = UNAVAILABLE {
             bail!("{why}");
         }
-        if timeout.is_zero() {
-            return Err(crate::setting::bad(
-                "dist_timeout",
-                "the timeout of the group's waits must be above zero",
-            ));
-        }
+        Self::TIMEOUT.check(timeout)?;
         let watch = Arc::new(Mutex::new(Watch::default()));
         let (rank, world) = (launch.rank, launch.world);
         spawn_watchdog(Arc::clone(&watch), rank, world, timeout + grace(timeout));
@@ -411,6 +411,11 @@ mod ffi {
             gloo_iface: Option<&str>,
             gloo_host: Option<&str>,
         ) -> Result<Raw, String> {
+            // Launch holds these to its ranges; a C int takes them whole.
+            let int = |what: &str, v: usize| {
+                c_int::try_from(v).map_err(|_| format!("{what} {v} is beyond a C int"))
+            };
+            let (rank, world) = (int("rank", rank)?, int("group size", world)?);
             let host = c(host)?;
             let prefix = c(prefix)?;
             let iface = gloo_iface.map(c).transpose()?;
@@ -421,9 +426,9 @@ mod ffi {
             let raw = unsafe {
                 fc_group_new(
                     host.as_ptr(),
-                    port as c_int,
-                    rank as c_int,
-                    world as c_int,
+                    c_int::from(port),
+                    rank,
+                    world,
                     serve_store as c_int,
                     nccl as c_int,
                     timeout.as_millis().min(i64::MAX as u128) as c_longlong,
@@ -454,14 +459,9 @@ mod ffi {
         pub fn broadcast(&self, t: &mut Tensor, root: usize) -> Result<(), String> {
             let mut err = std::ptr::null_mut();
             // SAFETY: as in all_reduce_sum.
-            let rc = unsafe {
-                fc_broadcast(
-                    self.0,
-                    t.as_mut_ptr() as *mut c_void,
-                    root as c_int,
-                    &mut err,
-                )
-            };
+            let root =
+                c_int::try_from(root).map_err(|_| format!("rank {root} is beyond a C int"))?;
+            let rc = unsafe { fc_broadcast(self.0, t.as_mut_ptr() as *mut c_void, root, &mut err) };
             if rc == 0 {
                 Ok(())
             } else {

@@ -1,6 +1,7 @@
 //! Where a rank learns its place: the variables `torchrun` exports, else SLURM's.
 
-use anyhow::{bail, Context, Result};
+use crate::bounded::Count;
+use anyhow::{anyhow, bail, Context, Result};
 
 /// Who started the ranks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,6 +38,13 @@ pub struct Launch {
     pub attempt: usize,
 }
 
+/// Ranks in a group: c10d counts them in a C int, and no job here has more than 65536.
+pub const WORLD: Count<usize> = Count::new("world", "group size", 1, 65_536);
+/// A rank's number, on the machine or in the group.
+pub const RANK: Count<usize> = Count::new("rank", "rank", 0, 65_535);
+/// torchrun's restarts of a group.
+pub const RESTARTS: Count<usize> = Count::new("restarts", "restart count", 0, 1_000_000);
+
 /// The port SLURM ranks meet on when MASTER_PORT is not set: derived from the job id so
 /// two jobs sharing a node do not collide.
 pub fn slurm_port(job_id: u64) -> u16 {
@@ -53,12 +61,22 @@ impl Launch {
     /// win; SLURM's count only for more than one task (a batch script's single step is
     /// one process, not a group).
     pub fn from_vars(get: impl Fn(&str) -> Option<String>) -> Result<Option<Launch>> {
-        let num = |k: &str| -> Result<Option<usize>> {
+        // Refused naming the variable, never a flag: these come from the launcher.
+        let num = |k: &str, range: Count<usize>| -> Result<Option<usize>> {
+            get(k)
+                .map(|v| {
+                    range
+                        .parse(&v)
+                        .map_err(|e| anyhow!("environment variable {k}={v:?}: {e}"))
+                })
+                .transpose()
+        };
+        let job_id = |k: &str| -> Result<Option<u64>> {
             get(k)
                 .map(|v| {
                     v.trim()
-                        .parse::<usize>()
-                        .with_context(|| format!("environment variable {k}={v:?} is not a count"))
+                        .parse::<u64>()
+                        .with_context(|| format!("environment variable {k}={v:?} is not a job id"))
                 })
                 .transpose()
         };
@@ -82,7 +100,7 @@ impl Launch {
             }
             Ok(Some(l))
         };
-        if let (Some(rank), Some(world)) = (num("RANK")?, num("WORLD_SIZE")?) {
+        if let (Some(rank), Some(world)) = (num("RANK", RANK)?, num("WORLD_SIZE", WORLD)?) {
             let master_addr = get("MASTER_ADDR")
                 .filter(|s| !s.trim().is_empty())
                 .context("RANK and WORLD_SIZE are set but MASTER_ADDR is not")?;
@@ -92,14 +110,15 @@ impl Launch {
                 launcher: Launcher::Torchrun,
                 rank,
                 world,
-                local_rank: num("LOCAL_RANK")?.unwrap_or(0),
+                local_rank: num("LOCAL_RANK", RANK)?.unwrap_or(0),
                 master_addr: master_addr.trim().to_string(),
                 master_port,
                 agent_store: get("TORCHELASTIC_USE_AGENT_STORE").as_deref() == Some("True"),
-                attempt: num("TORCHELASTIC_RESTART_COUNT")?.unwrap_or(0),
+                attempt: num("TORCHELASTIC_RESTART_COUNT", RESTARTS)?.unwrap_or(0),
             });
         }
-        if let (Some(rank), Some(world)) = (num("SLURM_PROCID")?, num("SLURM_NTASKS")?) {
+        if let (Some(rank), Some(world)) = (num("SLURM_PROCID", RANK)?, num("SLURM_NTASKS", WORLD)?)
+        {
             if world < 2 {
                 return Ok(None);
             }
@@ -115,15 +134,15 @@ impl Launch {
             let master_port =
                 match port("MASTER_PORT")? {
                     Some(p) => p,
-                    None => slurm_port(num("SLURM_JOB_ID")?.context(
+                    None => slurm_port(job_id("SLURM_JOB_ID")?.context(
                         "SLURM_NTASKS > 1 but neither MASTER_PORT nor SLURM_JOB_ID is set",
-                    )? as u64),
+                    )?),
                 };
             return check(Launch {
                 launcher: Launcher::Slurm,
                 rank,
                 world,
-                local_rank: num("SLURM_LOCALID")?.unwrap_or(0),
+                local_rank: num("SLURM_LOCALID", RANK)?.unwrap_or(0),
                 master_addr,
                 master_port,
                 agent_store: false,
@@ -277,6 +296,41 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("rank 2 is not one of the 2 ranks"), "{err}");
+    }
+
+    #[test]
+    fn counts_beyond_their_range_are_refused_naming_the_variable_and_value() {
+        let group = |k: &'static str, v: &'static str| {
+            let mut vars = vec![
+                ("RANK", "0"),
+                ("WORLD_SIZE", "2"),
+                ("MASTER_ADDR", "a"),
+                ("MASTER_PORT", "1"),
+            ];
+            vars.retain(|(name, _)| *name != k);
+            vars.push((k, v));
+            format!("{:#}", launch(&vars).unwrap_err())
+        };
+        assert_eq!(
+            group("WORLD_SIZE", "4294967297"),
+            "environment variable WORLD_SIZE=\"4294967297\": group size 4294967297 is outside \
+             1..=65536"
+        );
+        assert!(group("WORLD_SIZE", "0").contains("group size 0 is outside"));
+        assert!(group("RANK", "4294967296").contains("RANK=\"4294967296\": rank 4294967296"));
+        assert!(group("LOCAL_RANK", "-1").contains("LOCAL_RANK=\"-1\": rank -1 is outside"));
+        let err = format!(
+            "{:#}",
+            launch(&[
+                ("SLURM_PROCID", "0"),
+                ("SLURM_NTASKS", "18446744073709551617")
+            ])
+            .unwrap_err()
+        );
+        assert!(
+            err.contains("SLURM_NTASKS=\"18446744073709551617\""),
+            "{err}"
+        );
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! `setting::bad`, so the command line names its flag), before any map is computed.
 
 use super::Options;
+use crate::bounded::Count;
+use crate::im_size::ImSize;
 use crate::setting;
 use anyhow::Result;
 
@@ -20,19 +22,20 @@ pub fn parse_estimators(spec: &str) -> Result<Vec<usize>> {
 }
 
 impl Options {
+    /// Integrated Gradients' path points: each is a forward and a backward pass.
+    pub const STEPS: Count<usize> = Count::new("steps", "integration steps", 2, 10_000);
+    /// Occlusion window and stride a setting may give; [`Options::check`] holds them to
+    /// the image too.
+    pub const WINDOW: Count<i64> = Count::new("window", "occlusion window", 1, ImSize::MAX as i64);
+    pub const STRIDE: Count<i64> = Count::new("stride", "occlusion stride", 1, ImSize::MAX as i64);
+    /// The standard CNN's blocks Grad-CAM reads: conv_block5 and conv_block6.
+    pub const GRADCAM_BLOCK: Count<usize> = Count::new("gradcam_block", "Grad-CAM block", 5, 6);
+
     /// Refuses settings no explanation of an `h` x `w` image can use: fewer than 2
     /// integration steps, an occlusion window or stride of 0 or larger than the image, a
     /// batch of 0, a Grad-CAM block other than 5 or 6, an estimator outside 1..=3.
     pub fn check(&self, h: i64, w: i64) -> Result<()> {
-        if self.steps < 2 {
-            return Err(setting::bad(
-                "steps",
-                format!(
-                    "integrated gradients need at least 2 steps, got {}",
-                    self.steps
-                ),
-            ));
-        }
+        Self::STEPS.check(self.steps)?;
         let side = h.min(w);
         for (name, v) in [("window", self.window), ("stride", self.stride)] {
             if !(1..=side).contains(&v) {
@@ -42,13 +45,8 @@ impl Options {
                 ));
             }
         }
-        setting::check_at_least_one("batch_size", "batch size", self.batch)?;
-        if !matches!(self.gradcam_block, 5 | 6) {
-            return Err(setting::bad(
-                "gradcam_block",
-                format!("Grad-CAM block must be 5 or 6, got {}", self.gradcam_block),
-            ));
-        }
+        crate::inference::BATCH_SIZE.check(self.batch)?;
+        Self::GRADCAM_BLOCK.check(self.gradcam_block)?;
         if let Some(k) = self.estimators.iter().find(|k| !(1..=3).contains(*k)) {
             return Err(setting::bad(
                 "estimator",

@@ -4,6 +4,7 @@
 //! projection of Stonyhurst coordinates, with differential rotation between the
 //! flare's time and the image's.
 
+use crate::bounded::Count;
 use crate::synth::sun;
 use anyhow::{bail, Context, Result};
 use chrono::NaiveDateTime;
@@ -80,6 +81,9 @@ pub fn measure_disk(img: &GrayImage, t: NaiveDateTime) -> Result<Disk> {
     })
 }
 
+/// The sides a FITS header may give a JP2's image, in whole pixels (HMI's are 4096).
+const JP2_SIDE: Count<u32> = Count::new("naxis", "side", 1, 65_536);
+
 /// The disk of a JP2 at its full resolution, from its FITS header.
 pub fn jp2_disk(path: &Path) -> Result<(Disk, u32, u32)> {
     let xml = crate::jp2::fits_header_file(path)?
@@ -90,7 +94,14 @@ pub fn jp2_disk(path: &Path) -> Result<(Disk, u32, u32)> {
         v.parse::<f64>()
             .with_context(|| format!("{}: FITS {key} is {v:?}, not a number", path.display()))
     };
-    let (w, h) = (num("NAXIS1")? as u32, num("NAXIS2")? as u32);
+    let side = |key: &str| -> Result<u32> {
+        let v = crate::jp2::xml_value(&xml, key)
+            .with_context(|| format!("{}: FITS header has no {key}", path.display()))?;
+        JP2_SIDE
+            .parse(&v)
+            .map_err(|e| anyhow::anyhow!("{}: FITS {key}: {e}", path.display()))
+    };
+    let (w, h) = (side("NAXIS1")?, side("NAXIS2")?);
     let cdelt = num("CDELT1")?;
     if cdelt <= 0.0 {
         bail!("{}: FITS CDELT1 is {cdelt}", path.display());
@@ -104,4 +115,40 @@ pub fn jp2_disk(path: &Path) -> Result<(Disk, u32, u32)> {
         b0: num("CRLT_OBS")?,
     };
     Ok((disk, w, h))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A JP2 holding only its signature and an `xml ` box with these FITS values.
+    fn header_only_jp2(dir: &Path, naxis1: &str) -> std::path::PathBuf {
+        let xml = format!(
+            "<fits><NAXIS1>{naxis1}</NAXIS1><NAXIS2>4096</NAXIS2><CDELT1>0.5</CDELT1>\
+             <CRPIX1>2048.5</CRPIX1><CRPIX2>2048.5</CRPIX2><RSUN_OBS>950</RSUN_OBS>\
+             <CRLT_OBS>1.5</CRLT_OBS></fits>"
+        );
+        let mut bytes = vec![0, 0, 0, 12, b'j', b'P', b' ', b' ', 13, 10, 0x87, 10];
+        bytes.extend_from_slice(&u32::try_from(xml.len() + 8).unwrap().to_be_bytes());
+        bytes.extend_from_slice(b"xml ");
+        bytes.extend_from_slice(xml.as_bytes());
+        let path = dir.join("m.jp2");
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_side_in_the_fits_header_outside_a_jp2s_is_refused_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (disk, w, h) = jp2_disk(&header_only_jp2(dir.path(), "4096")).unwrap();
+        assert_eq!((w, h, disk.radius), (4096, 4096, 1900.0));
+        for bad in ["1e20", "0", "-4096", "4096.5", "NaN"] {
+            let path = header_only_jp2(dir.path(), bad);
+            let err = format!("{:#}", jp2_disk(&path).unwrap_err());
+            assert!(
+                err.contains("m.jp2: FITS NAXIS1") && err.contains(bad),
+                "{bad}: {err}"
+            );
+        }
+    }
 }

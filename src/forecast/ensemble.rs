@@ -3,6 +3,7 @@
 //! size, and the forecast is the mean of their probabilities.
 
 use super::record::ModelInfo;
+use crate::im_size::ImSize;
 use crate::inference::Settings;
 use crate::model::{self, LoadedModel};
 use crate::preprocess::Input;
@@ -126,7 +127,10 @@ impl Ensemble {
 /// The `[1, 1, H, W]` input a member of input size `im_size` sees: the reference's
 /// `Resize(im_size)` and `ToTensor()` of the image, as every command makes it.
 pub fn member_input(input: &Input, im_size: i64) -> Result<Tensor> {
-    let x = input.single(im_size as u32)?.tensor.unsqueeze(0);
+    let x = input
+        .single(ImSize::new(im_size)?.get())?
+        .tensor
+        .unsqueeze(0);
     model::check_input(&x)?;
     Ok(x)
 }

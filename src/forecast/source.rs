@@ -5,6 +5,7 @@
 //! (`getJP2Image?id=`), never by date, so the bytes are the image whose date was checked.
 
 use super::record::ImageInfo;
+use crate::bounded::{days, secs, Span};
 use crate::http::snippet;
 use crate::http::{Client, Expect, Retry, RetryPolicy};
 use crate::instant::Instant;
@@ -23,6 +24,9 @@ pub enum Origin {
     /// `convert` or `synth` write), read again at every forecast.
     Tree(PathBuf),
 }
+
+/// The oldest image a setting may accept, as an age: a century reaches any archive.
+pub const MAX_AGE: Span = Span::new("max_age", "image age", secs(1), days(36_525));
 
 /// An image origin and the oldest image accepted.
 #[derive(Clone, Debug)]

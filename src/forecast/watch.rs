@@ -13,6 +13,7 @@ use super::output::{self, Format};
 use super::record::{self, now_utc, ImageInfo, Record, WindowRule};
 use super::source::Fetch;
 use super::{Forecaster, Source};
+use crate::bounded::{days, secs, Count, Span};
 use anyhow::Result;
 use chrono::NaiveDateTime;
 use std::collections::HashSet;
@@ -33,8 +34,25 @@ pub struct Schedule {
 }
 
 impl Schedule {
-    /// Refuses a deadline that would let one cycle run into the next.
+    /// Cycles a setting may ask for: from a few seconds (a test) to one a year.
+    pub const EVERY: Span = Span::new("every", "cycle", secs(10), days(366));
+    /// Cycles a run may be limited to: a century of hourly cycles is under a million.
+    pub const CYCLES: Count<u64> = Count::new("cycles", "cycles", 1, 1_000_000);
+    /// A forecast's deadline a setting may give.
+    pub const TIMEOUT: Span = Span::new("timeout", "deadline", secs(1), days(1));
+
+    /// Refuses a cycle, count or deadline outside its range, and a deadline that would let
+    /// one cycle run into the next.
     pub fn check(&self) -> Result<()> {
+        Self::EVERY.check(self.every)?;
+        Self::TIMEOUT.check(self.timeout)?;
+        if let Some(n) = self.cycles {
+            Self::CYCLES.check(n)?;
+            if let Some(start) = self.start {
+                let last = self.replayed(start, n - 1);
+                last.map_err(|e| crate::setting::bad("cycles", e.to_string()))?;
+            }
+        }
         if self.timeout >= self.every {
             return Err(crate::setting::bad(
                 "timeout",
@@ -47,6 +65,22 @@ impl Schedule {
             ));
         }
         Ok(())
+    }
+
+    /// The issue time of replayed cycle `k`: `start + k * every`, or an error where that
+    /// is past the calendar's end.
+    fn replayed(&self, start: NaiveDateTime, k: u64) -> Result<NaiveDateTime> {
+        let millis = u128::from(k) * self.every.as_millis();
+        i64::try_from(millis)
+            .ok()
+            .and_then(chrono::TimeDelta::try_milliseconds)
+            .and_then(|d| start.checked_add_signed(d))
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "cycle {k} of {} from {start} is past the calendar's end",
+                    crate::bounded::show(self.every)
+                )
+            })
     }
 }
 
@@ -143,13 +177,7 @@ pub fn run(
         }
         let started = Instant::now();
         let at = match schedule.start {
-            Some(s) => {
-                s + crate::instant::chrono_duration(
-                    schedule
-                        .every
-                        .saturating_mul(cycle.min(u32::MAX as u64) as u32),
-                )
-            }
+            Some(s) => schedule.replayed(s, cycle)?,
             None => now_utc(),
         };
         let mut fetch = Fetch {

@@ -5,6 +5,7 @@
 
 use super::api;
 use super::manifest::{self, Row, Status};
+use crate::bounded::{days, secs, Count, Span};
 use crate::fsio::{self, write_atomic};
 use crate::http::{Client, Expect, RetryPolicy};
 use crate::instant::{chrono_duration, Instant};
@@ -40,6 +41,15 @@ pub struct Options {
     /// Check the SHA-256 of files already on disk against the manifest (their size is
     /// always checked); a file that fails is fetched again.
     pub verify: bool,
+}
+
+impl Options {
+    /// Steps between requested times a setting may give.
+    pub const CADENCE: Span = Span::new("cadence", "cadence", secs(1), days(366));
+    /// How far from its requested time an image may be.
+    pub const TOLERANCE: Span = Span::new("tolerance", "tolerance", secs(1), days(366));
+    /// Requests in flight at once.
+    pub const CONCURRENCY: Count<usize> = Count::new("concurrency", "concurrency", 1, 256);
 }
 
 /// What a dry run would do, without a request.

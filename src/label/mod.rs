@@ -13,6 +13,7 @@ pub use write::{
     TABLES_DIR,
 };
 
+use crate::bounded::{days, secs, Count, Span};
 use crate::catalog::{self, Catalog, Flare, FluxScale, GoesClass};
 use crate::instant::Instant;
 use anyhow::{bail, Result};
@@ -26,6 +27,8 @@ pub struct Fold(u8);
 
 impl Fold {
     pub const ALL: [Fold; 4] = [Fold(1), Fold(2), Fold(3), Fold(4)];
+    /// The numbers a setting may give a fold.
+    pub const NUMBER: Count<u32> = Count::new("fold", "fold", 1, 4);
 
     /// The fold whose validation quarter holds `t` (Jan-Mar 1, ..., Oct-Dec 4).
     pub fn of(t: NaiveDateTime) -> Fold {
@@ -57,6 +60,11 @@ pub struct Config {
 }
 
 impl Config {
+    /// Steps between issue times a setting may give.
+    pub const CADENCE: Span = Span::new("cadence", "cadence", secs(1), days(366));
+    /// Forecast windows a setting may give.
+    pub const WINDOW: Span = Span::new("window", "forecast window", secs(1), days(3660));
+
     /// The paper's set-up: hourly, 24-hour windows, >= M1.0.
     pub fn paper() -> Config {
         Config {

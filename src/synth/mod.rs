@@ -13,6 +13,7 @@ pub mod regions;
 pub mod render;
 pub mod sun;
 
+use crate::bounded::{days, secs, Count, Span};
 use crate::fsio::write_atomic;
 use crate::instant::Instant;
 use crate::progress::Progress;
@@ -48,14 +49,17 @@ pub struct Params {
 }
 
 impl Params {
+    /// Days of images: ten years at most.
+    pub const DAYS: Count<u32> = Count::new("days", "days", 1, 3660);
+    /// Time between images, in whole minutes ([`Params::validate`]).
+    pub const CADENCE: Span = Span::new("cadence", "cadence", secs(60), days(366));
+    /// Image side in pixels.
+    pub const SIZE: Count<u32> = Count::new("size", "image size", 64, 4096);
+
     pub fn validate(&self) -> Result<()> {
-        if self.days == 0 || self.days > 3660 {
-            return Err(setting::bad(
-                "days",
-                format!("days {} must be between 1 and 3660", self.days),
-            ));
-        }
-        if self.cadence_s < 60 || !self.cadence_s.is_multiple_of(60) {
+        Self::DAYS.check(self.days)?;
+        Self::CADENCE.check(std::time::Duration::from_secs(self.cadence_s))?;
+        if !self.cadence_s.is_multiple_of(60) {
             return Err(setting::bad(
                 "cadence",
                 format!(
@@ -64,12 +68,7 @@ impl Params {
                 ),
             ));
         }
-        if !(64..=4096).contains(&self.size) {
-            return Err(setting::bad(
-                "size",
-                format!("image size {} must be between 64 and 4096", self.size),
-            ));
-        }
+        Self::SIZE.check(self.size)?;
         Ok(())
     }
 

@@ -1,9 +1,10 @@
 //! A training run's settings: the recipe (`Recipe::PAPER` by default), the data, where
 //! the files go, the devices and the process group.
 
-use crate::data::CacheMode;
+use crate::data::{CacheMode, LoaderConfig};
 use crate::device::device_name;
 use crate::distributed::Group;
+use crate::label::Fold;
 use crate::model::{Arch, Precision};
 use crate::recipe::Recipe;
 use crate::setting;
@@ -87,20 +88,14 @@ impl TrainConfig {
         self.group.as_ref().is_none_or(|g| g.is_root())
     }
 
-    /// Refuses settings no run can use, before anything is read.
+    /// Refuses settings no run can use, before anything is read (a run started from a
+    /// recorded experiment comes here without the flags' parsers).
     pub fn validate(&self) -> Result<()> {
-        if !(1..=4).contains(&self.fold) {
-            return Err(setting::bad(
-                "fold",
-                format!("fold {} is not one of 1..4", self.fold),
-            ));
-        }
-        if self.recipe.epochs == 0 {
-            return Err(setting::bad("epochs", "epochs must be at least 1"));
-        }
-        if self.recipe.batch_size == 0 {
-            return Err(setting::bad("batch_size", "batch size must be at least 1"));
-        }
+        Fold::NUMBER.check(self.fold)?;
+        Recipe::EPOCHS.check(self.recipe.epochs)?;
+        Recipe::BATCH_SIZE.check(self.recipe.batch_size)?;
+        Recipe::LR_STEP.check(self.recipe.lr_step)?;
+        LoaderConfig::WORKERS.check(self.workers)?;
         if self.group.is_some() && self.devices.len() != 1 {
             return Err(setting::bad(
                 "devices",

@@ -219,7 +219,7 @@ fn predict_refuses_thresholds_outside_zero_one_and_a_zero_batch_size() {
         (
             "--batch-size",
             "0",
-            "--batch-size: batch size must be at least 1, got 0",
+            "--batch-size: batch size 0 is outside 1..=65536",
         ),
     ] {
         fails_naming(
@@ -259,12 +259,12 @@ fn every_model_command_refuses_zero_and_oversized_numeric_flags_naming_the_value
         (
             "explain",
             vec!["--method", "integrated-gradients", "--steps", "0"],
-            "--steps: integrated gradients need at least 2 steps, got 0",
+            "--steps: integration steps 0 is outside 2..=10000",
         ),
         (
             "explain",
             vec!["--method", "occlusion", "--window", "0"],
-            "--window: occlusion window 0 is outside 1..=256",
+            "--window: occlusion window 0 is outside 1..=2048",
         ),
         (
             "explain",
@@ -274,17 +274,17 @@ fn every_model_command_refuses_zero_and_oversized_numeric_flags_naming_the_value
         (
             "explain",
             vec!["--method", "occlusion", "--stride", "0"],
-            "--stride: occlusion stride 0 is outside 1..=256",
+            "--stride: occlusion stride 0 is outside 1..=2048",
         ),
         (
             "explain",
             vec!["--batch-size", "0"],
-            "--batch-size: batch size must be at least 1, got 0",
+            "--batch-size: batch size 0 is outside 1..=65536",
         ),
         (
             "attention",
             vec!["--batch-size", "0"],
-            "--batch-size: batch size must be at least 1, got 0",
+            "--batch-size: batch size 0 is outside 1..=65536",
         ),
         (
             "attention",
@@ -310,7 +310,7 @@ fn every_model_command_refuses_zero_and_oversized_numeric_flags_naming_the_value
         ),
         (
             ["--batch-size", "0"],
-            "--batch-size: batch size must be at least 1, got 0",
+            "--batch-size: batch size 0 is outside 1..=65536",
         ),
     ] {
         let mut args = vec![
@@ -600,7 +600,10 @@ fn image_sizes_from_flags_and_metadata_are_checked_where_they_enter() {
         ],
         "100000",
     );
-    assert!(err.contains("above 8192"), "{err}");
+    assert!(
+        err.contains("--size: output size 100000 is outside 0..=8192"),
+        "{err}"
+    );
 }
 
 #[test]

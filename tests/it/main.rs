@@ -24,6 +24,7 @@ mod download;
 mod evaluate;
 mod experiment;
 mod explain;
+mod flags;
 mod forecast;
 mod forecast_server;
 mod fuzz;

@@ -356,11 +356,13 @@ fn bad_parameters_and_foreign_directories_are_clear_errors() {
         assert!(!output.status.success(), "{args:?} succeeded");
         String::from_utf8_lossy(&output.stderr).into_owned()
     };
-    assert!(fail(&["--size", "10"]).contains("--size: image size 10 must be between 64 and 4096"));
+    assert!(fail(&["--size", "10"]).contains("--size: image size 10 is outside 64..=4096"));
     assert!(fail(&["--cadence", "90s"])
         .contains("--cadence: a cadence of 90 s is not a whole number of minutes"));
     assert!(fail(&["--start", "01/03/2014"]).contains("cannot parse time \"01/03/2014\""));
-    assert!(fail(&["--days", "0"]).contains("--days: days 0 must be between 1 and 3660"));
+    assert!(fail(&["--days", "0"]).contains("--days: days 0 is outside 1..=3660"));
+    assert!(fail(&["--cadence", "500000000000y"])
+        .contains("--cadence: cadence 500000000000y is outside 1m..=366d"));
     // A directory with images that synth did not write is left alone.
     let foreign = dir.path().join("foreign");
     std::fs::create_dir_all(foreign.join("images")).unwrap();

@@ -11,9 +11,9 @@ use std::path::PathBuf;
 #[derive(clap::Args)]
 pub struct Args {
     /// Copies of the JP2 to convert in each configuration.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = flarecast::bench::convert::FILES.flag())]
     files: usize,
-    #[arg(long, default_value_t = TRAINING_SIZE)]
+    #[arg(long, default_value_t = TRAINING_SIZE, value_parser = flarecast::convert::Options::SIZE.flag())]
     size: u32,
     /// JP2 to copy (the figures in README.md use the real 4096x4096 HMI magnetogram).
     #[arg(long)]

@@ -1,7 +1,8 @@
 //! `flarecast bench download`: download throughput against a local server, by concurrency.
 
-use anyhow::{bail, Context, Result};
-use flarecast::instant::parse_duration;
+use anyhow::{Context, Result};
+use flarecast::bench::download as dbench;
+use flarecast::helioviewer::Options;
 use flarecast::text_table::{Col::Right, Table};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,13 +11,13 @@ use std::time::Duration;
 #[derive(clap::Args)]
 pub struct Args {
     /// Images downloaded at each concurrency.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = dbench::IMAGES.flag())]
     images: usize,
     /// Latency the local server adds to every answer.
-    #[arg(long, default_value = "50ms", value_parser = parse_duration)]
+    #[arg(long, default_value = "50ms", value_parser = dbench::LATENCY.flag())]
     latency: Duration,
     /// Concurrencies to compare; the first is the baseline.
-    #[arg(long, value_delimiter = ',', default_value = "1,8")]
+    #[arg(long, value_delimiter = ',', default_value = "1,8", value_parser = Options::CONCURRENCY.flag())]
     concurrency: Vec<usize>,
     /// JP2 served for every observation (the figures in README.md use the real HMI
     /// magnetogram).
@@ -27,9 +28,6 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    if a.concurrency.contains(&0) {
-        bail!("--concurrency values must be >= 1");
-    }
     let path = a.jp2;
     let jp2 = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
     flarecast::jp2::validate(&jp2, &path.display().to_string())?;

@@ -18,7 +18,7 @@ pub struct Args {
     #[arg(long, default_value = "2018-12-30T23:00:00", value_parser = parse_time)]
     end: NaiveDateTime,
     /// Timed runs of each method; the median is reported.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = flarecast::bench::label::REPEAT.flag())]
     repeat: usize,
     #[command(flatten)]
     json: crate::cli::common_args::Json,

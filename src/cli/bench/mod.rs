@@ -48,7 +48,7 @@ pub struct NetArgs {
     /// cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "auto")]
     pub device: String,
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = flarecast::recipe::Recipe::BATCH_SIZE.flag())]
     pub batch_size: usize,
     /// Side of the square input (192..=2048).
     #[arg(long, default_value_t = flarecast::im_size::ImSize::PAPER.get())]

@@ -12,14 +12,14 @@ pub struct Args {
     #[command(flatten)]
     net: super::NetArgs,
     /// Timed iterations per measurement.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = bench::ITERS.flag())]
     iters: usize,
     /// Untimed warm-up iterations per configuration.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = bench::WARMUP.flag())]
     warmup: usize,
     /// Measurements per program, alternating the programs; medians are reported
     /// (default: 3 with a baseline, else 1).
-    #[arg(long)]
+    #[arg(long, value_parser = bench::ROUNDS.flag())]
     rounds: Option<usize>,
     /// none, or torch: time the same networks in PyTorch (the --torch-variants, in each
     /// row's precision, with flarecast's allocator setting) in the same run, alternating
@@ -45,7 +45,7 @@ pub struct Args {
     #[arg(long)]
     channels_last: Option<bool>,
     /// Intra-op threads (default: libtorch's choice, one per core).
-    #[arg(long)]
+    #[arg(long, value_parser = bench::THREADS.flag())]
     threads: Option<i32>,
     #[command(flatten)]
     json: crate::cli::common_args::Json,

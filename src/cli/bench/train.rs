@@ -12,10 +12,10 @@ pub struct Args {
     #[command(flatten)]
     net: super::NetArgs,
     /// Timed batches per measurement.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = tbench::TrainBenchConfig::BATCHES.flag())]
     batches: usize,
     /// Loader threads (default: one per core).
-    #[arg(long)]
+    #[arg(long, value_parser = flarecast::data::LoaderConfig::WORKERS.flag())]
     workers: Option<usize>,
     #[arg(long, value_enum, default_value = "none")]
     cache: CacheMode,
@@ -48,7 +48,9 @@ pub fn run(args: Args) -> Result<()> {
         batch_size: args.net.batch_size,
         im_size: flarecast::im_size::ImSize::of_setting(args.net.im_size.into())?,
         batches: args.batches,
-        workers: args.workers.unwrap_or_else(flarecast::hardware::cores),
+        workers: args
+            .workers
+            .unwrap_or_else(flarecast::data::LoaderConfig::default_workers),
         cache: args.cache,
         archs: args.net.arch,
         precisions: chosen.iter().map(|c| c.precision).collect(),
