@@ -10,16 +10,19 @@
 //!
 //! A result made of several files is built in a temporary folder ([`AtomicDir`]) that
 //! replaces the previous one in a single rename, so a reader sees the whole old set or the
-//! whole new set, never some files of each.
+//! whole new set, never some files of each. Files side by side that must appear together
+//! are a [`FileSet`]: all written in full before any is renamed into place.
 //!
 //! [`check_outputs`] refuses a run whose output would replace one of its inputs (or
 //! another output), whatever links or spellings lead there.
 
 mod clash;
 mod lock;
+mod set;
 
 pub use clash::{check_outputs, same_file, Role};
 pub use lock::OutputLock;
+pub use set::FileSet;
 
 use anyhow::{Context, Result};
 use std::fs;

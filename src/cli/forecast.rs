@@ -50,11 +50,13 @@ the M+ bin only and says so; it gives no X probability).
 cycle is a record of its own), each file written atomically, an index of every forecast
 in --out/index.jsonl; each written forecast is a line on stdout, with --json its record as
 one line of JSON. A cycle already in the index is never written again: a restarted run
-goes on with the next cycle (live, not before a cycle after the last one issued). Each
-cycle's requests end by --timeout (default a quarter of the cycle, at most 5 min), each
-retry reported on stderr, so a stalled server fails that cycle only; a failed cycle
-(server down, bad image) prints one line and the next goes on; SIGINT/SIGTERM let the
-current write finish and exit 0. With --at now (the default) cycles follow the clock;
+goes on with the next cycle (live, not before a cycle after the last one issued, so it
+waits at most one cycle; a forecast in the index issued after now is reported and ignored
+for this). Each cycle's requests end by --timeout (default a quarter of the cycle, at most
+5 min), each retry reported on stderr, so a stalled server fails that cycle only; a failed
+cycle (server down, bad image, full disk) prints one line, leaves no file its index does
+not list, and the next goes on; a run whose every cycle failed exits 1. SIGINT/SIGTERM let
+the current write finish and exit 0. With --at now (the default) cycles follow the clock;
 with a fixed --at they replay an archive: cycle k is issued at --at + k * --every, back
 to back. With --window image-hour a cycle whose newest image was already forecast writes
 nothing (its window would be the same).
@@ -243,6 +245,11 @@ fn run_every(
                 dir.display(),
                 humantime::format_duration(std::time::Duration::from_secs(wait.as_secs()))
             ),
+            Event::FutureIssue { issue_time, now } => eprintln!(
+                "flarecast: warning: {} holds a forecast issued at {issue_time}, after now \
+                 ({now}): ignored when scheduling the next cycle",
+                dir.join(output::INDEX).display()
+            ),
             Event::Retry { cycle, message } => {
                 eprintln!("cycle {cycle}: retry: {message}")
             }
@@ -277,5 +284,12 @@ fn run_every(
         },
         dir.join(output::INDEX).display()
     );
+    if summary.all_failed() {
+        bail!(
+            "every one of the {} cycles failed; nothing was written to {}",
+            summary.cycles,
+            dir.display()
+        );
+    }
     Ok(())
 }

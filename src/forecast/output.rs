@@ -1,6 +1,8 @@
-//! The files of a forecast in an output folder, each written atomically, and the index
-//! (`index.jsonl`: one record per line, with the files it was written to) rewritten
-//! atomically after them, so the index never names a file that is not complete.
+//! The files of a forecast in an output folder and the index (`index.jsonl`: one record
+//! per line, with the files it was written to), written as one [`fsio::FileSet`]: all in
+//! full under temporary names, then renamed into place with the index last. So the index
+//! never names a file that is not complete, and a forecast that fails (a full disk)
+//! leaves no file the index does not list.
 
 use super::{ccmc, record::Record, Forecast, Forecaster};
 use crate::explain;
@@ -72,6 +74,7 @@ pub fn write_held(
     attention_map: bool,
 ) -> Result<Written> {
     let r = &forecast.record;
+    let mut set = fsio::FileSet::default();
     let mut files = Vec::new();
     for f in formats {
         let (path, bytes) = match f {
@@ -88,16 +91,18 @@ pub fn write_held(
                 ccmc::text(r).into_bytes(),
             ),
         };
-        fsio::write_atomic(&path, &bytes)?;
+        set.write(&path, &bytes)?;
         files.push(path);
     }
     if attention_map {
         let path = dir.join(format!("{}_attention.png", record_stem(r)));
         let png = attention_png(forecaster, forecast)?;
-        fsio::write_atomic(&path, &png)?;
+        set.write(&path, &png)?;
         files.push(path);
     }
-    append_index(dir, r, &files)?;
+    let index = dir.join(INDEX);
+    set.write(&index, &index_with(&index, r, &files)?)?;
+    set.commit()?;
     Ok(Written { files })
 }
 
@@ -132,11 +137,9 @@ pub fn attention_png(forecaster: &Forecaster, forecast: &Forecast) -> Result<Vec
     Ok(png)
 }
 
-/// Adds one line (the record and its files) to `dir/index.jsonl`, rewriting it
-/// atomically.
-fn append_index(dir: &Path, r: &Record, files: &[PathBuf]) -> Result<()> {
-    let path = dir.join(INDEX);
-    let mut text = match std::fs::read_to_string(&path) {
+/// The index at `path` with one line more: the record and its files.
+fn index_with(path: &Path, r: &Record, files: &[PathBuf]) -> Result<Vec<u8>> {
+    let mut text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
@@ -153,14 +156,31 @@ fn append_index(dir: &Path, r: &Record, files: &[PathBuf]) -> Result<()> {
         .collect::<Vec<_>>());
     text.push_str(&serde_json::to_string(&line)?);
     text.push('\n');
-    fsio::write_atomic(&path, text.as_bytes())
+    Ok(text.into_bytes())
 }
 
-/// The forecasts already in `dir`'s index: their keys ([`Record::key`]) and the latest
-/// issue time.
+/// The forecasts already in `dir`'s index: their keys ([`Record::key`]) and issue times.
 pub struct Issued {
     pub keys: HashSet<String>,
-    pub last_issue: Option<chrono::NaiveDateTime>,
+    pub issue_times: Vec<chrono::NaiveDateTime>,
+}
+
+impl Issued {
+    /// The latest issue time at or before `now`, and the latest after it (a record from
+    /// the future: a clock set wrong, a copied folder).
+    pub fn latest_around(
+        &self,
+        now: chrono::NaiveDateTime,
+    ) -> (Option<chrono::NaiveDateTime>, Option<chrono::NaiveDateTime>) {
+        let latest = |keep: fn(&chrono::NaiveDateTime, &chrono::NaiveDateTime) -> bool| {
+            self.issue_times
+                .iter()
+                .filter(|t| keep(t, &now))
+                .max()
+                .copied()
+        };
+        (latest(|t, now| t <= now), latest(|t, now| t > now))
+    }
 }
 
 /// What `dir`'s index holds (nothing when it has none).
@@ -173,6 +193,6 @@ pub fn issued(dir: &Path) -> Result<Issued> {
     };
     Ok(Issued {
         keys: records.iter().map(Record::key).collect(),
-        last_issue: records.iter().map(|r| r.issue_time).max(),
+        issue_times: records.iter().map(|r| r.issue_time).collect(),
     })
 }

@@ -5,7 +5,8 @@
 //! age is in the record); with per-image windows a repeated image is the same forecast
 //! and writes nothing. A cycle already in the folder's index is never written again, so a
 //! restarted run goes on with the next cycle (live: not before the last one's cycle has
-//! passed). Each cycle's requests end by its deadline (`timeout`, shorter than the
+//! passed, so never more than a cycle later; a record issued after now is reported and
+//! not waited for). Each cycle's requests end by its deadline (`timeout`, shorter than the
 //! cycle), so a stalled server fails that cycle and the next runs on time. The stop flag
 //! (set by SIGINT/SIGTERM) is looked at between cycles and while waiting, never mid-write.
 
@@ -101,10 +102,17 @@ pub struct Outputs {
 
 /// What one cycle did.
 pub enum Event {
-    /// The live run waits for the cycle after the last one in the folder.
+    /// The live run waits for the cycle after the last one in the folder (at most one
+    /// cycle).
     Resuming {
         last_issue: NaiveDateTime,
         wait: Duration,
+    },
+    /// The folder's index holds a forecast issued after now: not waited for (its key
+    /// still counts as issued).
+    FutureIssue {
+        issue_time: NaiveDateTime,
+        now: NaiveDateTime,
     },
     /// A request of the cycle is retried.
     Retry { cycle: u64, message: String },
@@ -137,6 +145,13 @@ pub struct Summary {
     pub stopped_by_signal: bool,
 }
 
+impl Summary {
+    /// Cycles ran and none gave a forecast or found one there already.
+    pub fn all_failed(&self) -> bool {
+        self.cycles > 0 && self.failed == self.cycles
+    }
+}
+
 /// Runs cycles until the schedule ends or `stop` is set; `report` hears every cycle.
 pub fn run(
     forecaster: &Forecaster,
@@ -152,20 +167,12 @@ pub fn run(
     let _lock = crate::fsio::OutputLock::acquire(&outputs.dir, output::LOCK)?;
     crate::fsio::remove_stale_temps(&outputs.dir)?;
     let issued = output::issued(&outputs.dir)?;
-    let mut seen = issued.keys;
     let client = source.connect(schedule.timeout)?;
     let mut summary = Summary::default();
-    if let (None, Some(last)) = (schedule.start, issued.last_issue) {
-        // A restarted live run: the next cycle comes a cycle after the last one issued.
-        let next = last + crate::instant::chrono_duration(schedule.every);
-        if let Ok(d) = (next - now_utc()).to_std() {
-            report(&Event::Resuming {
-                last_issue: last,
-                wait: d,
-            });
-            wait(d, stop);
-        }
+    if schedule.start.is_none() {
+        resume_live(&issued, schedule.every, stop, report);
     }
+    let mut seen = issued.keys;
     let mut cycle = 0u64;
     loop {
         if schedule.cycles.is_some_and(|n| cycle >= n) {
@@ -224,6 +231,33 @@ pub fn run(
     }
     summary.stopped_by_signal |= stop.load(Ordering::SeqCst);
     Ok(summary)
+}
+
+/// A restarted live run goes on a cycle after the last forecast issued, so it waits at
+/// most one cycle; a forecast issued after now is reported and not waited for.
+fn resume_live(
+    issued: &output::Issued,
+    every: Duration,
+    stop: &AtomicBool,
+    report: &mut dyn FnMut(&Event),
+) {
+    let now = now_utc();
+    let (last, future) = issued.latest_around(now);
+    if let Some(issue_time) = future {
+        report(&Event::FutureIssue { issue_time, now });
+    }
+    let Some(last) = last else {
+        return;
+    };
+    let next = last.checked_add_signed(crate::instant::chrono_duration(every));
+    if let Some(Ok(d)) = next.map(|n| (n - now).to_std()) {
+        let d = d.min(every);
+        report(&Event::Resuming {
+            last_issue: last,
+            wait: d,
+        });
+        wait(d, stop);
+    }
 }
 
 enum Step {

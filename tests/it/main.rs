@@ -26,6 +26,7 @@ mod experiment;
 mod explain;
 mod flags;
 mod forecast;
+mod forecast_cycles;
 mod forecast_server;
 mod fuzz;
 mod hostile;
