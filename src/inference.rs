@@ -111,7 +111,7 @@ mod tests {
         };
         let err = zero.check().unwrap_err();
         assert_eq!(setting::find(&err).map(|b| b.setting), Some("batch_size"));
-        assert!(err.to_string().contains("got 0"), "{err}");
+        assert_eq!(err.to_string(), "batch size 0 is outside 1..=65536");
         let tpu = Settings {
             device: "tpu".into(),
             ..Settings::default()
