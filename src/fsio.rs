@@ -333,6 +333,12 @@ pub fn is_temp_name(name: &str) -> bool {
 /// Removes the temporary files that killed writers left directly in `dir` (not below
 /// it); returns how many. A missing folder has none.
 pub fn remove_stale_temps(dir: &Path) -> Result<usize> {
+    remove_stale_temps_of(dir, "")
+}
+
+/// [`remove_stale_temps`] for the outputs whose names start with `prefix` alone: a run
+/// sharing its folder with others (a fold beside the other folds) removes its own.
+pub fn remove_stale_temps_of(dir: &Path, prefix: &str) -> Result<usize> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
@@ -342,7 +348,9 @@ pub fn remove_stale_temps(dir: &Path) -> Result<usize> {
     for entry in entries {
         let entry = entry.with_context(|| format!("cannot list {}", dir.display()))?;
         let is_file = entry.file_type().map(|t| t.is_file()).unwrap_or(false);
-        if is_file && is_temp_name(&entry.file_name().to_string_lossy()) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let ours = name.get(1..).is_some_and(|n| n.starts_with(prefix));
+        if is_file && is_temp_name(&name) && ours {
             let path = entry.path();
             fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
             removed += 1;
@@ -413,6 +421,27 @@ mod tests {
         assert!(kept.exists());
         assert_eq!(remove_stale_temps(dir.path()).unwrap(), 1);
         assert!(names(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn a_runs_own_stale_temporaries_are_removed_and_no_others() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in [
+            ".fold1_last.safetensors.a1b2c3.part",
+            ".fold2_last.safetensors.d4e5f6.part",
+            "fold1_final.safetensors",
+        ] {
+            fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        assert_eq!(remove_stale_temps_of(dir.path(), "fold1_").unwrap(), 1);
+        assert_eq!(
+            names(dir.path()),
+            [
+                ".fold2_last.safetensors.d4e5f6.part",
+                "fold1_final.safetensors"
+            ]
+        );
+        assert_eq!(remove_stale_temps(dir.path()).unwrap(), 1);
     }
 
     #[test]

@@ -44,6 +44,10 @@ impl RunPaths {
     pub fn history_stem(&self) -> String {
         format!("{}_history", self.stem)
     }
+    /// What the names of this run's files (checkpoints, history) start with.
+    pub fn prefix(&self) -> String {
+        format!("{}_", self.stem)
+    }
 }
 
 /// The state that lets `--resume` continue a run.
@@ -105,7 +109,9 @@ pub fn save(
 }
 
 /// Reads the `last` checkpoint: its weights go into `vs`, its state is returned. The
-/// run's settings must match the ones it was started with (those that change results).
+/// run's settings must match the ones it was started with (those that change results),
+/// its state must leave epochs of this run to train, and its weights must be finite: a
+/// file that says otherwise is refused before a step is taken.
 pub fn load_last(path: &Path, vs: &mut nn::VarStore, cfg: &TrainConfig) -> Result<ResumeState> {
     let (tensors, meta) = weights::read_weights(path)?;
     let meta = meta.with_context(|| format!("{} has no flarecast metadata", path.display()))?;
@@ -125,6 +131,40 @@ pub fn load_last(path: &Path, vs: &mut nn::VarStore, cfg: &TrainConfig) -> Resul
             );
         }
     }
+    check_state(&state, cfg.recipe.epochs).map_err(|e| e.context(path.display().to_string()))?;
+    weights::check_finite(&tensors).with_context(|| path.display().to_string())?;
     weights::assign(vs, &tensors, &path.display().to_string())?;
     Ok(state)
+}
+
+/// Refuses a resume state with no epoch of a run of `epochs` left to train, or whose
+/// counters disagree with its history.
+fn check_state(state: &ResumeState, epochs: usize) -> Result<()> {
+    let done = state.epoch;
+    if done == epochs {
+        return Err(crate::setting::bad(
+            "epochs",
+            format!(
+                "it has trained all {epochs} epochs of this run: nothing is left to train \
+                 (ask for more epochs to go on)"
+            ),
+        ));
+    }
+    if done > epochs {
+        return Err(crate::setting::bad(
+            "epochs",
+            format!("it has trained {done} epochs, more than the {epochs} of this run"),
+        ));
+    }
+    let recorded: Vec<usize> = state.history.iter().map(|r| r.epoch).collect();
+    if !recorded.iter().copied().eq(1..=done) {
+        bail!("its history holds epochs {recorded:?}, its counter says {done} were trained");
+    }
+    if state.best_epoch.is_some_and(|b| !(1..=done).contains(&b)) {
+        bail!(
+            "its best epoch {:?} is not one of the {done} trained",
+            state.best_epoch
+        );
+    }
+    Ok(())
 }

@@ -87,7 +87,11 @@ pub fn train(
     // checkpoints and history. In a process group rank 0 alone writes, so it alone locks.
     let paths = RunPaths::new(cfg);
     let _lock = if cfg.writes() {
-        Some(crate::fsio::OutputLock::acquire(&paths.dir, &paths.stem)?)
+        let lock = crate::fsio::OutputLock::acquire(&paths.dir, &paths.stem)?;
+        // A killed run of this fold left its temporary files; while the lock is held no
+        // one else writes them. Other folds' share the folder and are left alone.
+        crate::fsio::remove_stale_temps_of(&paths.dir, &paths.prefix())?;
+        Some(lock)
     } else {
         None
     };

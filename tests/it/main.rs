@@ -36,6 +36,7 @@ mod model;
 mod one_way;
 mod predict;
 mod preprocess;
+mod resume;
 mod smoke;
 mod synth;
 mod train;
