@@ -51,8 +51,3 @@ pub struct OutDir {
 pub fn out_default(arg: clap::Arg, default: &'static str, help: &'static str) -> clap::Arg {
     arg.required(false).default_value(default).help(help)
 }
-
-/// `--out`'s help in a command where it is required.
-pub fn out_help(arg: clap::Arg, help: &'static str) -> clap::Arg {
-    arg.help(help)
-}

@@ -4,7 +4,7 @@ use flarecast::synth::{self, Params, Summary};
 use std::time::Duration;
 
 #[derive(clap::Args)]
-#[command(mut_arg("out", |a| super::common_args::out_help(a, "Output directory: images/YYYY/MM/DD/HMI.m*.jpg, catalog.csv, synth.json.")))]
+#[command(mut_arg("out", |a| a.help("Output directory: images/YYYY/MM/DD/HMI.m*.jpg, catalog.csv, synth.json.")))]
 pub struct Args {
     #[command(flatten)]
     out: super::common_args::OutDir,

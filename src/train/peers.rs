@@ -4,7 +4,6 @@
 //! protocol in `train/mod.rs` calls these without asking which it is.
 
 use super::checkpoint::ResumeState;
-use crate::data::Shard;
 use crate::distributed::bucket::{self, GradBucket};
 use crate::distributed::Group;
 use crate::metrics::Confusion;
@@ -49,21 +48,8 @@ impl Peers {
         }
     }
 
-    /// Processes training together (1 alone).
-    pub fn world(&self) -> usize {
-        self.group.as_ref().map_or(1, |(g, _)| g.world())
-    }
-
     pub fn is_group(&self) -> bool {
         self.group.is_some()
-    }
-
-    /// The rows of each batch this process trains and validates on.
-    pub fn shard(&self) -> Shard {
-        self.group.as_ref().map_or(Shard::WHOLE, |(g, _)| Shard {
-            rank: g.rank(),
-            of: g.world(),
-        })
     }
 
     /// The state the run starts from: `decide`'s on rank 0 (or alone), handed to every

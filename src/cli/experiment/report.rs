@@ -9,7 +9,7 @@ use flarecast::text_table::{Col, Table};
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
-#[command(mut_arg("out", |a| crate::cli::common_args::out_help(a, "An experiment folder, or any folder laid out {attention,no_attention}/seed{S}/fold{K}_res.csv.")))]
+#[command(mut_arg("out", |a| a.help("An experiment folder, or any folder laid out {attention,no_attention}/seed{S}/fold{K}_res.csv.")))]
 pub struct ReportArgs {
     #[command(flatten)]
     out: crate::cli::common_args::OutDir,

@@ -19,7 +19,7 @@ enum Executor {
 }
 
 #[derive(clap::Args)]
-#[command(mut_arg("out", |a| crate::cli::common_args::out_help(a, "Experiment folder: experiment.json, {attention,no_attention}/seed{S}/fold{K}_*.")))]
+#[command(mut_arg("out", |a| a.help("Experiment folder: experiment.json, {attention,no_attention}/seed{S}/fold{K}_*.")))]
 pub struct RunArgs {
     /// The fold's images and labels.
     #[command(flatten)]
@@ -60,7 +60,7 @@ pub struct RunArgs {
 }
 
 #[derive(clap::Args)]
-#[command(mut_arg("out", |a| crate::cli::common_args::out_help(a, "Experiment folder (experiment.json and every cell's files).")))]
+#[command(mut_arg("out", |a| a.help("Experiment folder (experiment.json and every cell's files).")))]
 pub struct CellArgs {
     #[command(flatten)]
     out: crate::cli::common_args::OutDir,

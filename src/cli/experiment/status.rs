@@ -5,7 +5,7 @@ use flarecast::experiment::{slurm, state, Plan, State};
 use flarecast::text_table::{Col, Table};
 
 #[derive(clap::Args)]
-#[command(mut_arg("out", |a| crate::cli::common_args::out_help(a, "Experiment folder (experiment.json and every cell's files).")))]
+#[command(mut_arg("out", |a| a.help("Experiment folder (experiment.json and every cell's files).")))]
 pub struct StatusArgs {
     #[command(flatten)]
     out: crate::cli::common_args::OutDir,
