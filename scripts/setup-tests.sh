@@ -12,6 +12,10 @@ TORCH_VERSION=2.13.0
 # dependency resolution so pip never replaces torch.
 CAPTUM_VERSION=0.9.0
 CAPTUM_DEPS="numpy==2.3.5 matplotlib==3.10.9 packaging==26.3 tqdm==4.70.1"
+# torchvision (the reference of src/model/vision/'s architectures), the release built
+# against torch 2.13; installed without its dependencies (torch, numpy and pillow, the
+# last two already here for captum) so pip never replaces torch.
+TORCHVISION_VERSION=0.28.0
 VENV="${FLARECAST_VENV:-$HOME/.cache/flarecast/venv-torch-$TORCH_VERSION}"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
@@ -60,3 +64,14 @@ else
   have_captum && have_torch || { echo "setup: captum did not install cleanly into $VENV" >&2; exit 1; }
 fi
 
+have_torchvision() {
+  "$VENV/bin/python" -c "import torchvision,sys; sys.exit(0 if torchvision.__version__.split('+')[0]=='$TORCHVISION_VERSION' else 1)" 2>/dev/null
+}
+
+if have_torchvision; then
+  echo "setup: torchvision already in $VENV" >&2
+else
+  echo "setup: installing torchvision (the vision architectures' reference) into $VENV" >&2
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check --no-deps "torchvision==$TORCHVISION_VERSION"
+  have_torchvision && have_torch || { echo "setup: torchvision did not install cleanly into $VENV" >&2; exit 1; }
+fi

@@ -108,7 +108,7 @@ pub(super) struct BatchNorm {
 }
 
 impl BatchNorm {
-    fn new(p: nn::Path, c: i64, init: InitScheme) -> Self {
+    pub(super) fn new(p: nn::Path, c: i64, init: InitScheme) -> Self {
         BatchNorm {
             weight: p.var("weight", &[c], init.bn_weight()),
             bias: p.var("bias", &[c], Init::Const(0.0)),

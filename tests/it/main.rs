@@ -41,3 +41,4 @@ mod smoke;
 mod synth;
 mod train;
 mod verify;
+mod vision;

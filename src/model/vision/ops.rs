@@ -1,0 +1,208 @@
+//! What the four families share: torchvision's Conv2d, Linear and BatchNorm2d under
+//! their state-dict names with torchvision's initialisations, computed in a `Compute`'s
+//! kind and layout (weights cast on the fly, so gradients reach the float32 masters).
+
+use super::super::layers::BatchNorm;
+use super::super::{to_channels_last, Compute, InitScheme};
+use crate::model::tap::Tap;
+use tch::nn::{self, init::FanInOut, init::NonLinearity, init::NormalOrUniform, Init};
+use tch::{Kind, Tensor};
+
+/// How a layer's weight (and bias) are drawn.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum LayerInit {
+    /// PyTorch's own `reset_parameters`: weight kaiming_uniform_(a=sqrt(5)), i.e.
+    /// U(+-1/sqrt(fan_in)), and bias U(+-1/sqrt(fan_in)).
+    Default,
+    /// kaiming_normal_(mode="fan_out", nonlinearity="relu"), bias 0 (convolutions of
+    /// VGG, ResNet and MobileNetV2).
+    KaimingFanOut,
+    /// normal_(0, 0.01), bias 0 (the Linears of VGG and MobileNetV2).
+    Normal001,
+}
+
+impl LayerInit {
+    /// The weight's init and the bias's, for a layer of `fan_in` inputs per output.
+    fn inits(self, fan_in: i64) -> (Init, Init) {
+        match self {
+            LayerInit::Default => {
+                let bound = 1.0 / (fan_in as f64).sqrt();
+                // gain sqrt(2 / (1 + a^2)) with a = sqrt(5): bound sqrt(3) * gain / sqrt(fan_in).
+                let ws = Init::Kaiming {
+                    dist: NormalOrUniform::Uniform,
+                    fan: FanInOut::FanIn,
+                    non_linearity: NonLinearity::ExplicitGain((1.0f64 / 3.0).sqrt()),
+                };
+                (
+                    ws,
+                    Init::Uniform {
+                        lo: -bound,
+                        up: bound,
+                    },
+                )
+            }
+            LayerInit::KaimingFanOut => (
+                Init::Kaiming {
+                    dist: NormalOrUniform::Normal,
+                    fan: FanInOut::FanOut,
+                    non_linearity: NonLinearity::ReLU,
+                },
+                Init::Const(0.0),
+            ),
+            LayerInit::Normal001 => (
+                Init::Randn {
+                    mean: 0.0,
+                    stdev: 0.01,
+                },
+                Init::Const(0.0),
+            ),
+        }
+    }
+}
+
+/// `t` in the compute kind.
+pub(super) fn cast(t: &Tensor, c: Compute) -> Tensor {
+    if t.kind() == c.kind {
+        t.shallow_clone()
+    } else {
+        t.to_kind(c.kind)
+    }
+}
+
+/// The network's input in the compute kind and layout.
+pub(super) fn input(xs: &Tensor, c: Compute) -> Tensor {
+    let xs = cast(xs, c);
+    if c.channels_last {
+        to_channels_last(&xs)
+    } else {
+        xs
+    }
+}
+
+/// A square nn.Conv2d: `weight` [cout, cin/groups, k, k] and, where it has one, `bias`.
+#[derive(Debug)]
+pub(super) struct Conv2d {
+    ws: Tensor,
+    bs: Option<Tensor>,
+    stride: i64,
+    padding: i64,
+    groups: i64,
+}
+
+/// A convolution's geometry: nn.Conv2d(cin, cout, k, stride, padding, groups, bias).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct ConvSpec {
+    pub cin: i64,
+    pub cout: i64,
+    pub k: i64,
+    pub stride: i64,
+    pub padding: i64,
+    pub groups: i64,
+    pub bias: bool,
+}
+
+impl ConvSpec {
+    /// k x k, groups 1, with a bias (AlexNet's and VGG's).
+    pub fn biased(cin: i64, cout: i64, k: i64, stride: i64, padding: i64) -> Self {
+        ConvSpec {
+            cin,
+            cout,
+            k,
+            stride,
+            padding,
+            groups: 1,
+            bias: true,
+        }
+    }
+
+    /// k x k, no bias (ResNet's and MobileNetV2's, which a BatchNorm follows).
+    pub fn plain(cin: i64, cout: i64, k: i64, stride: i64, padding: i64) -> Self {
+        ConvSpec {
+            bias: false,
+            ..ConvSpec::biased(cin, cout, k, stride, padding)
+        }
+    }
+}
+
+impl Conv2d {
+    pub fn new(p: nn::Path, s: ConvSpec, init: LayerInit) -> Self {
+        let (ws_init, bs_init) = init.inits(s.cin / s.groups * s.k * s.k);
+        Conv2d {
+            ws: p.var("weight", &[s.cout, s.cin / s.groups, s.k, s.k], ws_init),
+            bs: s.bias.then(|| p.var("bias", &[s.cout], bs_init)),
+            stride: s.stride,
+            padding: s.padding,
+            groups: s.groups,
+        }
+    }
+
+    /// nn.Conv2d's forward in `c`'s kind, the weight in `c`'s layout.
+    pub fn forward(&self, xs: &Tensor, c: Compute) -> Tensor {
+        let mut ws = cast(&self.ws, c);
+        if c.channels_last {
+            ws = to_channels_last(&ws);
+        }
+        let bs = self.bs.as_ref().map(|b| cast(b, c));
+        xs.conv2d(
+            &ws,
+            bs.as_ref(),
+            [self.stride; 2],
+            [self.padding; 2],
+            [1, 1],
+            self.groups,
+        )
+    }
+}
+
+/// nn.Linear: `weight` [out, in], `bias` [out].
+#[derive(Debug)]
+pub(super) struct Linear {
+    ws: Tensor,
+    bs: Tensor,
+}
+
+impl Linear {
+    pub fn new(p: nn::Path, cin: i64, cout: i64, init: LayerInit) -> Self {
+        let (ws_init, bs_init) = init.inits(cin);
+        Linear {
+            ws: p.var("weight", &[cout, cin], ws_init),
+            bs: p.var("bias", &[cout], bs_init),
+        }
+    }
+
+    pub fn forward(&self, xs: &Tensor, c: Compute) -> Tensor {
+        xs.linear(&cast(&self.ws, c), Some(&cast(&self.bs, c)))
+    }
+}
+
+/// nn.BatchNorm2d as torchvision builds it: weight 1, bias 0, running statistics 0 and
+/// 1, `num_batches_tracked` an int64 scalar; eps 1e-5, momentum 0.1. Its float32
+/// parameters serve any compute kind (libtorch's batch_norm takes a bf16 input with
+/// float32 parameters and statistics, and updates the statistics in float32).
+pub(super) fn batch_norm(p: nn::Path, c: i64) -> BatchNorm {
+    let bn = BatchNorm::new(p, c, InitScheme::default());
+    tch::no_grad(|| {
+        let _ = bn.weight.shallow_clone().fill_(1.0);
+    });
+    bn
+}
+
+/// An nn.ReLU call, through the tap.
+pub(super) fn relu(tap: &mut dyn Tap, pre: Tensor) -> Tensor {
+    let out = pre.relu();
+    tap.relu(&pre, out)
+}
+
+/// nn.MaxPool2d(k, stride, padding).
+pub(super) fn max_pool(xs: &Tensor, k: i64, stride: i64, padding: i64) -> Tensor {
+    xs.max_pool2d([k; 2], [stride; 2], [padding; 2], [1, 1], false)
+}
+
+/// The classifier's output as float32 logits, whatever the compute kind.
+pub(super) fn logits_f32(t: Tensor) -> Tensor {
+    if t.kind() == Kind::Float {
+        t
+    } else {
+        t.to_kind(Kind::Float)
+    }
+}

@@ -1,0 +1,333 @@
+//! Parity of the torchvision architectures (src/model/vision/) with torchvision 0.28
+//! itself, modified as flarecast's are (one input channel, two classes):
+//! scripts/torchvision_golden.py draws a state dict with non-trivial BatchNorm statistics,
+//! an input batch, eval- and train-mode logits (its dropout masks recorded) and one SGD
+//! step of the paper's recipe; the same in flarecast must agree within 1e-5 of each
+//! tensor's magnitude. Each network runs at 256 (AlexNet's and VGG's adaptive pooling
+//! then averages 7x7 -> 6x6 and 8x8 -> 7x7) and at 200 (odd sizes through the strided
+//! layers; the pooling spreads 5x5 -> 6x6 and 6x6 -> 7x7).
+
+use crate::common;
+
+use flarecast::model::{weights, Arch, Compute, Tap, VisionNet};
+use std::collections::HashMap;
+use std::time::Instant;
+use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
+
+const SIDES: [i64; 2] = [256, 200];
+
+/// The parity bound: 1e-5 of the reference tensor's magnitude.
+const TOL: f64 = 1e-5;
+
+/// What the script wrote for one network at one side.
+struct Golden {
+    tensors: HashMap<String, Tensor>,
+    /// The state dict's keys in order, with their shapes and dtypes.
+    keys: Vec<(String, Vec<i64>, String)>,
+}
+
+impl Golden {
+    fn get(&self, key: &str) -> &Tensor {
+        self.tensors
+            .get(key)
+            .unwrap_or_else(|| panic!("golden file has no {key}"))
+    }
+
+    /// `before.*` or `after.*`, under the state dict's own names.
+    fn state(&self, prefix: &str) -> Vec<(String, Tensor)> {
+        self.keys
+            .iter()
+            .map(|(k, _, _)| {
+                (
+                    k.clone(),
+                    self.get(&format!("{prefix}.{k}")).shallow_clone(),
+                )
+            })
+            .collect()
+    }
+
+    fn masks(&self) -> Vec<Tensor> {
+        (0..)
+            .map_while(|i| self.tensors.get(&format!("dropout.{i}")))
+            .map(Tensor::shallow_clone)
+            .collect()
+    }
+}
+
+fn golden(net: &str, side: i64) -> Golden {
+    let dir = tempfile::tempdir().unwrap();
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/torchvision_golden.py");
+    let run = std::process::Command::new(common::torch_python())
+        .arg(&script)
+        .arg(net)
+        .arg(side.to_string())
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "torchvision_golden.py {net} {side}: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let tensors = Tensor::read_safetensors(dir.path().join("golden.safetensors"))
+        .unwrap()
+        .into_iter()
+        .collect();
+    let keys: Vec<(String, Vec<i64>, String)> =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("keys.json")).unwrap())
+            .unwrap();
+    Golden { tensors, keys }
+}
+
+/// Replays the script's dropout masks in order and records what the network reports.
+#[derive(Default)]
+struct Recorder {
+    masks: Vec<Tensor>,
+    dropouts: usize,
+    relus: usize,
+    stages: Vec<(String, Vec<i64>)>,
+}
+
+impl Tap for Recorder {
+    fn relu(&mut self, _pre: &Tensor, out: Tensor) -> Tensor {
+        self.relus += 1;
+        out
+    }
+
+    fn stage(&mut self, name: &str, out: Tensor) -> Tensor {
+        self.stages.push((name.to_string(), out.size()));
+        out
+    }
+
+    fn dropout(&mut self, xs: &Tensor, p: f64, train: bool) -> Tensor {
+        assert!(p > 0.0 && p < 1.0);
+        if !train {
+            return xs.shallow_clone();
+        }
+        let mask = &self.masks[self.dropouts];
+        self.dropouts += 1;
+        xs * mask.to_kind(xs.kind())
+    }
+}
+
+/// max |ours - reference| over max(max |reference|, floor).
+fn rel_err(ours: &Tensor, reference: &Tensor, floor: f64) -> f64 {
+    assert_eq!(ours.size(), reference.size());
+    let (a, b) = (ours.to_kind(Kind::Double), reference.to_kind(Kind::Double));
+    let diff = (&a - &b).abs().max().double_value(&[]);
+    diff / b.abs().max().double_value(&[]).max(floor)
+}
+
+/// The worst errors of one network at one side, printed (`--nocapture` shows them).
+#[derive(Debug, Default)]
+struct Errors {
+    eval: f64,
+    train: f64,
+    loss: f64,
+    /// Every parameter and buffer after the step, relative to its magnitude.
+    after: f64,
+    /// The step itself (after - before), relative to its magnitude.
+    update: f64,
+    channels_last: f64,
+    bf16: f64,
+}
+
+/// ReLU calls through the tap in one forward pass.
+fn relu_calls(arch: Arch) -> usize {
+    match arch {
+        // Five in features, two in the classifier.
+        Arch::AlexNet => 7,
+        Arch::Vgg16 => 15,
+        // The stem's, then two per BasicBlock, three per Bottleneck.
+        Arch::ResNet18 => 1 + 8 * 2,
+        Arch::ResNet34 => 1 + 16 * 2,
+        Arch::ResNet50 => 1 + 16 * 3,
+        // ReLU6 is not nn.ReLU.
+        Arch::MobileNetV2 => 0,
+        _ => unreachable!(),
+    }
+}
+
+fn check(arch: Arch, side: i64) {
+    let started = Instant::now();
+    let g = golden(arch.name(), side);
+    let python = started.elapsed();
+    let mut vs = nn::VarStore::new(Device::Cpu);
+    let mut net = VisionNet::new(&vs.root(), arch);
+
+    // Key for key: names, shapes and dtypes, num_batches_tracked an int64 scalar.
+    let vars = vs.variables();
+    assert_eq!(vars.len(), g.keys.len(), "{arch}: key count");
+    for (name, shape, dtype) in &g.keys {
+        let v = vars
+            .get(name)
+            .unwrap_or_else(|| panic!("{arch}: no variable {name}"));
+        assert_eq!(&v.size(), shape, "{arch}: {name}'s shape");
+        let kind = match dtype.as_str() {
+            "float32" => Kind::Float,
+            "int64" => Kind::Int64,
+            other => panic!("{name}: dtype {other}"),
+        };
+        assert_eq!(v.kind(), kind, "{arch}: {name}'s dtype");
+    }
+    weights::assign(&mut vs, &g.state("before"), arch.name()).unwrap();
+
+    let x = g.get("input");
+    let mut e = Errors::default();
+    let scale = |t: &Tensor| t.abs().max().double_value(&[]).max(1.0);
+
+    // Eval mode, and what the tap sees.
+    let mut rec = Recorder::default();
+    let eval = tch::no_grad(|| net.forward_tapped(x, false, &mut rec));
+    assert_eq!(eval.logits.kind(), Kind::Float);
+    assert_eq!(eval.logits.size(), vec![x.size()[0], 2]);
+    let ref_eval = g.get("eval_logits");
+    e.eval = rel_err(&eval.logits, ref_eval, 1.0);
+    assert!(
+        e.eval <= TOL,
+        "{arch} at {side}: eval logits off by {:e}",
+        e.eval
+    );
+    let names: Vec<&str> = rec.stages.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, net.stages(), "{arch}: stages");
+    let (_, cam_shape) = &rec.stages[net
+        .stages()
+        .iter()
+        .position(|s| *s == net.gradcam_stage())
+        .unwrap()];
+    assert_eq!(
+        &eval.features.size(),
+        cam_shape,
+        "{arch}: features is the Grad-CAM stage"
+    );
+    assert_eq!(rec.relus, relu_calls(arch), "{arch}: ReLU calls");
+    assert_eq!(rec.dropouts, 0);
+
+    // The fast layout equals the plain one in float32; bf16 is close, its logits float32.
+    net.set_compute(Compute {
+        kind: Kind::Float,
+        channels_last: true,
+    });
+    let cl = tch::no_grad(|| net.forward_t(x, false));
+    e.channels_last = rel_err(&cl.logits, &eval.logits, scale(&eval.logits));
+    net.set_compute(Compute {
+        kind: Kind::BFloat16,
+        channels_last: true,
+    });
+    let bf = tch::no_grad(|| net.forward_t(x, false));
+    assert_eq!(
+        bf.logits.kind(),
+        Kind::Float,
+        "{arch}: bf16 logits are float32"
+    );
+    assert_eq!(bf.features.kind(), Kind::BFloat16);
+    e.bf16 = rel_err(&bf.logits, &eval.logits, scale(&eval.logits));
+    net.set_compute(Compute::default());
+
+    // Train mode with torchvision's dropout masks, then one SGD step of the paper's recipe.
+    let mut opt = nn::Sgd {
+        momentum: 0.0,
+        dampening: 0.0,
+        wd: 0.5,
+        nesterov: false,
+    }
+    .build(&vs, 1e-3)
+    .unwrap();
+    let mut rec = Recorder {
+        masks: g.masks(),
+        ..Recorder::default()
+    };
+    let train = net.forward_tapped(x, true, &mut rec);
+    assert_eq!(rec.dropouts, rec.masks.len(), "{arch}: dropout calls");
+    e.train = rel_err(&train.logits, g.get("train_logits"), 1.0);
+    let loss = train.logits.cross_entropy_for_logits(g.get("targets"));
+    e.loss = rel_err(&loss, g.get("loss"), 1.0);
+    assert!(
+        e.train <= TOL,
+        "{arch} at {side}: train logits off by {:e}",
+        e.train
+    );
+    assert!(e.loss <= TOL, "{arch} at {side}: loss off by {:e}", e.loss);
+    opt.backward_step(&loss);
+
+    let after = vs.variables();
+    for (name, reference) in g.state("after") {
+        let ours = &after[&name];
+        if ours.kind() == Kind::Int64 {
+            assert!(ours.equal(&reference), "{arch}: {name} after the step");
+            assert!(
+                ours.equal(&(g.get(&format!("before.{name}")) + 1)),
+                "{arch}: {name} counts the batch"
+            );
+            continue;
+        }
+        let before = g.get(&format!("before.{name}"));
+        // Weight decay moves every parameter and a batch every running statistic.
+        assert!(
+            !reference.equal(before),
+            "{arch}: the step leaves {name} as it was"
+        );
+        let err = rel_err(ours, &reference, 1e-12);
+        let update = rel_err(&(ours - before), &(&reference - before), 1e-12);
+        assert!(
+            err <= TOL,
+            "{arch} at {side}: {name} after the step off by {err:e} of its magnitude"
+        );
+        e.after = e.after.max(err);
+        e.update = e.update.max(update);
+    }
+    eprintln!(
+        "{arch} at {side}: {e:?} (script {:.1} s, total {:.1} s)",
+        python.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+    // The step is a 1e-3 fraction of most tensors: its own error is bounded too, looser.
+    assert!(
+        e.update <= 1e-3,
+        "{arch} at {side}: the step off by {:e}",
+        e.update
+    );
+    assert!(
+        e.channels_last <= TOL,
+        "{arch} at {side}: channels-last off by {:e}",
+        e.channels_last
+    );
+    assert!(e.bf16 <= 5e-2, "{arch} at {side}: bf16 off by {:e}", e.bf16);
+}
+
+fn check_sides(arch: Arch) {
+    for side in SIDES {
+        check(arch, side);
+    }
+}
+
+#[test]
+fn alexnet_matches_torchvision() {
+    check_sides(Arch::AlexNet);
+}
+
+#[test]
+fn vgg16_matches_torchvision() {
+    check_sides(Arch::Vgg16);
+}
+
+#[test]
+fn resnet18_matches_torchvision() {
+    check_sides(Arch::ResNet18);
+}
+
+#[test]
+fn resnet34_matches_torchvision() {
+    check_sides(Arch::ResNet34);
+}
+
+#[test]
+fn resnet50_matches_torchvision() {
+    check_sides(Arch::ResNet50);
+}
+
+#[test]
+fn mobilenet_v2_matches_torchvision() {
+    check_sides(Arch::MobileNetV2);
+}
