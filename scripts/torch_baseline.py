@@ -1,6 +1,8 @@
-"""Throughput of the paper's networks in PyTorch (scripts/reference_model.py) as a careful
-PyTorch user runs them: the anchor `flarecast bench model --baseline torch` times side by
-side with flarecast.
+"""Throughput of flarecast's networks in PyTorch as a careful PyTorch user runs them: the
+paper's two as its code writes them (scripts/reference_model.py), the others as
+torchvision 0.28 defines them with one input channel and two classes
+(scripts/torchvision_golden.py's `build`). The anchor `flarecast bench model --baseline
+torch` times side by side with flarecast.
 
 Variants, each in float32 or bf16 (torch.autocast on the CPU, as a PyTorch user asks for
 reduced precision):
@@ -37,6 +39,20 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from reference_model import AttnNet  # noqa: E402
 
 ARCHS = {"attention": True, "attn": True, "standard_cnn": False, "standard": False}
+TORCHVISION = ("alexnet", "vgg16", "resnet18", "resnet34", "resnet50", "mobilenet_v2")
+
+
+def make_net(arch):
+    if arch in ARCHS:
+        return AttnNet(attention=ARCHS[arch])
+    from torchvision_golden import build  # noqa: E402 (torchvision only where asked for)
+
+    return build(arch)
+
+
+def logits_of(out):
+    """The paper's networks return (logits, maps); torchvision's the logits."""
+    return out[0] if isinstance(out, tuple) else out
 VARIANTS = ("eager", "channels_last", "compiled")
 PRECISIONS = ("f32", "bf16")
 
@@ -52,7 +68,7 @@ class Bench:
         key = (arch, variant, mode)
         if key not in self.nets:
             torch.manual_seed(0)
-            net = AttnNet(attention=ARCHS[arch])
+            net = make_net(arch)
             if variant != "eager":
                 net = net.to(memory_format=torch.channels_last)
             opt = torch.optim.SGD(net.parameters(), lr=0.001, weight_decay=0.5)
@@ -81,7 +97,7 @@ class Bench:
             if mode == "train":
                 net.train()
                 with autocast():
-                    logits, _ = run(x)
+                    logits = logits_of(run(x))
                     loss = F.cross_entropy(logits.float(), y)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -89,7 +105,7 @@ class Bench:
             elif mode == "inference":
                 net.eval()
                 with torch.inference_mode(), autocast():
-                    logits, _ = run(x)
+                    logits = logits_of(run(x))
                     F.softmax(logits.float(), dim=1)[:, 1]
             else:
                 raise ValueError(f"unknown mode {mode!r}")
@@ -109,7 +125,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--serve", action="store_true")
     ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--arch", default="attention", choices=sorted(ARCHS))
+    ap.add_argument("--arch", default="attention", choices=sorted(ARCHS) + list(TORCHVISION))
     ap.add_argument("--mode", default="train", choices=["train", "inference"])
     ap.add_argument("--variant", default="channels_last", choices=VARIANTS)
     ap.add_argument("--precision", default="f32", choices=PRECISIONS)

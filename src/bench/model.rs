@@ -10,7 +10,7 @@ use crate::bounded::Count;
 use crate::device::synchronize;
 use crate::hardware::F32Peak;
 use crate::im_size::ImSize;
-use crate::model::{Arch, AttnNet, Compute, InitScheme, Precision};
+use crate::model::{Arch, Compute, InitScheme, Network, Precision};
 use crate::recipe::Recipe;
 use anyhow::Result;
 use serde::Serialize;
@@ -137,8 +137,8 @@ pub struct BenchRow {
     pub channels_last: bool,
     pub flarecast: Rate,
     /// The reference network's convolution and matmul arithmetic per second at the
-    /// median rate (training counts 3x the forward pass).
-    pub gflop_per_s: f64,
+    /// median rate (training counts 3x the forward pass); the paper's networks only.
+    pub gflop_per_s: Option<f64>,
     /// `gflop_per_s` over the processor's peak in the row's precision (CPU; the bf16 peak
     /// where `hardware::bf16_peak_factor` knows it).
     pub peak_share: Option<f64>,
@@ -253,8 +253,10 @@ fn measure_side_by_side(
         }
     }
     let flarecast = Rate::of(fc);
-    let gflop_per_s =
-        flops_per_image(arch, cfg.im_size.as_i64(), mode) * flarecast.images_per_s / 1e9;
+    // Counted for the paper's networks only; torchvision's are timed without a count.
+    let gflop_per_s = arch
+        .is_paper()
+        .then(|| flops_per_image(arch, cfg.im_size.as_i64(), mode) * flarecast.images_per_s / 1e9);
     let torch = torch.map(|_| {
         TorchRates::of(
             flarecast.images_per_s,
@@ -268,7 +270,7 @@ fn measure_side_by_side(
         channels_last: compute.channels_last,
         flarecast,
         gflop_per_s,
-        peak_share: peak_gflops.map(|p| gflop_per_s / p),
+        peak_share: peak_gflops.zip(gflop_per_s).map(|(p, g)| g / p),
         torch,
     })
 }
@@ -284,7 +286,7 @@ impl Runner {
     fn new(cfg: &BenchConfig, arch: Arch, compute: Compute, mode: Mode) -> Result<Self> {
         tch::manual_seed(0);
         let vs = nn::VarStore::new(cfg.device);
-        let mut net = AttnNet::new(&vs.root(), arch, InitScheme::default());
+        let mut net = Network::new(&vs.root(), arch, InitScheme::default());
         net.set_compute(compute);
         let x = Tensor::rand(
             [

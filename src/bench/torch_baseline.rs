@@ -1,5 +1,6 @@
-//! The paper's networks in PyTorch (scripts/reference_model.py) as a careful PyTorch user
-//! runs them, as the measured anchor: one Python process, kept warm, that times a
+//! flarecast's networks in PyTorch (the paper's as scripts/reference_model.py writes
+//! them, the others torchvision's as scripts/torchvision_golden.py builds them) as a
+//! careful PyTorch user runs them, as the measured anchor: one Python process, kept warm, that times a
 //! configuration on request, so a benchmark can alternate between flarecast and PyTorch
 //! round by round. The process gets the allocator setting flarecast gives itself.
 
@@ -13,6 +14,7 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
 const REFERENCE_MODEL: &str = include_str!("../../scripts/reference_model.py");
 const TORCH_BASELINE: &str = include_str!("../../scripts/torch_baseline.py");
+const TORCHVISION_NETS: &str = include_str!("../../scripts/torchvision_golden.py");
 
 /// The ways a PyTorch user runs the networks, each timed as its own program.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -88,6 +90,10 @@ impl TorchBaseline {
         crate::fsio::write_atomic(
             &scripts.path().join("reference_model.py"),
             REFERENCE_MODEL.as_bytes(),
+        )?;
+        crate::fsio::write_atomic(
+            &scripts.path().join("torchvision_golden.py"),
+            TORCHVISION_NETS.as_bytes(),
         )?;
         let script = scripts.path().join("torch_baseline.py");
         crate::fsio::write_atomic(&script, TORCH_BASELINE.as_bytes())?;

@@ -21,6 +21,12 @@ pub struct MapArgs {
     /// Grad-CAM layer for the standard CNN: 5 (conv_block5, 16x16 at 256) or 6 (conv_block6, 2x2).
     #[arg(long, default_value_t = 5, value_parser = Options::GRADCAM_BLOCK.flag())]
     pub gradcam_block: usize,
+    /// Grad-CAM's layer by name, for any network: a stage of it (ResNet `layer1`..`layer4`,
+    /// VGG16 `features.29` or `features`, AlexNet `features.11` or `features`,
+    /// MobileNetV2 `features`; `conv_block5` or `conv_block6` for the paper's). Default:
+    /// the last convolutional stage (conv_block5 for the paper's).
+    #[arg(long)]
+    pub layer: Option<String>,
     /// An instance list with a `timestamp` column of image paths (the reference's
     /// plots.csv), resolved against --images.
     #[arg(long, requires = "images")]
@@ -45,6 +51,7 @@ impl MapArgs {
         Ok(Options {
             estimators: explain::parse_estimators(&self.estimator)?,
             gradcam_block: self.gradcam_block,
+            layer: self.layer.clone(),
             batch: self.run.batch_size,
             ..Options::default()
         })

@@ -16,10 +16,11 @@ pub(super) const FORMAT: u32 = 1;
 pub const SLURM_DIR: &str = "slurm";
 
 /// Train flags the experiment sets itself, per cell.
-const OWN_TRAIN_FLAGS: [&str; 9] = [
+const OWN_TRAIN_FLAGS: [&str; 10] = [
     "--fold",
     "--attention",
     "--no-attention",
+    "--arch",
     "--seed",
     "--images",
     "--labels",
@@ -228,16 +229,15 @@ pub(super) fn check_train_flags(flags: &[String]) -> Result<()> {
 pub(super) fn make_cell(req: &PlanRequest, index: usize, arch: Arch, seed: u64, fold: u32) -> Cell {
     let dir = cell_dir(arch, seed);
     let cell_dir = req.out.join(&dir);
-    let arch_flag = if arch.is_attention() {
-        "--attention=1"
-    } else {
-        "--no-attention"
+    // The paper's two by the reference's spellings, the others by name.
+    let arch_flags: Vec<String> = match arch {
+        Arch::Attention => vec!["--attention=1".into()],
+        Arch::StandardCnn => vec!["--no-attention".into()],
+        other => vec!["--arch".into(), other.name().into()],
     };
-    let mut train: Vec<String> = vec![
-        "train".into(),
-        "--fold".into(),
-        fold.to_string(),
-        arch_flag.into(),
+    let mut train: Vec<String> = vec!["train".into(), "--fold".into(), fold.to_string()];
+    train.extend(arch_flags);
+    train.extend([
         "--seed".into(),
         seed.to_string(),
         "--images".into(),
@@ -246,7 +246,7 @@ pub(super) fn make_cell(req: &PlanRequest, index: usize, arch: Arch, seed: u64, 
         s(&req.labels),
         "--out".into(),
         s(&train_root(&req.out, seed)),
-    ];
+    ]);
     train.extend(req.train_flags.iter().cloned());
     let mut evaluate: Vec<String> = vec![
         "evaluate".into(),

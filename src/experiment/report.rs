@@ -6,8 +6,8 @@
 //! (never its own).
 //!
 //! It reads an experiment's folder (`experiment.json` and its cells' records) or any
-//! folder laid out `{attention,no_attention}/seed{S}/fold{K}_res.csv`, such as the
-//! paper's own prediction files.
+//! folder laid out `{network}/seed{S}/fold{K}_res.csv` (network `attention`, `no_attention`,
+//! `resnet34`, ...), such as the paper's own prediction files.
 
 use super::paper::{self, PaperNetwork};
 use super::plan::Plan;
@@ -22,8 +22,11 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// The networks' checkpoint folders, in the order the report shows them.
-const ARCH_DIRS: [&str; 2] = ["attention", "no_attention"];
+/// The networks' checkpoint folders, in the order the report shows them (the paper's two
+/// first).
+fn arch_dirs() -> impl Iterator<Item = &'static str> {
+    crate::model::Arch::ALL.into_iter().map(|a| a.dir_name())
+}
 
 /// What to report.
 pub struct ReportConfig {
@@ -240,7 +243,7 @@ fn sorted_entries(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
 /// The prediction files of a folder laid out `{arch}/seed{S}/fold{K}_res.csv`.
 fn entries_of_layout(out: &Path) -> Result<Vec<Entry>> {
     let mut entries = Vec::new();
-    for arch in ARCH_DIRS {
+    for arch in arch_dirs() {
         let arch_dir = out.join(arch);
         if !arch_dir.is_dir() {
             continue;
@@ -277,7 +280,7 @@ fn entries_of_layout(out: &Path) -> Result<Vec<Entry>> {
     }
     if entries.is_empty() {
         bail!(
-            "{}: no experiment.json and no {{attention,no_attention}}/seed{{S}}/fold{{K}}_res.csv files",
+            "{}: no experiment.json and no {{network}}/seed{{S}}/fold{{K}}_res.csv files (network: attention, no_attention, resnet34, ...)",
             out.display()
         );
     }
@@ -387,10 +390,9 @@ pub fn report(cfg: &ReportConfig) -> Result<ExperimentReport> {
     // Groups in the order of first appearance.
     let mut groups: BTreeMap<(usize, u64), Vec<usize>> = BTreeMap::new();
     for (i, e) in entries.iter().enumerate() {
-        let arch_rank = ARCH_DIRS
-            .iter()
-            .position(|a| *a == e.arch)
-            .unwrap_or(ARCH_DIRS.len());
+        let arch_rank = arch_dirs()
+            .position(|a| a == e.arch)
+            .unwrap_or(crate::model::Arch::ALL.len());
         groups.entry((arch_rank, e.seed)).or_default().push(i);
     }
     let mut summaries = Vec::new();
@@ -431,16 +433,15 @@ pub fn report(cfg: &ReportConfig) -> Result<ExperimentReport> {
         });
     }
     let mut over = Vec::new();
-    for arch in ARCH_DIRS {
+    for arch in arch_dirs() {
         let of_arch: Vec<&SeedSummary> = summaries.iter().filter(|s| s.arch == arch).collect();
         if of_arch.len() >= 2 {
             over.push(over_seeds(arch, &of_arch));
         }
     }
     let paper = cfg.compare_paper.then(|| {
-        ARCH_DIRS
-            .iter()
-            .filter(|a| entries.iter().any(|e| e.arch == **a))
+        arch_dirs()
+            .filter(|a| entries.iter().any(|e| e.arch == *a))
             .filter_map(|a| paper::network(a).copied())
             .collect()
     });

@@ -3,7 +3,7 @@
 //! min-max normalisation.
 
 use super::render::normalise;
-use crate::model::AttnNet;
+use crate::model::Network;
 use anyhow::{bail, Result};
 use tch::{Kind, Tensor};
 
@@ -17,11 +17,14 @@ pub fn scale_of(estimator: usize) -> i64 {
 }
 
 /// The three pre-softmax compatibility maps [1, 1, h, w] of one input [1, 1, H, W].
-pub fn attention_maps(net: &AttnNet, input: &Tensor) -> Result<[Tensor; 3]> {
+pub fn attention_maps(net: &Network, input: &Tensor) -> Result<[Tensor; 3]> {
     let out = tch::no_grad(|| net.forward_t(input, false));
     match out.maps {
         Some(maps) => Ok(maps),
-        None => bail!("the standard CNN has no attention maps (use Grad-CAM)"),
+        None => bail!(
+            "{} has no attention maps: use `explain --method gradcam`",
+            net.arch()
+        ),
     }
 }
 

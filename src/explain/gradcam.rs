@@ -7,30 +7,43 @@
 //! ReLU's input gradient), and Guided Grad-CAM multiplies it by the layer's Grad-CAM
 //! upsampled to the input by nearest-neighbour interpolation, unnormalised.
 
+use super::graph;
 use super::render::normalise;
-use crate::model::{AttnNet, Reference};
+use crate::model::{Network, Reference};
 use anyhow::{anyhow, bail, Result};
 use tch::{Kind, Tensor};
 
-/// Grad-CAM of the FL logit on conv_block5 (`block` 5, 16x16 at 256) or conv_block6 (6,
-/// 2x2): channel weights = spatially averaged gradients, ReLU of the weighted sum,
-/// bilinear upsampling to the input size, min-max normalisation. Returns [H, W]. Where no
-/// position has positive evidence (the ReLU leaves nothing), the weighted sum itself is
-/// normalised, so the map still ranks positions instead of going blank.
-pub fn gradcam(net: &AttnNet, input: &Tensor, block: usize) -> Result<Tensor> {
+/// Grad-CAM of the FL logit, the display map: channel weights = spatially averaged
+/// gradients, ReLU of the weighted sum, bilinear upsampling to the input size, min-max
+/// normalisation. Returns [H, W]. The layer is conv_block5 (`block` 5, 16x16 at 256) or
+/// conv_block6 (6, 2x2) of the paper's networks, a named stage of the others (`stage`,
+/// their default Grad-CAM stage when `None`). Where no position has positive evidence
+/// (the ReLU leaves nothing), the weighted sum itself is normalised, so the map still
+/// ranks positions instead of going blank.
+pub fn gradcam(net: &Network, input: &Tensor, block: usize, stage: Option<&str>) -> Result<Tensor> {
     let (_, _, h, w) = input.size4()?;
-    // The reference network keeps conv_block5's full-resolution output.
-    let out = net.reference().forward_t(input, false);
-    let feats = match block {
-        5 => out
-            .l3
-            .as_ref()
-            .ok_or_else(|| anyhow!("conv_block5 output missing"))?,
-        6 => &out.features,
-        other => bail!("Grad-CAM block must be 5 or 6, got {other}"),
+    let (out, feats) = match net {
+        Network::Paper(net) => {
+            // The reference network keeps conv_block5's full-resolution output.
+            let out = net.reference().forward_t(input, false);
+            let feats = match block {
+                5 => out
+                    .l3
+                    .as_ref()
+                    .ok_or_else(|| anyhow!("conv_block5 output missing"))?
+                    .shallow_clone(),
+                6 => out.features.shallow_clone(),
+                other => bail!("Grad-CAM block must be 5 or 6, got {other}"),
+            };
+            (out, feats)
+        }
+        Network::Vision(net) => {
+            let stage = graph::stage_of(net, stage)?;
+            graph::forward_keeping(net, &input.to_kind(Kind::Float), stage)
+        }
     };
     let score = out.logits.select(1, 1).sum(Kind::Float);
-    let grads = Tensor::run_backward(&[&score], &[feats], false, false);
+    let grads = Tensor::run_backward(&[&score], &[&feats], false, false);
     let weights = grads[0].mean_dim(&[2i64, 3][..], true, Kind::Float);
     let weighted =
         (feats.detach().to_kind(Kind::Float) * weights).sum_dim_intlist(1, true, Kind::Float);

@@ -4,7 +4,7 @@
 //! (input - baseline); the convergence delta is sum(attributions) - (F(input) - F(baseline)).
 
 use super::target_logit;
-use crate::model::Reference;
+use super::Graph;
 use anyhow::{bail, Result};
 use tch::{Kind, Tensor};
 
@@ -83,7 +83,7 @@ fn gauss_legendre(n: usize) -> (Vec<f64>, Vec<f64>) {
 /// Integrated Gradients of the `target` logit for one input [1, 1, H, W] against
 /// `baseline` (same shape), `steps` points, gradients taken `batch` points at a time.
 pub fn integrated_gradients(
-    net: Reference,
+    net: Graph,
     input: &Tensor,
     baseline: &Tensor,
     target: i64,

@@ -11,6 +11,7 @@ pub mod batch;
 mod checks;
 pub mod geometry;
 pub mod gradcam;
+pub mod graph;
 pub mod integrated;
 pub mod names;
 pub mod occlusion;
@@ -21,10 +22,11 @@ pub use attention::{attention_heatmap, attention_maps, scale_of};
 pub use batch::{explain_images, instance_list, ImageResult};
 pub use checks::parse_estimators;
 pub use gradcam::gradcam;
+pub use graph::Graph;
 pub use integrated::Rule;
 pub use render::{jet, normalise, overlay, panel, tensor_to_gray};
 
-use crate::model::{Arch, LoadedModel, Reference};
+use crate::model::{Arch, LoadedModel, Network};
 use anyhow::{bail, Result};
 use image::{DynamicImage, GrayImage};
 use std::path::{Path, PathBuf};
@@ -36,9 +38,12 @@ use tch::{Kind, Tensor};
 pub enum Method {
     /// The attention network's compatibility maps c1..c3.
     Attention,
-    /// Grad-CAM at conv_block5 (or 6), bilinear to the input, normalised.
+    /// Grad-CAM at conv_block5 (or 6), or the network's last convolutional stage,
+    /// bilinear to the input, normalised.
+    #[value(alias = "grad-cam")]
     Gradcam,
     /// Guided backprop times Grad-CAM (captum's GuidedGradCam).
+    #[value(alias = "guided-grad-cam")]
     GuidedGradcam,
     /// Integrated Gradients (captum's IntegratedGradients).
     IntegratedGradients,
@@ -99,8 +104,11 @@ pub enum Baseline {
 pub struct Options {
     /// Estimators (1..=3) whose attention maps are drawn.
     pub estimators: Vec<usize>,
-    /// Grad-CAM layer: conv_block5 or conv_block6.
+    /// Grad-CAM layer of the paper's networks: conv_block5 or conv_block6.
     pub gradcam_block: usize,
+    /// Grad-CAM's layer by name: a stage of the network (`layer3`, `features.29`, ...;
+    /// `conv_block5` or `conv_block6` for the paper's), its default when `None`.
+    pub layer: Option<String>,
     pub target: Target,
     pub baseline: Baseline,
     pub rule: Rule,
@@ -118,6 +126,7 @@ impl Default for Options {
         Options {
             estimators: vec![1, 2, 3],
             gradcam_block: 5,
+            layer: None,
             target: Target::Flare,
             baseline: Baseline::Zeros,
             rule: Rule::GaussLegendre,
@@ -175,6 +184,19 @@ fn positive_heat(attr: &Tensor) -> Tensor {
     }
 }
 
+/// The paper's networks' Grad-CAM block: `--layer conv_block5|conv_block6` where given,
+/// else `gradcam_block`.
+fn paper_block(opts: &Options) -> Result<usize> {
+    match opts.layer.as_deref() {
+        None => Ok(opts.gradcam_block),
+        Some("conv_block5") => Ok(5),
+        Some("conv_block6") => Ok(6),
+        Some(other) => {
+            bail!("the paper's networks take Grad-CAM at conv_block5 or conv_block6, not {other:?}")
+        }
+    }
+}
+
 fn blur(x: &Tensor) -> Tensor {
     let side = x.size()[3];
     let sigma = side as f64 / 32.0;
@@ -204,10 +226,10 @@ fn blur(x: &Tensor) -> Tensor {
     )
 }
 
-/// The `target` logit of each row [N] of the reference network (the function captum
-/// attributes: the module's output, float32, unfused).
-pub fn target_logit(net: Reference, x: &Tensor, target: i64) -> Tensor {
-    net.forward_t(x, false).logits.select(1, target)
+/// The `target` logit of each row [N] of the network as explanations differentiate it
+/// (the function captum attributes: the module's output, float32, unfused).
+pub fn target_logit(net: Graph, x: &Tensor, target: i64) -> Tensor {
+    net.logits(x).select(1, target)
 }
 
 /// Explains one preprocessed image [1, 1, H, W] (values in [0, 1], on the model's device).
@@ -234,6 +256,7 @@ pub fn explain(
     let maps = match method {
         Method::Attention => {
             let c = attention_maps(net, input)?;
+
             let mut maps = Vec::new();
             for &k in &opts.estimators {
                 if !(1..=3).contains(&k) {
@@ -249,7 +272,11 @@ pub fn explain(
             maps
         }
         Method::Gradcam => {
-            let heat = whole(gradcam(net, input, opts.gradcam_block)?);
+            let block = match net {
+                Network::Paper(_) => paper_block(opts)?,
+                Network::Vision(_) => opts.gradcam_block,
+            };
+            let heat = whole(gradcam(net, input, block, opts.layer.as_deref())?);
             vec![Map {
                 name: "gradcam".into(),
                 raw_name: "gradcam".into(),
@@ -258,12 +285,15 @@ pub fn explain(
             }]
         }
         Method::GuidedGradcam => {
-            let attr = whole(gradcam::guided_gradcam(
-                net.reference(),
-                input,
-                opts.gradcam_block,
-                target,
-            )?);
+            let attr = whole(match net {
+                Network::Paper(net) => {
+                    gradcam::guided_gradcam(net.reference(), input, paper_block(opts)?, target)?
+                }
+                Network::Vision(net) => {
+                    let stage = graph::stage_of(net, opts.layer.as_deref())?;
+                    graph::guided_gradcam(net, input, stage, target)?
+                }
+            });
             vec![Map::attribution("guided_gradcam", attr)]
         }
         Method::IntegratedGradients => {
@@ -272,7 +302,7 @@ pub fn explain(
                 Baseline::Blur => blur(input),
             };
             let a = integrated::integrated_gradients(
-                net.reference(),
+                Graph::of(net),
                 input,
                 &base,
                 target,
@@ -286,7 +316,7 @@ pub fn explain(
         }
         Method::Occlusion => {
             let attr = whole(occlusion::occlusion(
-                net.reference(),
+                Graph::of(net),
                 input,
                 opts.window,
                 opts.stride,

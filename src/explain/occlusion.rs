@@ -4,7 +4,7 @@
 //! placements that covered it.
 
 use super::target_logit;
-use crate::model::Reference;
+use super::Graph;
 use anyhow::{bail, Result};
 use tch::{Kind, Tensor};
 
@@ -23,7 +23,7 @@ pub fn placements(len: i64, window: i64, stride: i64) -> Result<Vec<(i64, i64)>>
 /// Occlusion attributions [1, 1, H, W] of the `target` logit for one input [1, 1, H, W]
 /// (zeros as the baseline), `batch` occluded copies per forward pass.
 pub fn occlusion(
-    net: Reference,
+    net: Graph,
     input: &Tensor,
     window: i64,
     stride: i64,

@@ -107,7 +107,8 @@ pub fn write_held(
 }
 
 /// The forecast image beside each member's explanation: the attention network's three
-/// attention overlays, or the standard CNN's Grad-CAM (conv_block5), as one PNG panel.
+/// attention overlays, or the other networks' Grad-CAM (conv_block5 of the standard CNN, the
+/// last convolutional stage of the others), as one PNG panel.
 pub fn attention_png(forecaster: &Forecaster, forecast: &Forecast) -> Result<Vec<u8>> {
     let ensemble = &forecaster.ensemble;
     let mut tiles = Vec::new();
@@ -126,7 +127,7 @@ pub fn attention_png(forecaster: &Forecaster, forecast: &Forecast) -> Result<Vec
                 tiles.push(explain::overlay(&gray, &heat)?);
             }
         } else {
-            let heat = explain::gradcam(&m.model.net, &x, 5)?.to_device(tch::Device::Cpu);
+            let heat = explain::gradcam(&m.model.net, &x, 5, None)?.to_device(tch::Device::Cpu);
             tiles.push(explain::overlay(&gray, &heat)?);
         }
     }

@@ -5,15 +5,41 @@ use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use tch::Kind;
 
-/// Which of the paper's two networks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// Which network: the paper's two, or one of the architectures the field compares them
+/// with, each as torchvision 0.28 defines it (one input channel, two classes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Arch {
+    #[serde(rename = "attention")]
     Attention,
+    #[serde(rename = "standard_cnn")]
     StandardCnn,
+    #[serde(rename = "alexnet")]
+    AlexNet,
+    #[serde(rename = "vgg16")]
+    Vgg16,
+    #[serde(rename = "resnet18")]
+    ResNet18,
+    #[serde(rename = "resnet34")]
+    ResNet34,
+    #[serde(rename = "resnet50")]
+    ResNet50,
+    #[serde(rename = "mobilenet_v2")]
+    MobileNetV2,
 }
 
 impl Arch {
+    /// Every network, the paper's two first.
+    pub const ALL: [Arch; 8] = [
+        Arch::Attention,
+        Arch::StandardCnn,
+        Arch::AlexNet,
+        Arch::Vgg16,
+        Arch::ResNet18,
+        Arch::ResNet34,
+        Arch::ResNet50,
+        Arch::MobileNetV2,
+    ];
+
     pub fn from_attention(attention: bool) -> Self {
         if attention {
             Arch::Attention
@@ -22,21 +48,41 @@ impl Arch {
         }
     }
 
+    /// Whether the network computes attention maps (the paper's attention network only).
     pub fn is_attention(self) -> bool {
         self == Arch::Attention
     }
 
-    /// The name used in JSON output and checkpoint directories.
+    /// One of the paper's two networks (the others are torchvision's).
+    pub fn is_paper(self) -> bool {
+        matches!(self, Arch::Attention | Arch::StandardCnn)
+    }
+
+    /// The name used in JSON output, flags and (but for the paper's two) checkpoint
+    /// directories.
     pub fn name(self) -> &'static str {
         self.spelled_name()
     }
 
-    /// The reference's checkpoint sub-directory.
+    /// The checkpoint sub-directory: the reference's for the paper's two networks, the
+    /// network's name for the others.
     pub fn dir_name(self) -> &'static str {
         match self {
             Arch::Attention => "attention",
             Arch::StandardCnn => "no_attention",
+            other => other.name(),
         }
+    }
+
+    /// The network a checkpoint sub-directory holds (`dir_name`'s inverse).
+    pub fn from_dir_name(dir: &str) -> Option<Self> {
+        Arch::ALL.into_iter().find(|a| a.dir_name() == dir)
+    }
+}
+
+impl std::fmt::Display for Arch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -47,9 +93,16 @@ impl Spelled for Arch {
             Arch::StandardCnn,
             &["standard_cnn", "standard", "cnn", "noattn", "no_attention"],
         ),
+        (Arch::AlexNet, &["alexnet"]),
+        (Arch::Vgg16, &["vgg16"]),
+        (Arch::ResNet18, &["resnet18"]),
+        (Arch::ResNet34, &["resnet34"]),
+        (Arch::ResNet50, &["resnet50"]),
+        (Arch::MobileNetV2, &["mobilenet_v2", "mobilenetv2"]),
     ];
     const WHAT: &'static str = "architecture";
-    const EXPECTED: &'static str = "attention or standard";
+    const EXPECTED: &'static str =
+        "attention, standard, alexnet, vgg16, resnet18, resnet34, resnet50 or mobilenet_v2";
 }
 
 impl std::str::FromStr for Arch {
@@ -138,7 +191,7 @@ mod tests {
         let e = "vit".parse::<Arch>().unwrap_err().to_string();
         assert_eq!(
             e,
-            "unknown architecture \"vit\": expected attention or standard"
+            "unknown architecture \"vit\": expected attention, standard, alexnet, vgg16, resnet18, resnet34, resnet50 or mobilenet_v2"
         );
     }
 }

@@ -1,7 +1,7 @@
 //! Weight files: PyTorch checkpoints (`.pth`/`.pt`) and flarecast's own safetensors with a
 //! JSON metadata entry. The architecture is detected from the keys.
 
-use super::{pth, Arch, AttnNet, InitScheme};
+use super::{pth, Arch, InitScheme, Network};
 use anyhow::{anyhow, bail, Context, Result};
 use safetensors::tensor::{Dtype, View};
 use serde::{Deserialize, Serialize};
@@ -48,7 +48,7 @@ pub type NamedTensors = (Vec<(String, Tensor)>, Option<ModelMeta>);
 /// A network with its variables, ready to run.
 pub struct LoadedModel {
     pub vs: nn::VarStore,
-    pub net: AttnNet,
+    pub net: Network,
     pub meta: ModelMeta,
 }
 
@@ -201,18 +201,55 @@ pub fn write_safetensors(
     crate::fsio::write_atomic(path, &bytes)
 }
 
-/// Which network a set of keys belongs to.
+/// Which network a set of keys belongs to: the paper's two by their blocks and attention
+/// estimators, torchvision's by their layout (ResNet-18 and 34 by their block count, 50 by
+/// its bottlenecks, VGG16 by its thirteen convolutions).
 pub fn detect_arch(names: &BTreeSet<&str>) -> Result<Arch> {
-    let has_attention = names
-        .iter()
-        .any(|n| n.starts_with("attn") || n.starts_with("projector1"));
-    if !names.contains("classify.weight") || !names.contains("conv_block1.0.weight") {
-        bail!(
-            "not a flarecast/AttnNet checkpoint: expected keys like conv_block1.0.weight and classify.weight, found {}",
-            preview(names.iter().copied())
-        );
+    let has = |k: &str| names.contains(k);
+    let count = |prefix: &str, suffix: &str| {
+        names
+            .iter()
+            .filter(|n| n.starts_with(prefix) && n.ends_with(suffix))
+            .count()
+    };
+    if has("classify.weight") && has("conv_block1.0.weight") {
+        let has_attention = names
+            .iter()
+            .any(|n| n.starts_with("attn") || n.starts_with("projector1"));
+        return Ok(Arch::from_attention(has_attention));
     }
-    Ok(Arch::from_attention(has_attention))
+    if has("conv1.weight") && has("fc.weight") && has("layer1.0.conv1.weight") {
+        if has("layer1.0.conv3.weight") {
+            let blocks = count("layer3.", ".conv3.weight");
+            return match blocks {
+                6 => Ok(Arch::ResNet50),
+                n => bail!("a bottleneck ResNet with {n} blocks in layer3; of those only ResNet-50 (6) runs here"),
+            };
+        }
+        let blocks = count("layer3.", ".conv2.weight");
+        return match blocks {
+            2 => Ok(Arch::ResNet18),
+            6 => Ok(Arch::ResNet34),
+            n => bail!("a basic-block ResNet with {n} blocks in layer3; ResNet-18 (2) and ResNet-34 (6) run here"),
+        };
+    }
+    if has("features.0.0.weight") && has("classifier.1.weight") {
+        return Ok(Arch::MobileNetV2);
+    }
+    if has("features.0.weight") && has("classifier.6.weight") {
+        let convs = count("features.", ".weight");
+        return match convs {
+            5 => Ok(Arch::AlexNet),
+            13 => Ok(Arch::Vgg16),
+            n => bail!(
+                "a VGG-style network with {n} convolutions; AlexNet (5) and VGG16 (13) run here"
+            ),
+        };
+    }
+    bail!(
+        "not a network flarecast knows: expected the keys of the paper's networks (conv_block1.0.weight, classify.weight) or of torchvision's AlexNet, VGG16, ResNet-18/34/50 or MobileNetV2, found {}",
+        preview(names.iter().copied())
+    )
 }
 
 fn preview<'a>(names: impl Iterator<Item = &'a str>) -> String {
@@ -293,7 +330,7 @@ pub fn load_model(path: &Path, device: Device) -> Result<LoadedModel> {
         }
     }
     let mut vs = nn::VarStore::new(device);
-    let net = AttnNet::new(&vs.root(), arch, InitScheme::default());
+    let net = Network::new(&vs.root(), arch, InitScheme::default());
     assign(&mut vs, &tensors, &path.display().to_string())?;
     let meta = meta.unwrap_or_else(|| ModelMeta::new(arch, crate::im_size::ImSize::PAPER.as_i64()));
     Ok(LoadedModel { vs, net, meta })

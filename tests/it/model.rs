@@ -74,7 +74,13 @@ const MAP_ATOL: f64 = 1e-5;
 fn check_reference_forward(pth: &str, io: &str, attention: bool) {
     let m = model::load_model(&common::golden().join(pth), Device::Cpu).unwrap();
     let g = golden(io);
-    let out = tch::no_grad(|| m.net.reference().forward_t(&g["input"], false));
+    let out = tch::no_grad(|| {
+        m.net
+            .paper()
+            .expect("a paper network")
+            .reference()
+            .forward_t(&g["input"], false)
+    });
     assert_close(
         "reference logits",
         &out.logits,
@@ -99,7 +105,13 @@ fn check_reference_forward(pth: &str, io: &str, attention: bool) {
 fn check_fast_against_reference(pth: &str, io: &str) {
     let mut m = model::load_model(&common::golden().join(pth), Device::Cpu).unwrap();
     let x = &golden(io)["input"];
-    let reference = tch::no_grad(|| m.net.reference().forward_t(x, false));
+    let reference = tch::no_grad(|| {
+        m.net
+            .paper()
+            .expect("a paper network")
+            .reference()
+            .forward_t(x, false)
+    });
     for channels_last in [false, true] {
         m.net.set_compute(Compute {
             kind: Kind::Float,
@@ -187,7 +199,12 @@ fn sgd_step(m: &mut LoadedModel, x: &Tensor, target: &Tensor, path: Net) -> Tens
     .build(&m.vs, 1e-3)
     .unwrap();
     let out = match path {
-        Net::Reference => m.net.reference().forward_t(x, true),
+        Net::Reference => m
+            .net
+            .paper()
+            .expect("a paper network")
+            .reference()
+            .forward_t(x, true),
         Net::Fast { channels_last } => {
             m.net.set_compute(Compute {
                 kind: Kind::Float,

@@ -142,13 +142,13 @@ pub fn run(args: Args) -> Result<()> {
                 None => String::new(),
             };
             println!(
-                "{:<13} {:<5} {:<10} {:>7} {:>9.2} {:>8.1} {:>6}{torch_cols}",
+                "{:<13} {:<5} {:<10} {:>7} {:>9.2} {:>8} {:>6}{torch_cols}",
                 r.arch,
                 r.precision,
                 format!("{:?}", r.mode).to_lowercase(),
                 r.channels_last,
                 r.flarecast.images_per_s,
-                r.gflop_per_s,
+                r.gflop_per_s.map_or("-".into(), |g| format!("{g:.1}")),
                 r.peak_share
                     .map_or("-".into(), |s| format!("{:.0}%", 100.0 * s)),
             );

@@ -9,7 +9,7 @@ use flarecast::text_table::{Col, Table};
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
-#[command(mut_arg("out", |a| a.help("An experiment folder, or any folder laid out {attention,no_attention}/seed{S}/fold{K}_res.csv.")))]
+#[command(mut_arg("out", |a| a.help("An experiment folder, or any folder laid out {network}/seed{S}/fold{K}_res.csv (attention, no_attention, resnet34, ...).")))]
 pub struct ReportArgs {
     #[command(flatten)]
     out: crate::cli::common_args::OutDir,

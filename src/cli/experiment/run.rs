@@ -28,7 +28,8 @@ pub struct RunArgs {
     out: crate::cli::common_args::OutDir,
     #[arg(long, value_delimiter = ',', default_value = "1,2,3,4")]
     folds: Vec<u32>,
-    /// Networks: attention, standard.
+    /// Networks: attention, standard, alexnet, vgg16, resnet18, resnet34, resnet50,
+    /// mobilenet_v2 (the report has a row for each).
     #[arg(long, value_delimiter = ',', default_value = "attention,standard")]
     arch: Vec<Arch>,
     #[arg(long, value_delimiter = ',', default_values_t = [flarecast::recipe::Recipe::PAPER.seed])]

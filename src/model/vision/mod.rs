@@ -99,7 +99,16 @@ impl VisionNet {
 
     /// The forward pass with `tap` called at every ReLU, stage and dropout.
     pub fn forward_tapped(&self, xs: &Tensor, train: bool, tap: &mut dyn Tap) -> Output {
-        let c = self.compute;
+        self.run(xs, train, self.compute, tap)
+    }
+
+    /// `forward_tapped` in float32 and NCHW whatever this net's compute: torchvision's
+    /// module as captum differentiates it, for the explanations.
+    pub fn reference_tapped(&self, xs: &Tensor, train: bool, tap: &mut dyn Tap) -> Output {
+        self.run(xs, train, Compute::default(), tap)
+    }
+
+    fn run(&self, xs: &Tensor, train: bool, c: Compute, tap: &mut dyn Tap) -> Output {
         let xs = ops::input(xs, c);
         let (logits, features) = match &self.net {
             Family::AlexNet(n) => n.forward(&xs, train, tap, c),
