@@ -64,6 +64,23 @@ else
   have_captum && have_torch || { echo "setup: captum did not install cleanly into $VENV" >&2; exit 1; }
 fi
 
+# TensorBoard's reader (EventAccumulator), which the tests read train's event files
+# with: the package and the two it needs for that (numpy and packaging come above), pinned
+# and without dependency resolution so pip never replaces torch.
+TENSORBOARD_VERSION=2.21.0
+TENSORBOARD_DEPS="protobuf==6.33.6 absl-py==2.5.1"
+have_tensorboard() {
+  "$VENV/bin/python" -c "import tensorboard,sys; from tensorboard.backend.event_processing.event_accumulator import EventAccumulator; sys.exit(0 if tensorboard.__version__=='$TENSORBOARD_VERSION' else 1)" 2>/dev/null
+}
+
+if have_tensorboard; then
+  echo "setup: tensorboard already in $VENV" >&2
+else
+  echo "setup: installing tensorboard's event reader into $VENV" >&2
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check --no-deps $TENSORBOARD_DEPS "tensorboard==$TENSORBOARD_VERSION"
+  have_tensorboard && have_torch || { echo "setup: tensorboard did not install cleanly into $VENV" >&2; exit 1; }
+fi
+
 have_torchvision() {
   "$VENV/bin/python" -c "import torchvision,sys; sys.exit(0 if torchvision.__version__.split('+')[0]=='$TORCHVISION_VERSION' else 1)" 2>/dev/null
 }

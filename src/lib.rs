@@ -34,6 +34,7 @@ pub mod progress;
 pub mod recipe;
 pub mod setting;
 pub mod synth;
+pub mod tensorboard;
 #[doc(hidden)]
 pub mod testing;
 pub mod text_table;

@@ -100,6 +100,10 @@ pub struct Args {
     /// undefined, so no epoch is chosen as best (only last and final are written).
     #[arg(long)]
     allow_one_class_val: bool,
+    /// TensorBoard event files go to this folder, or nowhere with `none` (default:
+    /// {out}/<arch>/fold{K}_tb, beside the checkpoints).
+    #[arg(long, value_name = "DIR|none", value_parser = flarecast::tensorboard::Destination::parse)]
+    tensorboard: Option<flarecast::tensorboard::Destination>,
     #[command(flatten)]
     json: super::common_args::Json,
     #[command(flatten)]
@@ -169,6 +173,7 @@ pub fn run(args: Args) -> Result<()> {
         augment: !args.no_augment,
         skip_bad_images: args.skip_bad_images,
         allow_one_class_val: args.allow_one_class_val,
+        tensorboard: args.tensorboard.clone().unwrap_or_default(),
         group: None,
     };
     cfg.validate()?;

@@ -33,6 +33,8 @@ pub struct TrainConfig {
     pub skip_bad_images: bool,
     /// Train on a validation split of one class; no epoch is then chosen as best.
     pub allow_one_class_val: bool,
+    /// TensorBoard event files: `{out}/{arch}/fold{K}_tb` (`Beside`), a folder, or none.
+    pub tensorboard: crate::tensorboard::Destination,
     /// The process group this process is one rank of (DDP: each rank its share of every
     /// batch, one gradient all-reduce per step, rank 0 alone writes); None trains alone.
     pub group: Option<Arc<Group>>,

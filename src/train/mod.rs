@@ -112,6 +112,8 @@ struct Trainer<'a> {
     stepper: Stepper,
     paths: RunPaths,
     state: ResumeState,
+    /// Rank 0's TensorBoard log, unless turned off.
+    board: Option<crate::tensorboard::RunLog>,
 }
 
 /// The training half of an epoch.
@@ -142,12 +144,14 @@ impl<'a> Trainer<'a> {
         peers.share_variables(&replicas.master().vs, "waiting for rank 0's weights")?;
         replicas.broadcast()?;
         let stepper = Stepper::new(replicas, peers, &cfg.recipe)?;
+        let board = open_board(cfg, &paths, &splits, &state)?;
         Ok(Trainer {
             cfg,
             splits,
             stepper,
             paths,
             state,
+            board,
         })
     }
 
@@ -180,6 +184,9 @@ impl<'a> Trainer<'a> {
         )
         .trained_in(self.cfg.precision);
         self.record(record.clone())?;
+        if let Some(board) = &mut self.board {
+            board.epoch(epoch, &record)?;
+        }
         Ok(record)
     }
 
@@ -231,6 +238,9 @@ impl<'a> Trainer<'a> {
                 loss_sum / seen as f64,
                 seen as f64 / secs
             ));
+            if let Some(board) = &mut self.board {
+                board.step(epoch, k, out.loss, lr)?;
+            }
             bar.inc(1);
         }
         bar.finish_and_clear();
@@ -367,6 +377,26 @@ impl<'a> Trainer<'a> {
             history_csv: paths.dir.join(format!("{}.csv", paths.history_stem())),
             history: state.history,
         })
+    }
+}
+
+/// The TensorBoard log of a run, where this process writes the run's files and the
+/// setting does not turn it off: a new event file in `{out}/{arch}/fold{K}_tb` or the
+/// folder asked for, logging only what comes after the state the run starts from.
+fn open_board(
+    cfg: &TrainConfig,
+    paths: &RunPaths,
+    splits: &Splits,
+    state: &ResumeState,
+) -> Result<Option<crate::tensorboard::RunLog>> {
+    let beside = || paths.dir.join(format!("{}tb", paths.prefix()));
+    match cfg.tensorboard.folder(beside) {
+        Some(dir) if cfg.writes() => {
+            let steps = splits.train.num_batches(splits.plan.items.len());
+            let log = crate::tensorboard::RunLog::open(&dir, steps, state.epoch, &cfg.to_json())?;
+            Ok(Some(log))
+        }
+        _ => Ok(None),
     }
 }
 

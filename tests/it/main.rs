@@ -39,6 +39,7 @@ mod preprocess;
 mod resume;
 mod smoke;
 mod synth;
+mod tensorboard;
 mod train;
 mod verify;
 mod vision;

@@ -41,20 +41,23 @@ fn run_dir(root: &Path) -> PathBuf {
     root.join("models/no_attention")
 }
 
-/// Every file of the run's folder with its bytes and modification time.
+/// Every file of the run's folder and its subfolders (the event files' among them) with
+/// its bytes and modification time.
 fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>, SystemTime)> {
-    let mut v: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            let m = e.metadata().unwrap();
-            (
-                e.file_name().to_string_lossy().into_owned(),
-                std::fs::read(e.path()).unwrap(),
-                m.modified().unwrap(),
-            )
-        })
-        .collect();
+    let mut v = vec![];
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let m = e.metadata().unwrap();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if m.is_dir() {
+            for (n, bytes, t) in snapshot(&e.path()) {
+                v.push((format!("{name}/{n}"), bytes, t));
+            }
+        } else {
+            let bytes = std::fs::read(e.path()).unwrap();
+            v.push((name, bytes, m.modified().unwrap()));
+        }
+    }
     v.sort_by(|a, b| a.0.cmp(&b.0));
     v
 }
