@@ -33,6 +33,7 @@ mod hostile;
 mod label;
 mod label_output;
 mod model;
+mod networks;
 mod one_way;
 mod predict;
 mod preprocess;
