@@ -6,7 +6,7 @@ use flarecast::device::PrecisionChoice;
 use flarecast::im_size::ImSize;
 use flarecast::label::Fold;
 use flarecast::model::Arch;
-use flarecast::recipe::Recipe;
+use flarecast::recipe::{Balance, Optimizer, Recipe, Schedule, Select};
 use flarecast::train::{self, history::EpochRecord, TrainConfig};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -50,18 +50,49 @@ pub struct Args {
     /// Side the images are resized to (192..=2048).
     #[arg(long, default_value_t = PAPER.im_size.get())]
     im_size: u32,
-    /// SGD learning rate.
+    /// The optimizer, with --lr and --weight-decay, SGD's --momentum and AdamW's --betas.
+    /// --resume is refused with adamw or a momentum above 0: libtorch keeps that state
+    /// inside its optimizer and tch cannot save it.
+    #[arg(long, value_enum, default_value_t = PAPER.optimizer)]
+    optimizer: Optimizer,
+    /// Learning rate (the step schedule's first, the cosine's peak).
     #[arg(long, default_value_t = PAPER.lr)]
     lr: f64,
-    /// SGD weight decay (the paper's 0.5).
+    /// Weight decay (the paper's 0.5): SGD's L2 term, AdamW's decoupled decay.
     #[arg(long, default_value_t = PAPER.weight_decay)]
     weight_decay: f64,
+    /// SGD's momentum in [0, 1) (the paper's 0: plain SGD).
+    #[arg(long, default_value_t = PAPER.momentum)]
+    momentum: f64,
+    /// AdamW's moment decays, each in [0, 1) (default 0.9,0.999, torch's).
+    #[arg(long, value_name = "B1,B2", value_parser = parse_betas)]
+    betas: Option<(f64, f64)>,
+    /// The learning rate's schedule, epochs counted from 1 (torch's epoch i is epoch i + 1).
+    /// The cosine spans --epochs, so a resumed cosine run keeps them.
+    #[arg(long, value_enum, default_value_t = PAPER.schedule)]
+    schedule: Schedule,
     /// Epochs between learning-rate decays.
     #[arg(long, default_value_t = PAPER.lr_step, value_parser = Recipe::LR_STEP.flag())]
     lr_step: usize,
     /// Learning-rate decay factor.
     #[arg(long, default_value_t = PAPER.lr_gamma)]
     lr_gamma: f64,
+    /// Linear warm-up of N epochs (fewer than --epochs) before the schedule: epoch e <= N
+    /// runs at e / (N + 1) of the schedule's rate (the cosine's is lr then), torch's
+    /// LinearLR(start_factor = 1 / (N + 1), total_iters = N) chained to the schedule by
+    /// SequentialLR(milestones = [N]).
+    #[arg(long, default_value_t = PAPER.warmup_epochs, value_parser = Recipe::WARMUP_EPOCHS.flag())]
+    warmup_epochs: usize,
+    /// How the training split's class imbalance is met.
+    #[arg(long, value_enum, default_value_t = PAPER.balance)]
+    balance: Balance,
+    /// The rule for best (its checkpoint, and what --patience waits for).
+    #[arg(long, value_enum, default_value_t = PAPER.select)]
+    select: Select,
+    /// Stop once N epochs in a row gave no better best (by --select); final is written at
+    /// the stop and the summary and history name the epoch (default: every epoch runs).
+    #[arg(long, value_name = "N", value_parser = Recipe::PATIENCE.flag())]
+    patience: Option<usize>,
     /// The fold's images and labels.
     #[command(flatten)]
     data: super::common_args::Data,
@@ -123,6 +154,15 @@ fn parse_attention(args: &Args) -> Result<Arch> {
     }
 }
 
+/// `B1,B2`: two numbers.
+fn parse_betas(text: &str) -> Result<(f64, f64), String> {
+    let parse = |t: &str| (t.trim().parse::<f64>()).map_err(|_| format!("{t:?} is not a number"));
+    match text.split_once(',') {
+        Some((b1, b2)) => Ok((parse(b1)?, parse(b2)?)),
+        None => Err("not two numbers B1,B2".into()),
+    }
+}
+
 fn epoch_line(r: &EpochRecord, epochs: usize) -> String {
     format!(
         "epoch {}/{epochs}: lr {:.2e} train loss {:.4} TSS {:.4} HSS2 {:.4} | val loss {:.4} TSS {:.4} HSS2 {:.4}{} | {:.1}s {:.1} img/s",
@@ -155,10 +195,18 @@ pub fn run(args: Args) -> Result<()> {
             epochs: args.epochs,
             batch_size: args.batch_size,
             im_size: ImSize::of_setting(args.im_size.into())?,
+            optimizer: args.optimizer,
             lr: args.lr,
             weight_decay: args.weight_decay,
+            momentum: args.momentum,
+            betas: args.betas.unwrap_or(PAPER.betas),
+            schedule: args.schedule,
             lr_step: args.lr_step,
             lr_gamma: args.lr_gamma,
+            warmup_epochs: args.warmup_epochs,
+            balance: args.balance,
+            select: args.select,
+            patience: args.patience,
             seed: args.seed,
         },
         images: args.data.images.clone(),
@@ -216,7 +264,12 @@ pub fn run(args: Args) -> Result<()> {
             "trained {} on fold {} for {} epochs ({}{}; {}): {}; final val TSS {:.4} HSS2 {:.4}",
             summary.arch,
             summary.fold,
-            summary.epochs,
+            summary
+                .stopped_early_at
+                .map_or(summary.epochs.to_string(), |e| format!(
+                    "{e} of {}",
+                    summary.epochs
+                )),
             summary.devices.join(","),
             if summary.ranks > 1 {
                 format!(", {} ranks", summary.ranks)
@@ -234,6 +287,12 @@ pub fn run(args: Args) -> Result<()> {
             summary.final_val_tss,
             summary.final_val_hss2
         );
+        if let Some(e) = summary.stopped_early_at {
+            println!(
+                "stopped early after epoch {e}: no better best in its last {} epochs",
+                args.patience.unwrap_or(0)
+            );
+        }
         println!(
             "train {} instances ({} FL, {} balanced items), val {} ({} FL)",
             summary.train_instances,

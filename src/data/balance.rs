@@ -73,13 +73,44 @@ pub fn plain_items(n: usize) -> Vec<Item> {
         .collect()
 }
 
-/// Balances a training set given its 0/1 targets. Errors when there is no positive.
-pub fn balance(targets: &[i64], seed: u64) -> Result<Balanced> {
+/// The positives' indices of a training set, refused when there is none.
+fn positives(targets: &[i64]) -> Result<Vec<usize>> {
     let fl_idx: Vec<usize> = (0..targets.len()).filter(|&i| targets[i] == 1).collect();
-    let (fl, nf) = (fl_idx.len(), targets.len() - fl_idx.len());
-    if fl == 0 {
+    if fl_idx.is_empty() {
         bail!("the training set has no positive (flare) instance; cannot train a classifier");
     }
+    Ok(fl_idx)
+}
+
+/// A training set as it is, every instance once without augmentation: the plan of a run
+/// that does not oversample. Errors when there is no positive.
+pub fn unbalanced(targets: &[i64]) -> Result<Balanced> {
+    let fl = positives(targets)?.len();
+    Ok(Balanced {
+        items: plain_items(targets.len()),
+        nf: targets.len() - fl,
+        fl,
+        copies_per_fl: 1,
+        top_up: 0,
+    })
+}
+
+/// The cross-entropy's weights of classes 0 and 1 for a training set of 0/1 `targets`:
+/// n / (2 n_c), sklearn's "balanced" (both classes then weigh n / 2 in all). Errors when a
+/// class is missing.
+pub fn class_weights(targets: &[i64]) -> Result<[f64; 2]> {
+    let fl = positives(targets)?.len();
+    let (n, nf) = (targets.len(), targets.len() - fl);
+    if nf == 0 {
+        bail!("the training set has no negative (no-flare) instance; cannot weigh the classes");
+    }
+    Ok([n as f64 / (2 * nf) as f64, n as f64 / (2 * fl) as f64])
+}
+
+/// Balances a training set given its 0/1 targets. Errors when there is no positive.
+pub fn balance(targets: &[i64], seed: u64) -> Result<Balanced> {
+    let fl_idx = positives(targets)?;
+    let (fl, nf) = (fl_idx.len(), targets.len() - fl_idx.len());
     let k = (nf / fl).clamp(1, FL_SEQUENCE.len());
     let top_up = nf.saturating_sub(k * fl);
     let mut items: Vec<Item> = (0..targets.len())
@@ -191,5 +222,22 @@ mod tests {
     fn no_positive_is_an_error() {
         let e = balance(&[0, 0, 0], 4).unwrap_err();
         assert!(e.to_string().contains("no positive"));
+        assert!(unbalanced(&[0, 0]).is_err());
+        assert!(class_weights(&[0, 0]).is_err());
+        assert!(class_weights(&[1, 1]).is_err());
+    }
+
+    #[test]
+    fn unbalanced_keeps_every_instance_once_and_weights_make_the_classes_equal() {
+        let t = targets(100, 20);
+        let b = unbalanced(&t).unwrap();
+        assert_eq!(
+            (b.nf, b.fl, b.items.len(), b.fl_items()),
+            (100, 20, 120, 20)
+        );
+        assert!(b.items.iter().all(|it| it.augment == Augment::Original));
+        let w = class_weights(&t).unwrap();
+        assert_eq!(w, [120.0 / 200.0, 120.0 / 40.0]);
+        assert_eq!(w[0] * 100.0, w[1] * 20.0);
     }
 }

@@ -34,7 +34,9 @@ mod loader;
 mod rng;
 pub mod tensor_augment;
 
-pub use balance::{balance, plain_items, Augment, Balanced, Item, FL_SEQUENCE};
+pub use balance::{
+    balance, class_weights, plain_items, unbalanced, Augment, Balanced, Item, FL_SEQUENCE,
+};
 pub use check::{load_sample, BadImage};
 pub use labels::{class_counts, fold_csv, read_fold_split, read_labels, Sample, Split};
 pub use loader::{rotation_angle, Batch, Batches, CacheMode, Loader, LoaderConfig, Shard};

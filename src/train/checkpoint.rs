@@ -3,8 +3,9 @@
 //!
 //! All three are flarecast safetensors; the training state rides in the metadata JSON.
 //! SGD without momentum keeps no optimizer state beyond its learning rate, which follows
-//! from the epoch; every random choice of the loader derives from (seed, epoch, item), so
-//! the epoch number is the whole RNG state.
+//! from the epoch (an optimizer with state refuses `--resume`: `TrainConfig::validate`);
+//! every random choice of the loader derives from (seed, epoch, item), so the epoch number
+//! is the whole RNG state.
 
 use super::history::EpochRecord;
 use super::TrainConfig;
@@ -60,6 +61,10 @@ pub struct ResumeState {
     pub best_tss: f64,
     #[serde(deserialize_with = "null_is_minus_infinity")]
     pub best_hss2: f64,
+    /// The best epoch's validation loss; +inf before any (and in an older flarecast's
+    /// state, which did not keep it).
+    #[serde(default = "infinity", deserialize_with = "null_is_infinity")]
+    pub best_loss: f64,
     pub best_epoch: Option<usize>,
     pub history: Vec<EpochRecord>,
 }
@@ -71,6 +76,7 @@ impl ResumeState {
             epoch: 0,
             best_tss: f64::NEG_INFINITY,
             best_hss2: f64::NEG_INFINITY,
+            best_loss: f64::INFINITY,
             best_epoch: None,
             history: vec![],
         }
@@ -80,6 +86,15 @@ impl ResumeState {
 /// Reads a best score back: JSON has no -inf, so serde_json wrote it as null.
 fn null_is_minus_infinity<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
     Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NEG_INFINITY))
+}
+
+fn infinity() -> f64 {
+    f64::INFINITY
+}
+
+/// Reads a best loss back: JSON has no +inf, so serde_json wrote it as null.
+fn null_is_infinity<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::INFINITY))
 }
 
 /// The metadata `training` entry of flarecast checkpoints.
@@ -121,15 +136,29 @@ pub fn load_last(path: &Path, vs: &mut nn::VarStore, cfg: &TrainConfig) -> Resul
         .resume
         .with_context(|| format!("{}: no resumable state", path.display()))?;
     let now = cfg.to_json();
+    // A key an older flarecast did not record was the paper's.
+    let paper = crate::recipe::Recipe::PAPER.to_json();
     for key in TrainConfig::RESULT_KEYS {
-        if info.config.get(key) != now.get(key) {
+        let then = info.config.get(key).or_else(|| paper.get(key));
+        if then != now.get(key) {
             bail!(
                 "{}: cannot resume with {key} = {} (the run was started with {})",
                 path.display(),
                 now.get(key).cloned().unwrap_or_default(),
-                info.config.get(key).cloned().unwrap_or_default()
+                then.cloned().unwrap_or_default()
             );
         }
+    }
+    // A cosine spans the run's epochs: more of them would change the rates already used.
+    let then_epochs = info.config.get("epochs");
+    if cfg.recipe.schedule == crate::recipe::Schedule::Cosine && then_epochs != now.get("epochs") {
+        bail!(
+            "{}: cannot resume a cosine schedule with epochs = {} (the run was started with {}: \
+             the schedule spans the run's epochs)",
+            path.display(),
+            cfg.recipe.epochs,
+            then_epochs.cloned().unwrap_or_default()
+        );
     }
     check_state(&state, cfg.recipe.epochs).map_err(|e| e.context(path.display().to_string()))?;
     weights::check_finite(&tensors).with_context(|| path.display().to_string())?;

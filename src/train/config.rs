@@ -18,7 +18,8 @@ use tch::Device;
 pub struct TrainConfig {
     pub fold: u32,
     pub arch: Arch,
-    /// Epochs, batch, input side, SGD and its schedule, seed: `Recipe::PAPER` by default.
+    /// Epochs, batch, input side, optimizer, schedule, balance, selection, seed:
+    /// `Recipe::PAPER` by default.
     pub recipe: Recipe,
     pub images: PathBuf,
     pub labels: PathBuf,
@@ -41,35 +42,36 @@ pub struct TrainConfig {
 }
 
 impl TrainConfig {
-    /// Settings that change the results: a resumed run must use the same ones.
-    pub const RESULT_KEYS: [&'static str; 11] = [
+    /// Settings that change the results: a resumed run must use the same ones (a key a
+    /// checkpoint of an older flarecast lacks reads as the paper's, `Recipe::PAPER`).
+    pub const RESULT_KEYS: [&'static str; 18] = [
         "fold",
         "arch",
         "batch_size",
         "im_size",
+        "optimizer",
         "lr",
         "weight_decay",
+        "momentum",
+        "betas",
+        "schedule",
         "lr_step",
         "lr_gamma",
+        "warmup_epochs",
+        "balance",
+        "select",
         "seed",
         "augment",
         "precision",
     ];
 
     pub fn to_json(&self) -> serde_json::Value {
-        let r = &self.recipe;
-        serde_json::json!({
+        // The recipe's settings, then the run's. `epochs` and `patience` may change on
+        // resume (train longer, wait longer), so they are not RESULT_KEYS.
+        let mut json = self.recipe.to_json();
+        let run = serde_json::json!({
             "fold": self.fold,
             "arch": self.arch,
-            // May grow on resume (train longer), so not one of RESULT_KEYS.
-            "epochs": r.epochs,
-            "batch_size": r.batch_size,
-            "im_size": r.im_size,
-            "lr": r.lr,
-            "weight_decay": r.weight_decay,
-            "lr_step": r.lr_step,
-            "lr_gamma": r.lr_gamma,
-            "seed": r.seed,
             "augment": self.augment,
             "precision": self.precision,
             "devices": self.devices.iter().map(|d| device_name(*d)).collect::<Vec<_>>(),
@@ -77,7 +79,11 @@ impl TrainConfig {
             "images": self.images,
             "labels": self.labels,
             "init_weights": self.init_weights,
-        })
+        });
+        if let (Some(all), serde_json::Value::Object(run)) = (json.as_object_mut(), run) {
+            all.extend(run);
+        }
+        json
     }
 
     /// Processes training together (1 alone).
@@ -94,9 +100,16 @@ impl TrainConfig {
     /// recorded experiment comes here without the flags' parsers).
     pub fn validate(&self) -> Result<()> {
         Fold::NUMBER.check(self.fold)?;
-        Recipe::EPOCHS.check(self.recipe.epochs)?;
-        Recipe::BATCH_SIZE.check(self.recipe.batch_size)?;
-        Recipe::LR_STEP.check(self.recipe.lr_step)?;
+        self.recipe.check()?;
+        if let (true, Some(state)) = (self.resume, self.recipe.optimizer_state()) {
+            return Err(setting::bad(
+                "resume",
+                format!(
+                    "{state} live inside libtorch's optimizer, which tch 0.26 can neither \
+                     save nor restore, so a resumed run would not continue this one"
+                ),
+            ));
+        }
         LoaderConfig::WORKERS.check(self.workers)?;
         if self.group.is_some() && self.devices.len() != 1 {
             return Err(setting::bad(

@@ -3,6 +3,7 @@
 
 use crate::fsio;
 use crate::metrics::Confusion;
+use crate::recipe::{Balance, Optimizer, Recipe, Schedule, Select};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -34,6 +35,24 @@ pub struct EpochRecord {
     /// The precision the epoch was trained in.
     #[serde(default)]
     pub precision: crate::model::Precision,
+    /// The recipe's choices the epoch was trained and judged under (the paper's in the
+    /// history of an older flarecast).
+    #[serde(default)]
+    pub optimizer: Optimizer,
+    #[serde(default)]
+    pub schedule: Schedule,
+    #[serde(default)]
+    pub balance: Balance,
+    #[serde(default)]
+    pub select: Select,
+    #[serde(default)]
+    pub patience: Option<usize>,
+    /// Epochs since the best one at the end of this epoch, and whether `patience` stopped
+    /// the run here, before its last epoch.
+    #[serde(default)]
+    pub stale_epochs: usize,
+    #[serde(default)]
+    pub stopped_early: bool,
 }
 
 /// One pass over a split: the mean cross-entropy and the argmax forecasts' confusion.
@@ -77,12 +96,41 @@ impl EpochRecord {
             seconds,
             images_per_s,
             precision: crate::model::Precision::F32,
+            optimizer: Optimizer::default(),
+            schedule: Schedule::default(),
+            balance: Balance::default(),
+            select: Select::default(),
+            patience: None,
+            stale_epochs: 0,
+            stopped_early: false,
         }
     }
 
     /// The record, noting the precision the epoch was trained in.
     pub fn trained_in(self, precision: crate::model::Precision) -> Self {
         EpochRecord { precision, ..self }
+    }
+
+    /// The record, naming the recipe's optimizer, schedule, balance, selection and
+    /// patience.
+    pub fn under(self, r: &Recipe) -> Self {
+        EpochRecord {
+            optimizer: r.optimizer,
+            schedule: r.schedule,
+            balance: r.balance,
+            select: r.select,
+            patience: r.patience,
+            ..self
+        }
+    }
+
+    /// The record, with the epochs since the best one and whether the run stops here.
+    pub fn stale(self, stale_epochs: usize, stopped_early: bool) -> Self {
+        EpochRecord {
+            stale_epochs,
+            stopped_early,
+            ..self
+        }
     }
 }
 

@@ -1,8 +1,10 @@
-//! The paper's training protocol: balanced, augmented training set; plain SGD on the mean
-//! cross-entropy at the recipe's rate and weight decay (`Recipe::PAPER`), decayed in steps;
-//! per-epoch validation; `best` when val TSS and HSS2 both improve; `final` at the end;
-//! `last` after every epoch for `--resume`. Alone or as one rank of a process group alike:
-//! `peers` hides which, `step` is the one training step.
+//! The training protocol, the paper's by default (`Recipe::PAPER`): balanced, augmented
+//! training set; plain SGD on the mean cross-entropy at the recipe's rate and weight
+//! decay, decayed in steps; per-epoch validation; `best` when val TSS and HSS2 both
+//! improve; `final` at the end; `last` after every epoch for `--resume`. The recipe may
+//! name another optimizer, schedule, balance or rule for `best`, and a patience that stops
+//! the run early (`select`). Alone or as one rank of a process group alike: `peers` hides
+//! which, `step` is the one training step.
 //!
 //! Differences from the reference, on purpose: `--epochs N` runs N epochs (the reference
 //! runs N - 1); balancing never lets FL exceed NF (the reference edits fold 2 by hand).
@@ -12,6 +14,7 @@ mod config;
 pub mod history;
 pub mod parallel;
 pub mod peers;
+mod select;
 mod splits;
 pub mod step;
 
@@ -57,6 +60,11 @@ pub struct TrainSummary {
     pub best_epoch: Option<usize>,
     pub best_val_tss: f64,
     pub best_val_hss2: f64,
+    pub best_val_loss: f64,
+    /// The epoch `patience` stopped the run at, when it stopped before `epochs`.
+    pub stopped_early_at: Option<usize>,
+    /// The loss's weights of classes 0 and 1 (`--balance weighted-loss`).
+    pub class_weights: Option<[f64; 2]>,
     pub final_val_tss: f64,
     pub final_val_hss2: f64,
     pub final_checkpoint: PathBuf,
@@ -100,6 +108,9 @@ pub fn train(
     for epoch in resumed_from + 1..=cfg.recipe.epochs {
         let record = trainer.epoch(epoch, progress)?;
         on_epoch(&record, cfg.recipe.epochs);
+        if record.stopped_early {
+            break;
+        }
     }
     trainer.finish(resumed_from)
 }
@@ -143,6 +154,7 @@ impl<'a> Trainer<'a> {
         let state = peers.start(|| starting_state(cfg, &paths, &mut replicas))?;
         peers.share_variables(&replicas.master().vs, "waiting for rank 0's weights")?;
         replicas.broadcast()?;
+        replicas.class_weights = splits.class_weights;
         let stepper = Stepper::new(replicas, peers, &cfg.recipe)?;
         let board = open_board(cfg, &paths, &splits, &state)?;
         Ok(Trainer {
@@ -172,7 +184,11 @@ impl<'a> Trainer<'a> {
                 val.loss
             );
         }
-        let best = self.keep_if_best(epoch, &val.confusion)?;
+        let best = self.keep_if_best(epoch, &val)?;
+        let stale = select::stale_epochs(&self.state, epoch);
+        // Patience stops a run before its last epoch; at the last it ends as any run.
+        let stops = epoch < self.cfg.recipe.epochs
+            && select::stops(&self.state, epoch, self.cfg.recipe.patience);
         let record = EpochRecord::new(
             epoch,
             lr,
@@ -182,7 +198,9 @@ impl<'a> Trainer<'a> {
             started.elapsed().as_secs_f64(),
             trained.images_per_s,
         )
-        .trained_in(self.cfg.precision);
+        .trained_in(self.cfg.precision)
+        .under(&self.cfg.recipe)
+        .stale(stale, stops);
         self.record(record.clone())?;
         if let Some(board) = &mut self.board {
             board.epoch(epoch, &record)?;
@@ -291,16 +309,21 @@ impl<'a> Trainer<'a> {
         })
     }
 
-    /// Saves `best` when validation TSS and HSS2 both beat every earlier epoch's.
-    fn keep_if_best(&mut self, epoch: usize, val: &Confusion) -> Result<bool> {
-        let (tss, hss2) = (val.tss(), val.hss2());
-        let best =
-            self.splits.val_two_classes && tss > self.state.best_tss && hss2 > self.state.best_hss2;
-        if best {
-            self.state.best_tss = tss;
-            self.state.best_hss2 = hss2;
-            self.state.best_epoch = Some(epoch);
-        }
+    /// Saves `best` when the epoch beats every earlier one under the recipe's rule (the
+    /// paper's: validation TSS and HSS2 both do).
+    fn keep_if_best(&mut self, epoch: usize, val: &Pass) -> Result<bool> {
+        let scores = select::Scores {
+            tss: val.confusion.tss(),
+            hss2: val.confusion.hss2(),
+            loss: val.loss,
+        };
+        let best = select::observe(
+            &mut self.state,
+            self.cfg.recipe.select,
+            epoch,
+            &scores,
+            self.splits.val_two_classes,
+        );
         if best && self.cfg.writes() {
             checkpoint::save(&self.paths.best(), &self.master().vs, self.cfg, None)?;
         }
@@ -369,6 +392,9 @@ impl<'a> Trainer<'a> {
             best_epoch: state.best_epoch,
             best_val_tss: state.best_tss,
             best_val_hss2: state.best_hss2,
+            best_val_loss: state.best_loss,
+            stopped_early_at: last.filter(|r| r.stopped_early).map(|r| r.epoch),
+            class_weights: splits.class_weights,
             final_val_tss: last.map_or(f64::NAN, |r| r.val_tss),
             final_val_hss2: last.map_or(f64::NAN, |r| r.val_hss2),
             final_checkpoint: paths.final_(),
@@ -419,7 +445,20 @@ fn starting_state(
             format!("no checkpoint {} to resume from", last.display()),
         ));
     }
-    checkpoint::load_last(&last, &mut replicas.master_mut().vs, cfg)
+    let state = checkpoint::load_last(&last, &mut replicas.master_mut().vs, cfg)?;
+    if select::stops(&state, state.epoch, cfg.recipe.patience) {
+        return Err(setting::bad(
+            "patience",
+            format!(
+                "{}: at epoch {} the run had gone {} epochs without a better best, where this \
+                 patience stops it: nothing is left to train (a larger patience goes on)",
+                last.display(),
+                state.epoch,
+                select::stale_epochs(&state, state.epoch)
+            ),
+        ));
+    }
+    Ok(state)
 }
 
 /// Counts argmax predictions against 0/1 targets.

@@ -40,11 +40,10 @@ pub struct Replicas {
 pub struct StepOutput {
     pub loss: f64,
     pub logits: Tensor,
-    /// With class weights, on a share of a batch: the share's summed row weights over the
-    /// batch's rows. The loss and gradients are sums over the batch's rows, so the group's
-    /// sum of these is what they still have to be divided by to be the weighted mean. 1
-    /// when the loss is already the batch's mean (the whole batch here, or no weights).
-    pub weight: f64,
+    /// With class weights, this share's rows of class 0 and of class 1: whole numbers, so
+    /// summed over a group they give every rank, and any split of the batch, the same
+    /// summed weight for the step to divide by (`step::batch_weight`).
+    pub class_rows: [f64; 2],
 }
 
 impl Replicas {
@@ -105,10 +104,11 @@ impl Replicas {
     /// rows (the rest are other ranks'): the loss is the share's summed cross-entropy
     /// over `batch`, so the ranks' gradients add up to those of the batch mean.
     ///
-    /// With class weights the mean is torch's `CrossEntropyLoss(weight=w)`: the rows'
-    /// weighted cross-entropy summed over the sum of their weights, the whole batch's. A
-    /// whole batch divides by its own; a share divides by `batch` and reports its weights'
-    /// sum over `batch` (`StepOutput::weight`), for the group to divide by once summed.
+    /// With class weights the loss is the rows' weighted cross-entropy summed over
+    /// `batch`, and the step divides it (and the gradients) by the batch's summed weight
+    /// over its rows: torch's `CrossEntropyLoss(weight=w)`, whose mean is taken over the
+    /// rows' weights. Replicas in one process and ranks of a group take the same
+    /// arithmetic.
     pub fn forward_backward_share(
         &mut self,
         images: &Tensor,
@@ -117,44 +117,27 @@ impl Replicas {
     ) -> Result<StepOutput> {
         let rows = images.size()[0];
         let n = self.replicas.len().min(rows.max(1) as usize);
-        let weights = self
-            .class_weights
-            .map(|w| Tensor::from_slice(&w).to_kind(Kind::Float));
-        let (denominator, weight) = match &weights {
-            None => (batch as f64, 1.0),
-            Some(w) => {
-                let rows_weight = w
-                    .index_select(0, &targets.to_device(Device::Cpu))
-                    .sum(Kind::Double)
-                    .double_value(&[]);
-                if rows == batch {
-                    (rows_weight, 1.0)
-                } else {
-                    (batch as f64, rows_weight / batch as f64)
-                }
-            }
-        };
-        if n <= 1 && rows == batch {
+        if n <= 1 && rows == batch && self.class_weights.is_none() {
             let r = &self.replicas[0];
-            let dev = r.device();
-            let out = r.net.forward_t(&images.to_device(dev), true);
-            let targets = targets.to_device(dev);
-            let loss = match &weights {
-                None => out.logits.cross_entropy_for_logits(&targets),
-                Some(w) => out.logits.log_softmax(-1, Kind::Float).g_nll_loss(
-                    &targets,
-                    Some(w.to_device(dev)),
-                    tch::Reduction::Mean,
-                    -100,
-                ),
-            };
+            let out = r.net.forward_t(&images.to_device(r.device()), true);
+            let loss = out
+                .logits
+                .cross_entropy_for_logits(&targets.to_device(r.device()));
             loss.backward();
             return Ok(StepOutput {
                 loss: loss.double_value(&[]),
                 logits: out.logits.detach(),
-                weight,
+                class_rows: [0.0; 2],
             });
         }
+        let class_rows = match self.class_weights {
+            None => [0.0; 2],
+            Some(_) => {
+                let t = Vec::<i64>::try_from(targets.to_device(Device::Cpu))?;
+                let positive = t.iter().filter(|&&y| y == 1).count();
+                [(t.len() - positive) as f64, positive as f64]
+            }
+        };
         // Shards of (nearly) equal size, as torch.chunk / DataParallel's scatter.
         let image_shards = images.chunk(n as i64, 0);
         let target_shards = targets.chunk(n as i64, 0);
@@ -167,8 +150,9 @@ impl Replicas {
                     s.spawn(move || -> Result<(f64, Tensor)> {
                         let dev = r.device();
                         let out = r.net.forward_t(&x.to_device(dev), true);
-                        // Sum over the shard / the batch's denominator: the shards'
-                        // gradients add up to the gradient of the batch mean.
+                        // Sum over the shard / whole batch: the shards' gradients add up
+                        // to the gradient of the batch mean (with weights, to it times
+                        // the batch's summed weight over its rows).
                         let w = class_weights.map(|w| {
                             Tensor::from_slice(&w)
                                 .to_kind(out.logits.kind())
@@ -180,7 +164,7 @@ impl Replicas {
                             tch::Reduction::Sum,
                             -100,
                             0.0,
-                        ) / denominator;
+                        ) / batch as f64;
                         loss.backward();
                         Ok((loss.double_value(&[]), out.logits.detach()))
                     })
@@ -206,7 +190,7 @@ impl Replicas {
         Ok(StepOutput {
             loss,
             logits: Tensor::cat(&logits, 0),
-            weight,
+            class_rows,
         })
     }
 

@@ -1,18 +1,22 @@
-//! The fold's data as a run reads it: the training and validation loaders, the balanced
-//! training epoch, and whether validation can choose a best epoch.
+//! The fold's data as a run reads it: the training and validation loaders, the training
+//! epoch (balanced by oversampling, or as it is), the loss's class weights, and whether
+//! validation can choose a best epoch.
 
 use super::TrainConfig;
 use crate::data::{self, Balanced, Item, Loader, LoaderConfig, Split};
 use crate::distributed::Group;
 use crate::progress::Progress;
+use crate::recipe::Balance;
 use anyhow::{bail, Context, Result};
 
 /// The fold's training and validation data.
 pub(super) struct Splits {
     pub(super) train: Loader,
     pub(super) val: Loader,
-    /// The balanced, augmented training epoch.
+    /// The training epoch: balanced and augmented, or every instance once.
     pub(super) plan: Balanced,
+    /// The cross-entropy's weights of classes 0 and 1 (`Balance::WeightedLoss`).
+    pub(super) class_weights: Option<[f64; 2]>,
     pub(super) val_items: Vec<Item>,
     pub(super) val_positive: usize,
     /// TSS and HSS2 need both classes: without them no epoch is chosen as best.
@@ -41,8 +45,17 @@ impl Splits {
             ..lcfg
         };
         let val = Loader::new(val_cfg, val_samples).context("validation split")?;
-        let plan = data::balance(&train.targets(), cfg.recipe.seed)
-            .with_context(|| format!("fold {} training split", cfg.fold))?;
+        let targets = train.targets();
+        let what = || format!("fold {} training split", cfg.fold);
+        let plan = match cfg.recipe.balance {
+            Balance::Oversample => data::balance(&targets, cfg.recipe.seed),
+            Balance::WeightedLoss | Balance::None => data::unbalanced(&targets),
+        }
+        .with_context(what)?;
+        let class_weights = match cfg.recipe.balance {
+            Balance::WeightedLoss => Some(data::class_weights(&targets).with_context(what)?),
+            Balance::Oversample | Balance::None => None,
+        };
         let val_targets = val.targets();
         let val_positive = val_targets.iter().filter(|&&t| t == 1).count();
         let val_two_classes = val_positive > 0 && val_positive < val_targets.len();
@@ -61,6 +74,7 @@ impl Splits {
             train,
             val,
             plan,
+            class_weights,
             val_positive,
             val_two_classes,
         })

@@ -1,12 +1,12 @@
 //! One training step, the one `train` takes and `bench train` times: zero the gradients,
 //! forward and backward of this process's share of the batch on the replicas, the
-//! gradients (and the batch loss with them) summed over the process group, one SGD
-//! update, the weights copied back to the replicas.
+//! gradients (and the batch loss with them) summed over the process group, one update
+//! of the recipe's optimizer, the weights copied back to the replicas.
 
 use super::parallel::{Replicas, StepOutput};
 use super::peers::Peers;
 use crate::device::synchronize;
-use crate::recipe::Recipe;
+use crate::recipe::{Optimizer, Recipe};
 use anyhow::Result;
 use std::time::{Duration, Instant};
 use tch::nn::{self, OptimizerConfig};
@@ -23,6 +23,46 @@ pub fn sgd(vs: &nn::VarStore, lr: f64, weight_decay: f64) -> Result<nn::Optimize
     Ok(sgd.build(vs, lr)?)
 }
 
+/// AdamW's eps, torch.optim.AdamW's default.
+pub const ADAMW_EPS: f64 = 1e-8;
+
+/// The recipe's optimizer over `vs`'s trainable variables at its rate, as torch.optim
+/// has it: SGD with the recipe's momentum (no dampening, no Nesterov) and L2 weight decay
+/// (the paper's with momentum 0: [`sgd`]), or AdamW with its betas, eps [`ADAMW_EPS`], no
+/// AMSGrad, bias-corrected moments and decoupled weight decay (libtorch's
+/// `torch::optim::AdamW`).
+pub fn optimizer(vs: &nn::VarStore, recipe: &Recipe) -> Result<nn::Optimizer> {
+    match recipe.optimizer {
+        Optimizer::Sgd => {
+            let sgd = nn::Sgd {
+                momentum: recipe.momentum,
+                dampening: 0.0,
+                wd: recipe.weight_decay,
+                nesterov: false,
+            };
+            Ok(sgd.build(vs, recipe.lr)?)
+        }
+        Optimizer::AdamW => {
+            let adamw = nn::AdamW {
+                beta1: recipe.betas.0,
+                beta2: recipe.betas.1,
+                wd: recipe.weight_decay,
+                eps: ADAMW_EPS,
+                amsgrad: false,
+            };
+            Ok(adamw.build(vs, recipe.lr)?)
+        }
+    }
+}
+
+/// The summed class weight of a batch of `batch_rows` rows over its rows, from its rows of
+/// class 0 and 1, the weights taken as float32 as the loss takes them: what the step
+/// divides a weighted loss summed over the rows by to make it the weighted mean.
+pub fn batch_weight(class_weights: [f64; 2], class_rows: [f64; 2], batch_rows: usize) -> f64 {
+    let w = class_weights.map(|w| f64::from(w as f32));
+    (w[0] * class_rows[0] + w[1] * class_rows[1]) / batch_rows as f64
+}
+
 /// The replicas, their optimizer and the peers they train with.
 pub struct Stepper {
     pub replicas: Replicas,
@@ -35,9 +75,9 @@ pub struct Stepper {
 }
 
 impl Stepper {
-    /// SGD over the master replica's variables at `recipe`'s rate and weight decay.
+    /// The recipe's optimizer over the master replica's variables at its rate.
     pub fn new(replicas: Replicas, peers: Peers, recipe: &Recipe) -> Result<Stepper> {
-        let opt = sgd(&replicas.master().vs, recipe.lr, recipe.weight_decay)?;
+        let opt = optimizer(&replicas.master().vs, recipe)?;
         Ok(Stepper {
             replicas,
             peers,
@@ -71,26 +111,46 @@ impl Stepper {
             StepOutput {
                 loss: 0.0,
                 logits: Tensor::zeros([0, 2], (Kind::Float, Device::Cpu)),
+                class_rows: [0.0; 2],
             }
         } else {
             self.replicas
                 .forward_backward_share(images, targets, batch_rows as i64)?
         };
-        // The batch loss rides in the gradients' bucket: one all-reduce per step.
-        let loss = if self.peers.is_group() {
+        // The batch loss (and with class weights the shares' rows of each class) rides in
+        // the gradients' bucket: one all-reduce per step.
+        let weights = self.replicas.class_weights;
+        let (loss, class_rows) = if self.peers.is_group() {
             let device = images.device();
             if self.time_reduction {
                 synchronize(device);
             }
             let t = Instant::now();
-            let summed = self.peers.sum_gradients(&[out.loss], what)?;
+            let extra = match weights {
+                Some(_) => vec![out.loss, out.class_rows[0], out.class_rows[1]],
+                None => vec![out.loss],
+            };
+            let summed = self.peers.sum_gradients(&extra, what)?;
             if self.time_reduction {
                 synchronize(device);
                 self.reducing += t.elapsed();
             }
-            summed[0]
+            let rows = match weights {
+                Some(_) => [summed[1], summed[2]],
+                None => [0.0; 2],
+            };
+            (summed[0], rows)
         } else {
-            out.loss
+            (out.loss, out.class_rows)
+        };
+        // The weighted mean: the sums over the batch's rows divided by its summed weight.
+        let loss = match weights {
+            Some(w) => {
+                let weight = batch_weight(w, class_rows, batch_rows);
+                self.replicas.scale_master_grads(1.0 / weight);
+                loss / weight
+            }
+            None => loss,
         };
         if loss.is_finite() {
             self.opt.step();
@@ -99,6 +159,7 @@ impl Stepper {
         Ok(StepOutput {
             loss,
             logits: out.logits,
+            class_rows,
         })
     }
 }

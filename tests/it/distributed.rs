@@ -347,6 +347,39 @@ fn two_ranks_by_hand_and_by_torchrun_equal_in_process_replicas() {
     assert_same_history(&history(root, "replicas"), &history(root, "torchrun"), 1e-5);
 }
 
+/// With the class-weighted loss, two ranks (each its share of every batch of the 12
+/// plain items: 3 + 2, 3 + 2, 1 + 1 rows) end with the weights and history of the
+/// in-process replicas: the group divides by the whole batch's summed weight, not a
+/// share's.
+#[test]
+#[cfg_attr(
+    not(flarecast_c10d),
+    ignore = "built without Gloo's headers (libgloo-dev): distributed training unavailable"
+)]
+fn weighted_loss_over_two_ranks_equals_in_process_replicas() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    common::write_tiny_fold(root, 12, 4, true);
+    let weighted = |out: &str, devices: &str| {
+        let mut args = train_args(root, out, 2, devices);
+        args.extend(["--balance", "weighted-loss"].map(String::from));
+        args
+    };
+    let replicas = run_alone(&weighted("replicas", "cpu,cpu"));
+    assert_eq!(replicas["balanced_items"], 12);
+    let logs = root.join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let ranks = run_ranks(&weighted("ranks", "cpu"), 2, &logs);
+    assert_eq!(ranks["ranks"], 2);
+    let d = max_diff(
+        &final_weights(root, "replicas"),
+        &final_weights(root, "ranks"),
+    );
+    eprintln!("weighted loss, ranks against replicas: weights differ by {d:e}");
+    assert!(d <= 1e-5, "weights differ by {d:e}");
+    assert_same_history(&history(root, "replicas"), &history(root, "ranks"), 1e-5);
+}
+
 /// A group of one rank takes the distributed path and ends exactly where a plain run
 /// ends.
 #[test]

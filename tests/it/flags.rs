@@ -146,6 +146,8 @@ fn train_flags() {
             count("--epochs", Recipe::EPOCHS),
             count("--batch-size", Recipe::BATCH_SIZE),
             count("--lr-step", Recipe::LR_STEP),
+            count("--warmup-epochs", Recipe::WARMUP_EPOCHS),
+            count("--patience", Recipe::PATIENCE),
             count("--workers", LoaderConfig::WORKERS),
             count("--fold", Fold::NUMBER),
             im_size(),

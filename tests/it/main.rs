@@ -37,6 +37,7 @@ mod networks;
 mod one_way;
 mod predict;
 mod preprocess;
+mod recipe;
 mod resume;
 mod smoke;
 mod synth;
