@@ -68,6 +68,7 @@ fn adamw_steps_as_torch_adamw_on_the_golden_weights() {
         let script = format!(
             r#"
 import json, sys, torch, torch.nn.functional as F
+sys.dont_write_bytecode = True
 sys.path.insert(0, {scripts:?})
 from reference_model import load_reference, read_safetensors
 net = load_reference({weights:?}).train()
@@ -234,6 +235,7 @@ fn weighted_loss_is_torchs_cross_entropy_with_class_weights() {
     let script = format!(
         r#"
 import json, sys, torch
+sys.dont_write_bytecode = True
 sys.path.insert(0, {scripts:?})
 from reference_model import load_reference, read_safetensors
 net = load_reference({weights:?}).train()
