@@ -4,6 +4,7 @@ mod attention;
 mod bench;
 mod calibrate;
 mod common_args;
+pub(crate) mod config_file;
 mod convert;
 mod convert_weights;
 mod download;
@@ -23,7 +24,7 @@ mod verify;
 mod version;
 
 use anyhow::Result;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use flarecast::progress::Progress;
 use std::io::IsTerminal;
 
@@ -83,7 +84,17 @@ enum Command {
 /// The command line, or the process ends: a refused flag value as one line and exit 1
 /// (as a setting the library refuses), any other usage error as clap reports it.
 pub fn parse() -> Cli {
-    match Cli::try_parse() {
+    // `--config FILE` of `train` and `experiment run`: the file's flags come first, so the
+    // command line's override them.
+    let args = match config_file::expand_and_resolve(&Cli::command(), std::env::args_os().collect())
+    {
+        Ok(args) => args,
+        Err(err) => {
+            eprintln!("flarecast: error: {err:#}");
+            std::process::exit(1)
+        }
+    };
+    match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(err) => match flag_value::refused(&err) {
             Some(line) => {

@@ -29,7 +29,8 @@ More than one process (torch.distributed's c10d engine):
     srun --ntasks 8 --ntasks-per-node 4 flarecast train ...";
 
 #[derive(clap::Args)]
-#[command(mut_arg("out", |a| super::common_args::out_default(a, "trained_models", "Output directory: checkpoints go to {out}/attention or {out}/no_attention.")))]
+#[command(mut_arg("out", |a| super::common_args::out_default(a, "trained_models", "Output directory: checkpoints go to {out}/attention, {out}/no_attention or {out}/<network name>.")))]
+#[command(args_override_self = true)]
 pub struct Args {
     /// Cross-validation fold 1..4 (validation quarter: 1 Jan-Mar, 2 Apr-Jun, 3 Jul-Sep, 4 Oct-Dec).
     #[arg(long, default_value_t = 1, value_parser = Fold::NUMBER.flag())]
@@ -41,6 +42,20 @@ pub struct Args {
     /// Train the standard CNN instead.
     #[arg(long, conflicts_with = "attention")]
     no_attention: bool,
+    /// The network by name: attention, standard, alexnet, vgg16, resnet18, resnet34,
+    /// resnet50 or mobilenet_v2 (torchvision's, one channel in, two classes out).
+    /// --attention and --no-attention are the paper's spellings of the first two.
+    #[arg(long, conflicts_with_all = ["attention", "no_attention"])]
+    arch: Option<Arch>,
+    /// Start a torchvision network from an ImageNet checkpoint (its state dict as
+    /// torchvision saves it): the first convolution summed over the colour channels, the
+    /// classifier replaced by a fresh 2-class layer.
+    #[arg(long, requires = "arch", conflicts_with = "init_weights")]
+    pretrained: Option<PathBuf>,
+    /// With --pretrained: fold ImageNet's mean and standard deviation into the first
+    /// convolution, so it sees the grey image as torchvision's pipeline would.
+    #[arg(long, requires = "pretrained")]
+    pretrained_normalisation: bool,
     /// Epochs to run (exactly; the reference runs one fewer).
     #[arg(long, default_value_t = PAPER.epochs, value_parser = Recipe::EPOCHS.flag())]
     epochs: usize,
@@ -139,9 +154,20 @@ pub struct Args {
     json: super::common_args::Json,
     #[command(flatten)]
     group: super::group_args::GroupArgs,
+    /// Settings from a TOML file of these flags by name (`epochs = 30`, `arch =
+    /// "resnet34"`); flags on the command line override it. Every run writes its resolved
+    /// settings as {out}/<arch>/fold{K}_config.toml, a valid --config.
+    #[arg(long, value_name = "FILE.toml")]
+    config: Option<PathBuf>,
+    /// Print the resolved settings (defaults, --config and flags) as a config file and exit.
+    #[arg(long)]
+    print_config: bool,
 }
 
-fn parse_attention(args: &Args) -> Result<Arch> {
+fn parse_arch(args: &Args) -> Result<Arch> {
+    if let Some(arch) = args.arch {
+        return Ok(arch);
+    }
     if args.no_attention {
         return Ok(Arch::StandardCnn);
     }
@@ -181,7 +207,12 @@ fn epoch_line(r: &EpochRecord, epochs: usize) -> String {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let arch = parse_attention(&args)?;
+    let _ = &args.config; // read before parsing (cli::config_file)
+    if args.print_config {
+        print!("{}", super::config_file::resolved().unwrap_or_default());
+        return Ok(());
+    }
+    let arch = parse_arch(&args)?;
     let launch = args.group.launch()?;
     let devices = match &launch {
         Some(l) => vec![flarecast::distributed::rank_device(&args.device, l)?],
@@ -217,12 +248,17 @@ pub fn run(args: Args) -> Result<()> {
         workers: args.workers.unwrap_or_else(LoaderConfig::default_workers),
         cache: args.cache,
         init_weights: args.init_weights.clone(),
+        pretrained: args.pretrained.clone().map(|file| train::Pretrained {
+            file,
+            fold_normalisation: args.pretrained_normalisation,
+        }),
         resume: args.resume,
         augment: !args.no_augment,
         skip_bad_images: args.skip_bad_images,
         allow_one_class_val: args.allow_one_class_val,
         tensorboard: args.tensorboard.clone().unwrap_or_default(),
         group: None,
+        settings: super::config_file::resolved().map(str::to_string),
     };
     cfg.validate()?;
     let cfg = match &launch {
@@ -301,6 +337,9 @@ pub fn run(args: Args) -> Result<()> {
             summary.val_instances,
             summary.val_positive
         );
+        if let Some(p) = &summary.pretrained {
+            println!("{p}");
+        }
         if !summary.skipped_images.is_empty() {
             println!(
                 "skipped {} unreadable images:",

@@ -13,14 +13,20 @@ use crate::model::{Network, Reference};
 use anyhow::{anyhow, bail, Result};
 use tch::{Kind, Tensor};
 
-/// Grad-CAM of the FL logit, the display map: channel weights = spatially averaged
+/// Grad-CAM of the `target` logit (1: FL), the display map: channel weights = spatially averaged
 /// gradients, ReLU of the weighted sum, bilinear upsampling to the input size, min-max
 /// normalisation. Returns [H, W]. The layer is conv_block5 (`block` 5, 16x16 at 256) or
 /// conv_block6 (6, 2x2) of the paper's networks, a named stage of the others (`stage`,
 /// their default Grad-CAM stage when `None`). Where no position has positive evidence
 /// (the ReLU leaves nothing), the weighted sum itself is normalised, so the map still
 /// ranks positions instead of going blank.
-pub fn gradcam(net: &Network, input: &Tensor, block: usize, stage: Option<&str>) -> Result<Tensor> {
+pub fn gradcam(
+    net: &Network,
+    input: &Tensor,
+    block: usize,
+    stage: Option<&str>,
+    target: i64,
+) -> Result<Tensor> {
     let (_, _, h, w) = input.size4()?;
     let (out, feats) = match net {
         Network::Paper(net) => {
@@ -42,7 +48,7 @@ pub fn gradcam(net: &Network, input: &Tensor, block: usize, stage: Option<&str>)
             graph::forward_keeping(net, &input.to_kind(Kind::Float), stage)
         }
     };
-    let score = out.logits.select(1, 1).sum(Kind::Float);
+    let score = out.logits.select(1, target).sum(Kind::Float);
     let grads = Tensor::run_backward(&[&score], &[&feats], false, false);
     let weights = grads[0].mean_dim(&[2i64, 3][..], true, Kind::Float);
     let weighted =

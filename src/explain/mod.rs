@@ -276,7 +276,7 @@ pub fn explain(
                 Network::Paper(_) => paper_block(opts)?,
                 Network::Vision(_) => opts.gradcam_block,
             };
-            let heat = whole(gradcam(net, input, block, opts.layer.as_deref())?);
+            let heat = whole(gradcam(net, input, block, opts.layer.as_deref(), target)?);
             vec![Map {
                 name: "gradcam".into(),
                 raw_name: "gradcam".into(),

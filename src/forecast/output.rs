@@ -127,7 +127,7 @@ pub fn attention_png(forecaster: &Forecaster, forecast: &Forecast) -> Result<Vec
                 tiles.push(explain::overlay(&gray, &heat)?);
             }
         } else {
-            let heat = explain::gradcam(&m.model.net, &x, 5, None)?.to_device(tch::Device::Cpu);
+            let heat = explain::gradcam(&m.model.net, &x, 5, None, 1)?.to_device(tch::Device::Cpu);
             tiles.push(explain::overlay(&gray, &heat)?);
         }
     }

@@ -24,10 +24,10 @@ mod names;
 mod network;
 mod output;
 pub mod pretrained;
-mod tap;
-pub mod vision;
 pub mod pth;
 pub mod reference;
+mod tap;
+pub mod vision;
 pub mod weights;
 
 pub use fast::{to_channels_last, Compute};

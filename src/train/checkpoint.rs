@@ -42,6 +42,10 @@ impl RunPaths {
     pub fn final_(&self) -> PathBuf {
         self.file("final")
     }
+    /// The run's resolved settings and what it ran on (`train::run_config`).
+    pub fn config(&self) -> PathBuf {
+        self.dir.join(format!("{}_config.toml", self.stem))
+    }
     pub fn history_stem(&self) -> String {
         format!("{}_history", self.stem)
     }

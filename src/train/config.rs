@@ -13,6 +13,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use tch::Device;
 
+/// `--pretrained`: an ImageNet checkpoint of the network, and whether ImageNet's input
+/// normalisation is folded into its first convolution.
+#[derive(Clone, Debug)]
+pub struct Pretrained {
+    pub file: PathBuf,
+    pub fold_normalisation: bool,
+}
+
 /// Everything a training run needs.
 #[derive(Clone, Debug)]
 pub struct TrainConfig {
@@ -29,6 +37,8 @@ pub struct TrainConfig {
     pub workers: usize,
     pub cache: CacheMode,
     pub init_weights: Option<PathBuf>,
+    /// A torchvision ImageNet checkpoint to start from (not the paper's networks).
+    pub pretrained: Option<Pretrained>,
     pub resume: bool,
     pub augment: bool,
     pub skip_bad_images: bool,
@@ -39,6 +49,9 @@ pub struct TrainConfig {
     /// The process group this process is one rank of (DDP: each rank its share of every
     /// batch, one gradient all-reduce per step, rank 0 alone writes); None trains alone.
     pub group: Option<Arc<Group>>,
+    /// The resolved settings as a `train --config` file, written beside the checkpoints
+    /// with what the run ran on (`train::run_config`); `None` writes none.
+    pub settings: Option<String>,
 }
 
 impl TrainConfig {
@@ -79,6 +92,8 @@ impl TrainConfig {
             "images": self.images,
             "labels": self.labels,
             "init_weights": self.init_weights,
+            "pretrained": self.pretrained.as_ref().map(|p| &p.file),
+            "pretrained_normalisation": self.pretrained.as_ref().map(|p| p.fold_normalisation),
         });
         if let (Some(all), serde_json::Value::Object(run)) = (json.as_object_mut(), run) {
             all.extend(run);

@@ -27,6 +27,15 @@ pub struct EpochRecord {
     pub val_fp: u64,
     pub val_tn: u64,
     pub val_fn: u64,
+    /// The validation probabilities' Brier score, Brier skill score against the split's
+    /// climatology and ROC AUC (the AUC only where one process holds them all: `None` in
+    /// a process group; all `None` in the history of an older flarecast).
+    #[serde(default)]
+    pub val_brier: Option<f64>,
+    #[serde(default)]
+    pub val_bss: Option<f64>,
+    #[serde(default)]
+    pub val_roc_auc: Option<f64>,
     /// Whether this epoch's weights became the best checkpoint.
     pub best: bool,
     pub seconds: f64,
@@ -55,11 +64,15 @@ pub struct EpochRecord {
     pub stopped_early: bool,
 }
 
-/// One pass over a split: the mean cross-entropy and the argmax forecasts' confusion.
+/// One pass over a split: the mean cross-entropy and the argmax forecasts' confusion,
+/// and for validation the probabilities' scores.
 #[derive(Clone, Debug, Default)]
 pub struct Pass {
     pub loss: f64,
     pub confusion: Confusion,
+    pub brier: Option<f64>,
+    pub bss: Option<f64>,
+    pub roc_auc: Option<f64>,
 }
 
 impl EpochRecord {
@@ -92,6 +105,9 @@ impl EpochRecord {
             val_fp: v.fp,
             val_tn: v.tn,
             val_fn: v.fn_,
+            val_brier: val.brier,
+            val_bss: val.bss,
+            val_roc_auc: val.roc_auc,
             best,
             seconds,
             images_per_s,

@@ -14,11 +14,12 @@ mod config;
 pub mod history;
 pub mod parallel;
 pub mod peers;
+pub mod run_config;
 mod select;
 mod splits;
 pub mod step;
 
-pub use config::TrainConfig;
+pub use config::{Pretrained, TrainConfig};
 pub use splits::shard_of;
 
 use crate::device::device_name;
@@ -72,6 +73,8 @@ pub struct TrainSummary {
     pub last_checkpoint: PathBuf,
     pub history_csv: PathBuf,
     pub history: Vec<EpochRecord>,
+    /// What `--pretrained` loaded and replaced.
+    pub pretrained: Option<crate::model::pretrained::PretrainedReport>,
 }
 
 /// How the trainer reports each finished epoch (the CLI prints it).
@@ -103,7 +106,13 @@ pub fn train(
     } else {
         None
     };
+    let images_read = splits.train.samples().len() + splits.val.samples().len();
     let mut trainer = Trainer::start(cfg, splits)?;
+    // Once the run is known to start (a refused resume rewrites nothing): its settings
+    // and what it runs on, beside its checkpoints.
+    if let (true, Some(settings)) = (cfg.writes(), &cfg.settings) {
+        run_config::write(&paths.config(), cfg, settings, images_read)?;
+    }
     let resumed_from = trainer.state.epoch;
     for epoch in resumed_from + 1..=cfg.recipe.epochs {
         let record = trainer.epoch(epoch, progress)?;
@@ -125,6 +134,8 @@ struct Trainer<'a> {
     state: ResumeState,
     /// Rank 0's TensorBoard log, unless turned off.
     board: Option<crate::tensorboard::RunLog>,
+    /// What `--pretrained` loaded and replaced.
+    pretrained: Option<crate::model::pretrained::PretrainedReport>,
 }
 
 /// The training half of an epoch.
@@ -148,6 +159,15 @@ impl<'a> Trainer<'a> {
                 &init.display().to_string(),
             )?;
         }
+        let pretrained = match &cfg.pretrained {
+            Some(p) => Some(crate::model::pretrained::load_pretrained(
+                &mut replicas.master_mut().vs,
+                cfg.arch,
+                &p.file,
+                p.fold_normalisation,
+            )?),
+            None => None,
+        };
         let paths = RunPaths::new(cfg);
         let peers = Peers::new(cfg.group.as_ref(), &replicas.master().vs)?;
         // Rank 0 alone reads `last`: the others may not see its disk.
@@ -164,6 +184,7 @@ impl<'a> Trainer<'a> {
             paths,
             state,
             board,
+            pretrained,
         })
     }
 
@@ -268,6 +289,7 @@ impl<'a> Trainer<'a> {
             pass: Pass {
                 loss: loss_sum / seen.max(1) as f64,
                 confusion,
+                ..Pass::default()
             },
             images_per_s: seen as f64 / started.elapsed().as_secs_f64(),
         })
@@ -285,27 +307,55 @@ impl<'a> Trainer<'a> {
         )?;
         let mut confusion = Confusion::default();
         let (mut loss, mut n) = (0.0, 0usize);
+        let (mut probs, mut truth) = (Vec::new(), Vec::new());
         for batch in self.splits.val.batches(&self.splits.val_items, 0)? {
             let batch = batch?;
             if batch.names.is_empty() {
                 continue;
             }
-            let logits = tch::no_grad(|| {
-                r.net
-                    .forward_t(&batch.images.to_device(r.device()), false)
-                    .logits
-            });
+            let out = tch::no_grad(|| r.net.forward_t(&batch.images.to_device(r.device()), false));
             let targets = batch.targets.to_device(r.device());
-            loss += parallel::summed_loss(&logits, &targets);
+            loss += parallel::summed_loss(&out.logits, &targets);
             n += batch.names.len();
-            add_argmax(&mut confusion, &logits, &targets);
+            add_argmax(&mut confusion, &out.logits, &targets);
+            probs.extend(Vec::<f64>::try_from(
+                out.flare_prob()
+                    .to_kind(tch::Kind::Double)
+                    .to_device(Device::Cpu),
+            )?);
+            truth.extend(
+                Vec::<i64>::try_from(batch.targets.to_device(Device::Cpu))?
+                    .into_iter()
+                    .map(|t| t == 1),
+            );
         }
+        // Brier's sums and the event count add over ranks; the AUC needs every
+        // probability, so only a process alone gives it.
+        let squared: f64 = probs
+            .iter()
+            .zip(&truth)
+            .map(|(p, &t)| (p - f64::from(u8::from(t))).powi(2))
+            .sum();
+        let events = truth.iter().filter(|&&t| t).count() as f64;
         let what = format!("waiting for the validation counts of epoch {epoch}");
-        let (confusion, sums) = peers.sum_counts(&confusion, &[loss, n as f64], &what)?;
+        let (confusion, sums) =
+            peers.sum_counts(&confusion, &[loss, n as f64, squared, events], &what)?;
         let (loss, n) = (sums[0], sums[1] as usize);
+        let brier = (n > 0).then(|| sums[2] / n as f64);
+        let rate = sums[3] / n.max(1) as f64;
+        let climatology = rate * (1.0 - rate);
         Ok(Pass {
             loss: loss / n.max(1) as f64,
             confusion,
+            brier,
+            bss: brier.map(|b| {
+                if climatology > 0.0 {
+                    1.0 - b / climatology
+                } else {
+                    0.0
+                }
+            }),
+            roc_auc: (!peers.is_group() && n > 0).then(|| crate::metrics::roc_auc(&probs, &truth)),
         })
     }
 
@@ -402,6 +452,7 @@ impl<'a> Trainer<'a> {
             last_checkpoint: paths.last(),
             history_csv: paths.dir.join(format!("{}.csv", paths.history_stem())),
             history: state.history,
+            pretrained: self.pretrained,
         })
     }
 }

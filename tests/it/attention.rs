@@ -160,7 +160,7 @@ fn standard_cnn_gets_gradcam_and_csv_lists_work() {
         .unwrap()
         .tensor
         .unsqueeze(0);
-    let cam = explain::gradcam(&m.net, &x, 5, None).unwrap();
+    let cam = explain::gradcam(&m.net, &x, 5, None, 1).unwrap();
     let saved = Tensor::read_npy(out.join("HMI.m2013.05.13_06.00.00_gradcam.npy")).unwrap();
     assert!((cam - saved).abs().max().double_value(&[]) < 1e-6);
 }

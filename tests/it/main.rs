@@ -16,6 +16,7 @@ mod attention;
 mod baseline;
 mod calibrate;
 mod catalog;
+mod config;
 mod convert;
 mod cuda;
 mod data;

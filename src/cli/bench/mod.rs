@@ -20,7 +20,7 @@ pub struct Args {
 
 #[derive(Subcommand)]
 enum Target {
-    /// Model inference and training-step images/s (attention and standard CNN, f32/bf16).
+    /// Model inference and training-step images/s (any network, f32/bf16).
     Model(model::Args),
     /// Labelling throughput over the full hourly range.
     Label(label::Args),
@@ -53,7 +53,8 @@ pub struct NetArgs {
     /// Side of the square input (192..=2048).
     #[arg(long, default_value_t = flarecast::im_size::ImSize::PAPER.get())]
     pub im_size: u32,
-    /// Comma-separated: attention, standard.
+    /// Comma-separated networks: attention, standard, alexnet, vgg16, resnet18, resnet34,
+    /// resnet50, mobilenet_v2.
     #[arg(long, default_value = "attention,standard", value_delimiter = ',')]
     pub arch: Vec<Arch>,
     /// Comma-separated: auto (bf16 where the hardware computes it natively and faster,

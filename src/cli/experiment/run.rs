@@ -19,7 +19,8 @@ enum Executor {
 }
 
 #[derive(clap::Args)]
-#[command(mut_arg("out", |a| a.help("Experiment folder: experiment.json, {attention,no_attention}/seed{S}/fold{K}_*.")))]
+#[command(mut_arg("out", |a| a.help("Experiment folder: experiment.json, {network}/seed{S}/fold{K}_*.")))]
+#[command(args_override_self = true)]
 pub struct RunArgs {
     /// The fold's images and labels.
     #[command(flatten)]
@@ -58,6 +59,14 @@ pub struct RunArgs {
     /// Flags for every cell's `train` (after `--`), e.g. -- --epochs 30 --precision f32.
     #[arg(last = true, value_name = "TRAIN FLAGS")]
     train_flags: Vec<String>,
+    /// Settings from a TOML file of these flags by name (`arch = ["attention",
+    /// "resnet34"]`, `train-flags = ["--epochs", "30"]`); flags on the command line
+    /// override it.
+    #[arg(long, value_name = "FILE.toml")]
+    config: Option<PathBuf>,
+    /// Print the resolved settings as a config file and exit.
+    #[arg(long)]
+    print_config: bool,
 }
 
 #[derive(clap::Args)]
@@ -101,6 +110,14 @@ fn finished_line(plan: &Plan, f: &Finished) -> String {
 }
 
 pub fn run_grid(a: RunArgs) -> Result<()> {
+    let _ = &a.config; // read before parsing (cli::config_file)
+    if a.print_config {
+        print!(
+            "{}",
+            crate::cli::config_file::resolved().unwrap_or_default()
+        );
+        return Ok(());
+    }
     let req = PlanRequest {
         out: a.out.dir.clone(),
         images: a.data.images.clone(),
