@@ -6,9 +6,11 @@
 //! Layout of an experiment folder `{out}`:
 //! - `experiment.json`: the grid and every cell's commands ([`plan`]), written first and
 //!   read back rooted at the folder it is read from ([`recorded`]);
-//! - `{attention,no_attention}/seed{S}/fold{K}_*`: a cell's checkpoints, history,
+//! - `{network}/seed{S}/fold{K}_*`: a cell's checkpoints, history, resolved config,
 //!   `fold{K}_res.csv` predictions, `fold{K}_cell.json` record and `fold{K}.log`;
-//! - `.train/seed{S}/{arch}`: links to the cells' folders, where `train` writes;
+//! - `.train/seed{S}/{network}`: links to the cells' folders, where `train` writes;
+//! - `tensorboard/{network}/seed{S}/fold{K}`: each cell's TensorBoard events, one tree so
+//!   `tensorboard --logdir {out}` shows every cell once;
 //! - `slurm/`: the batch script, submissions and the array tasks' logs.
 //!
 //! Every command reads the state from these files; none keeps it in memory.

@@ -194,6 +194,14 @@ pub fn train_root(out: &Path, seed: u64) -> PathBuf {
     out.join(".train").join(format!("seed{seed}"))
 }
 
+/// A cell's TensorBoard run: `tensorboard/{network}/seed{S}/fold{K}` in the experiment.
+pub fn tensorboard_dir(out: &Path, arch: Arch, seed: u64, fold: u32) -> PathBuf {
+    out.join("tensorboard")
+        .join(arch.dir_name())
+        .join(format!("seed{seed}"))
+        .join(format!("fold{fold}"))
+}
+
 /// The device `evaluate` runs on: the first of train's `--device` (or its alias
 /// `--devices`), else its default.
 fn evaluate_device(train_flags: &[String]) -> Option<String> {
@@ -246,6 +254,10 @@ pub(super) fn make_cell(req: &PlanRequest, index: usize, arch: Arch, seed: u64, 
         s(&req.labels),
         "--out".into(),
         s(&train_root(&req.out, seed)),
+        // Outside the `.train` links, so `tensorboard --logdir EXPERIMENT` sees each cell
+        // once; a --tensorboard among the train flags comes later and wins.
+        "--tensorboard".into(),
+        s(&tensorboard_dir(&req.out, arch, seed, fold)),
     ]);
     train.extend(req.train_flags.iter().cloned());
     let mut evaluate: Vec<String> = vec![
@@ -470,7 +482,8 @@ mod tests {
         assert_eq!(
             c.train.join(" "),
             "train --fold 2 --no-attention --seed 4 --images /x/images --labels /x/labels \
-             --out /x/exp/.train/seed4 --epochs 1 --devices cpu"
+             --out /x/exp/.train/seed4 --tensorboard /x/exp/tensorboard/no_attention/seed4/fold2 \
+             --epochs 1 --devices cpu"
         );
         assert_eq!(
             c.evaluate.join(" "),

@@ -28,8 +28,7 @@ pub struct EpochRecord {
     pub val_tn: u64,
     pub val_fn: u64,
     /// The validation probabilities' Brier score, Brier skill score against the split's
-    /// climatology and ROC AUC (the AUC only where one process holds them all: `None` in
-    /// a process group; all `None` in the history of an older flarecast).
+    /// climatology and ROC AUC (`None` in the history of an older flarecast).
     #[serde(default)]
     pub val_brier: Option<f64>,
     #[serde(default)]

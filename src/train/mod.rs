@@ -307,7 +307,10 @@ impl<'a> Trainer<'a> {
         )?;
         let mut confusion = Confusion::default();
         let (mut loss, mut n) = (0.0, 0usize);
-        let (mut probs, mut truth) = (Vec::new(), Vec::new());
+        // Every validation instance's P(FL) in its sample's slot: each rank fills its own
+        // rows, the sum over the group gives every rank all of them, in one order.
+        let samples = self.splits.val.samples();
+        let mut probs = vec![0.0f64; samples.len()];
         for batch in self.splits.val.batches(&self.splits.val_items, 0)? {
             let batch = batch?;
             if batch.names.is_empty() {
@@ -318,44 +321,29 @@ impl<'a> Trainer<'a> {
             loss += parallel::summed_loss(&out.logits, &targets);
             n += batch.names.len();
             add_argmax(&mut confusion, &out.logits, &targets);
-            probs.extend(Vec::<f64>::try_from(
-                out.flare_prob()
-                    .to_kind(tch::Kind::Double)
-                    .to_device(Device::Cpu),
-            )?);
-            truth.extend(
-                Vec::<i64>::try_from(batch.targets.to_device(Device::Cpu))?
-                    .into_iter()
-                    .map(|t| t == 1),
-            );
+            let p = out.flare_prob().to_kind(tch::Kind::Double);
+            for (item, p) in batch
+                .items
+                .iter()
+                .zip(Vec::<f64>::try_from(p.to_device(Device::Cpu))?)
+            {
+                probs[item.index] = p;
+            }
         }
-        // Brier's sums and the event count add over ranks; the AUC needs every
-        // probability, so only a process alone gives it.
-        let squared: f64 = probs
-            .iter()
-            .zip(&truth)
-            .map(|(p, &t)| (p - f64::from(u8::from(t))).powi(2))
-            .sum();
-        let events = truth.iter().filter(|&&t| t).count() as f64;
         let what = format!("waiting for the validation counts of epoch {epoch}");
-        let (confusion, sums) =
-            peers.sum_counts(&confusion, &[loss, n as f64, squared, events], &what)?;
+        let mut extra = vec![loss, n as f64];
+        extra.extend_from_slice(&probs);
+        let (confusion, sums) = peers.sum_counts(&confusion, &extra, &what)?;
         let (loss, n) = (sums[0], sums[1] as usize);
-        let brier = (n > 0).then(|| sums[2] / n as f64);
-        let rate = sums[3] / n.max(1) as f64;
-        let climatology = rate * (1.0 - rate);
+        let probs = &sums[2..];
+        let truth: Vec<bool> = samples.iter().map(|s| s.target == 1).collect();
+        let scored = n > 0 && n == samples.len();
         Ok(Pass {
             loss: loss / n.max(1) as f64,
             confusion,
-            brier,
-            bss: brier.map(|b| {
-                if climatology > 0.0 {
-                    1.0 - b / climatology
-                } else {
-                    0.0
-                }
-            }),
-            roc_auc: (!peers.is_group() && n > 0).then(|| crate::metrics::roc_auc(&probs, &truth)),
+            brier: scored.then(|| crate::metrics::brier(probs, &truth)),
+            bss: scored.then(|| crate::metrics::brier_skill(probs, &truth)),
+            roc_auc: scored.then(|| crate::metrics::roc_auc(probs, &truth)),
         })
     }
 

@@ -46,7 +46,7 @@ impl ConvBn {
     }
 
     fn forward(&self, xs: &Tensor, train: bool, c: Compute) -> Tensor {
-        self.bn.forward_t(&self.conv.forward(xs, c), train)
+        ops::conv_bn(&self.conv, &self.bn, xs, train, c)
     }
 
     /// Conv2dNormActivation with ReLU6.
@@ -103,9 +103,7 @@ impl InvertedResidual {
             None => xs.shallow_clone(),
         };
         let h = self.depthwise.forward_relu6(&h, train, c);
-        let out = self
-            .project_bn
-            .forward_t(&self.project.forward(&h, c), train);
+        let out = ops::conv_bn(&self.project, &self.project_bn, &h, train, c);
         if self.residual {
             xs + out
         } else {

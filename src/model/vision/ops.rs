@@ -2,7 +2,7 @@
 //! their state-dict names with torchvision's initialisations, computed in a `Compute`'s
 //! kind and layout (weights cast on the fly, so gradients reach the float32 masters).
 
-use super::super::layers::BatchNorm;
+use super::super::layers::{BatchNorm, BN_EPS};
 use super::super::{to_channels_last, Compute, InitScheme};
 use crate::model::tap::Tap;
 use tch::nn::{self, init::FanInOut, init::NonLinearity, init::NormalOrUniform, Init};
@@ -138,11 +138,16 @@ impl Conv2d {
 
     /// nn.Conv2d's forward in `c`'s kind, the weight in `c`'s layout.
     pub fn forward(&self, xs: &Tensor, c: Compute) -> Tensor {
-        let mut ws = cast(&self.ws, c);
+        self.forward_with(xs, &self.ws, self.bs.as_ref(), c)
+    }
+
+    /// This convolution's geometry with the given (float32) weight and bias.
+    fn forward_with(&self, xs: &Tensor, ws: &Tensor, bs: Option<&Tensor>, c: Compute) -> Tensor {
+        let mut ws = cast(ws, c);
         if c.channels_last {
             ws = to_channels_last(&ws);
         }
-        let bs = self.bs.as_ref().map(|b| cast(b, c));
+        let bs = bs.map(|b| cast(b, c));
         xs.conv2d(
             &ws,
             bs.as_ref(),
@@ -185,6 +190,33 @@ pub(super) fn batch_norm(p: nn::Path, c: i64) -> BatchNorm {
         let _ = bn.weight.shallow_clone().fill_(1.0);
     });
     bn
+}
+
+/// A convolution and the BatchNorm after it. At inference in the fast path's compute
+/// (channels-last or bf16) the BatchNorm is folded into the convolution's weight and
+/// bias, which saves a pass over the activations and is exact in real arithmetic; in
+/// training, and in float32 NCHW (torchvision's module as written, what the explanations
+/// and parity tests run), the two run as written.
+pub(super) fn conv_bn(
+    conv: &Conv2d,
+    bn: &BatchNorm,
+    xs: &Tensor,
+    train: bool,
+    c: Compute,
+) -> Tensor {
+    if train || c == Compute::default() {
+        return bn.forward_t(&conv.forward(xs, c), train);
+    }
+    let (ws, bs) = tch::no_grad(|| {
+        let scale = &bn.weight * (&bn.running_var + BN_EPS).rsqrt();
+        let ws = &conv.ws * scale.view([-1, 1, 1, 1]);
+        let shift = match &conv.bs {
+            Some(b) => (b - &bn.running_mean) * &scale,
+            None => -(&bn.running_mean * &scale),
+        };
+        (ws, shift + &bn.bias)
+    });
+    conv.forward_with(xs, &ws, Some(&bs), c)
 }
 
 /// An nn.ReLU call, through the tap.

@@ -49,7 +49,7 @@ fn conv(p: nn::Path, spec: ConvSpec) -> Conv2d {
 
 /// Conv, then BatchNorm in `train`'s mode.
 fn conv_bn(conv: &Conv2d, bn: &BatchNorm, xs: &Tensor, train: bool, c: Compute) -> Tensor {
-    bn.forward_t(&conv.forward(xs, c), train)
+    ops::conv_bn(conv, bn, xs, train, c)
 }
 
 /// BasicBlock (conv1 3x3, conv2 3x3) or Bottleneck (conv1 1x1, conv2 3x3, conv3 1x1),
