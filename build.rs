@@ -1,11 +1,14 @@
 //! Link flarecast against the libtorch that torch-sys found, so the binary runs without
 //! LD_LIBRARY_PATH and sees CUDA where a driver exists; compile the c10d shim of
-//! `src/distributed/` where Gloo's headers exist (cfg `flarecast_c10d`).
+//! `src/distributed/` where Gloo's headers exist (cfg `flarecast_c10d`) and the fused
+//! inference convolution of `src/model/fast/` (cfg `flarecast_fused_conv`).
 use std::path::{Path, PathBuf};
 
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(flarecast_c10d)");
+    println!("cargo::rustc-check-cfg=cfg(flarecast_fused_conv)");
     println!("cargo:rerun-if-changed=src/distributed/c10d_shim.cpp");
+    println!("cargo:rerun-if-changed=src/model/fast/fused_conv.cpp");
     println!("cargo:rerun-if-env-changed=GLOO_INCLUDE_DIR");
     println!("cargo:rerun-if-env-changed=CUDA_HOME");
     // torch-sys (links = "tch") exports the directory holding libtorch*.so.
@@ -23,6 +26,7 @@ fn main() {
             println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
         }
         build_c10d_shim(Path::new(&lib_dir));
+        build_fused_conv(Path::new(&lib_dir));
     }
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
 }
@@ -80,6 +84,36 @@ fn nccl_includes(lib_dir: &Path) -> Option<Vec<PathBuf>> {
         .map(|d| d.join("include"))
         .find(|d| d.join("crt/host_config.h").exists() && d.join("cuda_runtime_api.h").exists())?;
     Some(vec![nccl, cuda])
+}
+
+/// Compiles `src/model/fast/fused_conv.cpp` (oneDNN's fused inference convolution, found
+/// in libtorch's dispatcher at run time) against the wheel's ATen headers.
+fn build_fused_conv(lib_dir: &Path) {
+    let Some(torch) = lib_dir.parent() else {
+        return;
+    };
+    if !torch.join("include/ATen/ATen.h").exists() {
+        println!(
+            "cargo:warning=libtorch's ATen headers not found under {}: inference runs \
+             without the fused convolution",
+            torch.display()
+        );
+        return;
+    }
+    cc::Build::new()
+        .cpp(true)
+        .file("src/model/fast/fused_conv.cpp")
+        .include(torch.join("include"))
+        .include(torch.join("include/torch/csrc/api/include"))
+        .flag("-std=c++17")
+        .flag("-D_GLIBCXX_USE_CXX11_ABI=1")
+        .flag_if_supported("-Wno-c++20-extensions")
+        .warnings(false)
+        .compile("flarecast_fused_conv");
+    println!("cargo:rustc-link-search=native={}", lib_dir.display());
+    println!("cargo:rustc-link-lib=dylib=torch_cpu");
+    println!("cargo:rustc-link-lib=dylib=c10");
+    println!("cargo:rustc-cfg=flarecast_fused_conv");
 }
 
 /// Compiles `src/distributed/c10d_shim.cpp` against the wheel's c10d headers and Gloo's

@@ -30,7 +30,7 @@ mod tap;
 pub mod vision;
 pub mod weights;
 
-pub use fast::{to_channels_last, Compute};
+pub use fast::{keep_layout, to_channels_last, Compute};
 pub use init::InitScheme;
 pub use limits::check_input;
 pub use names::{Arch, Precision};

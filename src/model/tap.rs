@@ -7,6 +7,13 @@
 use tch::Tensor;
 
 pub trait Tap {
+    /// Whether `relu` needs a ReLU's input as well as its output. Where it does not, the
+    /// network applies ReLU in place, as torchvision's `nn.ReLU(inplace=True)`: the same
+    /// values and gradients with one activation-sized buffer fewer.
+    fn reads_relu_input(&self) -> bool {
+        true
+    }
+
     /// An `nn.ReLU` call: `pre` its input, `out` its output.
     fn relu(&mut self, pre: &Tensor, out: Tensor) -> Tensor {
         let _ = pre;
@@ -29,4 +36,8 @@ pub trait Tap {
 /// The plain forward pass: nothing tapped.
 pub struct NoTap;
 
-impl Tap for NoTap {}
+impl Tap for NoTap {
+    fn reads_relu_input(&self) -> bool {
+        false
+    }
+}

@@ -8,6 +8,7 @@
 //! - the attention block's algebra rewritten as matmuls (`attention`).
 
 mod attention;
+pub mod fused;
 
 use super::layers::{global, max_pool2, Conv, ConvBlock, Layers, BN_EPS};
 use super::{Output, Precision};
@@ -78,6 +79,33 @@ pub fn to_channels_last(t: &Tensor) -> Tensor {
     out
 }
 
+/// Keeps a convolution's weight variable stored in the layout a pass computes in. A
+/// convolution whose weight is not in its input's layout copies the weight on every pass,
+/// and its gradient back; torch's users avoid that with one `model.to(memory_format=
+/// torch.channels_last)`. Only the strides change: the values, the autograd leaf and
+/// every handle to it (the optimizer's, the VarStore's) stay the same, and saving writes
+/// the logical order. The reference path calls it with `false`, so it always runs the
+/// NCHW weights its parity is tested with.
+pub fn keep_layout(var: &Tensor, channels_last: bool) {
+    let Ok((_, c, h, w)) = var.size4() else {
+        return;
+    };
+    let strides = if channels_last {
+        [h * w * c, 1, w * c, c]
+    } else {
+        [c * h * w, h * w, w, 1]
+    };
+    if var.stride() == strides {
+        return;
+    }
+    tch::no_grad(|| {
+        let mut relaid = Tensor::empty_strided(var.size(), strides, (var.kind(), var.device()));
+        relaid.copy_(var);
+        let mut handle = var.shallow_clone();
+        handle.set_data(&relaid);
+    });
+}
+
 /// A convolution whose float32 weights are cast to the compute precision on the fly (the
 /// cast is differentiable, so gradients reach the float32 master weights).
 fn conv(layer: &Conv, xs: &Tensor, ws: &Tensor, bs: Option<&Tensor>, c: Compute) -> Tensor {
@@ -91,22 +119,56 @@ fn conv(layer: &Conv, xs: &Tensor, ws: &Tensor, bs: Option<&Tensor>, c: Compute)
 /// w' = w * s, b' = (b - mean) * s + beta, s = gamma / sqrt(var + eps).
 fn pre_activation(block: &ConvBlock, xs: &Tensor, train: bool, c: Compute) -> Tensor {
     let layer = &block.conv;
+    keep_layout(&layer.ws, c.channels_last);
     if train {
         let y = conv(layer, xs, &layer.ws, layer.bs.as_ref(), c);
         return block.bn.forward_t(&y, train);
     }
-    let bn = &block.bn;
+    let (ws, bias) = folded(block);
+    conv(layer, xs, &ws, Some(&bias), c)
+}
+
+fn block_out(block: &ConvBlock, xs: &Tensor, train: bool, c: Compute) -> Tensor {
+    if let Some(out) = fused_block(block, xs, train, c) {
+        return out;
+    }
+    pre_activation(block, xs, train, c).relu()
+}
+
+/// conv + BN + ReLU as one fused convolution at inference (BatchNorm folded), where
+/// `fused` applies.
+fn fused_block(block: &ConvBlock, xs: &Tensor, train: bool, c: Compute) -> Option<Tensor> {
+    if train || !fused::applies(xs) {
+        return None;
+    }
+    let layer = &block.conv;
+    keep_layout(&layer.ws, c.channels_last);
+    let (ws, bs) = folded(block);
+    let geometry = fused::Geometry {
+        stride: layer.stride,
+        padding: layer.padding,
+        groups: 1,
+    };
+    fused::conv(
+        xs,
+        &c.weight(&ws),
+        Some(&c.cast(&bs)),
+        None,
+        geometry,
+        fused::Act::Relu,
+    )
+}
+
+/// The convolution's weight and bias with the BatchNorm after it folded in (its running
+/// statistics): w' = w * s, b' = (b - mean) * s + beta, s = gamma / sqrt(var + eps).
+fn folded(block: &ConvBlock) -> (Tensor, Tensor) {
+    let (layer, bn) = (&block.conv, &block.bn);
     let scale = &bn.weight * (&bn.running_var + BN_EPS).rsqrt();
     let bias = match &layer.bs {
         Some(b) => (b - &bn.running_mean) * &scale + &bn.bias,
         None => -&bn.running_mean * &scale + &bn.bias,
     };
-    let ws = &layer.ws * scale.view([-1, 1, 1, 1]);
-    conv(layer, xs, &ws, Some(&bias), c)
-}
-
-fn block_out(block: &ConvBlock, xs: &Tensor, train: bool, c: Compute) -> Tensor {
-    pre_activation(block, xs, train, c).relu()
+    (&layer.ws * scale.view([-1, 1, 1, 1]), bias)
 }
 
 /// conv + BN, then 2x2 max pooling, then ReLU: equal to pooling the block's output
@@ -114,6 +176,11 @@ fn block_out(block: &ConvBlock, xs: &Tensor, train: bool, c: Compute) -> Tensor 
 /// the ReLU and its backward on a quarter of the values. Blocks 1 and 2 are only
 /// seen pooled, and theirs are the largest activations.
 fn block_pooled(block: &ConvBlock, xs: &Tensor, train: bool, c: Compute) -> Tensor {
+    // At inference the ReLU costs nothing inside the fused convolution; pooling after it
+    // gives the same values.
+    if let Some(out) = fused_block(block, xs, train, c) {
+        return max_pool2(&out);
+    }
     max_pool2(&pre_activation(block, xs, train, c)).relu()
 }
 
@@ -132,6 +199,7 @@ pub(super) fn forward_t(layers: &Layers, c: Compute, xs: &Tensor, train: bool) -
         let x = block_pooled(&b[3], &x, train, c);
         let x = block_pooled(&b[4], &x, train, c);
         let features = block_out(&b[5], &x, train, c);
+        keep_layout(&layers.dense.ws, c.channels_last);
         let g = global(conv(
             &layers.dense,
             &features,
@@ -150,6 +218,7 @@ pub(super) fn forward_t(layers: &Layers, c: Compute, xs: &Tensor, train: bool) -
     let l2 = block_out(&b[3], &max_pool2(&l1), train, c);
     let l3 = block_out(&b[4], &max_pool2(&l2), train, c);
     let features = block_out(&b[5], &max_pool2(&l3), train, c);
+    keep_layout(&layers.dense.ws, c.channels_last);
     let g = global(conv(
         &layers.dense,
         &features,

@@ -45,13 +45,9 @@ impl ConvBn {
         }
     }
 
-    fn forward(&self, xs: &Tensor, train: bool, c: Compute) -> Tensor {
-        ops::conv_bn(&self.conv, &self.bn, xs, train, c)
-    }
-
     /// Conv2dNormActivation with ReLU6.
     fn forward_relu6(&self, xs: &Tensor, train: bool, c: Compute) -> Tensor {
-        self.forward(xs, train, c).relu6()
+        ops::conv_bn_relu6(&self.conv, &self.bn, xs, train, c)
     }
 }
 
@@ -103,12 +99,12 @@ impl InvertedResidual {
             None => xs.shallow_clone(),
         };
         let h = self.depthwise.forward_relu6(&h, train, c);
-        let out = ops::conv_bn(&self.project, &self.project_bn, &h, train, c);
+        let mut out = ops::conv_bn(&self.project, &self.project_bn, &h, train, c);
         if self.residual {
-            xs + out
-        } else {
-            out
+            // In place (BatchNorm's backward does not read its output).
+            let _ = out.g_add_(xs);
         }
+        out
     }
 }
 

@@ -2,8 +2,9 @@
 //! their state-dict names with torchvision's initialisations, computed in a `Compute`'s
 //! kind and layout (weights cast on the fly, so gradients reach the float32 masters).
 
+use super::super::fast::fused::{self, Act, Geometry};
 use super::super::layers::{BatchNorm, BN_EPS};
-use super::super::{to_channels_last, Compute, InitScheme};
+use super::super::{keep_layout, to_channels_last, Compute, InitScheme};
 use crate::model::tap::Tap;
 use tch::nn::{self, init::FanInOut, init::NonLinearity, init::NormalOrUniform, Init};
 use tch::{Kind, Tensor};
@@ -143,6 +144,8 @@ impl Conv2d {
 
     /// This convolution's geometry with the given (float32) weight and bias.
     fn forward_with(&self, xs: &Tensor, ws: &Tensor, bs: Option<&Tensor>, c: Compute) -> Tensor {
+        // The variable itself in the compute's layout (a folded weight inherits it).
+        keep_layout(&self.ws, c.channels_last);
         let mut ws = cast(ws, c);
         if c.channels_last {
             ws = to_channels_last(&ws);
@@ -207,7 +210,14 @@ pub(super) fn conv_bn(
     if train || c == Compute::default() {
         return bn.forward_t(&conv.forward(xs, c), train);
     }
-    let (ws, bs) = tch::no_grad(|| {
+    let (ws, bs) = fold(conv, bn);
+    conv.forward_with(xs, &ws, Some(&bs), c)
+}
+
+/// The convolution's weight and bias with the BatchNorm after it folded in (its running
+/// statistics): w' = w * s, b' = (b - mean) * s + beta, s = gamma / sqrt(var + eps).
+fn fold(conv: &Conv2d, bn: &BatchNorm) -> (Tensor, Tensor) {
+    tch::no_grad(|| {
         let scale = &bn.weight * (&bn.running_var + BN_EPS).rsqrt();
         let ws = &conv.ws * scale.view([-1, 1, 1, 1]);
         let shift = match &conv.bs {
@@ -215,13 +225,118 @@ pub(super) fn conv_bn(
             None => -(&bn.running_mean * &scale),
         };
         (ws, shift + &bn.bias)
-    });
-    conv.forward_with(xs, &ws, Some(&bs), c)
+    })
+}
+
+/// act(conv(xs) + residual), the BatchNorm after the convolution folded in, as one fused
+/// inference convolution; None where that does not apply (training, the reference
+/// compute, autograd on: `fused::applies`), and the caller runs the plain ops.
+fn fused(
+    conv: &Conv2d,
+    bn: Option<&BatchNorm>,
+    xs: &Tensor,
+    train: bool,
+    c: Compute,
+    residual: Option<&Tensor>,
+    act: Act,
+) -> Option<Tensor> {
+    if train || c == Compute::default() || !fused::applies(xs) {
+        return None;
+    }
+    keep_layout(&conv.ws, c.channels_last);
+    let (ws, bs) = match bn {
+        Some(bn) => {
+            let (ws, bs) = fold(conv, bn);
+            (ws, Some(bs))
+        }
+        None => (
+            conv.ws.shallow_clone(),
+            conv.bs.as_ref().map(Tensor::shallow_clone),
+        ),
+    };
+    let mut ws = cast(&ws, c);
+    if c.channels_last {
+        ws = to_channels_last(&ws);
+    }
+    let bs = bs.map(|b| cast(&b, c));
+    let geometry = Geometry {
+        stride: conv.stride,
+        padding: conv.padding,
+        groups: conv.groups,
+    };
+    fused::conv(xs, &ws, bs.as_ref(), residual, geometry, act)
+}
+
+/// ReLU(BN(conv(xs))), through the tap.
+pub(super) fn conv_bn_relu(
+    tap: &mut dyn Tap,
+    conv: &Conv2d,
+    bn: &BatchNorm,
+    xs: &Tensor,
+    train: bool,
+    c: Compute,
+) -> Tensor {
+    conv_bn_add_relu(tap, conv, bn, xs, None, train, c)
+}
+
+/// ReLU(BN(conv(xs)) + residual), through the tap: a ResNet block's end (the sum in
+/// place, as torchvision's `out += identity`; BatchNorm's backward does not read its
+/// output).
+pub(super) fn conv_bn_add_relu(
+    tap: &mut dyn Tap,
+    conv: &Conv2d,
+    bn: &BatchNorm,
+    xs: &Tensor,
+    residual: Option<&Tensor>,
+    train: bool,
+    c: Compute,
+) -> Tensor {
+    if !tap.reads_relu_input() {
+        if let Some(out) = fused(conv, Some(bn), xs, train, c, residual, Act::Relu) {
+            return tap.relu(&out, out.shallow_clone());
+        }
+    }
+    let mut pre = conv_bn(conv, bn, xs, train, c);
+    if let Some(r) = residual {
+        let _ = pre.g_add_(r);
+    }
+    relu(tap, pre)
+}
+
+/// ReLU(conv(xs)), through the tap (AlexNet's and VGG's features).
+pub(super) fn conv_relu(tap: &mut dyn Tap, conv: &Conv2d, xs: &Tensor, c: Compute) -> Tensor {
+    if !tap.reads_relu_input() {
+        if let Some(out) = fused(conv, None, xs, false, c, None, Act::Relu) {
+            return tap.relu(&out, out.shallow_clone());
+        }
+    }
+    relu(tap, conv.forward(xs, c))
+}
+
+/// ReLU6(BN(conv(xs))), MobileNetV2's Conv2dNormActivation (not an nn.ReLU, so no tap).
+pub(super) fn conv_bn_relu6(
+    conv: &Conv2d,
+    bn: &BatchNorm,
+    xs: &Tensor,
+    train: bool,
+    c: Compute,
+) -> Tensor {
+    if let Some(out) = fused(conv, Some(bn), xs, train, c, None, Act::Relu6) {
+        return out;
+    }
+    // In place, as torchvision's nn.ReLU6(inplace=True): same values and gradients.
+    let mut out = conv_bn(conv, bn, xs, train, c);
+    let _ = out.relu6_();
+    out
 }
 
 /// An nn.ReLU call, through the tap.
-pub(super) fn relu(tap: &mut dyn Tap, pre: Tensor) -> Tensor {
-    let out = pre.relu();
+pub(super) fn relu(tap: &mut dyn Tap, mut pre: Tensor) -> Tensor {
+    if tap.reads_relu_input() {
+        let out = pre.relu();
+        return tap.relu(&pre, out);
+    }
+    let out = pre.relu_();
     tap.relu(&pre, out)
 }
 

@@ -100,14 +100,13 @@ impl Block {
         let (last, inner) = self.convs.split_last().expect("a block has convolutions");
         let mut out = xs.shallow_clone();
         for (conv, bn) in inner {
-            out = ops::relu(tap, conv_bn(conv, bn, &out, train, c));
+            out = ops::conv_bn_relu(tap, conv, bn, &out, train, c);
         }
-        let out = conv_bn(&last.0, &last.1, &out, train, c);
         let identity = match &self.downsample {
             Some((conv, bn)) => conv_bn(conv, bn, xs, train, c),
             None => xs.shallow_clone(),
         };
-        ops::relu(tap, out + identity)
+        ops::conv_bn_add_relu(tap, &last.0, &last.1, &out, Some(&identity), train, c)
     }
 }
 
@@ -159,7 +158,7 @@ impl ResNet {
         tap: &mut dyn Tap,
         c: Compute,
     ) -> (Tensor, Tensor) {
-        let x = ops::relu(tap, conv_bn(&self.conv1, &self.bn1, xs, train, c));
+        let x = ops::conv_bn_relu(tap, &self.conv1, &self.bn1, xs, train, c);
         let mut x = ops::max_pool(&x, 3, 2, 1);
         for (name, layer) in STAGES.iter().zip(&self.layers) {
             for block in layer {

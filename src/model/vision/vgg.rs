@@ -80,7 +80,7 @@ impl Vgg16 {
             x = match feature {
                 Feature::Pool => ops::max_pool(&x, 2, 2, 0),
                 Feature::Conv(conv) => {
-                    let out = ops::relu(tap, conv.forward(&x, c));
+                    let out = ops::conv_relu(tap, conv, &x, c);
                     // The last convolution's ReLU is the last but one module.
                     if i == n - 2 {
                         let out = tap.stage(STAGES[0], out);
