@@ -92,7 +92,7 @@ impl Conv {
 
     /// nn.Conv2d's forward.
     pub fn forward(&self, xs: &Tensor) -> Tensor {
-        super::fast::keep_layout(&self.ws, false);
+        super::layout::keep_layout(&self.ws, false);
         self.with(xs, &self.ws, self.bs.as_ref())
     }
 }

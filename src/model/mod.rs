@@ -19,6 +19,7 @@
 mod fast;
 mod init;
 mod layers;
+mod layout;
 mod limits;
 mod names;
 mod network;
@@ -30,8 +31,9 @@ mod tap;
 pub mod vision;
 pub mod weights;
 
-pub use fast::{keep_layout, to_channels_last, Compute};
+pub use fast::Compute;
 pub use init::InitScheme;
+pub use layout::{keep_layout, to_channels_last};
 pub use limits::check_input;
 pub use names::{Arch, Precision};
 pub use network::{AttnNet, Network};
