@@ -1,11 +1,17 @@
 //! Explaining a list of inputs: each read by the one input reader (images, JP2s, `.npy`
 //! arrays), explained and written in turn, so a fold's worth of maps streams to disk.
+//! Integrated Gradients take the path points of consecutive images through the network
+//! together ([`integrated_stream`]), as captum's `internal_batch_size` does.
 
-use super::{explain, names, write_outputs, Method, Options};
+use super::integrated::{Attribution, Paths};
+use super::{explain, ig_baseline, ig_explanation, names, write_outputs, Explanation, Graph};
+use super::{Method, Options};
 use crate::model::LoadedModel;
 use crate::preprocess::Input;
 use anyhow::{bail, Context, Result};
+use image::GrayImage;
 use std::path::{Path, PathBuf};
+use tch::Tensor;
 
 /// What was written for one image.
 #[derive(Debug, serde::Serialize)]
@@ -43,40 +49,171 @@ pub fn explain_images(
     let stems = names::output_stems(inputs)?;
     // Taken at the first write, so a run refused earlier leaves no folder behind.
     let mut lock = None;
-    let device = model.vs.device();
     let mut results = Vec::with_capacity(inputs.len());
-    for (path, stem) in inputs.iter().zip(&stems) {
-        let input = Input::read(path)?;
-        let instances = input.instances(im_size.get())?;
-        let several = instances.len() > 1;
-        let mut notes = input.notes;
-        for inst in instances {
-            let gray = inst.gray()?;
-            opts.check(gray.height().into(), gray.width().into())?;
-            let x = inst.tensor.unsqueeze(0).to_device(device);
-            let exp = explain(model, &x, method, opts).with_context(|| inst.label.clone())?;
-            if lock.is_none() {
-                lock = Some(crate::fsio::OutputLock::acquire(out, "maps")?);
-            }
-            let stem = if several {
-                format!("{stem}_{}", inst.index)
-            } else {
-                stem.clone()
-            };
-            let written = write_outputs(out, &stem, &gray, &exp)?;
-            let result = ImageResult {
-                input: path.clone(),
-                index: inst.index,
-                prob: exp.prob,
-                delta: exp.delta,
-                written,
-                notes: std::mem::take(&mut notes),
-            };
-            done(&result)?;
-            results.push(result);
+    let mut write = |item: Item, exp: &Explanation| -> Result<()> {
+        if lock.is_none() {
+            lock = Some(crate::fsio::OutputLock::acquire(out, "maps")?);
+        }
+        let written = write_outputs(out, &item.stem, &item.gray, exp)?;
+        let result = ImageResult {
+            input: item.path,
+            index: item.index,
+            prob: exp.prob,
+            delta: exp.delta,
+            written,
+            notes: item.notes,
+        };
+        done(&result)?;
+        results.push(result);
+        Ok(())
+    };
+    let items = read_items(inputs, &stems, im_size, opts, model.vs.device());
+    if method == Method::IntegratedGradients {
+        integrated_stream(model, opts, im_size.as_i64(), items, |item, exp| {
+            write(item, &exp)
+        })?;
+    } else {
+        for item in items {
+            let item = item?;
+            let exp = explain(model, &item.x, method, opts).with_context(|| item.label.clone())?;
+            write(item, &exp)?;
         }
     }
     Ok(results)
+}
+
+/// One instance to explain: its input on the model's device and what its outputs need.
+pub struct Item {
+    pub path: PathBuf,
+    pub index: usize,
+    /// The instance as the network sees it: [1, 1, H, W].
+    pub x: Tensor,
+    pub gray: GrayImage,
+    /// Its outputs' stem (`{stem}_{index}` for an instance of a stack).
+    pub stem: String,
+    /// Names it in errors.
+    pub label: String,
+    pub notes: Vec<String>,
+}
+
+/// The instances of `inputs`, read one file at a time as they are asked for.
+fn read_items<'a>(
+    inputs: &'a [PathBuf],
+    stems: &'a [String],
+    im_size: crate::im_size::ImSize,
+    opts: &'a Options,
+    device: tch::Device,
+) -> impl Iterator<Item = Result<Item>> + 'a {
+    inputs.iter().zip(stems).flat_map(move |(path, stem)| {
+        let read = || -> Result<Vec<Result<Item>>> {
+            let input = Input::read(path)?;
+            let instances = input.instances(im_size.get())?;
+            let several = instances.len() > 1;
+            let mut notes = input.notes;
+            Ok(instances
+                .into_iter()
+                .map(|inst| {
+                    let gray = inst.gray()?;
+                    opts.check(gray.height().into(), gray.width().into())?;
+                    Ok(Item {
+                        path: path.clone(),
+                        index: inst.index,
+                        x: inst.tensor.unsqueeze(0).to_device(device),
+                        gray,
+                        stem: if several {
+                            format!("{stem}_{}", inst.index)
+                        } else {
+                            stem.clone()
+                        },
+                        label: inst.label,
+                        notes: std::mem::take(&mut notes),
+                    })
+                })
+                .collect())
+        };
+        match read() {
+            Ok(items) => items,
+            Err(e) => vec![Err(e)],
+        }
+    })
+}
+
+/// Integrated Gradients of a stream of images [1, 1, H, W] of side `side`, the path
+/// points of consecutive images sharing each forward and backward pass
+/// (`Options::points_per_pass` of them); `done` sees each image's explanation, in order,
+/// as its last point is taken. Each explanation is the one [`explain`] gives the image
+/// alone, up to float rounding.
+pub fn integrated_stream<K: Keyed>(
+    model: &LoadedModel,
+    opts: &Options,
+    side: i64,
+    images: impl IntoIterator<Item = Result<K>>,
+    mut done: impl FnMut(K, Explanation) -> Result<()>,
+) -> Result<()> {
+    let net = &model.net;
+    let rows = opts.points_per_pass(net.arch(), side);
+    let mut paths = Paths::new(
+        Graph::of(net),
+        opts.target.index(),
+        opts.rule,
+        opts.steps,
+        rows,
+    )?;
+    let mut finished = |batch: Vec<((K, f64), Attribution)>| -> Result<()> {
+        for ((key, prob), a) in batch {
+            done(key, ig_explanation(prob, a))?;
+        }
+        Ok(())
+    };
+    for key in images {
+        let queued = key.and_then(|key| {
+            let label = key.label();
+            let x = key.input().shallow_clone();
+            crate::model::check_input(&x).with_context(|| label.clone())?;
+            let prob = tch::no_grad(|| net.forward_t(&x, false).flare_prob()).double_value(&[0]);
+            let base = ig_baseline(&x, opts.baseline);
+            paths
+                .push((key, prob), &x, &base)
+                .with_context(|| format!("integrated gradients up to {label}"))
+        });
+        match queued {
+            Ok(batch) => finished(batch)?,
+            Err(e) => {
+                // The images queued before the one refused are written, as they are one
+                // at a time; the refusal is what is reported.
+                if let Ok(rest) = paths.finish() {
+                    let _ = finished(rest);
+                }
+                return Err(e);
+            }
+        }
+    }
+    finished(paths.finish().context("integrated gradients")?)
+}
+
+/// What [`integrated_stream`] needs of each image: the input and a name for errors.
+pub trait Keyed {
+    /// [1, 1, H, W] on the model's device.
+    fn input(&self) -> &Tensor;
+    fn label(&self) -> String;
+}
+
+impl Keyed for Item {
+    fn input(&self) -> &Tensor {
+        &self.x
+    }
+    fn label(&self) -> String {
+        self.label.clone()
+    }
+}
+
+impl Keyed for (usize, Tensor) {
+    fn input(&self) -> &Tensor {
+        &self.1
+    }
+    fn label(&self) -> String {
+        format!("image {}", self.0)
+    }
 }
 
 /// An instance list with a `timestamp` column of image paths (the reference's plots.csv

@@ -33,7 +33,7 @@ impl Options {
 
     /// Refuses settings no explanation of an `h` x `w` image can use: fewer than 2
     /// integration steps, an occlusion window or stride of 0 or larger than the image, a
-    /// batch of 0, a Grad-CAM block other than 5 or 6, an estimator outside 1..=3.
+    /// batch of 0 (occluded copies or path points), a Grad-CAM block other than 5 or 6, an estimator outside 1..=3.
     pub fn check(&self, h: i64, w: i64) -> Result<()> {
         Self::STEPS.check(self.steps)?;
         let side = h.min(w);
@@ -46,6 +46,9 @@ impl Options {
             }
         }
         crate::inference::BATCH_SIZE.check(self.batch)?;
+        if let Some(rows) = self.internal_batch {
+            super::integrated::INTERNAL_BATCH.check(rows)?;
+        }
         Self::GRADCAM_BLOCK.check(self.gradcam_block)?;
         if let Some(k) = self.estimators.iter().find(|k| !(1..=3).contains(*k)) {
             return Err(setting::bad(

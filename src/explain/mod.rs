@@ -19,7 +19,7 @@ pub mod pointing;
 pub mod render;
 
 pub use attention::{attention_heatmap, attention_maps, scale_of};
-pub use batch::{explain_images, instance_list, ImageResult};
+pub use batch::{explain_images, instance_list, integrated_stream, ImageResult, Keyed};
 pub use checks::parse_estimators;
 pub use gradcam::gradcam;
 pub use graph::Graph;
@@ -117,8 +117,13 @@ pub struct Options {
     /// Occlusion window side and stride, in pixels.
     pub window: i64,
     pub stride: i64,
-    /// Images per forward pass (path points, occluded copies).
+    /// Occluded copies per forward pass.
     pub batch: usize,
+    /// Integrated Gradients' path points per forward and backward pass, the points of
+    /// consecutive images sharing a pass (captum's `internal_batch_size`); `None`: as
+    /// many as [`integrated::MEMORY_BUDGET`] holds for the network and the image's side
+    /// ([`integrated::default_internal_batch`]).
+    pub internal_batch: Option<usize>,
 }
 
 impl Default for Options {
@@ -134,6 +139,7 @@ impl Default for Options {
             window: 32,
             stride: 16,
             batch: 8,
+            internal_batch: None,
         }
     }
 }
@@ -232,6 +238,37 @@ pub fn target_logit(net: Graph, x: &Tensor, target: i64) -> Tensor {
     net.logits(x).select(1, target)
 }
 
+/// Integrated Gradients' baseline for an input [N, 1, H, W].
+fn ig_baseline(input: &Tensor, baseline: Baseline) -> Tensor {
+    match baseline {
+        Baseline::Zeros => input.zeros_like(),
+        Baseline::Blur => blur(input),
+    }
+}
+
+/// The explanation of an image of P(FL) `prob` by its Integrated Gradients.
+fn ig_explanation(prob: f64, a: integrated::Attribution) -> Explanation {
+    let raw = a
+        .map
+        .squeeze()
+        .to_device(tch::Device::Cpu)
+        .to_kind(Kind::Float);
+    Explanation {
+        method: Method::IntegratedGradients,
+        prob,
+        maps: vec![Map::attribution("ig", raw)],
+        delta: Some(a.delta),
+    }
+}
+
+impl Options {
+    /// Integrated Gradients' path points per pass for `arch` on images of side `side`.
+    pub fn points_per_pass(&self, arch: Arch, side: i64) -> usize {
+        self.internal_batch
+            .unwrap_or_else(|| integrated::default_internal_batch(arch, side))
+    }
+}
+
 /// Explains one preprocessed image [1, 1, H, W] (values in [0, 1], on the model's device).
 pub fn explain(
     model: &LoadedModel,
@@ -252,7 +289,6 @@ pub fn explain(
     let target = opts.target.index();
     let cpu = |t: Tensor| t.to_device(tch::Device::Cpu).to_kind(Kind::Float);
     let whole = |t: Tensor| cpu(t.view([h, w]));
-    let mut delta = None;
     let maps = match method {
         Method::Attention => {
             let c = attention_maps(net, input)?;
@@ -297,22 +333,16 @@ pub fn explain(
             vec![Map::attribution("guided_gradcam", attr)]
         }
         Method::IntegratedGradients => {
-            let base = match opts.baseline {
-                Baseline::Zeros => input.zeros_like(),
-                Baseline::Blur => blur(input),
-            };
             let a = integrated::integrated_gradients(
                 Graph::of(net),
                 input,
-                &base,
+                &ig_baseline(input, opts.baseline),
                 target,
                 opts.rule,
                 opts.steps,
-                opts.batch,
+                opts.points_per_pass(net.arch(), h.max(w)),
             )?;
-            delta = Some(a.delta);
-            let attr = whole(a.map);
-            vec![Map::attribution("ig", attr)]
+            return Ok(ig_explanation(prob, a));
         }
         Method::Occlusion => {
             let attr = whole(occlusion::occlusion(
@@ -330,7 +360,7 @@ pub fn explain(
         method,
         prob,
         maps,
-        delta,
+        delta: None,
     })
 }
 
