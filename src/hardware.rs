@@ -383,6 +383,19 @@ fn measured_ghz() -> Option<f64> {
     None
 }
 
+/// The processor's model name as /proc/cpuinfo gives it.
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .filter(|l| l.starts_with("model name") || l.starts_with("Model"))
+                .find_map(|l| l.split_once(':').map(|(_, v)| v.trim().to_string()))
+        })
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| format!("{} processor (model not reported)", std::env::consts::ARCH))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

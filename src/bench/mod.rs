@@ -4,6 +4,9 @@
 
 pub mod convert;
 pub mod download;
+pub mod epoch;
+pub mod evaluate;
+pub mod explain;
 pub mod label;
 pub mod loader;
 pub mod model;
@@ -18,4 +21,17 @@ use serde::Serialize;
 pub enum Mode {
     Inference,
     Train,
+}
+
+/// The processor a device's work runs on: the CPU's model name and cores, or the CUDA
+/// device's name; every bench prints it with its figures.
+pub fn processor(device: tch::Device) -> String {
+    match device {
+        tch::Device::Cpu => format!(
+            "{}, {} cores",
+            crate::hardware::cpu_model(),
+            crate::hardware::cores()
+        ),
+        other => crate::device::device_name(other),
+    }
 }

@@ -14,6 +14,7 @@ mod common;
 
 mod attention;
 mod baseline;
+mod bench_epoch;
 mod calibrate;
 mod catalog;
 mod config;
@@ -25,6 +26,7 @@ mod download;
 mod evaluate;
 mod experiment;
 mod explain;
+mod explain_batched;
 mod flags;
 mod forecast;
 mod forecast_cycles;

@@ -3,6 +3,9 @@
 
 mod convert;
 mod download;
+mod epoch;
+mod evaluate;
+mod explain;
 mod label;
 mod model;
 mod train;
@@ -30,6 +33,12 @@ enum Target {
     Convert(convert::Args),
     /// End-to-end training images/s with the real loader vs the model-only step.
     Train(train::Args),
+    /// One training epoch end to end against the paper's PyTorch loop, side by side.
+    Epoch(epoch::Args),
+    /// A validation quarter's inference against the tuned PyTorch loop, side by side.
+    Evaluate(evaluate::Args),
+    /// Integrated Gradients over many images against captum, side by side.
+    Explain(explain::Args),
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -39,6 +48,9 @@ pub fn run(args: Args) -> Result<()> {
         Target::Download(a) => download::run(a),
         Target::Convert(a) => convert::run(a),
         Target::Train(a) => train::run(a),
+        Target::Epoch(a) => epoch::run(a),
+        Target::Evaluate(a) => evaluate::run(a),
+        Target::Explain(a) => explain::run(a),
     }
 }
 
