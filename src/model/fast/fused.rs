@@ -24,9 +24,16 @@ pub struct Geometry {
     pub groups: i64,
 }
 
+/// Off: oneDNN's ReLU epilogue turns NaN into 0 where torch's ReLU keeps it, so a diverged
+/// network's validation loss came out finite and training's divergence check (which looks
+/// for a non-finite loss) missed it. The path runs again once that check also covers the
+/// weights and the fused path's NaN handling is tested.
+const ENABLED: bool = false;
+
 /// Whether the fused op can run on `xs` now: autograd off, the CPU, float32 or bf16.
 pub fn applies(xs: &Tensor) -> bool {
-    xs.device() == Device::Cpu
+    ENABLED
+        && xs.device() == Device::Cpu
         && matches!(xs.kind(), Kind::Float | Kind::BFloat16)
         && ffi::available()
         && !ffi::grad_enabled()
@@ -215,7 +222,7 @@ mod tests {
                 (Act::Relu, None),
                 (Act::Relu6, None),
             ] {
-                let fused = tch::no_grad(|| conv(&xs, &ws, Some(&bs), r, g, act))
+                let fused = tch::no_grad(|| ffi::conv(&xs, &ws, Some(&bs), r, g, act))
                     .expect("the fused op runs with autograd off");
                 let want = tch::no_grad(|| plain(&xs, &ws, &bs, r, g, act));
                 let diff = (&fused - &want).abs().max().double_value(&[]);
