@@ -31,6 +31,7 @@ mod tap;
 pub mod vision;
 pub mod weights;
 
+pub use fast::fused::plain_ops;
 pub use fast::Compute;
 pub use init::InitScheme;
 pub use layout::{keep_layout, to_channels_last};

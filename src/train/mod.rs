@@ -24,7 +24,7 @@ pub use splits::shard_of;
 
 use crate::device::device_name;
 use crate::metrics::Confusion;
-use crate::model::{weights, Compute, InitScheme};
+use crate::model::{self, weights, Compute, InitScheme};
 use crate::progress::Progress;
 use crate::setting;
 use anyhow::{bail, Context, Result};
@@ -316,7 +316,9 @@ impl<'a> Trainer<'a> {
             if batch.names.is_empty() {
                 continue;
             }
-            let out = tch::no_grad(|| r.net.forward_t(&batch.images.to_device(r.device()), false));
+            // The plain ops, so a diverged network's NaN reaches the loss (model::plain_ops).
+            let images = batch.images.to_device(r.device());
+            let out = tch::no_grad(|| model::plain_ops(|| r.net.forward_t(&images, false)));
             let targets = batch.targets.to_device(r.device());
             loss += parallel::summed_loss(&out.logits, &targets);
             n += batch.names.len();

@@ -6,6 +6,7 @@
 //! `None`, and the caller runs the plain ops, whenever autograd is on, the tensors are
 //! not float32/bf16 on the CPU, or the libtorch in use lacks the op.
 
+use std::cell::Cell;
 use tch::{Device, Kind, Tensor};
 
 /// The elementwise step after the convolution (and the residual).
@@ -24,17 +25,34 @@ pub struct Geometry {
     pub groups: i64,
 }
 
-/// Off: oneDNN's ReLU epilogue turns NaN into 0 where torch's ReLU keeps it, so a diverged
-/// network's validation loss came out finite and training's divergence check (which looks
-/// for a non-finite loss) missed it. The path runs again once that check also covers the
-/// weights and the fused path's NaN handling is tested.
-const ENABLED: bool = false;
+thread_local! {
+    /// Set while `plain_ops` runs on this thread.
+    static PLAIN_ONLY: Cell<bool> = const { Cell::new(false) };
+}
 
-/// Whether the fused op can run on `xs` now: autograd off, the CPU, float32 or bf16.
+/// Runs `f` with the plain ops on this thread, where a NaN must reach the output.
+///
+/// oneDNN's ReLU epilogue turns NaN into 0 where torch's ReLU keeps it: for finite weights
+/// and inputs the two agree, but a diverged network (finite weights whose activations
+/// overflow) would give a finite loss on the fused path. Training's validation runs here,
+/// so its divergence check sees what PyTorch would.
+pub fn plain_ops<T>(f: impl FnOnce() -> T) -> T {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            PLAIN_ONLY.with(|p| p.set(self.0));
+        }
+    }
+    let _restore = Restore(PLAIN_ONLY.with(|p| p.replace(true)));
+    f()
+}
+
+/// Whether the fused op can run on `xs` now: autograd off, the CPU, float32 or bf16, and
+/// not inside `plain_ops`.
 pub fn applies(xs: &Tensor) -> bool {
-    ENABLED
-        && xs.device() == Device::Cpu
+    xs.device() == Device::Cpu
         && matches!(xs.kind(), Kind::Float | Kind::BFloat16)
+        && !PLAIN_ONLY.with(Cell::get)
         && ffi::available()
         && !ffi::grad_enabled()
 }
@@ -141,9 +159,6 @@ mod ffi {
 
 #[cfg(not(flarecast_fused_conv))]
 mod ffi {
-    use super::{Act, Geometry};
-    use tch::Tensor;
-
     pub fn available() -> bool {
         false
     }
@@ -152,14 +167,8 @@ mod ffi {
         true
     }
 
-    pub fn conv(
-        _: &Tensor,
-        _: &Tensor,
-        _: Option<&Tensor>,
-        _: Option<&Tensor>,
-        _: Geometry,
-        _: Act,
-    ) -> Option<Tensor> {
+    /// Never called: `available` is false.
+    pub fn conv<X, W, B, R, G, A>(_: X, _: W, _: B, _: R, _: G, _: A) -> Option<tch::Tensor> {
         None
     }
 }
@@ -200,10 +209,10 @@ mod tests {
     /// on it declines.
     #[test]
     fn fused_equals_the_plain_ops_and_declines_under_autograd() {
-        if !ffi::available() {
-            eprintln!("skipped: this libtorch has no mkldnn::_convolution_pointwise");
-            return;
-        }
+        assert!(
+            ffi::available(),
+            "libtorch 2.13 has mkldnn::_convolution_pointwise"
+        );
         let cpu = (Kind::Float, Device::Cpu);
         for (cin, groups, stride) in [(8, 1, 1), (8, 8, 2), (1, 1, 2)] {
             let xs = to_channels_last(&(Tensor::randn([2, cin, 12, 12], cpu) * 3.0));
@@ -222,7 +231,7 @@ mod tests {
                 (Act::Relu, None),
                 (Act::Relu6, None),
             ] {
-                let fused = tch::no_grad(|| ffi::conv(&xs, &ws, Some(&bs), r, g, act))
+                let fused = tch::no_grad(|| conv(&xs, &ws, Some(&bs), r, g, act))
                     .expect("the fused op runs with autograd off");
                 let want = tch::no_grad(|| plain(&xs, &ws, &bs, r, g, act));
                 let diff = (&fused - &want).abs().max().double_value(&[]);
@@ -230,5 +239,34 @@ mod tests {
             }
             assert!(conv(&xs, &ws, Some(&bs), None, g, Act::Relu).is_none());
         }
+    }
+
+    /// NaN: torch's ReLU keeps it, oneDNN's epilogue gives 0; inside `plain_ops` the fused
+    /// op declines, so the caller's plain ops keep torch's NaN.
+    #[test]
+    fn nan_is_zeroed_by_the_fused_relu_and_plain_ops_keep_it() {
+        let cpu = (Kind::Float, Device::Cpu);
+        let xs = to_channels_last(&Tensor::ones([1, 1, 4, 4], cpu));
+        let _ = xs.get(0).get(0).get(1).get(1).fill_(f64::NAN);
+        let ws = to_channels_last(&Tensor::ones([2, 1, 1, 1], cpu));
+        let bs = Tensor::zeros([2], cpu);
+        let g = Geometry {
+            stride: 1,
+            padding: 0,
+            groups: 1,
+        };
+        let nans = |t: &Tensor| t.isnan().sum(Kind::Int64).int64_value(&[]);
+        let fused = tch::no_grad(|| conv(&xs, &ws, Some(&bs), None, g, Act::Relu))
+            .expect("the fused op runs with autograd off");
+        assert_eq!(nans(&fused), 0);
+        assert_eq!(fused.sum(Kind::Double).double_value(&[]), 2.0 * 15.0);
+        assert_eq!(
+            nans(&tch::no_grad(|| plain(&xs, &ws, &bs, None, g, Act::Relu))),
+            2
+        );
+        let inside = tch::no_grad(|| plain_ops(|| conv(&xs, &ws, Some(&bs), None, g, Act::Relu)));
+        assert!(inside.is_none());
+        // And the switch is back once `plain_ops` returns.
+        assert!(tch::no_grad(|| applies(&xs)));
     }
 }
