@@ -1,5 +1,6 @@
 //! Link flarecast against the libtorch that torch-sys found, so the binary runs without
-//! LD_LIBRARY_PATH and sees CUDA where a driver exists; compile the c10d shim of
+//! LD_LIBRARY_PATH, and record libtorch_cuda for the binary to open where a driver exists;
+//! compile the c10d shim of
 //! `src/distributed/` where Gloo's headers exist (cfg `flarecast_c10d`) and the fused
 //! inference convolution of `src/model/fast/` (cfg `flarecast_fused_conv`).
 use std::path::{Path, PathBuf};
@@ -9,21 +10,23 @@ fn main() {
     println!("cargo::rustc-check-cfg=cfg(flarecast_fused_conv)");
     println!("cargo:rerun-if-changed=src/distributed/c10d_shim.cpp");
     println!("cargo:rerun-if-changed=src/model/fast/fused_conv.cpp");
+    println!("cargo:rerun-if-changed=src/shim_error.h");
     println!("cargo:rerun-if-env-changed=GLOO_INCLUDE_DIR");
     println!("cargo:rerun-if-env-changed=CUDA_HOME");
     // torch-sys (links = "tch") exports the directory holding libtorch*.so.
     if let Ok(lib_dir) = std::env::var("DEP_TCH_LIBTORCH_LIB") {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{lib_dir}");
-        // libtorch_cuda registers the CUDA backend from static initialisers only; without
-        // --no-as-needed the linker drops it and CUDA is silently absent.
         if let Some(v) = libtorch_version(std::path::Path::new(&lib_dir)) {
             println!("cargo:rustc-env=FLARECAST_LIBTORCH_VERSION={v}");
         }
-        if std::path::Path::new(&lib_dir)
-            .join("libtorch_cuda.so")
-            .exists()
-        {
-            println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
+        let cuda = Path::new(&lib_dir).join("libtorch_cuda.so");
+        if cuda.exists() {
+            // libtorch_cuda registers the CUDA backend from static initialisers only, so
+            // the linker's --as-needed drops it. The binary opens it at start where a
+            // driver exists (src/device/cuda_runtime.rs); the test binaries, which use
+            // CUDA in-process, link it.
+            println!("cargo:rustc-env=FLARECAST_LIBTORCH_CUDA={}", cuda.display());
+            println!("cargo:rustc-link-arg-tests=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
         }
         build_c10d_shim(Path::new(&lib_dir));
         build_fused_conv(Path::new(&lib_dir));
@@ -86,6 +89,31 @@ fn nccl_includes(lib_dir: &Path) -> Option<Vec<PathBuf>> {
     Some(vec![nccl, cuda])
 }
 
+/// A C++ shim over libtorch, built against the wheel's headers with the ABI the wheel was
+/// built with; `src/` holds the header the shims share (`shim_error.h`).
+fn torch_cpp(file: &str, torch: &Path) -> cc::Build {
+    let mut build = cc::Build::new();
+    build
+        .cpp(true)
+        .file(file)
+        .include("src")
+        .include(torch.join("include"))
+        .include(torch.join("include/torch/csrc/api/include"))
+        .flag("-std=c++17")
+        .flag("-D_GLIBCXX_USE_CXX11_ABI=1")
+        // torch's headers use C++20 bit-field initialisers that g++ accepts in C++17.
+        .flag_if_supported("-Wno-c++20-extensions")
+        .warnings(false);
+    build
+}
+
+/// The shims' symbols live in libtorch_cpu and libc10.
+fn link_torch_cpu(lib_dir: &Path) {
+    println!("cargo:rustc-link-search=native={}", lib_dir.display());
+    println!("cargo:rustc-link-lib=dylib=torch_cpu");
+    println!("cargo:rustc-link-lib=dylib=c10");
+}
+
 /// Compiles `src/model/fast/fused_conv.cpp` (oneDNN's fused inference convolution, found
 /// in libtorch's dispatcher at run time) against the wheel's ATen headers.
 fn build_fused_conv(lib_dir: &Path) {
@@ -100,19 +128,8 @@ fn build_fused_conv(lib_dir: &Path) {
         );
         return;
     }
-    cc::Build::new()
-        .cpp(true)
-        .file("src/model/fast/fused_conv.cpp")
-        .include(torch.join("include"))
-        .include(torch.join("include/torch/csrc/api/include"))
-        .flag("-std=c++17")
-        .flag("-D_GLIBCXX_USE_CXX11_ABI=1")
-        .flag_if_supported("-Wno-c++20-extensions")
-        .warnings(false)
-        .compile("flarecast_fused_conv");
-    println!("cargo:rustc-link-search=native={}", lib_dir.display());
-    println!("cargo:rustc-link-lib=dylib=torch_cpu");
-    println!("cargo:rustc-link-lib=dylib=c10");
+    torch_cpp("src/model/fast/fused_conv.cpp", torch).compile("flarecast_fused_conv");
+    link_torch_cpu(lib_dir);
     println!("cargo:rustc-cfg=flarecast_fused_conv");
 }
 
@@ -130,20 +147,11 @@ fn build_c10d_shim(lib_dir: &Path) {
     let Some(torch) = lib_dir.parent() else {
         return;
     };
-    let mut build = cc::Build::new();
+    let mut build = torch_cpp("src/distributed/c10d_shim.cpp", torch);
     build
-        .cpp(true)
-        .file("src/distributed/c10d_shim.cpp")
-        .include(torch.join("include"))
-        .include(torch.join("include/torch/csrc/api/include"))
         .include(&gloo)
-        .flag("-std=c++17")
-        .flag("-D_GLIBCXX_USE_CXX11_ABI=1")
         .flag("-DGLOG_USE_GLOG_EXPORT")
-        .flag("-DUSE_C10D_GLOO")
-        // torch's headers use C++20 bit-field initialisers that g++ accepts in C++17.
-        .flag_if_supported("-Wno-c++20-extensions")
-        .warnings(false);
+        .flag("-DUSE_C10D_GLOO");
     if let Some(dirs) = nccl_includes(lib_dir) {
         build
             .define("USE_C10D_NCCL", None)
@@ -154,8 +162,6 @@ fn build_c10d_shim(lib_dir: &Path) {
     }
     build.compile("flarecast_c10d");
     // The shim's symbols live in libtorch_cpu (Gloo inside it) and libc10.
-    println!("cargo:rustc-link-search=native={}", lib_dir.display());
-    println!("cargo:rustc-link-lib=dylib=torch_cpu");
-    println!("cargo:rustc-link-lib=dylib=c10");
+    link_torch_cpu(lib_dir);
     println!("cargo:rustc-cfg=flarecast_c10d");
 }

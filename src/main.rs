@@ -3,6 +3,8 @@
 mod cli;
 
 fn main() {
+    // Before anything asks libtorch about CUDA (device::cuda_runtime).
+    flarecast::device::cuda_runtime::load();
     flarecast::process::keep_freed_memory();
     flarecast::process::quiet_exit_on_closed_stdout();
     let cli = cli::parse();

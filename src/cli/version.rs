@@ -2,13 +2,17 @@
 
 /// Queried only when `--version` is asked for: checking for CUDA loads the driver.
 pub fn long() -> String {
-    let cuda = tch::Cuda::is_available();
+    let cuda = match flarecast::device::cuda_runtime::load().absence() {
+        Some(why) => format!("not available ({why})"),
+        None if tch::Cuda::is_available() => {
+            format!("available ({} device(s))", tch::Cuda::device_count())
+        }
+        None => "not available (0 device(s))".to_string(),
+    };
     format!(
-        "{}\nlibtorch {}\ncuda: {} ({} device(s))\ncudnn: {}\ndistributed: {}",
+        "{}\nlibtorch {}\ncuda: {cuda}\ncudnn: {}\ndistributed: {}",
         env!("CARGO_PKG_VERSION"),
         libtorch_version(),
-        if cuda { "available" } else { "not available" },
-        tch::Cuda::device_count(),
         if tch::Cuda::cudnn_is_available() {
             "available"
         } else {

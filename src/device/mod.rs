@@ -2,6 +2,7 @@
 //! lists of them; `auto`, `f32` or `bf16` resolved against the hardware (`precision`).
 //! `crate::hardware` detects; this module decides.
 
+pub mod cuda_runtime;
 mod precision;
 
 pub use precision::{
@@ -25,6 +26,9 @@ pub fn parse_device(s: &str) -> Result<Device> {
         },
     };
     if let Device::Cuda(i) = dev {
+        if let Some(why) = cuda_runtime::load().absence() {
+            bail!("device {s:?} requested but CUDA is not available: {why}");
+        }
         let n = tch::Cuda::device_count() as usize;
         if i >= n {
             bail!("device {s:?} requested but {n} CUDA device(s) are available");

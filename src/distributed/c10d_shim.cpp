@@ -15,6 +15,10 @@
 #include <string>
 #include <vector>
 
+#include "shim_error.h"
+
+using flarecast_shim::message;
+
 namespace {
 
 struct Group {
@@ -22,22 +26,6 @@ struct Group {
   c10::intrusive_ptr<c10d::Backend> backend;
   std::chrono::milliseconds timeout;
 };
-
-// One line: c10 errors without their backtrace, newlines folded.
-char* message(const std::exception& e) {
-  std::string text;
-  if (auto c10e = dynamic_cast<const c10::Error*>(&e)) {
-    text = c10e->what_without_backtrace();
-  } else {
-    text = e.what();
-  }
-  for (auto& c : text) {
-    if (c == '\n' || c == '\r') c = ' ';
-  }
-  return strdup(text.c_str());
-}
-
-char* message(const char* text) { return strdup(text); }
 
 // Waits for one piece of work, within the group's timeout.
 void finish(Group* g, const c10::intrusive_ptr<c10d::Work>& work) {

@@ -20,6 +20,7 @@ mod catalog;
 mod config;
 mod convert;
 mod cuda;
+mod cuda_backend;
 mod data;
 mod distributed;
 mod download;

@@ -12,20 +12,11 @@
 #include <string>
 #include <vector>
 
-namespace {
+#include "shim_error.h"
 
-char* message(const std::exception& e) {
-  std::string text;
-  if (auto c10e = dynamic_cast<const c10::Error*>(&e)) {
-    text = c10e->what_without_backtrace();
-  } else {
-    text = e.what();
-  }
-  for (auto& c : text) {
-    if (c == '\n' || c == '\r') c = ' ';
-  }
-  return strdup(text.c_str());
-}
+using flarecast_shim::message;
+
+namespace {
 
 std::optional<c10::OperatorHandle> find(const char* overload) {
   return c10::Dispatcher::singleton().findSchema({"mkldnn::_convolution_pointwise", overload});
