@@ -6,119 +6,85 @@ use crate::bounded::Count;
 use crate::im_size::ImSize;
 use crate::setting;
 
-/// The optimizer a run steps with.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    Default,
-    clap::ValueEnum,
-    serde::Serialize,
-    serde::Deserialize,
-)]
-pub enum Optimizer {
-    /// torch.optim.SGD: the weight decay added to the gradient as L2, heavy-ball momentum,
-    /// no dampening, no Nesterov (the paper's, with momentum 0).
-    #[default]
-    #[value(name = "sgd")]
-    #[serde(rename = "sgd")]
-    Sgd,
-    /// torch.optim.AdamW: the betas, eps 1e-8, no AMSGrad, bias-corrected moments, and
-    /// decoupled weight decay (the weights times lr * weight decay subtracted before the
-    /// Adam update).
-    #[value(name = "adamw")]
-    #[serde(rename = "adamw")]
-    AdamW,
+/// An enum of a recipe setting: its variants' spellings, written once, are both the
+/// flag's values (clap) and the names a run's configuration records (serde).
+macro_rules! setting_enum {
+    ($(#[$meta:meta])* pub enum $name:ident {
+        $($(#[$vmeta:meta])* $variant:ident = $spelling:literal,)+
+    }) => {
+        $(#[$meta])*
+        #[derive(
+            Clone,
+            Copy,
+            Debug,
+            PartialEq,
+            Eq,
+            Default,
+            clap::ValueEnum,
+            serde::Serialize,
+            serde::Deserialize,
+        )]
+        pub enum $name {
+            $($(#[$vmeta])* #[value(name = $spelling)] #[serde(rename = $spelling)] $variant,)+
+        }
+    };
 }
 
-/// How the learning rate moves from epoch to epoch (after any warm-up).
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    Default,
-    clap::ValueEnum,
-    serde::Serialize,
-    serde::Deserialize,
-)]
-pub enum Schedule {
-    /// lr * lr-gamma^floor(epoch / lr-step) (the paper's).
-    #[default]
-    #[value(name = "step")]
-    #[serde(rename = "step")]
-    Step,
-    /// Epoch e of E after W warm-up epochs: lr * (1 + cos(pi * (e - 1 - W) / (E - W))) / 2,
-    /// torch's CosineAnnealingLR(T_max = E - W, eta_min = 0) stepped once an epoch from the
-    /// warm-up's end.
-    #[value(name = "cosine")]
-    #[serde(rename = "cosine")]
-    Cosine,
+setting_enum! {
+    /// The optimizer a run steps with.
+    pub enum Optimizer {
+        /// torch.optim.SGD: the weight decay added to the gradient as L2, heavy-ball momentum,
+        /// no dampening, no Nesterov (the paper's, with momentum 0).
+        #[default]
+        Sgd = "sgd",
+        /// torch.optim.AdamW: the betas, eps 1e-8, no AMSGrad, bias-corrected moments, and
+        /// decoupled weight decay (the weights times lr * weight decay subtracted before the
+        /// Adam update).
+        AdamW = "adamw",
+    }
 }
 
-/// How the training split's class imbalance is met.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    Default,
-    clap::ValueEnum,
-    serde::Serialize,
-    serde::Deserialize,
-)]
-pub enum Balance {
-    /// Each flare instance shown again, augmented, until FL == NF (the paper's).
-    #[default]
-    #[value(name = "oversample")]
-    #[serde(rename = "oversample")]
-    Oversample,
-    /// Every instance once, as it is; class c's cross-entropy weighted by n_total / (2 *
-    /// n_c) of the training split, each batch's weighted sum divided by the sum of its
-    /// rows' weights: torch's CrossEntropyLoss(weight=w).
-    #[value(name = "weighted-loss")]
-    #[serde(rename = "weighted-loss")]
-    WeightedLoss,
-    /// Every instance once, the plain mean cross-entropy.
-    #[value(name = "none")]
-    #[serde(rename = "none")]
-    None,
+setting_enum! {
+    /// How the learning rate moves from epoch to epoch (after any warm-up).
+    pub enum Schedule {
+        /// lr * lr-gamma^floor(epoch / lr-step) (the paper's).
+        #[default]
+        Step = "step",
+        /// Epoch e of E after W warm-up epochs: lr * (1 + cos(pi * (e - 1 - W) / (E - W))) / 2,
+        /// torch's CosineAnnealingLR(T_max = E - W, eta_min = 0) stepped once an epoch from the
+        /// warm-up's end.
+        Cosine = "cosine",
+    }
 }
 
-/// Which epoch's weights become `best`.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    Default,
-    clap::ValueEnum,
-    serde::Serialize,
-    serde::Deserialize,
-)]
-pub enum Select {
-    /// Validation TSS and HSS2 both beat the best epoch's (the paper's).
-    #[default]
-    #[value(name = "paper")]
-    #[serde(rename = "paper")]
-    Paper,
-    /// Validation TSS beats the best epoch's.
-    #[value(name = "tss")]
-    #[serde(rename = "tss")]
-    Tss,
-    /// Validation HSS2 beats the best epoch's.
-    #[value(name = "hss2")]
-    #[serde(rename = "hss2")]
-    Hss2,
-    /// The validation loss falls below the best epoch's.
-    #[value(name = "loss")]
-    #[serde(rename = "loss")]
-    Loss,
+setting_enum! {
+    /// How the training split's class imbalance is met.
+    pub enum Balance {
+        /// Each flare instance shown again, augmented, until FL == NF (the paper's).
+        #[default]
+        Oversample = "oversample",
+        /// Every instance once, as it is; class c's cross-entropy weighted by n_total / (2 *
+        /// n_c) of the training split, each batch's weighted sum divided by the sum of its
+        /// rows' weights: torch's CrossEntropyLoss(weight=w).
+        WeightedLoss = "weighted-loss",
+        /// Every instance once, the plain mean cross-entropy.
+        None = "none",
+    }
+}
+
+setting_enum! {
+    /// Which epoch's weights become `best`.
+    pub enum Select {
+        /// Validation TSS and HSS2 both beat the best epoch's (the paper's).
+        #[default]
+        Paper = "paper",
+        /// Validation TSS beats the best epoch's.
+        Tss = "tss",
+        /// Validation HSS2 beats the best epoch's.
+        Hss2 = "hss2",
+        /// The validation loss falls below the best epoch's.
+        Loss = "loss",
+    }
 }
 
 /// What a training run does with its data, epoch by epoch.

@@ -6,10 +6,9 @@
 //! Both write P(FL) for every image; the largest difference between them is reported, so
 //! a row shows the two computed the same thing.
 
-use super::epoch::{
-    choice_name, json_of, run_timed, script_args, Loop, ProgramRun, ReferenceScripts, RowPrecision,
-    SynthFold, ROUNDS,
-};
+use super::child::{run_reported, ProgramRun};
+use super::fold::SynthFold;
+use super::paper_loop::{self, choice_name, show_turn, Loop, ReferenceScripts, Row};
 use crate::evaluate::{instance_key, read_predictions};
 use crate::im_size::ImSize;
 use crate::model::{Arch, InitScheme, ModelMeta, Network};
@@ -17,49 +16,19 @@ use crate::progress::Progress;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::collections::HashMap;
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-/// What the inference bench needs.
-pub struct EvaluateBenchConfig {
-    /// The flarecast executable run as the child (the running one).
-    pub exe: PathBuf,
-    /// The Python holding torch.
-    pub python: PathBuf,
-    /// flarecast's `--device` (the PyTorch loop runs on the CPU).
-    pub device: String,
-    pub batch_size: usize,
-    pub im_size: ImSize,
-    pub archs: Vec<Arch>,
-    pub precisions: Vec<RowPrecision>,
-    pub rounds: usize,
-}
-
-impl EvaluateBenchConfig {
-    pub fn check(&self) -> Result<()> {
-        ROUNDS.check(self.rounds)?;
-        crate::inference::BATCH_SIZE.check(self.batch_size)?;
-        super::epoch::check_script_im_size(self.im_size)?;
-        for &arch in &self.archs {
-            super::epoch::script_arch(arch)?;
-        }
-        Ok(())
-    }
+/// Refuses what either program cannot run, before any work.
+pub fn check(cfg: &paper_loop::Config) -> Result<()> {
+    cfg.check(crate::inference::BATCH_SIZE)
 }
 
 /// One row: a network at one precision, flarecast against the tuned PyTorch loop.
 #[derive(Clone, Debug, Serialize)]
 pub struct EvaluateRow {
-    pub arch: &'static str,
-    /// The precision asked of flarecast (`auto`, `f32`, `bf16`).
-    pub precision_choice: &'static str,
-    pub flarecast: ProgramRun,
-    pub torch_loop: Loop,
-    pub torch: ProgramRun,
-    /// flarecast's images/s over PyTorch's.
-    pub speedup: f64,
-    /// flarecast's peak resident size over PyTorch's.
-    pub memory_ratio: f64,
+    #[serde(flatten)]
+    pub row: Row,
     /// The largest |P(FL) flarecast - P(FL) PyTorch| over the images (last round).
     pub max_prob_difference: f64,
 }
@@ -72,38 +41,6 @@ pub fn write_weights(dir: &Path, arch: Arch, im_size: ImSize) -> Result<PathBuf>
     let path = dir.join(format!("{}_init.safetensors", arch.name()));
     crate::model::save_model(&path, &vs, &ModelMeta::new(arch, im_size.as_i64()))?;
     Ok(path)
-}
-
-fn flarecast_evaluate(
-    cfg: &EvaluateBenchConfig,
-    fold: &SynthFold,
-    weights: &Path,
-    p: &RowPrecision,
-    out: &Path,
-) -> Command {
-    let mut cmd = Command::new(&cfg.exe);
-    cmd.envs(crate::process::keep_freed_memory_env())
-        .arg("evaluate")
-        .arg("--model")
-        .arg(weights)
-        .arg("--fold")
-        .arg(fold.fold.to_string())
-        .arg("--images")
-        .arg(&fold.images)
-        .arg("--labels")
-        .arg(&fold.labels)
-        .arg("--out")
-        .arg(out)
-        .arg("--device")
-        .arg(&cfg.device)
-        .arg("--precision")
-        .arg(choice_name(p.choice))
-        .arg("--batch-size")
-        .arg(cfg.batch_size.to_string())
-        .arg("--im-size")
-        .arg(cfg.im_size.get().to_string())
-        .arg("--json");
-    cmd
 }
 
 /// P(FL) by instance from a `timestamp,flare_prob,target` file.
@@ -142,20 +79,19 @@ fn max_difference(ours: &Path, theirs: &Path, images: usize) -> Result<f64> {
 /// Times the validation quarter's inference in each program, round by round (the order
 /// of the two swapped every other round), reporting each finished row.
 pub fn run(
-    cfg: &EvaluateBenchConfig,
+    cfg: &paper_loop::Config,
     fold: &SynthFold,
     progress: &Progress,
     mut report: impl FnMut(&EvaluateRow),
 ) -> Result<Vec<EvaluateRow>> {
-    cfg.check()?;
+    check(cfg)?;
     let scripts = ReferenceScripts::write()?;
     let scratch = tempfile::Builder::new()
         .prefix("flarecast-bench-evaluate")
         .tempdir()?;
     let images = fold.val;
     let mut rows = Vec::new();
-    let total = (cfg.archs.len() * cfg.precisions.len() * cfg.rounds * 2) as u64;
-    let bar = progress.bar(total, "{msg} [{bar:30}] {pos}/{len} runs ({elapsed})");
+    let bar = cfg.bar(progress);
     for &arch in &cfg.archs {
         let weights = write_weights(scratch.path(), arch, cfg.im_size)?;
         for p in &cfg.precisions {
@@ -168,88 +104,48 @@ pub fn run(
                 "reference_train.py --evaluate (tuned loop)".to_string(),
                 p.precision.name(),
             );
-            let (mut our_loops, mut their_loops) = (Vec::new(), Vec::new());
+            // The last round's predictions stay for the comparison.
             let ours_csv = scratch.path().join("flarecast");
             let theirs_csv = scratch.path().join("torch.csv");
-            for round in 0..cfg.rounds {
-                for k in 0..2 {
-                    if (k + round) % 2 == 0 {
-                        bar.set_message(format!(
-                            "{} {}: flarecast, round {}",
-                            arch.name(),
-                            p.precision.name(),
-                            round + 1
-                        ));
-                        let what = format!(
-                            "flarecast evaluate ({} {})",
-                            arch.name(),
-                            p.precision.name()
-                        );
-                        let _ = std::fs::remove_dir_all(&ours_csv);
-                        let f = run_timed(
-                            flarecast_evaluate(cfg, fold, &weights, p, &ours_csv),
-                            &what,
-                        )?;
-                        json_of(&f.stdout, &what)?;
-                        ours.add(&f, images, None, &mut our_loops)?;
-                    } else {
-                        bar.set_message(format!(
-                            "{} {}: PyTorch, round {}",
-                            arch.name(),
-                            p.precision.name(),
-                            round + 1
-                        ));
-                        let what = format!(
-                            "scripts/reference_train.py --evaluate ({} {})",
-                            arch.name(),
-                            p.precision.name()
-                        );
-                        let mut cmd = scripts.command(&cfg.python);
-                        script_args(
-                            &mut cmd,
-                            fold,
-                            arch,
-                            p,
-                            torch_loop,
-                            cfg.batch_size,
-                            cfg.im_size,
-                        )?;
-                        cmd.arg("--evaluate")
-                            .arg("--weights")
-                            .arg(&weights)
-                            .arg("--predictions")
-                            .arg(&theirs_csv);
-                        let f = run_timed(cmd, &what)?;
-                        let v = json_of(&f.stdout, &what)?;
-                        let reported = v["val_images"].as_u64().unwrap_or(0);
-                        if reported != images as u64 {
-                            bail!("{what} ran {reported} images, the quarter holds {images}");
-                        }
-                        let precision = v["precision"].as_str().unwrap_or("?");
-                        if precision != p.precision.name() {
-                            bail!(
-                                "{what} ran in {precision}, {} was asked",
-                                p.precision.name()
-                            );
-                        }
-                        theirs.add(&f, images, v["seconds"].as_f64(), &mut their_loops)?;
+            super::alternate(cfg.rounds, |flarecast_now, round| {
+                let name = format!("{} {}", arch.name(), p.precision.name());
+                if flarecast_now {
+                    show_turn(&bar, arch, p, "flarecast", round);
+                    let what = format!("flarecast evaluate ({name})");
+                    let _ = std::fs::remove_dir_all(&ours_csv);
+                    let model = [
+                        OsStr::new("evaluate"),
+                        OsStr::new("--model"),
+                        weights.as_os_str(),
+                    ];
+                    let (f, _) = run_reported(cfg.flarecast(model, fold, p, &ours_csv), &what)?;
+                    ours.add(&f, images, None)?;
+                } else {
+                    show_turn(&bar, arch, p, "PyTorch", round);
+                    let what = format!("scripts/reference_train.py --evaluate ({name})");
+                    let mut cmd = cfg.script(&scripts, fold, arch, p, torch_loop)?;
+                    cmd.arg("--evaluate")
+                        .arg("--weights")
+                        .arg(&weights)
+                        .arg("--predictions")
+                        .arg(&theirs_csv);
+                    let (f, v) = paper_loop::run_script(cmd, &what, p)?;
+                    let reported = v["val_images"].as_u64().unwrap_or(0);
+                    if reported != images as u64 {
+                        bail!("{what} ran {reported} images, the quarter holds {images}");
                     }
-                    bar.inc(1);
+                    theirs.add(&f, images, v["seconds"].as_f64())?;
                 }
-            }
+                bar.inc(1);
+                Ok(())
+            })?;
             let max_prob_difference = max_difference(
                 &ours_csv.join(format!("fold{}_res.csv", fold.fold)),
                 &theirs_csv,
                 images,
             )?;
             let row = EvaluateRow {
-                arch: arch.name(),
-                precision_choice: choice_name(p.choice),
-                speedup: ours.images_per_s / theirs.images_per_s,
-                memory_ratio: ours.peak_rss_bytes as f64 / theirs.peak_rss_bytes.max(1) as f64,
-                flarecast: ours,
-                torch_loop,
-                torch: theirs,
+                row: Row::new(arch, p, torch_loop, ours, theirs),
                 max_prob_difference,
             };
             report(&row);

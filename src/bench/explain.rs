@@ -6,24 +6,24 @@
 //! inputs, alternating the programs round by round; the maps of both are compared.
 
 use super::model::ROUNDS;
-use super::torch_baseline::default_python;
+use super::python::{self, Script, Served};
+use super::Rate;
 use crate::bounded::Count;
 use crate::device::synchronize;
 use crate::explain::{self, integrated::INTERNAL_BATCH, Options};
 use crate::im_size::ImSize;
 use crate::model::{self, Arch, InitScheme, LoadedModel, ModelMeta, Network};
 use crate::progress::Progress;
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use serde::Serialize;
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Instant;
 use tch::{nn, Device, Kind, Tensor};
 
-const CAPTUM_IG_BENCH: &str = include_str!("../../scripts/captum_ig_bench.py");
-const REFERENCE_MODEL: &str = include_str!("../../scripts/reference_model.py");
-const TORCHVISION_NETS: &str = include_str!("../../scripts/torchvision_golden.py");
+const CAPTUM_IG_BENCH: Script = Script {
+    name: "captum_ig_bench.py",
+    text: include_str!("../../scripts/captum_ig_bench.py"),
+};
 
 /// Images explained per round a setting may give.
 pub const IMAGES: Count<usize> = Count::new("images", "images", 1, 100_000);
@@ -56,11 +56,6 @@ pub struct ExplainBenchConfig {
 }
 
 impl ExplainBenchConfig {
-    /// `python`: the virtualenv's by default.
-    pub fn default_python() -> PathBuf {
-        default_python()
-    }
-
     /// Refuses settings the benchmark cannot run, naming the setting.
     pub fn check(&self) -> Result<()> {
         IMAGES.check(self.images)?;
@@ -82,30 +77,6 @@ impl ExplainBenchConfig {
             return Err(crate::setting::bad("arch", "give at least one network"));
         }
         Ok(())
-    }
-}
-
-/// Images/s of one program: the median over rounds and every round's figure.
-#[derive(Debug, Serialize)]
-pub struct Rate {
-    pub images_per_s: f64,
-    pub rounds: Vec<f64>,
-}
-
-impl Rate {
-    fn of(rounds: Vec<f64>) -> Self {
-        let mut v = rounds.clone();
-        v.sort_by(f64::total_cmp);
-        let n = v.len();
-        let images_per_s = match n {
-            0 => f64::NAN,
-            _ if n % 2 == 1 => v[n / 2],
-            _ => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-        };
-        Rate {
-            images_per_s,
-            rounds,
-        }
     }
 }
 
@@ -157,70 +128,34 @@ pub struct ExplainBench {
 
 /// The captum process, kept warm between rounds.
 struct Captum {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    stdout: BufReader<ChildStdout>,
+    served: Served,
     info: serde_json::Value,
 }
 
 impl Captum {
     fn start(python: &Path, scripts: &Path, threads: i32) -> Result<Self> {
-        for (name, text) in [
-            ("captum_ig_bench.py", CAPTUM_IG_BENCH),
-            ("reference_model.py", REFERENCE_MODEL),
-            ("torchvision_golden.py", TORCHVISION_NETS),
-        ] {
-            crate::fsio::write_atomic(&scripts.join(name), text.as_bytes())?;
-        }
-        let mut child = Command::new(python)
-            .envs(crate::process::keep_freed_memory_env())
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .arg("-W")
-            .arg("ignore")
-            .arg(scripts.join("captum_ig_bench.py"))
-            .arg("--serve")
-            .arg("--threads")
-            .arg(threads.to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
+        python::write_scripts(
+            scripts,
+            &[
+                &CAPTUM_IG_BENCH,
+                &python::REFERENCE_MODEL,
+                &python::TORCHVISION_NETS,
+            ],
+        )?;
+        let script = scripts.join(CAPTUM_IG_BENCH.name);
+        let mut served = Served::spawn(python, &script, threads, ("captum", "captum"))
             .with_context(|| format!("cannot start captum with {}", python.display()))?;
-        let stdin = child.stdin.take();
-        let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
-        let mut me = Captum {
-            child,
-            stdin,
-            stdout,
-            info: serde_json::Value::Null,
-        };
-        me.info = me.reply().with_context(|| {
+        let info = served.reply().with_context(|| {
             format!(
                 "{} did not start scripts/captum_ig_bench.py (are torch and captum installed?)",
                 python.display()
             )
         })?;
-        Ok(me)
-    }
-
-    fn reply(&mut self) -> Result<serde_json::Value> {
-        let mut line = String::new();
-        if self.stdout.read_line(&mut line)? == 0 {
-            bail!("the captum process exited");
-        }
-        let v: serde_json::Value = serde_json::from_str(line.trim())
-            .with_context(|| format!("unexpected captum output {:?}", line.trim()))?;
-        if let Some(e) = v.get("error") {
-            bail!("captum: {}", e.as_str().unwrap_or("error"));
-        }
-        Ok(v)
+        Ok(Captum { served, info })
     }
 
     fn ask(&mut self, req: serde_json::Value) -> Result<serde_json::Value> {
-        let stdin = self.stdin.as_mut().expect("captum stdin open");
-        writeln!(stdin, "{req}")?;
-        stdin.flush()?;
-        self.reply()
+        self.served.ask(&req)
     }
 
     /// Images/s of captum over the first `images` (all when `None`) at K = `k`, saving
@@ -232,14 +167,6 @@ impl Captum {
         v["images_per_s"]
             .as_f64()
             .with_context(|| format!("captum reply without images_per_s: {v}"))
-    }
-}
-
-impl Drop for Captum {
-    fn drop(&mut self) {
-        // End of input ends the serving loop.
-        drop(self.stdin.take());
-        let _ = self.child.wait();
     }
 }
 
@@ -374,24 +301,22 @@ pub fn run(
         let (mut ours, mut theirs) = (Vec::new(), Vec::new());
         let mut kept = None;
         let saved = dir.path().join("captum");
-        for round in 0..cfg.rounds {
-            // The order alternates so neither program always runs first.
-            for slot in 0..2 {
-                if (round + slot) % 2 == 0 {
-                    bar.set_message(format!("{} flarecast round {}", arch.name(), round + 1));
-                    let (ips, maps) = flarecast_run(&model, &opts, &x, cfg.images, round == 0)?;
-                    ours.push(ips);
-                    if maps.is_some() {
-                        kept = maps;
-                    }
-                } else {
-                    bar.set_message(format!("{} captum round {}", arch.name(), round + 1));
-                    let save = (round == 0).then_some(saved.as_path());
-                    theirs.push(captum.run(best_k, None, save)?);
+        super::alternate(cfg.rounds, |flarecast_now, round| {
+            if flarecast_now {
+                bar.set_message(format!("{} flarecast round {}", arch.name(), round + 1));
+                let (ips, maps) = flarecast_run(&model, &opts, &x, cfg.images, round == 0)?;
+                ours.push(ips);
+                if maps.is_some() {
+                    kept = maps;
                 }
-                bar.inc(1);
+            } else {
+                bar.set_message(format!("{} captum round {}", arch.name(), round + 1));
+                let save = (round == 0).then_some(saved.as_path());
+                theirs.push(captum.run(best_k, None, save)?);
             }
-        }
+            bar.inc(1);
+            Ok(())
+        })?;
         let (maps, deltas) = kept.expect("the first round keeps its maps");
         let row = compare(
             arch,

@@ -5,7 +5,7 @@
 //! (the anchor), with the achieved GFLOP/s and their share of the processor's peak.
 
 use super::torch_baseline::{TorchBaseline, Variant};
-use super::Mode;
+use super::{Mode, Rate};
 use crate::bounded::Count;
 use crate::device::synchronize;
 use crate::hardware::F32Peak;
@@ -44,35 +44,6 @@ pub struct BenchConfig {
     pub torch_python: Option<PathBuf>,
     /// The PyTorch variants timed (each its own program in the rotation).
     pub torch_variants: Vec<Variant>,
-}
-
-/// Images/s of one program: the median over rounds and every round's figure.
-#[derive(Debug, Serialize)]
-pub struct Rate {
-    pub images_per_s: f64,
-    pub rounds: Vec<f64>,
-}
-
-impl Rate {
-    fn of(rounds: Vec<f64>) -> Self {
-        let images_per_s = median(&mut rounds.clone());
-        Rate {
-            images_per_s,
-            rounds,
-        }
-    }
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n == 0 {
-        f64::NAN
-    } else if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
 }
 
 /// One PyTorch variant, measured in the same run.
@@ -417,12 +388,5 @@ mod tests {
         assert_eq!(t.variants[2].unavailable.as_deref(), Some("no compiler"));
         let none = TorchRates::of(10.0, vec![(Variant::Compiled, Err("x".into()))]);
         assert_eq!((none.anchor, none.ratio), (None, None));
-    }
-
-    #[test]
-    fn medians_of_odd_and_even_rounds() {
-        assert_eq!(Rate::of(vec![3.0, 1.0, 2.0]).images_per_s, 2.0);
-        assert_eq!(Rate::of(vec![4.0, 1.0, 2.0, 3.0]).images_per_s, 2.5);
-        assert_eq!(Rate::of(vec![3.0, 1.0, 2.0]).rounds, vec![3.0, 1.0, 2.0]);
     }
 }

@@ -4,17 +4,17 @@
 //! configuration on request, so a benchmark can alternate between flarecast and PyTorch
 //! round by round. The process gets the allocator setting flarecast gives itself.
 
+use super::python::{self, Script, Served};
 use super::Mode;
 use crate::model::{Arch, Precision};
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use serde::Serialize;
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::path::Path;
 
-const REFERENCE_MODEL: &str = include_str!("../../scripts/reference_model.py");
-const TORCH_BASELINE: &str = include_str!("../../scripts/torch_baseline.py");
-const TORCHVISION_NETS: &str = include_str!("../../scripts/torchvision_golden.py");
+const TORCH_BASELINE: Script = Script {
+    name: "torch_baseline.py",
+    text: include_str!("../../scripts/torch_baseline.py"),
+};
 
 /// The ways a PyTorch user runs the networks, each timed as its own program.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -45,25 +45,9 @@ impl Variant {
     }
 }
 
-/// The Python holding torch: `$FLARECAST_VENV` or the virtualenv scripts/setup.sh makes,
-/// else `python3` on the PATH.
-pub fn default_python() -> PathBuf {
-    let venv = std::env::var_os("FLARECAST_VENV")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .map(|h| PathBuf::from(h).join(".cache/flarecast/venv-torch-2.13.0"))
-        });
-    venv.map(|v| v.join("bin/python"))
-        .filter(|p| p.exists())
-        .unwrap_or_else(|| PathBuf::from("python3"))
-}
-
 /// A running baseline process.
 pub struct TorchBaseline {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    stdout: BufReader<ChildStdout>,
+    served: Served,
     /// What the process reported at start: torch version, threads, ATen's CPU capability.
     pub info: serde_json::Value,
     _scripts: tempfile::TempDir,
@@ -87,63 +71,33 @@ impl TorchBaseline {
         let scripts = tempfile::Builder::new()
             .prefix("flarecast-baseline")
             .tempdir()?;
-        crate::fsio::write_atomic(
-            &scripts.path().join("reference_model.py"),
-            REFERENCE_MODEL.as_bytes(),
+        python::write_scripts(
+            scripts.path(),
+            &[
+                &python::REFERENCE_MODEL,
+                &python::TORCHVISION_NETS,
+                &TORCH_BASELINE,
+            ],
         )?;
-        crate::fsio::write_atomic(
-            &scripts.path().join("torchvision_golden.py"),
-            TORCHVISION_NETS.as_bytes(),
-        )?;
-        let script = scripts.path().join("torch_baseline.py");
-        crate::fsio::write_atomic(&script, TORCH_BASELINE.as_bytes())?;
-        let mut child = Command::new(python)
-            .envs(crate::process::keep_freed_memory_env())
-            .arg("-W")
-            .arg("ignore")
-            .arg(&script)
-            .arg("--serve")
-            .arg("--threads")
-            .arg(threads.to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
+        let script = scripts.path().join(TORCH_BASELINE.name);
+        let mut served = Served::spawn(python, &script, threads, ("PyTorch baseline", "baseline"))
             .with_context(|| {
                 format!(
                     "cannot start the PyTorch baseline with {}",
                     python.display()
                 )
             })?;
-        let stdin = child.stdin.take();
-        let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
-        let mut me = TorchBaseline {
-            child,
-            stdin,
-            stdout,
-            info: serde_json::Value::Null,
-            _scripts: scripts,
-        };
-        me.info = me.read_reply().with_context(|| {
+        let info = served.reply().with_context(|| {
             format!(
                 "{} did not start the PyTorch baseline (is torch installed?)",
                 python.display()
             )
         })?;
-        Ok(me)
-    }
-
-    fn read_reply(&mut self) -> Result<serde_json::Value> {
-        let mut line = String::new();
-        if self.stdout.read_line(&mut line)? == 0 {
-            bail!("the PyTorch baseline process exited");
-        }
-        let v: serde_json::Value = serde_json::from_str(line.trim())
-            .with_context(|| format!("unexpected baseline output {:?}", line.trim()))?;
-        if let Some(e) = v.get("error") {
-            bail!("PyTorch baseline: {}", e.as_str().unwrap_or("error"));
-        }
-        Ok(v)
+        Ok(TorchBaseline {
+            served,
+            info,
+            _scripts: scripts,
+        })
     }
 
     /// Images/s of `iters` timed steps (after `warmup` untimed ones the first time this
@@ -173,20 +127,9 @@ impl TorchBaseline {
             iters,
             warmup,
         };
-        let stdin = self.stdin.as_mut().expect("baseline stdin open");
-        writeln!(stdin, "{}", serde_json::to_string(&req)?)?;
-        stdin.flush()?;
-        let v = self.read_reply()?;
+        let v = self.served.ask(&req)?;
         v["images_per_s"]
             .as_f64()
             .with_context(|| format!("baseline reply without images_per_s: {v}"))
-    }
-}
-
-impl Drop for TorchBaseline {
-    fn drop(&mut self) {
-        // End of input ends the serving loop.
-        drop(self.stdin.take());
-        let _ = self.child.wait();
     }
 }

@@ -2,10 +2,7 @@
 
 use anyhow::Result;
 use flarecast::preprocess::TRAINING_SIZE;
-use flarecast::text_table::{
-    Col::{Left, Right},
-    Table,
-};
+use flarecast::text_table::Col::{Left, Right};
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -25,29 +22,26 @@ pub struct Args {
 pub fn run(a: Args) -> Result<()> {
     let path = a.jp2;
     let rows = flarecast::bench::convert::run(&path, a.files, a.size)?;
-    if a.json.on {
-        return crate::cli::print_json(&rows);
-    }
-    println!(
-        "convert {} copies of {} to {} px JPG (quality 95)",
-        a.files,
-        path.display(),
-        a.size
-    );
-    let mut t = Table::new(
+    let head = || {
+        format!(
+            "convert {} copies of {} to {} px JPG (quality 95)",
+            a.files,
+            path.display(),
+            a.size
+        )
+    };
+    let layout = (
         [Left(32), Right(7), Right(6), Right(8), Right(8), Right(7)],
         ["mode", "threads", "files", "seconds", "files/s", "ratio"],
     );
-    for r in &rows {
-        t.row([
+    super::print_rows(a.json.on, &rows, head, layout, |r| {
+        [
             r.mode.clone(),
             r.threads.to_string(),
             r.files.to_string(),
             format!("{:.2}", r.seconds),
             format!("{:.2}", r.files_per_s),
             format!("{:.2}x", r.ratio),
-        ]);
-    }
-    print!("{t}");
-    Ok(())
+        ]
+    })
 }

@@ -3,7 +3,7 @@
 use anyhow::{Context, Result};
 use flarecast::bench::download as dbench;
 use flarecast::helioviewer::Options;
-use flarecast::text_table::{Col::Right, Table};
+use flarecast::text_table::Col::Right;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,16 +32,15 @@ pub fn run(a: Args) -> Result<()> {
     let jp2 = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
     flarecast::jp2::validate(&jp2, &path.display().to_string())?;
     let rows = flarecast::bench::download::run(Arc::new(jp2), a.images, a.latency, &a.concurrency)?;
-    if a.json.on {
-        return crate::cli::print_json(&rows);
-    }
-    println!(
-        "download from a local server, {} ms latency per answer, {} images of {} (2 requests each)",
-        a.latency.as_millis(),
-        a.images,
-        path.display()
-    );
-    let mut t = Table::new(
+    let head = || {
+        format!(
+            "download from a local server, {} ms latency per answer, {} images of {} (2 requests each)",
+            a.latency.as_millis(),
+            a.images,
+            path.display()
+        )
+    };
+    let layout = (
         [Right(11), Right(8), Right(9), Right(9), Right(10), Right(8)],
         [
             "concurrency",
@@ -52,16 +51,14 @@ pub fn run(a: Args) -> Result<()> {
             "ratio",
         ],
     );
-    for r in &rows {
-        t.row([
+    super::print_rows(a.json.on, &rows, head, layout, |r| {
+        [
             r.concurrency.to_string(),
             r.images.to_string(),
             r.requests.to_string(),
             format!("{:.2}", r.seconds),
             format!("{:.1}", r.images_per_s),
             format!("{:.2}x", r.ratio),
-        ]);
-    }
-    print!("{t}");
-    Ok(())
+        ]
+    })
 }

@@ -3,7 +3,6 @@
 
 use anyhow::{bail, Result};
 use flarecast::bench::explain::{self as bench, ExplainBenchConfig};
-use flarecast::bench::model::THREADS;
 use flarecast::explain::integrated::INTERNAL_BATCH;
 use flarecast::explain::Options;
 use std::path::PathBuf;
@@ -13,6 +12,10 @@ use std::path::PathBuf;
 #[command(mut_arg("im_size", |a| a.default_value("256")))]
 #[command(mut_arg("batch_size", |a| a.hide(true)))]
 #[command(mut_arg("precision", |a| a.hide(true)))]
+#[command(mut_arg("python", |a| a.help(
+    "The Python holding torch and captum (default: the virtualenv setup.sh makes)")))]
+#[command(mut_arg("threads", |a| a.help(
+    "Intra-op threads of both programs (default: libtorch's choice, one per core)")))]
 pub struct Args {
     /// --device, --im-size and --arch (--batch-size and --precision do not apply: both
     /// programs differentiate float32 networks).
@@ -41,20 +44,16 @@ pub struct Args {
     /// Seed of the random weights and inputs.
     #[arg(long, default_value_t = 0)]
     seed: i64,
-    /// The Python holding torch and captum (default: the virtualenv setup.sh makes).
-    #[arg(long)]
-    python: Option<PathBuf>,
-    /// Intra-op threads of both programs (default: libtorch's choice, one per core).
-    #[arg(long, value_parser = THREADS.flag())]
-    threads: Option<i32>,
+    #[command(flatten)]
+    python: super::Python,
+    #[command(flatten)]
+    threads: super::Threads,
     #[command(flatten)]
     json: crate::cli::common_args::Json,
 }
 
 pub fn run(args: Args) -> Result<()> {
-    if let Some(t) = args.threads {
-        tch::set_num_threads(t);
-    }
+    let threads = args.threads.apply();
     let device = flarecast::device::parse_device(&args.net.device)?;
     let cfg = ExplainBenchConfig {
         device,
@@ -67,11 +66,8 @@ pub fn run(args: Args) -> Result<()> {
         internal_batch: args.internal_batch_size,
         captum_k: args.captum_k.clone(),
         seed: args.seed,
-        python: args
-            .python
-            .clone()
-            .unwrap_or_else(ExplainBenchConfig::default_python),
-        threads: tch::get_num_threads(),
+        python: args.python.path(),
+        threads,
     };
     cfg.check()?;
     let json = args.json.on;
@@ -109,12 +105,14 @@ pub fn run(args: Args) -> Result<()> {
         crate::cli::print_json(&report)?;
     } else {
         let captum = &report.captum;
+        let allocator = super::allocator_setting()
+            .unwrap_or_else(|| "the user's own (GLIBC_TUNABLES / MALLOC_*)".into());
         println!(
             "captum {} on torch {} ({} threads), allocator {}; images/s: all images / seconds; ratio: flarecast / captum; captum K tried: {}",
             captum["captum"].as_str().unwrap_or("?"),
             captum["torch"].as_str().unwrap_or("?"),
             captum["threads"],
-            allocator_note(),
+            allocator,
             report
                 .rows
                 .iter()
@@ -139,15 +137,4 @@ pub fn run(args: Args) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// The allocator setting both programs ran with.
-fn allocator_note() -> String {
-    let env = flarecast::process::keep_freed_memory_env();
-    if env.is_empty() {
-        "the user's own (GLIBC_TUNABLES / MALLOC_*)".into()
-    } else {
-        let set: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        set.join(" ")
-    }
 }

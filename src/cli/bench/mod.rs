@@ -8,12 +8,15 @@ mod evaluate;
 mod explain;
 mod label;
 mod model;
+mod paper_loop;
 mod train;
 
 use anyhow::Result;
 use clap::Subcommand;
 use flarecast::device::PrecisionChoice;
 use flarecast::model::Arch;
+use flarecast::text_table::{Col, Table};
+use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -73,4 +76,77 @@ pub struct NetArgs {
     /// else f32), f32, bf16.
     #[arg(long, default_value = "auto", value_delimiter = ',')]
     pub precision: Vec<PrecisionChoice>,
+}
+
+/// --python of the benches that time PyTorch too; a bench whose Python must hold more
+/// says so in its help.
+#[derive(clap::Args)]
+pub struct Python {
+    /// The Python holding torch (default: the virtualenv setup.sh makes).
+    #[arg(long)]
+    python: Option<PathBuf>,
+}
+
+impl Python {
+    pub fn path(&self) -> PathBuf {
+        self.python
+            .clone()
+            .unwrap_or_else(flarecast::bench::python::default_python)
+    }
+}
+
+/// --threads of the benches that time the networks on the CPU.
+#[derive(clap::Args)]
+pub struct Threads {
+    /// Intra-op threads (default: libtorch's choice, one per core).
+    #[arg(long, value_parser = flarecast::bench::model::THREADS.flag())]
+    threads: Option<i32>,
+}
+
+impl Threads {
+    /// Sets libtorch's intra-op threads where given, before any work; the number it runs.
+    pub fn apply(&self) -> i32 {
+        if let Some(t) = self.threads {
+            tch::set_num_threads(t);
+        }
+        tch::get_num_threads()
+    }
+}
+
+/// The allocator setting flarecast gives itself and the PyTorch it runs
+/// (`process::keep_freed_memory_env`), as `NAME=value` words; `None` where the user's own
+/// stands.
+fn allocator_setting() -> Option<String> {
+    let env = flarecast::process::keep_freed_memory_env();
+    let set: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    (!set.is_empty()).then(|| set.join(" "))
+}
+
+/// The allocator setting both programs ran with.
+fn allocator_note() -> String {
+    allocator_setting().map_or_else(
+        || "the user's own (GLIBC_TUNABLES / MALLOC_*), both programs".into(),
+        |set| format!("{set} for both programs"),
+    )
+}
+
+/// Prints a bench's rows: as JSON with --json, else `head` and a table of `layout`'s
+/// columns, a `line` a row.
+fn print_rows<R: serde::Serialize, const N: usize>(
+    json: bool,
+    rows: &[R],
+    head: impl FnOnce() -> String,
+    (cols, names): ([Col; N], [&str; N]),
+    line: impl Fn(&R) -> [String; N],
+) -> Result<()> {
+    if json {
+        return crate::cli::print_json(&rows);
+    }
+    println!("{}", head());
+    let mut t = Table::new(cols, names);
+    for r in rows {
+        t.row(line(r));
+    }
+    print!("{t}");
+    Ok(())
 }

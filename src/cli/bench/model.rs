@@ -5,9 +5,10 @@ use anyhow::{bail, Context, Result};
 use flarecast::bench::model::{self as bench, BenchConfig};
 use flarecast::bench::{torch_baseline, Mode};
 use flarecast::hardware::IsaCap;
-use std::path::PathBuf;
 
 #[derive(clap::Args)]
+#[command(mut_arg("python", |a| a.help(
+    "The Python holding torch for the baseline (default: the virtualenv setup.sh makes)")))]
 pub struct Args {
     #[command(flatten)]
     net: super::NetArgs,
@@ -35,26 +36,22 @@ pub struct Args {
         value_parser = ["eager", "channels_last", "compiled"]
     )]
     torch_variants: Vec<String>,
-    /// The Python holding torch for the baseline (default: the virtualenv setup.sh makes).
-    #[arg(long)]
-    python: Option<PathBuf>,
+    #[command(flatten)]
+    python: super::Python,
     /// Comma-separated: inference, train.
     #[arg(long, default_value = "inference,train", value_delimiter = ',')]
     mode: Vec<String>,
     /// Force the channels-last layout on or off (default: the device's best).
     #[arg(long)]
     channels_last: Option<bool>,
-    /// Intra-op threads (default: libtorch's choice, one per core).
-    #[arg(long, value_parser = bench::THREADS.flag())]
-    threads: Option<i32>,
+    #[command(flatten)]
+    threads: super::Threads,
     #[command(flatten)]
     json: crate::cli::common_args::Json,
 }
 
 pub fn run(args: Args) -> Result<()> {
-    if let Some(t) = args.threads {
-        tch::set_num_threads(t);
-    }
+    args.threads.apply();
     let device = flarecast::device::parse_device(&args.net.device)?;
     let modes = args
         .mode
@@ -83,11 +80,7 @@ pub fn run(args: Args) -> Result<()> {
             .iter()
             .filter_map(|v| torch_baseline::Variant::parse(v))
             .collect(),
-        torch_python: torch.then(|| {
-            args.python
-                .clone()
-                .unwrap_or_else(torch_baseline::default_python)
-        }),
+        torch_python: torch.then(|| args.python.path()),
     };
     cfg.check()?;
     let device_name = flarecast::device::device_name(device);
@@ -173,7 +166,7 @@ pub fn run(args: Args) -> Result<()> {
                 .as_ref()
                 .and_then(|i| i["torch"].as_str())
                 .unwrap_or("?"),
-            allocator_note()
+            super::allocator_note()
         );
         for r in &rows {
             for v in r.torch.iter().flat_map(|t| &t.variants) {
@@ -190,17 +183,6 @@ pub fn run(args: Args) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// The allocator setting both programs ran with.
-fn allocator_note() -> String {
-    let env = flarecast::process::keep_freed_memory_env();
-    if env.is_empty() {
-        "the user's own (GLIBC_TUNABLES / MALLOC_*), both programs".into()
-    } else {
-        let set: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        format!("{} for both programs", set.join(" "))
-    }
 }
 
 fn short(v: torch_baseline::Variant) -> &'static str {

@@ -2,7 +2,8 @@
 //! `features`, AdaptiveAvgPool2d((6, 6)), three Linears in `classifier` with dropout 0.5
 //! before the first two. Every layer keeps PyTorch's default initialisation.
 
-use super::ops::{self, Conv2d, ConvSpec, LayerInit, Linear};
+use super::classifier::{Classifier, Dropout};
+use super::ops::{self, Conv2d, ConvSpec, LayerInit};
 use crate::model::tap::Tap;
 use crate::model::Compute;
 use tch::{nn, Tensor};
@@ -10,14 +11,11 @@ use tch::{nn, Tensor};
 /// The stages `forward` reports, in order: the last ReLU of `features`, then `features`.
 pub(super) const STAGES: &[&str] = &["features.11", "features"];
 
-const DROPOUT: f64 = 0.5;
-
 #[derive(Debug)]
 pub(super) struct AlexNet {
     /// features.0, .3, .6, .8, .10.
     convs: [Conv2d; 5],
-    /// classifier.1, .4, .6.
-    fcs: [Linear; 3],
+    classifier: Classifier,
 }
 
 impl AlexNet {
@@ -31,14 +29,8 @@ impl AlexNet {
             conv("8", ConvSpec::biased(384, 256, 3, 1, 1)),
             conv("10", ConvSpec::biased(256, 256, 3, 1, 1)),
         ];
-        let c = p / "classifier";
-        let fc = |i: &str, cin, cout| Linear::new(&c / i, cin, cout, LayerInit::Default);
-        let fcs = [
-            fc("1", 256 * 6 * 6, 4096),
-            fc("4", 4096, 4096),
-            fc("6", 4096, 2),
-        ];
-        AlexNet { convs, fcs }
+        let classifier = Classifier::new(p, 256 * 6 * 6, Dropout::BeforeLinear, LayerInit::Default);
+        AlexNet { convs, classifier }
     }
 
     /// (logits in the compute kind, the `features.11` stage's output).
@@ -60,11 +52,6 @@ impl AlexNet {
         let last_relu = tap.stage(STAGES[0], x);
         let x = tap.stage(STAGES[1], ops::max_pool(&last_relu, 3, 2, 0));
         let x = x.adaptive_avg_pool2d([6, 6]).flatten(1, -1);
-        let [f1, f4, f6] = &self.fcs;
-        let x = tap.dropout(&x, DROPOUT, train);
-        let x = ops::relu(tap, f1.forward(&x, c));
-        let x = tap.dropout(&x, DROPOUT, train);
-        let x = ops::relu(tap, f4.forward(&x, c));
-        (f6.forward(&x, c), last_relu)
+        (self.classifier.forward(&x, train, tap, c), last_relu)
     }
 }

@@ -6,6 +6,7 @@
 //! One file per family; this file is the interface the rest of the crate sees.
 
 mod alexnet;
+mod classifier;
 mod mobilenet;
 mod ops;
 mod resnet;

@@ -4,7 +4,8 @@
 //! first two ReLUs. Convolutions kaiming_normal_(fan_out, relu) with zero bias, Linears
 //! N(0, 0.01) with zero bias.
 
-use super::ops::{self, Conv2d, ConvSpec, LayerInit, Linear};
+use super::classifier::{Classifier, Dropout};
+use super::ops::{self, Conv2d, ConvSpec, LayerInit};
 use crate::model::tap::Tap;
 use crate::model::Compute;
 use tch::{nn, Tensor};
@@ -17,8 +18,6 @@ const CFG: [i64; 18] = [
     64, 64, 0, 128, 128, 0, 256, 256, 256, 0, 512, 512, 512, 0, 512, 512, 512, 0,
 ];
 
-const DROPOUT: f64 = 0.5;
-
 /// One module of `features`: a convolution (its ReLU follows at the next index) or a max pool.
 #[derive(Debug)]
 enum Feature {
@@ -29,8 +28,7 @@ enum Feature {
 #[derive(Debug)]
 pub(super) struct Vgg16 {
     features: Vec<Feature>,
-    /// classifier.0, .3, .6.
-    fcs: [Linear; 3],
+    classifier: Classifier,
 }
 
 impl Vgg16 {
@@ -55,14 +53,11 @@ impl Vgg16 {
             }
         }
         debug_assert_eq!(index, 31);
-        let c = p / "classifier";
-        let fc = |i: &str, cin, cout| Linear::new(&c / i, cin, cout, LayerInit::Normal001);
-        let fcs = [
-            fc("0", 512 * 7 * 7, 4096),
-            fc("3", 4096, 4096),
-            fc("6", 4096, 2),
-        ];
-        Vgg16 { features, fcs }
+        let classifier = Classifier::new(p, 512 * 7 * 7, Dropout::AfterRelu, LayerInit::Normal001);
+        Vgg16 {
+            features,
+            classifier,
+        }
     }
 
     /// (logits in the compute kind, the `features.29` stage's output).
@@ -94,12 +89,7 @@ impl Vgg16 {
         }
         let x = tap.stage(STAGES[1], x);
         let x = x.adaptive_avg_pool2d([7, 7]).flatten(1, -1);
-        let [f0, f3, f6] = &self.fcs;
-        let x = ops::relu(tap, f0.forward(&x, c));
-        let x = tap.dropout(&x, DROPOUT, train);
-        let x = ops::relu(tap, f3.forward(&x, c));
-        let x = tap.dropout(&x, DROPOUT, train);
         let last_relu = last_relu.expect("VGG16's features end in a convolution and a pool");
-        (f6.forward(&x, c), last_relu)
+        (self.classifier.forward(&x, train, tap, c), last_relu)
     }
 }
