@@ -37,6 +37,11 @@ fc="$root/target/release/flarecast"
 run "$fc" --version
 ngpu=$(nvidia-smi --list-gpus 2>/dev/null | wc -l)
 echo "CUDA devices seen by nvidia-smi: $ngpu" | tee -a "$report"
+# The binary opens libtorch_cuda itself where the driver is (src/device/cuda_runtime.rs).
+if [ "$ngpu" -ge 1 ] && ! "$fc" --version | grep -q '^cuda: available'; then
+  echo "FAILED: nvidia-smi sees $ngpu GPU(s), flarecast --version does not report CUDA available" | tee -a "$report"
+  status=1
+fi
 
 section "tests (CUDA visible)"
 run cargo test --locked

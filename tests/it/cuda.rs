@@ -1,7 +1,7 @@
 //! CUDA: golden parity, the automatic precision and a training step on the GPU. The tests
 //! are ignored by a plain `cargo test` (reported as ignored, never as passed): run them on
-//! a GPU machine with `cargo test --test cuda -- --ignored`, as scripts/gpu-check.sh does;
-//! there, a missing CUDA device fails them.
+//! a GPU machine with `cargo test --test it cuda:: -- --ignored`, as scripts/gpu-check.sh
+//! does; there, a missing CUDA device fails them.
 
 use crate::common;
 
