@@ -5,6 +5,7 @@ use crate::common;
 
 use flarecast::explain;
 use std::collections::HashMap;
+use std::path::Path;
 use tch::{Device, Kind, Tensor};
 
 /// softmax -> bilinear (align_corners) upsampling -> min-max, as PyTorch computes it.
@@ -49,23 +50,15 @@ fn heatmaps_match_pytorch_on_golden_maps() {
     }
 }
 
-#[test]
-fn attention_command_writes_overlays_panel_and_maps() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("maps");
-    let model = common::golden().join("attn.pth");
-    let jpg = common::magnetogram_jpg();
+/// Runs `flarecast attention --device cpu --model MODEL --out OUT` with `rest` after it,
+/// asserts that it succeeds, and gives its stdout.
+fn attention_ok(model: &Path, out: &Path, rest: &[&std::ffi::OsStr]) -> String {
     let run = common::flarecast()
-        .args([
-            "attention",
-            "--device",
-            "cpu",
-            "--model",
-            model.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ])
-        .arg(&jpg)
+        .args(["attention", "--device", "cpu", "--model"])
+        .arg(model)
+        .arg("--out")
+        .arg(out)
+        .args(rest)
         .output()
         .unwrap();
     assert!(
@@ -73,7 +66,16 @@ fn attention_command_writes_overlays_panel_and_maps() {
         "{}",
         String::from_utf8_lossy(&run.stderr)
     );
-    let stdout = String::from_utf8_lossy(&run.stdout);
+    String::from_utf8_lossy(&run.stdout).into_owned()
+}
+
+#[test]
+fn attention_command_writes_overlays_panel_and_maps() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("maps");
+    let model = common::golden().join("attn.pth");
+    let jpg = common::magnetogram_jpg();
+    let stdout = attention_ok(&model, &out, &[jpg.as_os_str()]);
     assert!(stdout.contains("P(FL) 0.457"), "{stdout}");
     let stem = "HMI.m2022.08.02_10.47.53";
     for (k, side) in [(1, 64), (2, 32), (3, 16)] {
@@ -118,28 +120,15 @@ fn standard_cnn_gets_gradcam_and_csv_lists_work() {
     }
     let out = dir.path().join("cam");
     let model = common::golden().join("noattn.pth");
-    let run = common::flarecast()
-        .args([
-            "attention",
-            "--device",
-            "cpu",
-            "--model",
-            model.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ])
-        .args([
-            "--csv",
-            csv.to_str().unwrap(),
-            "--images",
-            images.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
+    attention_ok(
+        &model,
+        &out,
+        &[
+            "--csv".as_ref(),
+            csv.as_os_str(),
+            "--images".as_ref(),
+            images.as_os_str(),
+        ],
     );
     for stem in [
         "HMI.m2013.05.13_06.00.00",

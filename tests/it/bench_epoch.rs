@@ -168,17 +168,15 @@ fn check_row(row: &serde_json::Value, images: u64) {
     positive(&row["memory_ratio"], "memory ratio");
 }
 
-/// `bench epoch` on 8 synthetic images at 192: flarecast's epoch at f32 against the
-/// paper's loop, at `auto` against the tuned loop, both programs with the same number of
-/// images (6 training instances balanced, 2 validation).
-#[test]
-fn bench_epoch_times_flarecast_and_the_paper_loop_on_a_tiny_fold() {
+/// `bench BENCH --json` of the standard CNN at 192 on `instances` synthetic images, one
+/// round on the CPU at `precision`, against the virtualenv's PyTorch: its report.
+fn bench_tiny(bench: &str, instances: &str, precision: &str) -> serde_json::Value {
     let python = common::torch_python();
-    let report = common::run_json(&[
+    common::run_json(&[
         "bench",
-        "epoch",
+        bench,
         "--instances",
-        "8",
+        instances,
         "--im-size",
         "192",
         "--rounds",
@@ -186,13 +184,21 @@ fn bench_epoch_times_flarecast_and_the_paper_loop_on_a_tiny_fold() {
         "--arch",
         "standard",
         "--precision",
-        "f32,auto",
+        precision,
         "--device",
         "cpu",
         "--python",
         python.to_str().unwrap(),
         "--json",
-    ]);
+    ])
+}
+
+/// `bench epoch` on 8 synthetic images at 192: flarecast's epoch at f32 against the
+/// paper's loop, at `auto` against the tuned loop, both programs with the same number of
+/// images (6 training instances balanced, 2 validation).
+#[test]
+fn bench_epoch_times_flarecast_and_the_paper_loop_on_a_tiny_fold() {
+    let report = bench_tiny("epoch", "8", "f32,auto");
     assert!(!report["processor"].as_str().unwrap().is_empty());
     assert_eq!(report["fold"]["train"], 6, "{report}");
     assert_eq!(report["fold"]["val"], 2, "{report}");
@@ -222,26 +228,7 @@ fn bench_epoch_times_flarecast_and_the_paper_loop_on_a_tiny_fold() {
 /// weights in f32 and give the same P(FL).
 #[test]
 fn bench_evaluate_times_flarecast_and_the_tuned_loop_on_a_tiny_quarter() {
-    let python = common::torch_python();
-    let report = common::run_json(&[
-        "bench",
-        "evaluate",
-        "--instances",
-        "16",
-        "--im-size",
-        "192",
-        "--rounds",
-        "1",
-        "--arch",
-        "standard",
-        "--precision",
-        "f32",
-        "--device",
-        "cpu",
-        "--python",
-        python.to_str().unwrap(),
-        "--json",
-    ]);
+    let report = bench_tiny("evaluate", "16", "f32");
     assert_eq!(report["fold"]["val"], 16, "{report}");
     let rows = report["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 1, "{report}");

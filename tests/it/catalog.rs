@@ -53,6 +53,16 @@ fn summary(a: &assert_cmd::assert::Assert) -> serde_json::Value {
     serde_json::from_slice(&a.get_output().stdout).unwrap()
 }
 
+/// The NCEI source over September 2017.
+const NCEI_SEPT_2017: [&str; 6] = [
+    "--source",
+    "ncei",
+    "--start",
+    "2017-09-01T00:00:00",
+    "--end",
+    "2017-10-01T00:00:00",
+];
+
 /// `labels.csv` of `catalog` over the reference's images from `start` to `end`.
 fn labels(catalog: &Path, start: &str, end: &str, extra: &[&str]) -> String {
     let out = tempfile::tempdir().unwrap();
@@ -126,13 +136,11 @@ fn swpc_feed_labels_as_its_rows_and_append_adds_nothing_twice() {
     let out = dir.path().join("data_source/goes_flares.csv");
     let s = summary(&download(&["--source", "swpc"], &url, &out).success());
     assert_eq!(
-        (
-            s["fetched"].as_u64(),
-            s["in_progress_skipped"].as_u64(),
-            s["rows"].as_u64(),
-            s["rows_rejected"].as_u64()
+        common::counts(
+            &s,
+            &["fetched", "in_progress_skipped", "rows", "rows_rejected"]
         ),
-        (Some(73), Some(1), Some(73), Some(0))
+        [Some(73), Some(1), Some(73), Some(0)]
     );
     let written = std::fs::read_to_string(&out).unwrap();
     assert!(written.contains("\n2012-03-07 00:02:00,2012-03-07 00:24:00,2012-03-07 00:40:00,X5.4,,,,swpc,GOES-15,operational\n"), "{written}");
@@ -146,12 +154,8 @@ fn swpc_feed_labels_as_its_rows_and_append_adds_nothing_twice() {
     for _ in 0..2 {
         let s = summary(&download(&["--source", "swpc", "--append"], &url, &out).success());
         assert_eq!(
-            (
-                s["added"].as_u64(),
-                s["already_present"].as_u64(),
-                s["rows"].as_u64()
-            ),
-            (Some(0), Some(73), Some(73))
+            common::counts(&s, &["added", "already_present", "rows"]),
+            [Some(0), Some(73), Some(73)]
         );
         assert_eq!(std::fs::read_to_string(&out).unwrap(), written);
     }
@@ -229,16 +233,12 @@ fn hek_month_by_month_paged_while_overmax_without_duplicates() {
     );
     assert_eq!(server.count("/hek/her"), 3);
     assert_eq!(
-        (
-            s["fetched"].as_u64(),
-            s["duplicates_dropped"].as_u64(),
-            s["rows"].as_u64()
-        ),
-        (
+        common::counts(&s, &["fetched", "duplicates_dropped", "rows"]),
+        [
             Some((FEB_2011 + 1 + MAR_2011) as u64),
             Some(1),
             Some((FEB_2011 + MAR_2011) as u64)
-        )
+        ]
     );
     let months: Vec<String> = server
         .requests()
@@ -330,20 +330,15 @@ fn ncei_report_from_the_listing_with_rejected_rows_listed() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("ncei.csv");
     let url = format!("{}/platforms/goes/csv/", server.url);
-    let a = download(&["--source", "ncei", "--start", "2017-09-01T00:00:00", "--end", "2017-10-01T00:00:00"], &url, &out)
+    let a = download(&NCEI_SEPT_2017, &url, &out)
         .success()
         .stderr(predicates::str::contains(
             "row skipped: sci_xrsf-l2-flrpt_geo_y2017_v1-0-1.csv:6: flare_class \"bad\" is not a GOES class",
         ));
     let s = summary(&a);
     assert_eq!(
-        (
-            s["fetched"].as_u64(),
-            s["rows_rejected"].as_u64(),
-            s["outside_range"].as_u64(),
-            s["rows"].as_u64()
-        ),
-        (Some(5), Some(1), Some(1), Some(4))
+        common::counts(&s, &["fetched", "rows_rejected", "outside_range", "rows"]),
+        [Some(5), Some(1), Some(1), Some(4)]
     );
     assert_eq!(
         server.count("/platforms/goes/csv/sci_xrsf-l2-flrpt_geo_y2017_v1-0-0.csv"),
@@ -399,14 +394,7 @@ fn server_errors_garbage_and_cut_off_answers_leave_the_catalogue_untouched() {
         let server = ncei_server(&ncei_2017(), Some(fault.clone()));
         let url = format!("{}/platforms/goes/csv/", server.url);
         for append in [false, true] {
-            let mut args = vec![
-                "--source",
-                "ncei",
-                "--start",
-                "2017-09-01T00:00:00",
-                "--end",
-                "2017-10-01T00:00:00",
-            ];
+            let mut args = NCEI_SEPT_2017.to_vec();
             if append {
                 args.push("--append");
             }
@@ -466,24 +454,10 @@ fn a_429_is_retried_after_retry_after_and_a_500_once() {
     ] {
         let server = ncei_server(&ncei_2017(), Some(fault));
         let url = format!("{}/platforms/goes/csv", server.url);
-        let s = summary(
-            &download(
-                &[
-                    "--source",
-                    "ncei",
-                    "--start",
-                    "2017-09-01T00:00:00",
-                    "--end",
-                    "2017-10-01T00:00:00",
-                ],
-                &url,
-                &out,
-            )
-            .success(),
-        );
+        let s = summary(&download(&NCEI_SEPT_2017, &url, &out).success());
         assert_eq!(
-            (s["rows"].as_u64(), s["requests"].as_u64()),
-            (Some(4), Some(3))
+            common::counts(&s, &["rows", "requests"]),
+            [Some(4), Some(3)]
         );
     }
     // Without retries the 429 is the error.
@@ -492,19 +466,9 @@ fn a_429_is_retried_after_retry_after_and_a_500_once() {
         Some(Fault::TooManyRequests { retry_after_s: 1 }),
     );
     common::flarecast()
-        .args([
-            "download",
-            "catalog",
-            "--source",
-            "ncei",
-            "--start",
-            "2017-09-01T00:00:00",
-            "--end",
-            "2017-10-01T00:00:00",
-            "--retries",
-            "0",
-            "--api-url",
-        ])
+        .args(["download", "catalog"])
+        .args(NCEI_SEPT_2017)
+        .args(["--retries", "0", "--api-url"])
         .arg(format!("{}/platforms/goes/csv", server.url))
         .arg("--out")
         .arg(&out)

@@ -157,18 +157,15 @@ fn run_ranks(args: &[String], world: usize, logs: &Path) -> serde_json::Value {
 }
 
 fn run_alone(args: &[String]) -> serde_json::Value {
-    let out = common::flarecast()
-        .args(args)
-        .env(THREADS.0, THREADS.1)
-        .env_remove("RANK")
-        .env_remove("WORLD_SIZE")
-        .env_remove("SLURM_NTASKS")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = common::assert_success(
+        common::flarecast()
+            .args(args)
+            .env(THREADS.0, THREADS.1)
+            .env_remove("RANK")
+            .env_remove("WORLD_SIZE")
+            .env_remove("SLURM_NTASKS")
+            .output()
+            .unwrap(),
     );
     serde_json::from_slice(&out.stdout).unwrap()
 }

@@ -220,38 +220,18 @@ fn faults_end_as_specified_and_rerun_fetches_nothing_new() {
     assert_eq!(files(&out), expected);
 
     // Requests: retried exactly where specified, one image fetch for the shared observation.
-    assert_eq!(server.count_for(Kind::Image, &date(0)), 1);
-    assert_eq!(
-        server.count_for(Kind::Image, &date(1)),
-        2,
-        "500 then success"
-    );
-    assert_eq!(server.count_for(Kind::Uri, &date(2)), 2, "429 then success");
-    assert_eq!(
-        server.count_for(Kind::Image, &date(3)),
-        2,
-        "dropped mid-body then success"
-    );
-    assert_eq!(
-        server.count_for(Kind::Image, &date(4)),
-        3,
-        "truncated body: retried, then failed"
-    );
-    assert_eq!(
-        server.count_for(Kind::Image, &date(5)),
-        1,
-        "HTML page: not retried"
-    );
-    assert_eq!(
-        server.count_for(Kind::Image, &date(6)),
-        3,
-        "timeouts: retried, then failed"
-    );
-    assert_eq!(
-        server.count_for(Kind::Image, &date(7)),
-        1,
-        "404: not retried"
-    );
+    for (i, kind, want, why) in [
+        (0, Kind::Image, 1, "one fetch"),
+        (1, Kind::Image, 2, "500 then success"),
+        (2, Kind::Uri, 2, "429 then success"),
+        (3, Kind::Image, 2, "dropped mid-body then success"),
+        (4, Kind::Image, 3, "truncated body: retried, then failed"),
+        (5, Kind::Image, 1, "HTML page: not retried"),
+        (6, Kind::Image, 3, "timeouts: retried, then failed"),
+        (7, Kind::Image, 1, "404: not retried"),
+    ] {
+        assert_eq!(server.count_for(kind, &date(i)), want, "instant {i}: {why}");
+    }
     assert_eq!(
         server.count_for(Kind::Image, &date(8)) + server.count_for(Kind::Image, &date(9)),
         1
@@ -300,17 +280,7 @@ fn faults_end_as_specified_and_rerun_fetches_nothing_new() {
 #[test]
 fn json_and_jpips_answers_and_dry_run() {
     for style in [UriStyle::Json, UriStyle::Jpips] {
-        let observations = (0..3)
-            .map(|i| t0() + CDuration::minutes(12 * i) + CDuration::seconds(53))
-            .collect();
-        let server = LocalServer::start(Config {
-            observations,
-            jp2: magnetogram(),
-            latency: Duration::ZERO,
-            uri_style: style,
-            faults: HashMap::new(),
-        })
-        .unwrap();
+        let server = server_of(3, magnetogram(), Duration::ZERO, style);
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().to_str().unwrap();
         let dry = common::flarecast()
@@ -344,17 +314,7 @@ fn json_and_jpips_answers_and_dry_run() {
 
 #[test]
 fn killed_run_leaves_only_complete_files_and_resumes() {
-    let observations = (0..40)
-        .map(|i| t0() + CDuration::minutes(12 * i) + CDuration::seconds(53))
-        .collect();
-    let server = LocalServer::start(Config {
-        observations,
-        jp2: magnetogram(),
-        latency: Duration::from_millis(60),
-        uri_style: UriStyle::Jpip,
-        faults: HashMap::new(),
-    })
-    .unwrap();
+    let server = server_of(40, magnetogram(), Duration::from_millis(60), UriStyle::Jpip);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().to_str().unwrap();
     let end = "2013-05-13T08:00:00";
@@ -445,17 +405,7 @@ fn unreachable_server_is_retried_then_failed_and_bad_ranges_are_refused() {
 
 #[test]
 fn max_rps_caps_the_request_rate() {
-    let observations = (0..5)
-        .map(|i| t0() + CDuration::minutes(12 * i) + CDuration::seconds(53))
-        .collect();
-    let server = LocalServer::start(Config {
-        observations,
-        jp2: magnetogram(),
-        latency: Duration::ZERO,
-        uri_style: UriStyle::Jpip,
-        faults: HashMap::new(),
-    })
-    .unwrap();
+    let server = plain_server(5, magnetogram());
     let dir = tempfile::tempdir().unwrap();
     let mut args = download_args(
         &server.url,
@@ -477,13 +427,18 @@ fn max_rps_caps_the_request_rate() {
 
 /// A server with one observation 53 s after each of the first `n` 12-minute instants.
 fn plain_server(n: i64, jp2: Arc<Vec<u8>>) -> LocalServer {
+    server_of(n, jp2, Duration::ZERO, UriStyle::Jpip)
+}
+
+/// [`plain_server`] answering after `latency`, its image URIs in `uri_style`.
+fn server_of(n: i64, jp2: Arc<Vec<u8>>, latency: Duration, uri_style: UriStyle) -> LocalServer {
     LocalServer::start(Config {
         observations: (0..n)
             .map(|i| t0() + CDuration::minutes(12 * i) + CDuration::seconds(53))
             .collect(),
         jp2,
-        latency: Duration::ZERO,
-        uri_style: UriStyle::Jpip,
+        latency,
+        uri_style,
         faults: HashMap::new(),
     })
     .unwrap()

@@ -38,6 +38,43 @@ fn evaluate_error(args: &[&std::ffi::OsStr]) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// `--predictions PREDICTIONS --details DETAILS`.
+fn with_details<'a>(predictions: &'a Path, details: &'a Path) -> [&'a std::ffi::OsStr; 4] {
+    [
+        "--predictions".as_ref(),
+        predictions.as_os_str(),
+        "--details".as_ref(),
+        details.as_os_str(),
+    ]
+}
+
+/// `evaluate --json` of MODEL on fold 1 of LABELS and IMAGES, on the CPU in batches of
+/// `batch`, into OUT.
+fn evaluate_fold1_json(
+    model: &Path,
+    labels: &Path,
+    images: &Path,
+    out: &Path,
+    batch: &str,
+) -> serde_json::Value {
+    evaluate_json(&[
+        "--model".as_ref(),
+        model.as_os_str(),
+        "--fold".as_ref(),
+        "1".as_ref(),
+        "--labels".as_ref(),
+        labels.as_os_str(),
+        "--images".as_ref(),
+        images.as_os_str(),
+        "--out".as_ref(),
+        out.as_os_str(),
+        "--device".as_ref(),
+        "cpu".as_ref(),
+        "--batch-size".as_ref(),
+        batch.as_ref(),
+    ])
+}
+
 fn f(v: &serde_json::Value) -> f64 {
     v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"))
 }
@@ -123,12 +160,7 @@ fn single_file_has_no_standard_deviation_and_threshold_moves_counts() {
 fn fold1_location_breakdown() {
     let f1 = results("attn_fold1_res.csv");
     let d = fold1_details();
-    let v = evaluate_json(&[
-        "--predictions".as_ref(),
-        f1.as_os_str(),
-        "--details".as_ref(),
-        d.as_os_str(),
-    ]);
+    let v = evaluate_json(&with_details(&f1, &d));
     // Counted independently (Python join of Fold1_val.csv on the label path, class from
     // the first letter of goes_class, central = |lon| <= 70 and |lat| <= 70,
     // positive when flare_prob >= 0.5): X 96/0 central, 24/0 limb; M 1331/286 central,
@@ -186,12 +218,7 @@ fn unknown_locations_are_counted_apart() {
          2012/03/07/HMI.m2012.03.07_03.00.00.jpg,0,C3.0,0.0,0.0,[],[],[]\n\
          2012/03/07/HMI.m2012.03.07_04.00.00.jpg,1,M9.9,-70.0,70.0,[],[],[]\n",
     );
-    let v = evaluate_json(&[
-        "--predictions".as_ref(),
-        preds.as_os_str(),
-        "--details".as_ref(),
-        details.as_os_str(),
-    ]);
+    let v = evaluate_json(&with_details(&preds, &details));
     let loc = &v["location"];
     // X at lon -85: limb, hit.
     assert_eq!(loc["X"]["limb"]["pos"], 1);
@@ -322,24 +349,14 @@ fn details_matching_no_prediction_is_an_error() {
     // Fold 1's label table against fold 3's predictions: not one instance in common.
     let f3 = results("attn_fold3_res.csv");
     let d = fold1_details();
-    let err = evaluate_error(&[
-        "--predictions".as_ref(),
-        f3.as_os_str(),
-        "--details".as_ref(),
-        d.as_os_str(),
-    ]);
+    let err = evaluate_error(&with_details(&f3, &d));
     assert!(err.contains(&d.display().to_string()), "{err}");
     assert!(err.contains("no row matches"), "{err}");
 
     let dir = tempfile::tempdir().unwrap();
     let bad = write(dir.path(), "d.csv", "label,target,goes_class\nx,0,NF\n");
     let f1 = results("attn_fold1_res.csv");
-    let err = evaluate_error(&[
-        "--predictions".as_ref(),
-        f1.as_os_str(),
-        "--details".as_ref(),
-        bad.as_os_str(),
-    ]);
+    let err = evaluate_error(&with_details(&f1, &bad));
     assert!(err.contains(&format!("{}:1:", bad.display())), "{err}");
     assert!(err.contains("fl_lon"), "{err}");
 }
@@ -392,22 +409,7 @@ fn model_on_a_fold_writes_and_scores_its_predictions() {
     );
     let out = dir.path().join("out");
     let model = common::golden().join("attn.pth");
-    let v = evaluate_json(&[
-        "--model".as_ref(),
-        model.as_os_str(),
-        "--fold".as_ref(),
-        "1".as_ref(),
-        "--labels".as_ref(),
-        labels.as_os_str(),
-        "--images".as_ref(),
-        images.as_os_str(),
-        "--out".as_ref(),
-        out.as_os_str(),
-        "--device".as_ref(),
-        "cpu".as_ref(),
-        "--batch-size".as_ref(),
-        "2".as_ref(),
-    ]);
+    let v = evaluate_fold1_json(&model, &labels, &images, &out, "2");
     let res = out.join("fold1_res.csv");
     assert_eq!(v["predictions"], res.display().to_string());
     let text = std::fs::read_to_string(&res).unwrap();
@@ -497,25 +499,7 @@ fn model_run_on_distinct_images_matches_predict() {
     );
     write(&labels, "Fold1_val.csv", &full);
     let model = common::golden().join("attn.pth");
-    let run = |out: &Path| {
-        let args: Vec<&std::ffi::OsStr> = vec![
-            "--model".as_ref(),
-            model.as_os_str(),
-            "--fold".as_ref(),
-            "1".as_ref(),
-            "--labels".as_ref(),
-            labels.as_os_str(),
-            "--images".as_ref(),
-            images.as_os_str(),
-            "--out".as_ref(),
-            out.as_os_str(),
-            "--device".as_ref(),
-            "cpu".as_ref(),
-            "--batch-size".as_ref(),
-            "3".as_ref(),
-        ];
-        evaluate_json(&args)
-    };
+    let run = |out: &Path| evaluate_fold1_json(&model, &labels, &images, out, "3");
     let out = dir.path().join("out");
     let v = run(&out);
     let mut reader = csv::Reader::from_path(out.join("fold1_res.csv")).unwrap();
@@ -631,12 +615,7 @@ fn unparsable_values_and_bad_options_are_errors() {
         ),
     );
     let f1 = results("attn_fold1_res.csv");
-    let err = evaluate_error(&[
-        "--predictions".as_ref(),
-        f1.as_os_str(),
-        "--details".as_ref(),
-        lon.as_os_str(),
-    ]);
+    let err = evaluate_error(&with_details(&f1, &lon));
     assert!(
         err.contains(&format!("{}:3:", lon.display())) && err.contains("west"),
         "{err}"

@@ -13,24 +13,10 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-/// Every cell's train flags: one epoch, the network's smallest input, small batches,
-/// float32 on the CPU, so every executor computes the same weights.
-const TRAIN_FLAGS: [&str; 14] = [
-    "--epochs",
-    "1",
-    "--batch-size",
-    "4",
-    "--im-size",
-    "192",
-    "--devices",
-    "cpu",
-    "--precision",
-    "f32",
-    "--lr",
-    "0.05",
-    "--weight-decay",
-    "0.0005",
-];
+/// Every cell's train flags beyond [`common::cell_train_flags`] (one epoch, the network's
+/// smallest input, small batches, float32 on the CPU), so every executor computes the
+/// same weights.
+const TRAIN_FLAGS: [&str; 4] = ["--lr", "0.05", "--weight-decay", "0.0005"];
 
 fn s(p: &Path) -> String {
     p.to_str().expect("UTF-8 path").to_string()
@@ -45,36 +31,7 @@ struct Archive {
 }
 
 fn make_archive(dir: &Path) -> Archive {
-    common::run_ok(&[
-        "synth",
-        "--out",
-        &s(&dir.join("archive")),
-        "--start",
-        "2014-03-24T00:00:00",
-        "--days",
-        "16",
-        "--cadence",
-        "12h",
-        "--size",
-        "192",
-        "--seed",
-        "1",
-    ]);
-    common::run_ok(&[
-        "label",
-        "--catalog",
-        &s(&dir.join("archive/catalog.csv")),
-        "--images",
-        &s(&dir.join("archive/images")),
-        "--out",
-        &s(&dir.join("labels")),
-        "--start",
-        "2014-03-24T00:00:00",
-        "--end",
-        "2014-04-08T12:00:00",
-        "--cadence",
-        "12h",
-    ]);
+    common::synth_and_label_12h(dir, "2014-03-24T00:00:00", "16", "2014-04-08T12:00:00");
     Archive {
         images: dir.join("archive/images"),
         labels: dir.join("labels"),
@@ -104,7 +61,12 @@ fn run_args(archive: &Archive, labels: &Path, out: &Path, executor: &str) -> Vec
     .map(|x| x.to_string())
     .collect();
     v.push("--".into());
-    v.extend(TRAIN_FLAGS.iter().map(|x| x.to_string()));
+    v.extend(
+        common::cell_train_flags()
+            .iter()
+            .chain(&TRAIN_FLAGS)
+            .map(|x| x.to_string()),
+    );
     v
 }
 

@@ -17,26 +17,36 @@ fn run_json(args: &[&str]) -> Value {
     serde_json::from_slice(&common::run_ok(args).stdout).expect("JSON on stdout")
 }
 
+/// The JSON report of `forecast` by the ensemble of `models` from `image`, with `more`
+/// arguments.
+fn forecast_json(models: &[&str], image: &Path, more: &[&str]) -> Value {
+    let mut args = vec!["forecast", "--json", "--device", "cpu"];
+    for m in models {
+        args.extend(["--model", m]);
+    }
+    args.extend(["--image", image.to_str().unwrap()]);
+    args.extend_from_slice(more);
+    run_json(&args)
+}
+
 /// The JSON report of `forecast` by the ensemble of the golden attention and standard
 /// networks, from `image` at `at`, with `more` arguments.
 fn golden_ensemble_forecast(image: &Path, at: &str, more: &[&str]) -> Value {
     let (attn, noattn) = (golden("attn.pth"), golden("noattn.pth"));
-    let mut args = vec![
-        "forecast",
-        "--json",
-        "--device",
-        "cpu",
-        "--model",
-        &attn,
-        "--model",
-        &noattn,
-        "--image",
-        image.to_str().unwrap(),
-        "--at",
-        at,
-    ];
-    args.extend_from_slice(more);
-    run_json(&args)
+    forecast_json(&[&attn, &noattn], image, &[&["--at", at], more].concat())
+}
+
+/// Runs `flarecast forecast --device cpu ARGS`, asserts that it exits 1, and gives its
+/// stderr.
+fn forecast_refused(args: &[&str]) -> String {
+    let out = common::flarecast()
+        .args(["forecast", "--device", "cpu"])
+        .args(args)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+    err
 }
 
 /// `predict --json` probability of one image.
@@ -94,14 +104,14 @@ fn an_ensemble_of_the_golden_networks_equals_predict_on_each() {
     assert_eq!(replay["window_rule"], "image_hour");
     assert_eq!(replay["probability"], r["probability"]);
     // An image from after the issue time is refused.
-    let out = common::flarecast()
-        .args(["forecast", "--device", "cpu", "--model", &attn, "--image"])
-        .arg(&jpg)
-        .args(["--at", "2022-08-02T10:00:00"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let err = forecast_refused(&[
+        "--model",
+        &attn,
+        "--image",
+        jpg.to_str().unwrap(),
+        "--at",
+        "2022-08-02T10:00:00",
+    ]);
     assert!(
         err.contains("after the issue time 2022-08-02T10:00:00Z"),
         "{err}"
@@ -120,30 +130,18 @@ fn a_forecast_from_a_jp2_equals_predict_on_the_jpg_convert_makes_of_it() {
     let jp2 = jp2_dir.join("2022_08_02__10_47_53_000__SDO_HMI_HMI_magnetogram.jp2");
     std::fs::copy(common::magnetogram_jp2(), &jp2).unwrap();
     let jpg_dir = dir.path().join("jpg");
-    let out = common::flarecast()
-        .args(["convert", "--input"])
-        .arg(&jp2_dir)
-        .arg("--output")
-        .arg(&jpg_dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    common::assert_success(
+        common::flarecast()
+            .args(["convert", "--input"])
+            .arg(&jp2_dir)
+            .arg("--output")
+            .arg(&jpg_dir)
+            .output()
+            .unwrap(),
     );
     let jpg: PathBuf = jpg_dir.join("2022_08_02__10_47_53_000__SDO_HMI_HMI_magnetogram.jpg");
     let attn = golden("attn.pth");
-    let r = run_json(&[
-        "forecast",
-        "--json",
-        "--device",
-        "cpu",
-        "--model",
-        &attn,
-        "--image",
-        jp2.to_str().unwrap(),
-    ]);
+    let r = forecast_json(&[&attn], &jp2, &[]);
     let from_jpg = predict(&attn, &jpg);
     assert_eq!(r["probability"].as_f64().unwrap(), from_jpg);
     // The observation time comes from the JP2's FITS header.
@@ -278,13 +276,11 @@ fn bad_requests_fail_with_one_line_naming_the_problem() {
         (vec!["--at".into(), "yesterday".into()], "yesterday"),
     ];
     for (extra, want) in cases {
-        let out = common::flarecast()
-            .args(["forecast", "--device", "cpu", "--model", &attn])
-            .args(&extra)
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{extra:?}: {err}");
+        let args: Vec<&str> = ["--model", attn.as_str()]
+            .into_iter()
+            .chain(extra.iter().map(String::as_str))
+            .collect();
+        let err = forecast_refused(&args);
         assert!(err.contains(want), "{extra:?}: {err}");
         assert_eq!(err.trim().lines().count(), 1, "{err}");
     }
@@ -314,22 +310,16 @@ fn images_after_the_time_or_too_old_are_refused_with_their_date() {
         "getClosestImage_date-2014-01-01T23-59-59Z_sourceId-14.documented_openapi.json",
     ))
     .unwrap();
-    let at = parse_time("2014-01-01T23:59:59").unwrap();
-    let e = source::check_age(&c, at, chrono::Duration::hours(6))
-        .unwrap_err()
-        .to_string();
-    assert!(
-        e.contains("2014-01-02 00:00:02") && e.contains("after"),
-        "{e}"
-    );
-    let later = parse_time("2014-01-02T08:00:02").unwrap();
-    let e = source::check_age(&c, later, chrono::Duration::hours(6))
-        .unwrap_err()
-        .to_string();
-    assert!(
-        e.contains("2014-01-02 00:00:02") && e.contains("8h old"),
-        "{e}"
-    );
+    for (at, says) in [
+        ("2014-01-01T23:59:59", "after"),
+        ("2014-01-02T08:00:02", "8h old"),
+    ] {
+        let at = parse_time(at).unwrap();
+        let e = source::check_age(&c, at, chrono::Duration::hours(6))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("2014-01-02 00:00:02") && e.contains(says), "{e}");
+    }
     source::check_age(
         &c,
         parse_time("2014-01-02T06:00:02").unwrap(),
@@ -355,18 +345,12 @@ fn a_calibrated_forecast_carries_the_calibrated_probability_in_every_ccmc_field(
     let jpg = common::magnetogram_jpg();
     let out = d.join("out");
     let run = |models: [&Path; 2], more: &[&str]| -> Value {
-        let mut args = vec!["forecast", "--json", "--device", "cpu"];
-        for m in models {
-            args.extend(["--model", m.to_str().unwrap()]);
-        }
-        args.extend([
-            "--image",
-            jpg.to_str().unwrap(),
-            "--at",
-            "2022-08-02T11:05:00",
-        ]);
-        args.extend_from_slice(more);
-        run_json(&args)
+        let models = models.map(|m| m.to_str().unwrap());
+        forecast_json(
+            &models,
+            &jpg,
+            &[&["--at", "2022-08-02T11:05:00"], more].concat(),
+        )
     };
     let raw = run([&attn, &noattn], &[]);
     let r = run([&cal_attn, &cal_noattn], &["--out", out.to_str().unwrap()]);
@@ -490,17 +474,14 @@ fn a_calibrated_forecast_carries_the_calibrated_probability_in_every_ccmc_field(
     assert!(notes.contains("M+ bin (>= M1.0) only"), "{notes}");
 
     // An ensemble of a calibrated and an uncalibrated member is refused.
-    let o = common::flarecast()
-        .args(["forecast", "--device", "cpu", "--model"])
-        .arg(&cal_attn)
-        .arg("--model")
-        .arg(&noattn)
-        .arg("--image")
-        .arg(&jpg)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
+    let err = forecast_refused(&[
+        "--model",
+        cal_attn.to_str().unwrap(),
+        "--model",
+        noattn.to_str().unwrap(),
+        "--image",
+        jpg.to_str().unwrap(),
+    ]);
     assert!(
         err.contains("1 of the 2 models carry a calibration"),
         "{err}"

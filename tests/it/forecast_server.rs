@@ -28,19 +28,25 @@ fn magnetogram_jp2(dir: &Path) -> Arc<Vec<u8>> {
     Arc::new(std::fs::read(path).unwrap())
 }
 
+/// The stand-in's one image: the magnetogram, taken `age` before now.
+fn live_images(dir: &Path, age: chrono::Duration) -> Arc<Images> {
+    let now = chrono::Utc::now().naive_utc();
+    Images::new(vec![(now - age, magnetogram_jp2(dir))])
+}
+
+/// `flarecast forecast --device cpu --model noattn.pth --api-url SERVER`, ready for more
+/// arguments.
+fn forecast_cmd(server: &Server) -> std::process::Command {
+    let model = common::golden().join("noattn.pth");
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("flarecast"));
+    cmd.args(["forecast", "--device", "cpu", "--model", s(&model)])
+        .args(["--api-url", &server.url]);
+    cmd
+}
+
 fn forecast(server: &Server, extra: &[&str]) -> std::process::Output {
-    let attn = common::golden().join("noattn.pth");
-    common::flarecast()
-        .args([
-            "forecast",
-            "--json",
-            "--device",
-            "cpu",
-            "--model",
-            s(&attn),
-            "--api-url",
-            &server.url,
-        ])
+    forecast_cmd(server)
+        .arg("--json")
         .args(extra)
         .output()
         .unwrap()
@@ -246,27 +252,11 @@ fn every_cycle_survives_a_failed_one_and_leaves_nothing_partial() {
 #[test]
 fn sigint_and_sigterm_end_a_live_run_with_exit_0() {
     let dir = tempfile::tempdir().unwrap();
-    let jp2 = magnetogram_jp2(dir.path());
-    let now = chrono::Utc::now().naive_utc();
-    let images = Images::new(vec![(now - chrono::Duration::hours(1), jp2)]);
+    let images = live_images(dir.path(), chrono::Duration::hours(1));
     let server = Server::start(images.routes()).unwrap();
     for signal in [libc::SIGINT, libc::SIGTERM] {
         let out_dir = dir.path().join(format!("live{signal}"));
-        let attn = common::golden().join("noattn.pth");
-        let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("flarecast"))
-            .args([
-                "forecast",
-                "--device",
-                "cpu",
-                "--model",
-                s(&attn),
-                "--api-url",
-                &server.url,
-            ])
-            .args(["--every", "1h", "--out", s(&out_dir)])
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+        let child = spawn_forecast(&server, &["--every", "1h", "--out", s(&out_dir)]);
         // Wait for the first forecast, then signal during the hour's wait.
         let index = out_dir.join("index.jsonl");
         while !index.exists() {
@@ -343,20 +333,12 @@ fn hourly_forecasts_served_by_the_test_server_verify_as_evaluate_scores_them() {
         err.contains("48 cycles: 48 forecasts written, 0 already issued, 0 failed"),
         "{err}"
     );
-    let v: Value = serde_json::from_slice(
-        &common::run_ok(&[
-            "verify",
-            "--forecasts",
-            s(&d.join("forecasts")),
-            "--catalog",
-            s(&d.join("archive/catalog.csv")),
-            "--catalog-end",
-            "2014-03-04T00:00:00",
-            "--json",
-        ])
-        .stdout,
-    )
-    .unwrap();
+    let v = common::verify_json(
+        &d.join("forecasts"),
+        &d.join("archive/catalog.csv"),
+        "2014-03-04T00:00:00",
+        &[],
+    );
     // The same instances through convert -> label -> evaluate.
     common::run_ok(&[
         "convert",
@@ -412,15 +394,27 @@ fn wait_or_kill(
 }
 
 fn spawn_forecast(server: &Server, extra: &[&str]) -> std::process::Child {
-    let model = common::golden().join("noattn.pth");
-    std::process::Command::new(assert_cmd::cargo::cargo_bin("flarecast"))
-        .args(["forecast", "--device", "cpu", "--model", s(&model)])
-        .args(["--api-url", &server.url])
+    forecast_cmd(server)
         .args(extra)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap()
+}
+
+/// Runs `forecast` with `extra` (two cycles, the first to fail) for at most 90 s: it
+/// exits 0 and reports one forecast written and one failed. Its stderr and how long it
+/// took.
+fn two_cycles_one_failed(server: &Server, extra: &[&str]) -> (String, std::time::Duration) {
+    let child = spawn_forecast(server, extra);
+    let (out, took) = wait_or_kill(child, std::time::Duration::from_secs(90));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "took {took:?}: {err}");
+    assert!(
+        err.contains("2 cycles: 1 forecasts written, 0 already issued, 1 failed"),
+        "{err}"
+    );
+    (err.into_owned(), took)
 }
 
 #[test]
@@ -537,20 +531,7 @@ fn a_flare_between_the_image_and_the_issue_time_is_not_counted_by_verify() {
     )
     .unwrap();
     let verify = |forecasts: &Path| -> Value {
-        serde_json::from_slice(
-            &common::run_ok(&[
-                "verify",
-                "--forecasts",
-                s(forecasts),
-                "--catalog",
-                s(&catalog),
-                "--catalog-end",
-                "2014-03-04T00:00:00",
-                "--json",
-            ])
-            .stdout,
-        )
-        .unwrap()
+        common::verify_json(forecasts, &catalog, "2014-03-04T00:00:00", &[])
     };
     // Issued at 06:00 from the 04:00 image: the M5.0 at 05:00 was over before the issue.
     for (window, observed, largest) in [
@@ -614,7 +595,7 @@ fn a_dripping_server_fails_its_cycle_by_the_deadline_reporting_each_retry_and_th
     ])
     .unwrap();
     let out_dir = dir.path().join("f");
-    let child = spawn_forecast(
+    let (err, took) = two_cycles_one_failed(
         &server,
         &[
             "--at",
@@ -629,9 +610,6 @@ fn a_dripping_server_fails_its_cycle_by_the_deadline_reporting_each_retry_and_th
             s(&out_dir),
         ],
     );
-    let (out, took) = wait_or_kill(child, std::time::Duration::from_secs(90));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "took {took:?}: {err}");
     // A 6 s deadline: the run ends long before one 60 s attempt would have.
     assert!(
         took < std::time::Duration::from_secs(45),
@@ -653,10 +631,6 @@ fn a_dripping_server_fails_its_cycle_by_the_deadline_reporting_each_retry_and_th
             .any(|l| l.starts_with("cycle 0 at 2014-03-01 00:00:00 failed: getJP2Image")),
         "{err}"
     );
-    assert!(
-        err.contains("2 cycles: 1 forecasts written, 0 already issued, 1 failed"),
-        "{err}"
-    );
     let records = index_records(&out_dir);
     assert_eq!(issue_times(&records), [t("2014-03-01T02:00:00")]);
 
@@ -676,9 +650,7 @@ fn a_dripping_server_fails_its_cycle_by_the_deadline_reporting_each_retry_and_th
 #[test]
 fn a_live_cycle_after_a_stalled_one_starts_on_time() {
     let dir = tempfile::tempdir().unwrap();
-    let jp2 = magnetogram_jp2(dir.path());
-    let now = chrono::Utc::now().naive_utc();
-    let images = Images::new(vec![(now - chrono::Duration::minutes(30), jp2)]);
+    let images = live_images(dir.path(), chrono::Duration::minutes(30));
     // The first three attempts at the JP2 (all the first cycle can make) drip.
     let server = Server::start(vec![
         images.by_id_route().fault(Fault::Drip {
@@ -689,7 +661,7 @@ fn a_live_cycle_after_a_stalled_one_starts_on_time() {
     ])
     .unwrap();
     let out_dir = dir.path().join("live");
-    let child = spawn_forecast(
+    let (err, _) = two_cycles_one_failed(
         &server,
         &[
             "--every",
@@ -701,13 +673,6 @@ fn a_live_cycle_after_a_stalled_one_starts_on_time() {
             "--out",
             s(&out_dir),
         ],
-    );
-    let (out, took) = wait_or_kill(child, std::time::Duration::from_secs(90));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "took {took:?}: {err}");
-    assert!(
-        err.contains("2 cycles: 1 forecasts written, 0 already issued, 1 failed"),
-        "{err}"
     );
     let failed = err
         .lines()

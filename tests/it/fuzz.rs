@@ -215,30 +215,6 @@ impl Scratch {
     }
 }
 
-/// The entries of a zip file, in order.
-fn entries(zip_bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
-    let mut z = zip::ZipArchive::new(std::io::Cursor::new(zip_bytes)).unwrap();
-    (0..z.len())
-        .map(|i| {
-            let mut f = z.by_index(i).unwrap();
-            let mut bytes = Vec::new();
-            std::io::Read::read_to_end(&mut f, &mut bytes).unwrap();
-            (f.name().unwrap().to_string(), bytes)
-        })
-        .collect()
-}
-
-fn zip_of(entries: &[(String, Vec<u8>)]) -> Vec<u8> {
-    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    let opts =
-        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
-    for (name, bytes) in entries {
-        w.start_file(name.as_str(), opts).unwrap();
-        std::io::Write::write_all(&mut w, bytes).unwrap();
-    }
-    w.finish().unwrap().into_inner()
-}
-
 /// The process's peak resident memory, from /proc (None elsewhere).
 fn peak_rss_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -249,7 +225,7 @@ fn peak_rss_bytes() -> Option<u64> {
 
 fn golden_pickle(name: &str) -> Vec<u8> {
     let bytes = std::fs::read(common::golden().join(name)).unwrap();
-    entries(&bytes)
+    common::zip::entries(&bytes)
         .into_iter()
         .find(|(n, _)| n.ends_with("data.pkl"))
         .unwrap()
@@ -302,7 +278,7 @@ fn mutated_golden_pickles_decode_or_fail_cleanly() {
 #[test]
 fn mutated_checkpoints_read_or_fail_cleanly() {
     let file = small_checkpoint();
-    let parts = entries(&file);
+    let parts = common::zip::entries(&file);
     let pkl_at = parts
         .iter()
         .position(|(n, _)| n.ends_with("data.pkl"))
@@ -317,7 +293,8 @@ fn mutated_checkpoints_read_or_fail_cleanly() {
         |b| {
             let mut p = parts.clone();
             p[pkl_at].1 = b.to_vec();
-            pth::read_state_dict_bytes(&zip_of(&p)).is_ok()
+            pth::read_state_dict_bytes(&common::zip::zip_of(&p, zip::CompressionMethod::Stored))
+                .is_ok()
         },
     );
     // The archive itself mutated: headers, sizes, the central directory.
@@ -380,18 +357,10 @@ fn mutated_jp2_boxes_read_or_fail_cleanly() {
 
 /// A float32 .npy of `shape` holding `n` values.
 fn npy(shape: &str, n: usize) -> Vec<u8> {
-    let mut h = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}");
-    while (10 + h.len() + 1) % 64 != 0 {
-        h.push(' ');
-    }
-    h.push('\n');
-    let mut out = b"\x93NUMPY\x01\x00".to_vec();
-    out.extend_from_slice(&(h.len() as u16).to_le_bytes());
-    out.extend_from_slice(h.as_bytes());
-    for i in 0..n {
-        out.extend_from_slice(&(i as f32 / n as f32).to_le_bytes());
-    }
-    out
+    let data: Vec<u8> = (0..n)
+        .flat_map(|i| (i as f32 / n as f32).to_le_bytes())
+        .collect();
+    common::npy_bytes(shape, &data)
 }
 
 #[test]

@@ -39,6 +39,47 @@ fn os<S: AsRef<std::ffi::OsStr> + ?Sized>(s: &S) -> &std::ffi::OsStr {
     s.as_ref()
 }
 
+/// The arguments of an `evaluate` of fold 1 on the CPU.
+fn evaluate_fold1<'a>(
+    model: &'a Path,
+    labels: &'a Path,
+    images: &'a Path,
+    out: &'a Path,
+) -> Vec<&'a std::ffi::OsStr> {
+    vec![
+        os("evaluate"),
+        os("--model"),
+        os(model),
+        os("--fold"),
+        os("1"),
+        os("--labels"),
+        os(labels),
+        os("--images"),
+        os(images),
+        os("--out"),
+        os(out),
+        os("--device"),
+        os("cpu"),
+    ]
+}
+
+/// The arguments `COMMAND --device cpu --model MODEL` followed by `rest`.
+fn model_run<'a>(
+    command: &'a str,
+    model: &'a Path,
+    rest: &[&'a std::ffi::OsStr],
+) -> Vec<&'a std::ffi::OsStr> {
+    let mut args = vec![
+        os(command),
+        os("--device"),
+        os("cpu"),
+        os("--model"),
+        os(model),
+    ];
+    args.extend_from_slice(rest);
+    args
+}
+
 /// The golden attention weights with `edit` applied, saved as safetensors.
 fn edited_model(dir: &Path, name: &str, meta: ModelMeta, edit: impl Fn(&str, &Tensor)) -> PathBuf {
     let (tensors, _) = weights::read_weights(&common::golden().join("attn.pth")).unwrap();
@@ -80,20 +121,6 @@ fn huge_jp2(real: &[u8]) -> Vec<u8> {
     b
 }
 
-/// A float32 .npy header with `shape` and `data` after it.
-fn npy(shape: &str, data: &[u8]) -> Vec<u8> {
-    let mut h = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}");
-    while (10 + h.len() + 1) % 64 != 0 {
-        h.push(' ');
-    }
-    h.push('\n');
-    let mut out = b"\x93NUMPY\x01\x00".to_vec();
-    out.extend_from_slice(&(h.len() as u16).to_le_bytes());
-    out.extend_from_slice(h.as_bytes());
-    out.extend_from_slice(data);
-    out
-}
-
 struct Hostile {
     _dir: tempfile::TempDir,
     root: PathBuf,
@@ -123,13 +150,19 @@ fn hostile() -> Hostile {
     w("truncated.jp2", &jp2[..jp2.len() / 4]);
     w("huge.jp2", &huge_jp2(&jp2));
     w("empty.npy", b"");
-    w("truncated.npy", &npy("(256, 256)", &[0u8; 1000]));
-    w("huge.npy", &npy("(100000, 1, 100000, 100000)", &[0u8; 64]));
+    w(
+        "truncated.npy",
+        &common::npy_bytes("(256, 256)", &[0u8; 1000]),
+    );
+    w(
+        "huge.npy",
+        &common::npy_bytes("(100000, 1, 100000, 100000)", &[0u8; 64]),
+    );
     let mut nan = Vec::new();
     for _ in 0..256 * 256 {
         nan.extend_from_slice(&f32::NAN.to_le_bytes());
     }
-    w("nan.npy", &npy("(256, 256)", &nan));
+    w("nan.npy", &common::npy_bytes("(256, 256)", &nan));
     w("empty.pth", b"");
     w("truncated.pth", &pth[..pth.len() / 2]);
     w("text.pth", b"model weights go here\n");
@@ -170,31 +203,12 @@ fn predict_attention_and_explain_refuse_hostile_inputs() {
         "nan.npy",
     ] {
         let input = h.path(name);
-        fails_naming(
-            &[
-                os("predict"),
-                os("--device"),
-                os("cpu"),
-                os("--model"),
-                os(&model),
-                os(&input),
-            ],
-            name,
-        );
+        fails_naming(&model_run("predict", &model, &[os(&input)]), name);
         // Every command reads its inputs the one way: the same files fail the same way.
         for command in ["attention", "explain"] {
             let out = h.path("maps");
             fails_naming(
-                &[
-                    os(command),
-                    os("--device"),
-                    os("cpu"),
-                    os("--model"),
-                    os(&model),
-                    os("--out"),
-                    os(&out),
-                    os(&input),
-                ],
+                &model_run(command, &model, &[os("--out"), os(&out), os(&input)]),
                 name,
             );
         }
@@ -244,17 +258,7 @@ fn every_model_command_refuses_zero_and_oversized_numeric_flags_naming_the_value
     let model = common::golden().join("attn.pth");
     let image = common::magnetogram_jpg();
     let out = dir.path().join("maps");
-    let base = |command: &'static str| {
-        vec![
-            os(command),
-            os("--device"),
-            os("cpu"),
-            os("--model"),
-            os(&model),
-            os("--out"),
-            os(&out),
-        ]
-    };
+    let base = |command: &'static str| model_run(command, &model, &[os("--out"), os(&out)]);
     for (command, extra, says) in [
         (
             "explain",
@@ -313,15 +317,7 @@ fn every_model_command_refuses_zero_and_oversized_numeric_flags_naming_the_value
             "--batch-size: batch size 0 is outside 1..=65536",
         ),
     ] {
-        let mut args = vec![
-            os("forecast"),
-            os("--device"),
-            os("cpu"),
-            os("--model"),
-            os(&model),
-            os("--image"),
-            os(&image),
-        ];
+        let mut args = model_run("forecast", &model, &[os("--image"), os(&image)]);
         args.extend(extra.iter().map(os));
         fails_naming(&args, says);
     }
@@ -340,30 +336,11 @@ fn every_model_command_refuses_hostile_weight_files() {
         "empty.jpg",
     ] {
         let model = h.path(name);
-        fails_naming(
-            &[
-                os("predict"),
-                os("--device"),
-                os("cpu"),
-                os("--model"),
-                os(&model),
-                os(&image),
-            ],
-            name,
-        );
+        fails_naming(&model_run("predict", &model, &[os(&image)]), name);
         fails_naming(&[os("convert-weights"), os(&model), os(&out)], name);
         let maps = h.path("maps");
         fails_naming(
-            &[
-                os("attention"),
-                os("--device"),
-                os("cpu"),
-                os("--model"),
-                os(&model),
-                os("--out"),
-                os(&maps),
-                os(&image),
-            ],
+            &model_run("attention", &model, &[os("--out"), os(&maps), os(&image)]),
             name,
         );
     }
@@ -506,17 +483,7 @@ fn weights_holding_nan_or_inf_are_refused_naming_the_tensor() {
     );
     let image = common::magnetogram_jpg();
     for (model, tensor) in [(&nan, "conv_block3.0.weight"), (&inf, "classify.bias")] {
-        let err = fails_naming(
-            &[
-                os("predict"),
-                os("--device"),
-                os("cpu"),
-                os("--model"),
-                os(model),
-                os(&image),
-            ],
-            tensor,
-        );
+        let err = fails_naming(&model_run("predict", model, &[os(&image)]), tensor);
         assert!(err.contains(&model.display().to_string()), "{err}");
         assert!(err.contains("NaN or infinite"), "{err}");
         fails_naming(
@@ -572,14 +539,7 @@ fn image_sizes_from_flags_and_metadata_are_checked_where_they_enter() {
         |_, _| {},
     );
     let err = fails_naming(
-        &[
-            os("predict"),
-            os("--device"),
-            os("cpu"),
-            os("--model"),
-            os(&big),
-            os(&image),
-        ],
+        &model_run("predict", &big, &[os(&image)]),
         "meta.safetensors",
     );
     assert!(
@@ -694,29 +654,9 @@ fn laughs(base: u32) -> Vec<u8> {
     p
 }
 
-/// A zip of `entries`, each compressed with `method`.
-fn zip_of(entries: &[(String, Vec<u8>)], method: zip::CompressionMethod) -> Vec<u8> {
-    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    let opts = zip::write::SimpleFileOptions::default().compression_method(method);
-    for (name, bytes) in entries {
-        w.start_file(name.as_str(), opts).unwrap();
-        std::io::Write::write_all(&mut w, bytes).unwrap();
-    }
-    w.finish().unwrap().into_inner()
-}
-
 /// The golden attn.pth's entries, in order.
 fn golden_entries() -> Vec<(String, Vec<u8>)> {
-    let file = std::fs::File::open(common::golden().join("attn.pth")).unwrap();
-    let mut z = zip::ZipArchive::new(file).unwrap();
-    (0..z.len())
-        .map(|i| {
-            let mut f = z.by_index(i).unwrap();
-            let mut bytes = Vec::new();
-            std::io::Read::read_to_end(&mut f, &mut bytes).unwrap();
-            (f.name().unwrap().to_string(), bytes)
-        })
-        .collect()
+    common::zip::entries(&std::fs::read(common::golden().join("attn.pth")).unwrap())
 }
 
 fn assert_same_tensors(a: &[(String, Tensor)], b: &[(String, Tensor)]) {
@@ -734,7 +674,7 @@ fn a_pickle_bomb_is_refused_at_once_and_a_shared_one_read() {
     let mut pkl = vec![0x80, 2];
     pkl.extend(laughs(0));
     pkl.push(b'.');
-    let bomb = zip_of(
+    let bomb = common::zip::zip_of(
         &[("bomb/data.pkl".into(), pkl)],
         zip::CompressionMethod::Stored,
     );
@@ -749,14 +689,7 @@ fn a_pickle_bomb_is_refused_at_once_and_a_shared_one_read() {
     assert!(err.contains("no state dict"), "{err}");
     assert!(t0.elapsed().as_secs() < 20, "{:?}", t0.elapsed());
     fails_naming(
-        &[
-            os("predict"),
-            os("--device"),
-            os("cpu"),
-            os("--model"),
-            os(&path),
-            os(&common::magnetogram_jpg()),
-        ],
+        &model_run("predict", &path, &[os(&common::magnetogram_jpg())]),
         "bomb.pth",
     );
 
@@ -771,8 +704,11 @@ fn a_pickle_bomb_is_refused_at_once_and_a_shared_one_read() {
     pkl.extend_from_slice(b"X\x04\x00\x00\x00bomb");
     pkl.extend(laughs(1_000_000));
     pkl.extend_from_slice(b"u.");
-    let with_bomb =
-        pth::read_state_dict_bytes(&zip_of(&entries, zip::CompressionMethod::Stored)).unwrap();
+    let with_bomb = pth::read_state_dict_bytes(&common::zip::zip_of(
+        &entries,
+        zip::CompressionMethod::Stored,
+    ))
+    .unwrap();
     let stored = pth::read_state_dict(&common::golden().join("attn.pth")).unwrap();
     assert_same_tensors(&with_bomb, &stored);
 
@@ -781,7 +717,7 @@ fn a_pickle_bomb_is_refused_at_once_and_a_shared_one_read() {
     deep.extend(std::iter::repeat_n(b'(', 10_000));
     deep.extend(std::iter::repeat_n(b'l', 10_000));
     deep.push(b'.');
-    let deep = zip_of(
+    let deep = common::zip::zip_of(
         &[("d/data.pkl".into(), deep)],
         zip::CompressionMethod::Stored,
     );
@@ -795,7 +731,7 @@ fn a_pickle_bomb_is_refused_at_once_and_a_shared_one_read() {
 #[test]
 fn a_deflated_checkpoint_reads_equal_to_the_stored_one() {
     let dir = tempfile::tempdir().unwrap();
-    let deflated = zip_of(&golden_entries(), zip::CompressionMethod::Deflated);
+    let deflated = common::zip::zip_of(&golden_entries(), zip::CompressionMethod::Deflated);
     let path = dir.path().join("deflated.pth");
     std::fs::write(&path, &deflated).unwrap();
     let (got, _) = weights::read_weights(&path).unwrap();
@@ -815,7 +751,7 @@ fn a_deflated_checkpoint_reads_equal_to_the_stored_one() {
     let truncated = dir.path().join("short.pth");
     std::fs::write(
         &truncated,
-        zip_of(&entries, zip::CompressionMethod::Deflated),
+        common::zip::zip_of(&entries, zip::CompressionMethod::Deflated),
     )
     .unwrap();
     let err = format!("{:#}", weights::read_weights(&truncated).unwrap_err());
@@ -838,14 +774,7 @@ fn a_parameter_of_the_wrong_type_is_refused_naming_it() {
     let path = dir.path().join("int32.safetensors");
     weights::save_tensors(&path, &tensors, &attention_meta(256)).unwrap();
     let err = fails_naming(
-        &[
-            os("predict"),
-            os("--device"),
-            os("cpu"),
-            os("--model"),
-            os(&path),
-            os(&common::magnetogram_jpg()),
-        ],
+        &model_run("predict", &path, &[os(&common::magnetogram_jpg())]),
         "int32.safetensors",
     );
     assert!(
@@ -889,34 +818,10 @@ fn tiny_fold(root: &Path) {
     }
 }
 
-fn tiny_train(root: &Path, epochs: usize) -> Vec<std::ffi::OsString> {
-    let mut args: Vec<std::ffi::OsString> = [
-        "train",
-        "--fold",
-        "1",
-        "--no-attention",
-        "--epochs",
-        &epochs.to_string(),
-        "--batch-size",
-        "4",
-        "--im-size",
-        "192",
-        "--devices",
-        "cpu",
-        "--precision",
-        "f32",
-    ]
-    .iter()
-    .map(Into::into)
-    .collect();
-    for (flag, dir) in [
-        ("--images", "images"),
-        ("--labels", "labels"),
-        ("--out", "models"),
-    ] {
-        args.push(flag.into());
-        args.push(root.join(dir).into());
-    }
+/// `train` of the standard CNN for `epochs` on the tiny fold under `root`, batches of 4.
+fn tiny_train(root: &Path, epochs: usize) -> Vec<String> {
+    let mut args = common::tiny_train_args(root, "--no-attention", "models", "4");
+    args.extend(["--epochs".into(), epochs.to_string()]);
     args
 }
 
@@ -952,7 +857,7 @@ fn a_second_train_into_the_same_fold_is_refused_and_a_killed_ones_lock_taken_ove
         "the first run ended before its first epoch"
     );
     let args = tiny_train(dir.path(), 1);
-    let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(os).collect();
     let err = fails_naming(&args, &format!("pid {pid}"));
     assert!(err.contains("started 20") && err.contains("fold1"), "{err}");
     // Killed, it leaves its lock file; the kernel dropped the lock, so the next run
@@ -981,21 +886,7 @@ fn evaluate_maps_and_forecasts_refuse_a_second_writer() {
     let eval = dir.path().join("eval");
     let lock = held(&eval, "fold1_res");
     let (labels, images) = (dir.path().join("labels"), dir.path().join("images"));
-    let evaluate = [
-        os("evaluate"),
-        os("--model"),
-        os(&model),
-        os("--fold"),
-        os("1"),
-        os("--labels"),
-        os(&labels),
-        os("--images"),
-        os(&images),
-        os("--out"),
-        os(&eval),
-        os("--device"),
-        os("cpu"),
-    ];
+    let evaluate = evaluate_fold1(&model, &labels, &images, &eval);
     fails_naming(&evaluate, &me);
     assert!(!eval.join("fold1_res.csv").exists());
     drop(lock);
@@ -1003,32 +894,22 @@ fn evaluate_maps_and_forecasts_refuse_a_second_writer() {
 
     let maps = dir.path().join("maps");
     let _lock = held(&maps, "maps");
-    let attention = [
-        os("attention"),
-        os("--device"),
-        os("cpu"),
-        os("--model"),
-        os(&model),
-        os("--out"),
-        os(&maps),
-        os(&image),
-    ];
+    let attention = model_run("attention", &model, &[os("--out"), os(&maps), os(&image)]);
     fails_naming(&attention, &me);
 
     let forecasts = dir.path().join("forecasts");
-    let forecast = [
-        os("forecast"),
-        os("--device"),
-        os("cpu"),
-        os("--model"),
-        os(&model),
-        os("--image"),
-        os(&image),
-        os("--at"),
-        os("2022-08-02T11:00:00"),
-        os("--out"),
-        os(&forecasts),
-    ];
+    let forecast = model_run(
+        "forecast",
+        &model,
+        &[
+            os("--image"),
+            os(&image),
+            os("--at"),
+            os("2022-08-02T11:00:00"),
+            os("--out"),
+            os(&forecasts),
+        ],
+    );
     let lock = held(&forecasts, "forecast");
     fails_naming(&forecast, &me);
     drop(lock);
@@ -1054,26 +935,12 @@ fn paths_that_leave_their_tree_are_refused_naming_the_row() {
     }
     let bad_val = "Fold1_val.csv:8: label \"../../../../etc/passwd\"";
     let err = fails_naming(
-        &[
-            os("evaluate"),
-            os("--model"),
-            os(&model),
-            os("--fold"),
-            os("1"),
-            os("--labels"),
-            os(&labels),
-            os("--images"),
-            os(&images),
-            os("--out"),
-            os(&dir.path().join("eval")),
-            os("--device"),
-            os("cpu"),
-        ],
+        &evaluate_fold1(&model, &labels, &images, &dir.path().join("eval")),
         bad_val,
     );
     assert!(err.contains("leaves its folder"), "{err}");
     let args = tiny_train(dir.path(), 1);
-    let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(os).collect();
     let err = fails_naming(&args, "Fold1_train.csv:11: label \"/etc/passwd\"");
     assert!(err.contains("is absolute"), "{err}");
 
@@ -1081,38 +948,36 @@ fn paths_that_leave_their_tree_are_refused_naming_the_row() {
     let list = dir.path().join("plots.csv");
     std::fs::write(&list, "timestamp\n../../../etc/hostname\n").unwrap();
     fails_naming(
-        &[
-            os("attention"),
-            os("--device"),
-            os("cpu"),
-            os("--model"),
-            os(&model),
-            os("--out"),
-            os(&dir.path().join("maps")),
-            os("--csv"),
-            os(&list),
-            os("--images"),
-            os(&images),
-        ],
+        &model_run(
+            "attention",
+            &model,
+            &[
+                os("--out"),
+                os(&dir.path().join("maps")),
+                os("--csv"),
+                os(&list),
+                os("--images"),
+                os(&images),
+            ],
+        ),
         "plots.csv: line 2: timestamp \"../../../etc/hostname\"",
     );
 
     // A forecast index whose files leave its folder.
     let forecasts = dir.path().join("forecasts");
     common::flarecast()
-        .args([
-            os("forecast"),
-            os("--device"),
-            os("cpu"),
-            os("--model"),
-            os(&model),
-            os("--image"),
-            os(&common::magnetogram_jpg()),
-            os("--at"),
-            os("2022-08-02T11:00:00"),
-            os("--out"),
-            os(&forecasts),
-        ])
+        .args(model_run(
+            "forecast",
+            &model,
+            &[
+                os("--image"),
+                os(&common::magnetogram_jpg()),
+                os("--at"),
+                os("2022-08-02T11:00:00"),
+                os("--out"),
+                os(&forecasts),
+            ],
+        ))
         .assert()
         .success();
     let index = forecasts.join("index.jsonl");

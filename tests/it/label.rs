@@ -21,8 +21,9 @@ fn reference(rel: &str) -> PathBuf {
     common::realdata().join("original_labels").join(rel)
 }
 
-/// Labels `catalog` over the reference's image list and issue range into a fresh directory.
-fn label_reference_range(catalog: &str) -> (tempfile::TempDir, serde_json::Value) {
+/// Labels `catalog` over the reference's image list and issue range, with `more`
+/// arguments, into a fresh directory.
+fn label_reference_range(catalog: &str, more: &[&str]) -> (tempfile::TempDir, serde_json::Value) {
     let out = tempfile::tempdir().unwrap();
     let assert = common::flarecast()
         .arg("label")
@@ -35,9 +36,9 @@ fn label_reference_range(catalog: &str) -> (tempfile::TempDir, serde_json::Value
             "2010-12-01T00:00:00",
             "--end",
             "2018-12-30T23:00:00",
-            "--json",
-            "--out",
         ])
+        .args(more)
+        .args(["--json", "--out"])
         .arg(out.path())
         .assert()
         .success();
@@ -79,9 +80,29 @@ fn label_cmd(
     cmd
 }
 
+/// [`label_cmd`] with `--json`: asserts that it succeeds with `says` in its stderr
+/// (`{catalog}` there standing for the catalogue's path; `""` for any stderr) and gives
+/// the counts of its summary under `keys`.
+fn label_counts(
+    catalog: &Path,
+    list: &Path,
+    out: &Path,
+    says: &str,
+    keys: &[&str],
+) -> Vec<Option<u64>> {
+    let says = says.replace("{catalog}", &catalog.display().to_string());
+    let assert = label_cmd(catalog, list, out)
+        .arg("--json")
+        .assert()
+        .success()
+        .stderr(predicates::str::contains(says));
+    let summary: serde_json::Value = serde_json::from_slice(&assert.get_output().stdout).unwrap();
+    common::counts(&summary, keys)
+}
+
 #[test]
 fn pandey_catalogue_reproduces_the_reference_labels() {
-    let (out, s) = label_reference_range(PANDEY);
+    let (out, s) = label_reference_range(PANDEY, &[]);
     // Simplified fold-1 tables are byte-identical to the paper's.
     for part in ["Fold1_train.csv", "Fold1_val.csv"] {
         let ours = read(&out.path().join("simplified_data_labels").join(part));
@@ -168,7 +189,7 @@ fn pandey_catalogue_reproduces_the_reference_labels() {
 
 #[test]
 fn hayesla_catalogue_misses_22_positive_labels() {
-    let (out, s) = label_reference_range(HAYESLA);
+    let (out, s) = label_reference_range(HAYESLA, &[]);
     assert_eq!(s["catalog_format"], "hek");
     assert_eq!(s["instances"], 63_649);
     // Fold 1's train and val tables together hold every reference instance.
@@ -305,12 +326,12 @@ fn bad_rows_fail_with_file_line_and_value_unless_skipped() {
             .stderr(predicates::str::contains("skipped"));
         let s: serde_json::Value = serde_json::from_slice(&assert.get_output().stdout).unwrap();
         assert_eq!(
-            (s["flares_read"].as_u64(), s["rows_rejected"].as_u64()),
-            (Some(2), Some(1))
+            common::counts(&s, &["flares_read", "rows_rejected"]),
+            [Some(2), Some(1)]
         );
         assert_eq!(
-            (s["instances"].as_u64(), s["positives"].as_u64()),
-            (Some(1), Some(1))
+            common::counts(&s, &["instances", "positives"]),
+            [Some(1), Some(1)]
         );
         assert_eq!(
             read(&out.join("Fold1_val.csv")),
@@ -325,34 +346,27 @@ fn bad_rows_fail_with_file_line_and_value_unless_skipped() {
 fn image_tree_threshold_and_summary_table() {
     let dir = tempfile::tempdir().unwrap();
     let images = dir.path().join("jpg");
-    for name in [
-        "2012/03/06/HMI.m2012.03.06_22.00.00.jpg",
-        "2012/03/06/HMI.m2012.03.06_23.00.00.png",
-        "2012/03/07/HMI.m2012.03.07_00.00.00.jpg",
-        "2012/03/07/HMI.m2012.03.07_01.00.00.jpg",
-        "2012/03/07/notes.txt",
-    ] {
-        let p = images.join(name);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(&p, b"").unwrap();
-    }
+    common::empty_files(
+        &images,
+        &[
+            "2012/03/06/HMI.m2012.03.06_22.00.00.jpg",
+            "2012/03/06/HMI.m2012.03.06_23.00.00.png",
+            "2012/03/07/HMI.m2012.03.07_00.00.00.jpg",
+            "2012/03/07/HMI.m2012.03.07_01.00.00.jpg",
+            "2012/03/07/notes.txt",
+        ],
+    );
     // SWPC-style rows: X5.4 starting 2012-03-07 00:02, X1.3 at 01:05.
     let cat = write(
         dir.path(),
         "swpc.csv",
-        "date,event_no,start_time,max_time,end_time,goes_sat,goes_channel,goes_class_ind,goes_class,integrated_flux,noaa_ar,ts\n\
-         0,20120307,1,0002,0024,0040,G15,1-8A,X,X5.4,1.0,11429,201203070002\n\
-         1,20120307,2,0105,0114,0123,G15,1-8A,X,X1.3,1.0,11429,201203070105\n",
+        &format!(
+            "{}1,20120307,2,0105,0114,0123,G15,1-8A,X,X1.3,1.0,11429,201203070105\n",
+            common::SWPC_X5_4
+        ),
     );
     let out = dir.path().join("labels");
-    common::flarecast()
-        .arg("label")
-        .arg("--catalog")
-        .arg(&cat)
-        .arg("--images")
-        .arg(&images)
-        .arg("--out")
-        .arg(&out)
+    common::label_tree(&cat, &images, &out)
         .args(["--start", "2012-03-06T00:00:00", "--end", "2012-03-07T23:00:00", "--threshold", "X2.0"])
         .assert()
         .success()
@@ -473,24 +487,7 @@ fn science_scale_makes_the_c7_to_m1_flares_of_goes_15_and_earlier_positive() {
     // Through `flarecast label`: the default operational scale changes nothing; the
     // science scale turns exactly the windows those flares reach into positives.
     let label = |scale: &str| {
-        let out = tempfile::tempdir().unwrap();
-        let assert = common::flarecast()
-            .arg("label")
-            .arg("--catalog")
-            .arg(catalog_path(SWPC))
-            .arg("--file-list")
-            .arg(reference("totalfiles_jpg_512.csv"))
-            .args([
-                "--start",
-                "2010-12-01T00:00:00",
-                "--end",
-                "2018-12-30T23:00:00",
-            ])
-            .args(["--json", "--flux-scale", scale, "--out"])
-            .arg(out.path())
-            .assert()
-            .success();
-        let s: serde_json::Value = serde_json::from_slice(&assert.get_output().stdout).unwrap();
+        let (out, s) = label_reference_range(SWPC, &["--flux-scale", scale]);
         (s, targets(&out.path().join("labels.csv")))
     };
     let (op, op_targets) = label("operational");
@@ -546,18 +543,15 @@ fn exact_duplicate_rows_are_dropped_and_counted() {
          3,2011-03-09 02:00:00,M1.0,3,4\n",
     );
     let out = dir.path().join("out");
-    let assert = label_cmd(&cat, &list, &out)
-        .arg("--json")
-        .assert()
-        .success()
-        .stderr(predicates::str::contains(format!(
-            "dropped 1 rows of {} that repeat an earlier row exactly",
-            cat.display()
-        )));
-    let s: serde_json::Value = serde_json::from_slice(&assert.get_output().stdout).unwrap();
     assert_eq!(
-        (s["flares_read"].as_u64(), s["duplicates_dropped"].as_u64()),
-        (Some(3), Some(1))
+        label_counts(
+            &cat,
+            &list,
+            &out,
+            "dropped 1 rows of {catalog} that repeat an earlier row exactly",
+            &["flares_read", "duplicates_dropped"]
+        ),
+        [Some(3), Some(1)]
     );
     assert_eq!(
         read(&out.join("labels.csv")),
@@ -565,14 +559,15 @@ fn exact_duplicate_rows_are_dropped_and_counted() {
          2011/03/09/HMI.m2011.03.09_00.00.00.jpg,1,M1.0,3.0,4.0,\"['C1.0', 'C1.0']\",\"[1.0, 1.0]\",\"[2.0, 5.0]\"\n"
     );
     // The real SSW list repeats 5 rows; the label bench reads 16,671 flares from it.
-    let assert = label_cmd(catalog_path(JAMESKC), &list, &out)
-        .arg("--json")
-        .assert()
-        .success();
-    let s: serde_json::Value = serde_json::from_slice(&assert.get_output().stdout).unwrap();
     assert_eq!(
-        (s["flares_read"].as_u64(), s["duplicates_dropped"].as_u64()),
-        (Some(16_671), Some(5))
+        label_counts(
+            &catalog_path(JAMESKC),
+            &list,
+            &out,
+            "",
+            &["flares_read", "duplicates_dropped"]
+        ),
+        [Some(16_671), Some(5)]
     );
 }
 
@@ -590,18 +585,15 @@ fn a_catalogue_without_rows_warns_and_a_range_without_images_fails() {
         "start_time,goes_class,fl_lon,fl_lat\n",
     );
     let out = dir.path().join("out");
-    let assert = label_cmd(&empty, &list, &out)
-        .arg("--json")
-        .assert()
-        .success()
-        .stderr(predicates::str::contains(format!(
-            "warning: {} has a header but no flare rows",
-            empty.display()
-        )));
-    let s: serde_json::Value = serde_json::from_slice(&assert.get_output().stdout).unwrap();
     assert_eq!(
-        (s["instances"].as_u64(), s["positives"].as_u64()),
-        (Some(2), Some(0))
+        label_counts(
+            &empty,
+            &list,
+            &out,
+            "warning: {catalog} has a header but no flare rows",
+            &["instances", "positives"]
+        ),
+        [Some(2), Some(0)]
     );
 
     let cat = write(

@@ -220,47 +220,31 @@ fn set_mode(p: &Path, mode: u32) {
 fn labelling_two_centuries_at_one_second_walks_only_the_images() {
     let dir = tempfile::tempdir().unwrap();
     let images = dir.path().join("jpg");
-    for name in [
-        "2012/03/06/HMI.m2012.03.06_22.00.00.jpg",
-        "2012/03/06/HMI.m2012.03.06_23.00.00.jpg",
-        "2012/03/07/HMI.m2012.03.07_00.00.00.jpg",
-        "2012/03/07/HMI.m2012.03.07_01.00.00.jpg",
-    ] {
-        let p = images.join(name);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(&p, b"").unwrap();
-    }
+    common::empty_files(
+        &images,
+        &[
+            "2012/03/06/HMI.m2012.03.06_22.00.00.jpg",
+            "2012/03/06/HMI.m2012.03.06_23.00.00.jpg",
+            "2012/03/07/HMI.m2012.03.07_00.00.00.jpg",
+            "2012/03/07/HMI.m2012.03.07_01.00.00.jpg",
+        ],
+    );
     let cat = dir.path().join("swpc.csv");
-    std::fs::write(
-        &cat,
-        "date,event_no,start_time,max_time,end_time,goes_sat,goes_channel,goes_class_ind,goes_class,integrated_flux,noaa_ar,ts\n\
-         0,20120307,1,0002,0024,0040,G15,1-8A,X,X5.4,1.0,11429,201203070002\n",
-    )
-    .unwrap();
+    std::fs::write(&cat, common::SWPC_X5_4).unwrap();
     let run = |start: &str, cadence: &str| -> serde_json::Value {
-        let out = common::flarecast()
-            .arg("label")
-            .arg("--catalog")
-            .arg(&cat)
-            .arg("--images")
-            .arg(&images)
-            .arg("--out")
-            .arg(dir.path().join("labels"))
-            .args(["--start", start, "--end", "2100-01-01T00:00:00"])
-            .args(["--cadence", cadence, "--json"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let out = common::assert_success(
+            common::label_tree(&cat, &images, &dir.path().join("labels"))
+                .args(["--start", start, "--end", "2100-01-01T00:00:00"])
+                .args(["--cadence", cadence, "--json"])
+                .output()
+                .unwrap(),
         );
         serde_json::from_slice(&out.stdout).unwrap()
     };
     let s = run("1900-01-01T00:00:00", "1s");
     assert_eq!(
-        (s["instances"].as_u64(), s["positives"].as_u64()),
-        (Some(4), Some(3))
+        common::counts(&s, &["instances", "positives"]),
+        [Some(4), Some(3)]
     );
     // Every 2 hours from midnight: 22:00 and 00:00 are issue times, 23:00 and 01:00 not.
     let s = run("2012-03-06T00:00:00", "2h");

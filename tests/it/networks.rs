@@ -70,16 +70,6 @@ fn tensors_of(path: &Path) -> HashMap<String, Tensor> {
         .collect()
 }
 
-/// Rows of a prediction CSV (header skipped), split at commas.
-fn csv_rows(path: &Path) -> Vec<Vec<String>> {
-    std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .lines()
-        .skip(1)
-        .map(|l| l.split(',').map(str::to_string).collect())
-        .collect()
-}
-
 /// `train` flags of the tiny fold `common::write_tiny_fold(root, 2, 2, true)` writes: one
 /// epoch, one batch of its two training instances (one FL) at the smallest side, float32
 /// on the CPU.
@@ -205,7 +195,7 @@ fn train_predict_evaluate(arch: Arch) {
         })
         .sum();
     assert_eq!(counts, 2, "{report}");
-    let rows = csv_rows(&eval.join("fold1_res.csv"));
+    let rows = common::csv_rows(&eval.join("fold1_res.csv"));
     assert_eq!(rows.len(), 2, "{name}: {rows:?}");
     for r in &rows {
         let p: f64 = r[1].parse().unwrap();
@@ -650,38 +640,9 @@ fn pretrained_imagenet_resnet18_starts_training() {
 fn experiment_runs_and_reports_two_torchvision_networks() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    common::run_ok(&[
-        "synth",
-        "--out",
-        &s(&d.join("archive")),
-        "--start",
-        "2014-03-29T00:00:00",
-        "--days",
-        "6",
-        "--cadence",
-        "12h",
-        "--size",
-        "192",
-        "--seed",
-        "1",
-    ]);
-    common::run_ok(&[
-        "label",
-        "--catalog",
-        &s(&d.join("archive/catalog.csv")),
-        "--images",
-        &s(&d.join("archive/images")),
-        "--out",
-        &s(&d.join("labels")),
-        "--start",
-        "2014-03-29T00:00:00",
-        "--end",
-        "2014-04-03T12:00:00",
-        "--cadence",
-        "12h",
-    ]);
+    common::synth_and_label_12h(d, "2014-03-29T00:00:00", "6", "2014-04-03T12:00:00");
     let exp = d.join("exp");
-    common::run_ok(&[
+    let run = [
         "experiment",
         "run",
         "--images",
@@ -699,17 +660,8 @@ fn experiment_runs_and_reports_two_torchvision_networks() {
         "--executor",
         "local",
         "--",
-        "--epochs",
-        "1",
-        "--batch-size",
-        "4",
-        "--im-size",
-        "192",
-        "--devices",
-        "cpu",
-        "--precision",
-        "f32",
-    ]);
+    ];
+    common::run_ok(&[&run[..], &common::cell_train_flags()].concat());
     let report = common::run_json(&["experiment", "report", "--out", &s(&exp), "--json"]);
     let rows = report["rows"].as_array().unwrap();
     let mut archs: Vec<&str> = rows.iter().map(|r| r["arch"].as_str().unwrap()).collect();
@@ -720,7 +672,7 @@ fn experiment_runs_and_reports_two_torchvision_networks() {
         assert_eq!(row["state"], "done", "{row}");
         assert_eq!(row["fold"], 1);
         let res = exp.join(arch).join("seed4/fold1_res.csv");
-        let n = csv_rows(&res).len() as u64;
+        let n = common::csv_rows(&res).len() as u64;
         assert_eq!(n, 6, "{}", res.display());
         assert_eq!(row["n"], n, "{row}");
         let m = load_model(

@@ -182,16 +182,13 @@ fn a_sixteen_bit_or_colour_image_is_read_as_pillow_does_with_a_warning() {
         .unwrap();
     let golden = common::golden().join("attn.pth");
     let run = |p: &Path| {
-        let out = common::flarecast()
-            .args(["predict", "--json", "--device", "cpu", "--model"])
-            .arg(&golden)
-            .arg(p)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let out = common::assert_success(
+            common::flarecast()
+                .args(["predict", "--json", "--device", "cpu", "--model"])
+                .arg(&golden)
+                .arg(p)
+                .output()
+                .unwrap(),
         );
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         (
@@ -228,16 +225,13 @@ fn a_jp2_from_another_instrument_is_forecast_with_a_warning() {
     jp2[at..at + 10].copy_from_slice(b"AIA_FRONT2");
     let p = dir.path().join("aia.jp2");
     std::fs::write(&p, &jp2).unwrap();
-    let out = common::flarecast()
-        .args(["predict", "--device", "cpu", "--model"])
-        .arg(common::golden().join("attn.pth"))
-        .arg(&p)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = common::assert_success(
+        common::flarecast()
+            .args(["predict", "--device", "cpu", "--model"])
+            .arg(common::golden().join("attn.pth"))
+            .arg(&p)
+            .output()
+            .unwrap(),
     );
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),

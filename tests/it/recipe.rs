@@ -386,31 +386,19 @@ fn a_split_batch_keeps_the_whole_batchs_weighted_mean() {
     assert!(worst < 1e-4, "{worst_key}: {worst:e}");
 }
 
+/// [`common::tiny_train`] with one loader worker.
 fn tiny_train(root: &Path, more: &[&str]) -> std::process::Output {
-    common::flarecast()
-        .args(["train", "--fold", "1", "--no-attention"])
-        .args([
-            "--batch-size",
-            "8",
-            "--im-size",
-            "192",
-            "--devices",
-            "cpu",
-            "--precision",
-            "f32",
-            "--workers",
-            "1",
-        ])
-        .arg("--images")
-        .arg(root.join("images"))
-        .arg("--labels")
-        .arg(root.join("labels"))
-        .arg("--out")
-        .arg(root.join("models"))
-        .args(more)
-        .timeout(std::time::Duration::from_secs(300))
-        .output()
-        .unwrap()
+    common::tiny_train(root, &[&["--workers", "1"], more].concat())
+}
+
+/// The TSS rule with a patience of one epoch.
+const TSS_PATIENCE_1: [&str; 4] = ["--select", "tss", "--patience", "1"];
+
+/// [`tiny_train`] for 3 epochs by [`TSS_PATIENCE_1`], `more` before, asserted to
+/// succeed: its JSON summary.
+fn three_epochs_by_tss(root: &Path, more: &[&str]) -> serde_json::Value {
+    let args = [more, &TSS_PATIENCE_1, &["--epochs", "3", "--json"]].concat();
+    serde_json::from_slice(&common::assert_success(tiny_train(root, &args)).stdout).unwrap()
 }
 
 /// Every option away from the paper's on a tiny fold: the run trains, its history and
@@ -420,30 +408,19 @@ fn tiny_train(root: &Path, more: &[&str]) -> std::process::Output {
 fn a_tiny_fold_trains_with_every_option_and_its_history_names_them() {
     let dir = tempfile::tempdir().unwrap();
     common::write_tiny_fold(dir.path(), 12, 4, true);
-    let args = [
-        "--optimizer",
-        "adamw",
-        "--schedule",
-        "cosine",
-        "--warmup-epochs",
-        "1",
-        "--balance",
-        "weighted-loss",
-        "--select",
-        "tss",
-        "--patience",
-        "1",
-        "--epochs",
-        "3",
-        "--json",
-    ];
-    let out = tiny_train(dir.path(), &args);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let summary = three_epochs_by_tss(
+        dir.path(),
+        &[
+            "--optimizer",
+            "adamw",
+            "--schedule",
+            "cosine",
+            "--warmup-epochs",
+            "1",
+            "--balance",
+            "weighted-loss",
+        ],
     );
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     // No oversampling: 12 instances, 4 FL, weights 12 / 16 and 12 / 8.
     assert_eq!(summary["balanced_items"], 12);
     assert_eq!(summary["class_weights"], serde_json::json!([0.75, 1.5]));
@@ -533,23 +510,8 @@ fn patience_stops_a_run_before_its_last_epoch() {
     let dir = tempfile::tempdir().unwrap();
     // One validation instance, a flare: TSS is undefined.
     common::write_tiny_fold(dir.path(), 12, 1, true);
-    let args = [
-        "--allow-one-class-val",
-        "--select",
-        "tss",
-        "--patience",
-        "1",
-        "--epochs",
-        "3",
-        "--json",
-    ];
-    let out = tiny_train(dir.path(), &args);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let one_class = ["--allow-one-class-val"];
+    let summary = three_epochs_by_tss(dir.path(), &one_class);
     assert_eq!(summary["stopped_early_at"], 1);
     assert_eq!(summary["epochs"], 3);
     assert_eq!(summary["best_epoch"], serde_json::Value::Null);
@@ -572,7 +534,12 @@ fn patience_stops_a_run_before_its_last_epoch() {
     }
     let again = tiny_train(
         dir.path(),
-        &[&args[..5], &["--epochs", "3", "--resume"]].concat(),
+        &[
+            &one_class[..],
+            &TSS_PATIENCE_1,
+            &["--epochs", "3", "--resume"],
+        ]
+        .concat(),
     );
     let err = String::from_utf8_lossy(&again.stderr);
     assert_eq!(again.status.code(), Some(1), "{err}");
@@ -605,12 +572,7 @@ fn resume_refuses_optimizer_state_and_a_changed_recipe() {
     }
 
     common::write_tiny_fold(dir.path(), 12, 4, true);
-    let first = tiny_train(dir.path(), &["--epochs", "1"]);
-    assert!(
-        first.status.success(),
-        "{}",
-        String::from_utf8_lossy(&first.stderr)
-    );
+    common::assert_success(tiny_train(dir.path(), &["--epochs", "1"]));
     for (flag, value) in [
         ("--select", "tss"),
         ("--balance", "none"),

@@ -12,33 +12,20 @@ use std::time::SystemTime;
 /// `train` of the standard CNN for `epochs` on the tiny fold under `root`, into
 /// `root/models`.
 fn train(root: &Path, epochs: usize, more: &[&str]) -> std::process::Output {
-    common::flarecast()
-        .args(["train", "--fold", "1", "--no-attention", "--epochs"])
-        .arg(epochs.to_string())
-        .args([
-            "--batch-size",
-            "8",
-            "--im-size",
-            "192",
-            "--devices",
-            "cpu",
-            "--precision",
-            "f32",
-        ])
-        .arg("--images")
-        .arg(root.join("images"))
-        .arg("--labels")
-        .arg(root.join("labels"))
-        .arg("--out")
-        .arg(root.join("models"))
-        .args(more)
-        .timeout(std::time::Duration::from_secs(300))
-        .output()
-        .unwrap()
+    common::tiny_train(root, &[&["--epochs", &epochs.to_string()], more].concat())
 }
 
 fn run_dir(root: &Path) -> PathBuf {
     root.join("models/no_attention")
+}
+
+/// The tiny fold in a fresh folder, trained for one epoch: the folder and the run's.
+fn trained_one_epoch() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    common::write_tiny_fold(dir.path(), 12, 4, true);
+    common::assert_success(train(dir.path(), 1, &[]));
+    let run = run_dir(dir.path());
+    (dir, run)
 }
 
 /// Every file of the run's folder and its subfolders (the event files' among them) with
@@ -91,15 +78,7 @@ fn refused(out: &std::process::Output, names: &[&str]) {
 
 #[test]
 fn an_epoch_counter_at_or_past_the_run_is_refused_and_nothing_is_rewritten() {
-    let dir = tempfile::tempdir().unwrap();
-    common::write_tiny_fold(dir.path(), 12, 4, true);
-    let first = train(dir.path(), 1, &[]);
-    assert!(
-        first.status.success(),
-        "{}",
-        String::from_utf8_lossy(&first.stderr)
-    );
-    let run = run_dir(dir.path());
+    let (dir, run) = trained_one_epoch();
 
     // Recorded epoch 1 of --epochs 1: nothing is left to train.
     let before = snapshot(&run);
@@ -132,15 +111,7 @@ fn an_epoch_counter_at_or_past_the_run_is_refused_and_nothing_is_rewritten() {
 
 #[test]
 fn weights_holding_nan_in_last_are_refused_naming_the_tensor_and_the_file() {
-    let dir = tempfile::tempdir().unwrap();
-    common::write_tiny_fold(dir.path(), 12, 4, true);
-    let first = train(dir.path(), 1, &[]);
-    assert!(
-        first.status.success(),
-        "{}",
-        String::from_utf8_lossy(&first.stderr)
-    );
-    let run = run_dir(dir.path());
+    let (dir, run) = trained_one_epoch();
     edit_last(&run, None, |name, t| {
         if name == "classify.bias" {
             let _ = t.shallow_clone().fill_(f64::NAN);
@@ -172,12 +143,7 @@ fn a_killed_runs_temporary_files_of_the_fold_are_removed_at_the_next_start() {
     for name in ours.iter().chain([&theirs]) {
         std::fs::write(run.join(name), b"half a checkpoint").unwrap();
     }
-    let out = train(dir.path(), 1, &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_success(train(dir.path(), 1, &[]));
     for name in ours {
         assert!(!run.join(name).exists(), "{name} is still there");
     }

@@ -20,15 +20,6 @@ fn run(dir: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-fn rows(path: &Path) -> Vec<Vec<String>> {
-    std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .lines()
-        .skip(1)
-        .map(|l| l.split(',').map(str::to_string).collect())
-        .collect()
-}
-
 #[test]
 fn ci_smoke_recipe_runs_end_to_end() {
     let tmp = tempfile::tempdir().unwrap();
@@ -68,8 +59,8 @@ fn ci_smoke_recipe_runs_end_to_end() {
         ],
     );
     // Fold 1 validates on the four March days and trains on the four April days.
-    let val = rows(&d.join("l/simplified_data_labels/Fold1_val.csv"));
-    let train = rows(&d.join("l/simplified_data_labels/Fold1_train.csv"));
+    let val = common::csv_rows(&d.join("l/simplified_data_labels/Fold1_val.csv"));
+    let train = common::csv_rows(&d.join("l/simplified_data_labels/Fold1_train.csv"));
     assert_eq!((val.len(), train.len()), (16, 16));
     assert_eq!(val.iter().filter(|r| r[1] == "1").count(), 4);
     assert_eq!(train.iter().filter(|r| r[1] == "1").count(), 8);
@@ -113,7 +104,7 @@ fn ci_smoke_recipe_runs_end_to_end() {
             "--out", "e", "--device", "cpu",
         ],
     );
-    let scored = rows(&d.join("e/fold1_res.csv"));
+    let scored = common::csv_rows(&d.join("e/fold1_res.csv"));
     assert_eq!(scored.len(), 16);
 
     let image = &scored[5][0];

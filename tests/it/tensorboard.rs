@@ -119,32 +119,8 @@ fn read_board(dir: &Path) -> Board {
 /// `train` of the standard CNN on the tiny fold under `root` into `root/models`, batches
 /// of 2: 16 balanced items make 8 optimizer steps an epoch.
 fn train_args(root: &Path, epochs: usize, more: &[&str]) -> Vec<String> {
-    let mut args: Vec<String> = [
-        "train",
-        "--fold",
-        "1",
-        "--no-attention",
-        "--batch-size",
-        "2",
-        "--im-size",
-        "192",
-        "--devices",
-        "cpu",
-        "--precision",
-        "f32",
-        "--json",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    args.extend(["--epochs".into(), epochs.to_string()]);
-    for (flag, path) in [
-        ("--images", root.join("images")),
-        ("--labels", root.join("labels")),
-        ("--out", root.join("models")),
-    ] {
-        args.extend([flag.into(), path.display().to_string()]);
-    }
+    let mut args = common::tiny_train_args(root, "--no-attention", "models", "2");
+    args.extend(["--json".into(), "--epochs".into(), epochs.to_string()]);
     args.extend(more.iter().map(|s| s.to_string()));
     args
 }

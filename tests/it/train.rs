@@ -155,32 +155,9 @@ fn two_replicas_equal_summed_shard_gradients() {
 }
 
 fn train_args(root: &Path, out: &str, arch_flag: &str, epochs: usize) -> Vec<String> {
-    [
-        "train",
-        "--fold",
-        "1",
-        arch_flag,
-        "--epochs",
-        &epochs.to_string(),
-        "--batch-size",
-        "8",
-        "--im-size",
-        "192",
-        "--devices",
-        "cpu",
-        "--precision",
-        "f32",
-        "--images",
-        root.join("images").to_str().unwrap(),
-        "--labels",
-        root.join("labels").to_str().unwrap(),
-        "--out",
-        root.join(out).to_str().unwrap(),
-        "--json",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+    let mut args = common::tiny_train_args(root, arch_flag, out, "8");
+    args.extend(["--epochs".into(), epochs.to_string(), "--json".into()]);
+    args
 }
 
 fn read_tensors(path: &Path) -> HashMap<String, Tensor> {
@@ -199,14 +176,11 @@ fn tiny_fold_trains_both_nets_and_writes_checkpoints_and_history() {
         ("--attention", "attention", "attention"),
         ("--no-attention", "no_attention", "standard_cnn"),
     ] {
-        let out = common::flarecast()
-            .args(train_args(dir.path(), "models", flag, 2))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let out = common::assert_success(
+            common::flarecast()
+                .args(train_args(dir.path(), "models", flag, 2))
+                .output()
+                .unwrap(),
         );
         let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(summary["arch"], arch);
@@ -264,14 +238,11 @@ fn tiny_fold_trains_both_nets_and_writes_checkpoints_and_history() {
 fn killed_run_resumes_to_the_same_weights() {
     let dir = tempfile::tempdir().unwrap();
     common::write_tiny_fold(dir.path(), 12, 4, true);
-    let straight = common::flarecast()
-        .args(train_args(dir.path(), "straight", "--no-attention", 2))
-        .output()
-        .unwrap();
-    assert!(
-        straight.status.success(),
-        "{}",
-        String::from_utf8_lossy(&straight.stderr)
+    common::assert_success(
+        common::flarecast()
+            .args(train_args(dir.path(), "straight", "--no-attention", 2))
+            .output()
+            .unwrap(),
     );
 
     // Same run, killed as soon as epoch 1 has been reported, then resumed.
@@ -304,12 +275,7 @@ fn killed_run_resumes_to_the_same_weights() {
 
     let mut args = train_args(dir.path(), "killed", "--no-attention", 2);
     args.push("--resume".into());
-    let resumed = common::flarecast().args(&args).output().unwrap();
-    assert!(
-        resumed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&resumed.stderr)
-    );
+    let resumed = common::assert_success(common::flarecast().args(&args).output().unwrap());
     let summary: serde_json::Value = serde_json::from_slice(&resumed.stdout).unwrap();
     assert!(summary["resumed_from_epoch"].as_u64().unwrap() >= 1);
 
@@ -401,14 +367,11 @@ fn bad_folds_fail_before_training() {
 fn a_diverging_run_fails_and_keeps_the_last_finite_checkpoints() {
     let dir = tempfile::tempdir().unwrap();
     common::write_tiny_fold(dir.path(), 12, 4, true);
-    let good = common::flarecast()
-        .args(train_args(dir.path(), "models", "--no-attention", 1))
-        .output()
-        .unwrap();
-    assert!(
-        good.status.success(),
-        "{}",
-        String::from_utf8_lossy(&good.stderr)
+    common::assert_success(
+        common::flarecast()
+            .args(train_args(dir.path(), "models", "--no-attention", 1))
+            .output()
+            .unwrap(),
     );
     let run = dir.path().join("models/no_attention");
     let names = [
@@ -467,12 +430,7 @@ fn a_one_class_validation_split_is_refused_unless_allowed() {
 
     let mut args = train_args(dir.path(), "models", "--no-attention", 1);
     args.push("--allow-one-class-val".to_string());
-    let out = common::flarecast().args(&args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = common::assert_success(common::flarecast().args(&args).output().unwrap());
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["val_positive"], 0);
     assert!(summary["best_epoch"].is_null(), "{summary}");

@@ -16,20 +16,39 @@ fn archive(dir: &Path) {
     common::synth_two_days_hourly(&dir.join("archive"));
 }
 
+/// `forecast` by `model` from the local tree `images`: `cycles` hourly cycles from
+/// 2014-03-01T00:20 by the image-hour rule, as JSON into `out`.
+fn hourly_forecasts(model: &str, images: &Path, cycles: &str, out: &Path) -> std::process::Output {
+    common::run_ok(&[
+        "forecast",
+        "--model",
+        model,
+        "--images",
+        s(images),
+        "--at",
+        "2014-03-01T00:20:00",
+        "--every",
+        "1h",
+        "--cycles",
+        cycles,
+        "--out",
+        s(out),
+        "--format",
+        "json",
+        "--device",
+        "cpu",
+        "--window",
+        "image-hour",
+    ])
+}
+
 fn verify(dir: &Path, forecasts: &Path) -> Value {
-    let out = common::run_ok(&[
-        "verify",
-        "--forecasts",
-        s(forecasts),
-        "--catalog",
-        s(&dir.join("archive/catalog.csv")),
-        "--catalog-end",
+    common::verify_json(
+        forecasts,
+        &dir.join("archive/catalog.csv"),
         "2014-03-04T00:00:00",
-        "--json",
-        "--predictions",
-        s(&dir.join("verified.csv")),
-    ]);
-    serde_json::from_slice(&out.stdout).unwrap()
+        &["--predictions", s(&dir.join("verified.csv"))],
+    )
 }
 
 /// The scores both reports share are equal, and every instance has the same probability
@@ -72,27 +91,7 @@ fn hourly_forecasts_from_a_local_tree_verify_as_evaluate_scores_them() {
     let model = s(&model);
     let images = d.join("archive/images");
     // 50 hourly cycles over 48 images: the last two find nothing new.
-    let out = common::run_ok(&[
-        "forecast",
-        "--model",
-        model,
-        "--images",
-        s(&images),
-        "--at",
-        "2014-03-01T00:20:00",
-        "--every",
-        "1h",
-        "--cycles",
-        "50",
-        "--out",
-        s(&d.join("forecasts")),
-        "--format",
-        "json",
-        "--device",
-        "cpu",
-        "--window",
-        "image-hour",
-    ]);
+    let out = hourly_forecasts(model, &images, "50", &d.join("forecasts"));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("50 cycles: 48 forecasts written, 2 already issued, 0 failed"),
@@ -118,17 +117,12 @@ fn hourly_forecasts_from_a_local_tree_verify_as_evaluate_scores_them() {
     );
 
     // With the catalogue known only to 2014-03-02T12:00, windows ending later are pending.
-    let out = common::run_ok(&[
-        "verify",
-        "--forecasts",
-        s(&d.join("forecasts")),
-        "--catalog",
-        s(&d.join("archive/catalog.csv")),
-        "--catalog-end",
+    let v = common::verify_json(
+        &d.join("forecasts"),
+        &d.join("archive/catalog.csv"),
         "2014-03-02T12:00:00",
-        "--json",
-    ]);
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        &[],
+    );
     // Windows start at 00:00..12:00 on March 1 and end by 12:00 on March 2: 13 decided.
     assert_eq!(
         (v["decided"].as_u64(), v["pending"].as_u64()),
@@ -146,27 +140,7 @@ fn hourly_forecasts_from_a_local_tree_verify_as_evaluate_scores_them() {
         &cal_model,
         "platt",
     );
-    common::run_ok(&[
-        "forecast",
-        "--model",
-        s(&cal_model),
-        "--images",
-        s(&images),
-        "--at",
-        "2014-03-01T00:20:00",
-        "--every",
-        "1h",
-        "--cycles",
-        "48",
-        "--out",
-        s(&d.join("calibrated")),
-        "--format",
-        "json",
-        "--device",
-        "cpu",
-        "--window",
-        "image-hour",
-    ]);
+    hourly_forecasts(s(&cal_model), &images, "48", &d.join("calibrated"));
     let c = verify(d, &d.join("calibrated"));
     let plain = verify(d, &d.join("forecasts"));
     assert_eq!(c["scores"], plain["scores"]);

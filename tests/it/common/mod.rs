@@ -31,6 +31,48 @@ pub fn magnetogram_jpg() -> PathBuf {
     realdata().join("images/derived/HMI.m2022.08.02_10.47.53.jpg")
 }
 
+/// Rows of a CSV table (header skipped), split at commas.
+pub fn csv_rows(path: &std::path::Path) -> Vec<Vec<String>> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').map(str::to_string).collect())
+        .collect()
+}
+
+/// An SWPC event list holding one flare: the X5.4 starting 2012-03-07 00:02.
+pub const SWPC_X5_4: &str = "date,event_no,start_time,max_time,end_time,goes_sat,goes_channel,goes_class_ind,goes_class,integrated_flux,noaa_ar,ts\n\
+     0,20120307,1,0002,0024,0040,G15,1-8A,X,X5.4,1.0,11429,201203070002\n";
+
+/// `flarecast label --catalog CATALOG --images IMAGES --out OUT`, ready for more
+/// arguments.
+pub fn label_tree(
+    catalog: &std::path::Path,
+    images: &std::path::Path,
+    out: &std::path::Path,
+) -> assert_cmd::Command {
+    let mut cmd = flarecast();
+    cmd.arg("label")
+        .arg("--catalog")
+        .arg(catalog)
+        .arg("--images")
+        .arg(images)
+        .arg("--out")
+        .arg(out);
+    cmd
+}
+
+/// An empty file at each of `names` under `root`, with its folders: an image tree for the
+/// commands that read only the names.
+pub fn empty_files(root: &std::path::Path, names: &[&str]) {
+    for name in names {
+        let p = root.join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, b"").unwrap();
+    }
+}
+
 /// A real answer of the Helioviewer API, saved in `realdata/helioviewer_api`.
 pub fn helioviewer_answer(name: &str) -> Vec<u8> {
     let path = realdata().join("helioviewer_api").join(name);
@@ -59,6 +101,16 @@ pub fn run_ok_in(mut cmd: assert_cmd::Command, args: &[&str]) -> std::process::O
     out
 }
 
+/// Asserts that a run succeeded, showing its stderr if not, and gives its output.
+pub fn assert_success(out: std::process::Output) -> std::process::Output {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// Two days of hourly 256x256 synthetic images from 2014-03-01 (seed 3: positive and
 /// negative windows) and their catalogue, in `out`.
 pub fn synth_two_days_hourly(out: &std::path::Path) {
@@ -80,6 +132,74 @@ pub fn synth_two_days_hourly(out: &std::path::Path) {
     ]);
 }
 
+/// The train flags every tiny run here shares: 192 px, float32 on the CPU.
+pub const CPU_F32_192: [&str; 6] = ["--im-size", "192", "--devices", "cpu", "--precision", "f32"];
+
+/// The train flags of an experiment's cell on a synthetic archive: one epoch in batches
+/// of 4, [`CPU_F32_192`].
+pub fn cell_train_flags() -> Vec<&'static str> {
+    [&["--epochs", "1", "--batch-size", "4"][..], &CPU_F32_192].concat()
+}
+
+/// Labels the images `images` of the synthetic archive in `dir/archive` by its catalogue
+/// from `start` to `end`, with `more` arguments, into `dir/labels`.
+pub fn label_archive(
+    dir: &std::path::Path,
+    images: &std::path::Path,
+    start: &str,
+    end: &str,
+    more: &[&str],
+) {
+    let s = |p: &std::path::Path| p.to_str().expect("UTF-8 path").to_string();
+    let (catalog, images, labels) = (
+        s(&dir.join("archive/catalog.csv")),
+        s(images),
+        s(&dir.join("labels")),
+    );
+    let args = [
+        "label",
+        "--catalog",
+        &catalog,
+        "--images",
+        &images,
+        "--out",
+        &labels,
+        "--start",
+        start,
+        "--end",
+        end,
+    ];
+    run_ok(&[&args[..], more].concat());
+}
+
+/// A synthetic archive in `dir/archive`, 192 px every 12 hours for `days` days from
+/// `start` (seed 1), labelled at that cadence up to `end` into `dir/labels`.
+pub fn synth_and_label_12h(dir: &std::path::Path, start: &str, days: &str, end: &str) {
+    let s = |p: &std::path::Path| p.to_str().expect("UTF-8 path").to_string();
+    run_ok(&[
+        "synth",
+        "--out",
+        &s(&dir.join("archive")),
+        "--start",
+        start,
+        "--days",
+        days,
+        "--cadence",
+        "12h",
+        "--size",
+        "192",
+        "--seed",
+        "1",
+    ]);
+    label_archive(
+        dir,
+        &dir.join("archive/images"),
+        start,
+        end,
+        &["--cadence", "12h"],
+    );
+}
+
 /// Labels the archive of `synth_two_days_hourly` in `dir` (images from `images`), then
 /// `evaluate --model` on fold 1 (all of March), one image per
 /// forward pass as `forecast` runs: its JSON report and its per-instance file.
@@ -89,19 +209,13 @@ pub fn label_and_evaluate_two_days(
     model: &str,
 ) -> (serde_json::Value, String) {
     let s = |p: &std::path::Path| p.to_str().expect("UTF-8 path").to_string();
-    run_ok(&[
-        "label",
-        "--catalog",
-        &s(&dir.join("archive/catalog.csv")),
-        "--images",
-        &s(images),
-        "--out",
-        &s(&dir.join("labels")),
-        "--start",
+    label_archive(
+        dir,
+        images,
         "2014-03-01T00:00:00",
-        "--end",
         "2014-03-02T23:00:00",
-    ]);
+        &[],
+    );
     let out = run_ok(&[
         "evaluate",
         "--model",
@@ -159,6 +273,7 @@ pub fn python(script: &str) -> String {
 }
 pub mod jp2;
 pub mod tree;
+pub mod zip;
 
 /// `meta.json` of the golden outputs.
 pub fn golden_meta() -> serde_json::Value {
@@ -186,10 +301,29 @@ pub fn golden_input(net: &str) -> tch::Tensor {
         .expect("the golden input")
 }
 
+/// The bytes of a float32 `.npy` whose header claims `shape`, with `data` after it.
+pub fn npy_bytes(shape: &str, data: &[u8]) -> Vec<u8> {
+    let mut h = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}");
+    while (10 + h.len() + 1) % 64 != 0 {
+        h.push(' ');
+    }
+    h.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(h.len() as u16).to_le_bytes());
+    out.extend_from_slice(h.as_bytes());
+    out.extend_from_slice(data);
+    out
+}
+
 /// Writes `t` as a float32 `.npy` at `path`.
 pub fn write_npy(path: &std::path::Path, t: &tch::Tensor) {
     t.write_npy(path)
         .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+}
+
+/// The counts of a JSON summary under `keys` (`None` where one is not a count).
+pub fn counts(summary: &serde_json::Value, keys: &[&str]) -> Vec<Option<u64>> {
+    keys.iter().map(|k| summary[*k].as_u64()).collect()
 }
 
 /// Runs `flarecast ARGS` and parses its stdout as one JSON value (a summary).
@@ -208,6 +342,29 @@ pub fn run_json_in(cmd: assert_cmd::Command, args: &[&str]) -> serde_json::Value
     })
 }
 
+/// `verify --json` of the forecasts in `forecasts` against `catalog` as known up to
+/// `catalog_end`, with `more` after: its summary.
+pub fn verify_json(
+    forecasts: &std::path::Path,
+    catalog: &std::path::Path,
+    catalog_end: &str,
+    more: &[&str],
+) -> serde_json::Value {
+    let s = |p: &std::path::Path| p.to_str().expect("UTF-8 path").to_string();
+    let (forecasts, catalog) = (s(forecasts), s(catalog));
+    let args = [
+        "verify",
+        "--forecasts",
+        &forecasts,
+        "--catalog",
+        &catalog,
+        "--catalog-end",
+        catalog_end,
+        "--json",
+    ];
+    run_json(&[&args[..], more].concat())
+}
+
 /// Runs `flarecast ARGS` and parses its stdout as JSON lines (a stream of items).
 pub fn run_json_lines(args: &[&str]) -> Vec<serde_json::Value> {
     let out = run_ok(args);
@@ -218,6 +375,38 @@ pub fn run_json_lines(args: &[&str]) -> Vec<serde_json::Value> {
                 .unwrap_or_else(|e| panic!("flarecast {args:?}: not a JSON line ({e}): {l}"))
         })
         .collect()
+}
+
+/// The arguments of `train` of fold 1 of the tiny fold under `root` (see
+/// [`write_tiny_fold`]): `arch` (`--attention` or `--no-attention`) in batches of
+/// `batch` at 192 px, f32 on the CPU, into `root/out`; the epochs and the rest are the
+/// caller's.
+pub fn tiny_train_args(root: &std::path::Path, arch: &str, out: &str, batch: &str) -> Vec<String> {
+    let mut args: Vec<String> = ["train", "--fold", "1", arch, "--batch-size", batch]
+        .iter()
+        .chain(&CPU_F32_192)
+        .map(|s| s.to_string())
+        .collect();
+    for (flag, dir) in [
+        ("--images", "images"),
+        ("--labels", "labels"),
+        ("--out", out),
+    ] {
+        args.push(flag.to_string());
+        args.push(root.join(dir).to_str().expect("UTF-8 path").to_string());
+    }
+    args
+}
+
+/// Runs `train` of the standard CNN on the tiny fold under `root` into `root/models`
+/// ([`tiny_train_args`], batches of 8) with `more` after, for at most five minutes.
+pub fn tiny_train(root: &std::path::Path, more: &[&str]) -> std::process::Output {
+    flarecast()
+        .args(tiny_train_args(root, "--no-attention", "models", "8"))
+        .args(more)
+        .timeout(std::time::Duration::from_secs(300))
+        .output()
+        .unwrap()
 }
 
 /// A tiny fold 1 under `root` (`images/`, `labels/`): 256x256 grey disks; every third
