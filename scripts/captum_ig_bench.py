@@ -33,28 +33,17 @@ import time
 
 import numpy as np
 import torch
-import torch.nn as nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 PAPER = {"attention": True, "standard_cnn": False}
 
 
-class Logits(nn.Module):
-    """The paper's network with its logits as the only output, as captum expects."""
-
-    def __init__(self, net):
-        super().__init__()
-        self.net = net
-
-    def forward(self, x):
-        return self.net(x)[0]
-
 
 def load_model(arch, weights):
     sd = torch.load(weights, map_location="cpu", weights_only=True)
     if arch in PAPER:
-        from reference_model import AttnNet  # noqa: E402
+        from reference_model import AttnNet, Logits  # noqa: E402
 
         net = AttnNet(attention=PAPER[arch])
         net.load_state_dict(sd, strict=True)

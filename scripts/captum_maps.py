@@ -22,18 +22,8 @@ import torch.nn as nn
 from captum.attr import GuidedGradCam, IntegratedGradients, Occlusion
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from reference_model import load_reference, read_safetensors  # noqa: E402
+from reference_model import Logits, load_reference, read_safetensors  # noqa: E402
 
-
-class Logits(nn.Module):
-    """The network with its logits as the only output, as captum expects."""
-
-    def __init__(self, net):
-        super().__init__()
-        self.net = net
-
-    def forward(self, x):
-        return self.net(x)[0]
 
 
 def main():

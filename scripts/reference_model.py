@@ -94,6 +94,17 @@ class AttnNet(nn.Module):
         return self.classify(torch.cat((g1, g2, g3), dim=1)), (c1, c2, c3)
 
 
+class Logits(nn.Module):
+    """A paper network with its logits as the only output, as captum expects."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return self.net(x)[0]
+
+
 def state_dict_of(obj):
     """A plain state_dict from a checkpoint: plain, `{'model_state_dict': ...}`, and
     `module.`-prefixed keys (nn.DataParallel) all accepted."""

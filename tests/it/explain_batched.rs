@@ -31,17 +31,10 @@ fn captum(inputs: &Path, out: &Path) {
 import sys
 sys.dont_write_bytecode = True
 sys.path.insert(0, {scripts:?})
-import numpy as np, torch, torch.nn as nn
+import numpy as np, torch
 from captum.attr import IntegratedGradients
-from reference_model import load_reference
+from reference_model import Logits, load_reference
 from torchvision_golden import build, redraw
-
-class Logits(nn.Module):
-    def __init__(self, net):
-        super().__init__()
-        self.net = net
-    def forward(self, x):
-        return self.net(x)[0]
 
 torch.manual_seed(0)
 resnet = build("resnet18")
