@@ -55,6 +55,7 @@ fn cuda_is_refused_naming_a_missing_driver() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
     assert!(
         err.contains("\"cuda\" requested but CUDA is not available: no NVIDIA driver"),
         "{err}"
