@@ -2,7 +2,8 @@
 //! LD_LIBRARY_PATH, and record libtorch_cuda for the binary to open where a driver exists;
 //! compile the c10d shim of
 //! `src/distributed/` where Gloo's headers exist (cfg `flarecast_c10d`) and the fused
-//! inference convolution of `src/model/fast/` (cfg `flarecast_fused_conv`).
+//! inference convolution and training's fused BatchNorm, pooling and ReLU of
+//! `src/model/fast/` (cfg `flarecast_fused_conv`).
 use std::path::{Path, PathBuf};
 
 fn main() {
@@ -10,6 +11,7 @@ fn main() {
     println!("cargo::rustc-check-cfg=cfg(flarecast_fused_conv)");
     println!("cargo:rerun-if-changed=src/distributed/c10d_shim.cpp");
     println!("cargo:rerun-if-changed=src/model/fast/fused_conv.cpp");
+    println!("cargo:rerun-if-changed=src/model/fast/bn_pool_relu.cpp");
     println!("cargo:rerun-if-changed=src/shim_error.h");
     println!("cargo:rerun-if-env-changed=GLOO_INCLUDE_DIR");
     println!("cargo:rerun-if-env-changed=CUDA_HOME");
@@ -115,7 +117,8 @@ fn link_torch_cpu(lib_dir: &Path) {
 }
 
 /// Compiles `src/model/fast/fused_conv.cpp` (oneDNN's fused inference convolution, found
-/// in libtorch's dispatcher at run time) against the wheel's ATen headers.
+/// in libtorch's dispatcher at run time) and `bn_pool_relu.cpp` (training's BatchNorm,
+/// max pooling and ReLU as one autograd function) against the wheel's headers.
 fn build_fused_conv(lib_dir: &Path) {
     let Some(torch) = lib_dir.parent() else {
         return;
@@ -129,6 +132,11 @@ fn build_fused_conv(lib_dir: &Path) {
         return;
     }
     torch_cpp("src/model/fast/fused_conv.cpp", torch).compile("flarecast_fused_conv");
+    // Training's fused BatchNorm + max pooling + ReLU: its loops are the work, so they are
+    // optimised whatever the profile.
+    torch_cpp("src/model/fast/bn_pool_relu.cpp", torch)
+        .opt_level(3)
+        .compile("flarecast_bn_pool_relu");
     link_torch_cpu(lib_dir);
     println!("cargo:rustc-cfg=flarecast_fused_conv");
 }

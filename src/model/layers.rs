@@ -127,9 +127,7 @@ impl BatchNorm {
     /// and the batch count), the running statistics in eval mode.
     pub fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
         if train {
-            tch::no_grad(|| {
-                let _ = self.num_batches_tracked.shallow_clone().g_add_scalar_(1);
-            });
+            self.track_batch();
         }
         Tensor::batch_norm(
             xs,
@@ -142,6 +140,13 @@ impl BatchNorm {
             BN_EPS,
             true,
         )
+    }
+
+    /// Counts one training batch in `num_batches_tracked`, as BatchNorm2d does.
+    pub fn track_batch(&self) {
+        tch::no_grad(|| {
+            let _ = self.num_batches_tracked.shallow_clone().g_add_scalar_(1);
+        });
     }
 }
 

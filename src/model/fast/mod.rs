@@ -2,12 +2,14 @@
 //! `super::reference`, computed faster. Each departure is exact in real arithmetic and
 //! tested equal to the reference in float32:
 //! - BatchNorm folded into the convolution at inference;
-//! - 2x2 max pooling before the ReLU where only the pooled block output is used;
+//! - 2x2 max pooling before the ReLU where only the pooled block output is used, and in
+//!   bf16 training BatchNorm, pooling and ReLU as one function (`bn_pool`);
 //! - activations channels-last (NHWC strides) and in the compute precision (bf16 casts
 //!   of the float32 weights, autocast-style), logits always float32;
 //! - the attention block's algebra rewritten as matmuls (`attention`).
 
 mod attention;
+mod bn_pool;
 pub mod fused;
 
 use super::layers::{global, max_pool2, Conv, ConvBlock, Layers, BN_EPS};
@@ -135,6 +137,15 @@ fn block_pooled(block: &ConvBlock, xs: &Tensor, train: bool, c: Compute) -> Tens
     // gives the same values.
     if let Some(out) = fused_block(block, xs, train, c) {
         return max_pool2(&out);
+    }
+    if train {
+        let layer = &block.conv;
+        keep_layout(&layer.ws, c.channels_last);
+        let y = conv(layer, xs, &layer.ws, layer.bs.as_ref(), c);
+        if let Some(out) = bn_pool::bn_pool_relu(&y, &block.bn) {
+            return out;
+        }
+        return max_pool2(&block.bn.forward_t(&y, train)).relu();
     }
     max_pool2(&pre_activation(block, xs, train, c)).relu()
 }
