@@ -25,10 +25,12 @@
 using flarecast_shim::message;
 
 // Each inner loop runs over the channels, contiguous in channels-last memory; it is
-// compiled for AVX-512, AVX2 and the baseline, picked at load (`ivdep`: a channel's
-// inputs and outputs never overlap). Vectorising over the channels keeps every channel's
-// sums in the same order on any processor.
-#define FC_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+// compiled for AVX2 and the baseline, picked at load (`ivdep`: a channel's inputs and
+// outputs never overlap). Not for AVX-512: on an Intel Xeon with AMX, 512-bit code in
+// these passes made the AMX convolutions around them 1.2-1.7x slower (oneDNN's verbose
+// timings), and ATen runs its own elementwise kernels in AVX2 there too. Vectorising
+// over the channels keeps every channel's sums in the same order on any processor.
+#define FC_CLONES __attribute__((target_clones("avx2", "default")))
 #define FC_INLINE inline __attribute__((always_inline))
 
 namespace {
