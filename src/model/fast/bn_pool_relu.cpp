@@ -3,14 +3,14 @@
 // over the full-resolution tensor forward (two for the statistics, the normalisation's
 // read and write, the pooling's read) and five backward (ReLU's, the pooling's zero fill
 // and scatter, BatchNorm's two); here the forward reads it twice (statistics; normalise,
-// pool and activate, writing only the pooled quarter and a byte per pooled value that
-// says which of the four won and whether ReLU passed it) and the backward reads the
-// pooled gradient once for BatchNorm's sums and writes the input gradient in one pass.
+// pool and activate, writing only the pooled quarter) and the backward twice (BatchNorm's
+// sums at each window's winner, recomputed from the input; the input gradient, written
+// once). Only the input and the per-channel constants are kept for the backward.
 //
 // Arithmetic in float32 for both float32 and bf16 activations; the result is rounded to
 // the activation's kind once. Max pooling's choice among equal values follows torch's
-// (the first in the window, NaN wins), and ReLU keeps NaN, so a diverged network's NaN
-// reaches the loss.
+// (the first in the window), and ReLU keeps NaN, so a diverged network's NaN reaches
+// the loss.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/csrc/autograd/custom_function.h>
@@ -27,7 +27,7 @@ using flarecast_shim::message;
 // Each inner loop runs over the channels, contiguous in channels-last memory; it is
 // compiled for AVX2 and the baseline, picked at load (`ivdep`: a channel's inputs and
 // outputs never overlap). Not for AVX-512: on an Intel Xeon with AMX, 512-bit code in
-// these passes made the AMX convolutions around them 1.2-1.7x slower (oneDNN's verbose
+// these passes made the AMX convolutions around them 1.2-1.9x slower (oneDNN's verbose
 // timings), and ATen runs its own elementwise kernels in AVX2 there too. Vectorising
 // over the channels keeps every channel's sums in the same order on any processor.
 #define FC_CLONES __attribute__((target_clones("avx2", "default")))
