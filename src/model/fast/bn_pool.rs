@@ -53,7 +53,6 @@ mod ffi {
             eps: c_double,
             err: *mut *mut c_char,
         ) -> *mut c_void;
-        fn fc_fused_error_free(err: *mut c_char);
     }
 
     pub fn available() -> bool {
@@ -77,17 +76,9 @@ mod ffi {
                 &mut err,
             )
         };
-        if out.is_null() {
-            // A layout or parameter the shim does not take (activations not channels-last,
-            // parameters not float32): the plain ops compute the same.
-            if !err.is_null() {
-                // SAFETY: the shim's NUL-terminated, strdup'ed message.
-                unsafe { fc_fused_error_free(err) };
-            }
-            return None;
-        }
-        // SAFETY: `out` is a heap at::Tensor the shim allocated for us.
-        Some(unsafe { Tensor::from_ptr(out as *mut torch_sys::C_tensor) })
+        // None: a layout or parameter the shim does not take (activations not
+        // channels-last, parameters not float32), and the plain ops compute the same.
+        super::super::fused::ffi::shim_result(out, err)
     }
 }
 

@@ -75,7 +75,7 @@ pub fn conv(
 }
 
 #[cfg(flarecast_fused_conv)]
-mod ffi {
+pub(super) mod ffi {
     use super::{Act, Geometry};
     use std::ffi::{c_char, c_double, c_int, c_void, CStr};
     use std::sync::OnceLock;
@@ -143,9 +143,18 @@ mod ffi {
                 &mut err,
             )
         };
+        // None: the op refused these tensors (a layout or kind oneDNN does not take), and
+        // the plain ops compute the same thing.
+        shim_result(out, err)
+    }
+
+    /// A shim call's result: the new tensor it allocated, or None (its error message
+    /// freed) where it refused; the caller then runs the plain ops.
+    pub(in crate::model::fast) fn shim_result(
+        out: *mut c_void,
+        err: *mut c_char,
+    ) -> Option<Tensor> {
         if out.is_null() {
-            // The op refused these tensors (a layout or kind oneDNN does not take): the
-            // plain ops compute the same thing.
             if !err.is_null() {
                 // SAFETY: the shim's NUL-terminated, strdup'ed message.
                 unsafe { fc_fused_error_free(err) };
