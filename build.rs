@@ -12,6 +12,8 @@ fn main() {
     println!("cargo:rerun-if-changed=src/distributed/c10d_shim.cpp");
     println!("cargo:rerun-if-changed=src/model/fast/fused_conv.cpp");
     println!("cargo:rerun-if-changed=src/model/fast/bn_pool_relu.cpp");
+    println!("cargo:rerun-if-changed=src/model/fast/first_block.cpp");
+    println!("cargo:rerun-if-changed=src/model/fast/cpu_kernel.h");
     println!("cargo:rerun-if-changed=src/shim_error.h");
     println!("cargo:rerun-if-env-changed=GLOO_INCLUDE_DIR");
     println!("cargo:rerun-if-env-changed=CUDA_HOME");
@@ -117,8 +119,9 @@ fn link_torch_cpu(lib_dir: &Path) {
 }
 
 /// Compiles `src/model/fast/fused_conv.cpp` (oneDNN's fused inference convolution, found
-/// in libtorch's dispatcher at run time) and `bn_pool_relu.cpp` (training's BatchNorm,
-/// max pooling and ReLU as one autograd function) against the wheel's headers.
+/// in libtorch's dispatcher at run time), `bn_pool_relu.cpp` (training's BatchNorm, max
+/// pooling and ReLU as one autograd function) and `first_block.cpp` (the first block at
+/// inference in one pass) against the wheel's headers.
 fn build_fused_conv(lib_dir: &Path) {
     let Some(torch) = lib_dir.parent() else {
         return;
@@ -137,6 +140,10 @@ fn build_fused_conv(lib_dir: &Path) {
     torch_cpp("src/model/fast/bn_pool_relu.cpp", torch)
         .opt_level(3)
         .compile("flarecast_bn_pool_relu");
+    // The first block at inference (convolution, ReLU and pooling in one pass), likewise.
+    torch_cpp("src/model/fast/first_block.cpp", torch)
+        .opt_level(3)
+        .compile("flarecast_first_block");
     link_torch_cpu(lib_dir);
     println!("cargo:rustc-cfg=flarecast_fused_conv");
 }

@@ -98,18 +98,18 @@ mod ffi {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::model::to_channels_last;
     use crate::model::InitScheme;
     use tch::nn;
 
     /// BatchNorm2d's four per-channel tensors: gamma, beta, running mean and variance.
-    type Params = [Tensor; 4];
+    pub(in crate::model::fast) type Params = [Tensor; 4];
 
     /// Non-trivial affine parameters and running statistics for `c` channels. Drawn once
     /// and copied into each run: tests share libtorch's generator across threads.
-    fn params(c: i64) -> Params {
+    pub(in crate::model::fast) fn params(c: i64) -> Params {
         let cpu = (Kind::Float, Device::Cpu);
         [
             Tensor::rand([c], cpu) + 0.5,
@@ -119,7 +119,7 @@ mod tests {
         ]
     }
 
-    fn batch_norm(vs: &nn::VarStore, p: &Params) -> BatchNorm {
+    pub(in crate::model::fast) fn batch_norm(vs: &nn::VarStore, p: &Params) -> BatchNorm {
         let bn = BatchNorm::new(vs.root() / "bn", p[0].size()[0], InitScheme::KaimingUniform);
         tch::no_grad(|| {
             for (dst, src) in [&bn.weight, &bn.bias, &bn.running_mean, &bn.running_var]
@@ -138,7 +138,7 @@ mod tests {
             .relu()
     }
 
-    fn max_abs(t: &Tensor) -> f64 {
+    pub(in crate::model::fast) fn max_abs(t: &Tensor) -> f64 {
         t.abs().max().to_kind(Kind::Double).double_value(&[])
     }
 

@@ -4,12 +4,15 @@
 //! - BatchNorm folded into the convolution at inference;
 //! - 2x2 max pooling before the ReLU where only the pooled block output is used, and in
 //!   bf16 training BatchNorm, pooling and ReLU as one function (`bn_pool`);
+//! - the first block (one input channel) as one pass that writes only its pooled output,
+//!   at inference and in bf16 training (`first_block`);
 //! - activations channels-last (NHWC strides) and in the compute precision (bf16 casts
 //!   of the float32 weights, autocast-style), logits always float32;
 //! - the attention block's algebra rewritten as matmuls (`attention`).
 
 mod attention;
 mod bn_pool;
+mod first_block;
 pub mod fused;
 
 use super::layers::{global, max_pool2, Conv, ConvBlock, Layers, BN_EPS};
@@ -133,6 +136,9 @@ fn folded(block: &ConvBlock) -> (Tensor, Tensor) {
 /// the ReLU and its backward on a quarter of the values. Blocks 1 and 2 are only
 /// seen pooled, and theirs are the largest activations.
 fn block_pooled(block: &ConvBlock, xs: &Tensor, train: bool, c: Compute) -> Tensor {
+    if let Some(out) = first_block_pooled(block, xs, train, c) {
+        return out;
+    }
     // At inference the ReLU costs nothing inside the fused convolution; pooling after it
     // gives the same values.
     if let Some(out) = fused_block(block, xs, train, c) {
@@ -141,6 +147,9 @@ fn block_pooled(block: &ConvBlock, xs: &Tensor, train: bool, c: Compute) -> Tens
     if train {
         let layer = &block.conv;
         keep_layout(&layer.ws, c.channels_last);
+        if let Some(out) = first_block_trained(block, xs, c) {
+            return out;
+        }
         let y = conv(layer, xs, &layer.ws, layer.bs.as_ref(), c);
         if let Some(out) = bn_pool::bn_pool_relu(&y, &block.bn) {
             return out;
@@ -148,6 +157,28 @@ fn block_pooled(block: &ConvBlock, xs: &Tensor, train: bool, c: Compute) -> Tens
         return max_pool2(&block.bn.forward_t(&y, train)).relu();
     }
     max_pool2(&pre_activation(block, xs, train, c)).relu()
+}
+
+/// The first block (one input channel, 3x3, padding 1) at inference, BatchNorm folded,
+/// as one pass writing only the pooled output (`first_block`), where it applies.
+fn first_block_pooled(block: &ConvBlock, xs: &Tensor, train: bool, c: Compute) -> Option<Tensor> {
+    let layer = &block.conv;
+    if train || !c.channels_last || layer.stride != 1 || layer.padding != 1 {
+        return None;
+    }
+    let (ws, bs) = folded(block);
+    first_block::pooled(xs, &c.cast(&ws), &c.cast(&bs))
+}
+
+/// The first block in (bf16) training as one autograd function that never writes the
+/// full-resolution activation (`first_block::train`), where it applies.
+fn first_block_trained(block: &ConvBlock, xs: &Tensor, c: Compute) -> Option<Tensor> {
+    let layer = &block.conv;
+    if !c.channels_last || layer.stride != 1 || layer.padding != 1 {
+        return None;
+    }
+    let bs = layer.bs.as_ref()?;
+    first_block::train(xs, &c.weight(&layer.ws), &c.cast(bs), &block.bn)
 }
 
 /// The forward pass of `layers` on [N,1,H,W] inputs in [0,1].
