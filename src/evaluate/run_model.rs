@@ -5,7 +5,8 @@
 
 use super::location::{read_details, Details};
 use super::predictions::{PredictionRow, PredictionWriter};
-use crate::data::{self, Loader, LoaderConfig, Split};
+use crate::data::{self, CacheMode, Loader, LoaderConfig, Split};
+use crate::im_size::ImSize;
 use crate::inference::{Model, Settings};
 use crate::progress::Progress;
 use anyhow::{Context, Result};
@@ -48,6 +49,7 @@ pub fn predict_fold(
     lc.batch_size = model.batch_size;
     lc.im_size = model.im_size;
     lc.progress = *progress;
+    lc.cache = single_pass_cache(samples.len(), model.im_size);
     let loader = Loader::new(lc, samples)?;
     let items = loader.plain_items();
     let bar = progress.bar(
@@ -65,6 +67,21 @@ pub fn predict_fold(
     bar.finish_and_clear();
     written?;
     Ok((path, details))
+}
+
+/// The most the resized images of one pass may hold in memory.
+const SINGLE_PASS_CACHE_BYTES: u64 = 2 << 30;
+
+/// The loader checks every image up front by decoding it; in a single pass over the split,
+/// keeping what the check decoded (resized, 8-bit) spares decoding every image a second
+/// time, where the split's images fit [`SINGLE_PASS_CACHE_BYTES`].
+fn single_pass_cache(images: usize, side: ImSize) -> CacheMode {
+    let bytes = images as u64 * u64::from(side.get()).pow(2);
+    if bytes <= SINGLE_PASS_CACHE_BYTES {
+        CacheMode::Memory
+    } else {
+        CacheMode::None
+    }
 }
 
 fn write_rows(
@@ -104,4 +121,20 @@ fn write_rows(
     }
     w.finish()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A validation quarter of the paper's size at 256 keeps its images (about 1 GiB);
+    /// past 2 GiB of resized images, each is decoded again for its batch.
+    #[test]
+    fn a_single_pass_keeps_its_images_where_they_fit() {
+        let side = |s| ImSize::new(s).unwrap();
+        assert_eq!(single_pass_cache(16_722, side(256)), CacheMode::Memory);
+        assert_eq!(single_pass_cache(8192, side(512)), CacheMode::Memory);
+        assert_eq!(single_pass_cache(8193, side(512)), CacheMode::None);
+        assert_eq!(single_pass_cache(100_000, side(256)), CacheMode::None);
+    }
 }
