@@ -36,21 +36,42 @@ fn fused(xs: &Tensor, bn: &BatchNorm) -> Option<Tensor> {
 }
 
 #[cfg(flarecast_fused_conv)]
-mod ffi {
+pub(super) mod ffi {
     use super::{BatchNorm, BN_EPS, BN_MOMENTUM};
-    use std::ffi::{c_char, c_double, c_void};
+    use std::ffi::{c_char, c_void};
     use tch::Tensor;
 
+    /// A training BatchNorm2d as the fused shims take it: `FcBatchNorm` of
+    /// `batch_norm_args.h`, its parameters and running buffers as at::Tensor handles.
+    #[repr(C)]
+    pub(in crate::model::fast) struct BatchNormArgs {
+        gamma: *const c_void,
+        beta: *const c_void,
+        running_mean: *const c_void,
+        running_var: *const c_void,
+        momentum: f64,
+        eps: f64,
+    }
+
+    impl BatchNormArgs {
+        /// Valid while `bn` lives.
+        pub(in crate::model::fast) fn of(bn: &BatchNorm) -> Self {
+            let ptr = |t: &Tensor| t.as_ptr() as *const c_void;
+            BatchNormArgs {
+                gamma: ptr(&bn.weight),
+                beta: ptr(&bn.bias),
+                running_mean: ptr(&bn.running_mean),
+                running_var: ptr(&bn.running_var),
+                momentum: BN_MOMENTUM,
+                eps: BN_EPS,
+            }
+        }
+    }
+
     extern "C" {
-        #[allow(clippy::too_many_arguments)]
         fn fc_bn_pool_relu(
             x: *const c_void,
-            gamma: *const c_void,
-            beta: *const c_void,
-            running_mean: *const c_void,
-            running_var: *const c_void,
-            momentum: c_double,
-            eps: c_double,
+            bn: *const BatchNormArgs,
             err: *mut *mut c_char,
         ) -> *mut c_void;
     }
@@ -60,22 +81,11 @@ mod ffi {
     }
 
     pub fn bn_pool_relu(xs: &Tensor, bn: &BatchNorm) -> Option<Tensor> {
-        let ptr = |t: &Tensor| t.as_ptr() as *const c_void;
+        let args = BatchNormArgs::of(bn);
         let mut err: *mut c_char = std::ptr::null_mut();
-        // SAFETY: the pointers are live at::Tensor handles for the call's duration; the
+        // SAFETY: the handles are live at::Tensor objects for the call's duration; the
         // shim returns a new handle that Tensor::from_ptr takes ownership of.
-        let out = unsafe {
-            fc_bn_pool_relu(
-                ptr(xs),
-                ptr(&bn.weight),
-                ptr(&bn.bias),
-                ptr(&bn.running_mean),
-                ptr(&bn.running_var),
-                BN_MOMENTUM,
-                BN_EPS,
-                &mut err,
-            )
-        };
+        let out = unsafe { fc_bn_pool_relu(xs.as_ptr() as *const c_void, &args, &mut err) };
         // None: a layout or parameter the shim does not take (activations not
         // channels-last, parameters not float32), and the plain ops compute the same.
         super::super::fused::ffi::shim_result(out, err)

@@ -20,6 +20,7 @@
 #include <cstring>
 #include <vector>
 
+#include "model/fast/batch_norm_args.h"
 #include "model/fast/cpu_kernel.h"
 #include "shim_error.h"
 
@@ -393,19 +394,13 @@ struct BnPoolRelu : public torch::autograd::Function<BnPoolRelu> {
   }
 };
 
-void check(const at::Tensor& x, const at::Tensor& gamma, const at::Tensor& beta,
-           const at::Tensor& running_mean, const at::Tensor& running_var) {
+void check(const at::Tensor& x) {
   TORCH_CHECK(x.device().is_cpu() && x.dim() == 4, "bn_pool_relu: a 4-d CPU tensor");
   TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16,
               "bn_pool_relu: float32 or bf16 activations");
   TORCH_CHECK(x.is_contiguous(at::MemoryFormat::ChannelsLast),
               "bn_pool_relu: channels-last activations");
   TORCH_CHECK(x.size(2) >= 2 && x.size(3) >= 2, "bn_pool_relu: sides of at least 2");
-  const int64_t C = x.size(1);
-  for (const at::Tensor* t : {&gamma, &beta, &running_mean, &running_var}) {
-    TORCH_CHECK(t->scalar_type() == at::kFloat && t->is_contiguous() && t->numel() == C,
-                "bn_pool_relu: float32 per-channel parameters");
-  }
 }
 
 }  // namespace
@@ -414,16 +409,13 @@ extern "C" {
 
 // relu(max_pool2d(batch_norm(x, training), 2)) with autograd; `running_mean` and
 // `running_var` are updated in place. Returns a new tensor, or null with *err set.
-void* fc_bn_pool_relu(const void* x, const void* gamma, const void* beta, const void* running_mean,
-                      const void* running_var, double momentum, double eps, char** err) {
+void* fc_bn_pool_relu(const void* x, const FcBatchNorm* bn, char** err) {
   try {
     const auto& xt = *static_cast<const at::Tensor*>(x);
-    const auto& gt = *static_cast<const at::Tensor*>(gamma);
-    const auto& bt = *static_cast<const at::Tensor*>(beta);
-    const auto& rm = *static_cast<const at::Tensor*>(running_mean);
-    const auto& rv = *static_cast<const at::Tensor*>(running_var);
-    check(xt, gt, bt, rm, rv);
-    return new at::Tensor(BnPoolRelu::apply(xt, gt, bt, rm, rv, momentum, eps));
+    check(xt);
+    const flarecast_shim::BatchNormTensors t(*bn, xt.size(1), "bn_pool_relu");
+    return new at::Tensor(BnPoolRelu::apply(xt, t.gamma, t.beta, t.running_mean, t.running_var,
+                                            bn->momentum, bn->eps));
   } catch (const std::exception& e) {
     *err = message(e);
   } catch (...) {

@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "model/fast/batch_norm_args.h"
 #include "model/fast/cpu_kernel.h"
 #include "shim_error.h"
 
@@ -437,24 +438,17 @@ struct FirstBlockTrain : public torch::autograd::Function<FirstBlockTrain> {
                                                 running_var, momentum, eps)
                          : train_forward<c10::BFloat16>(x, weight, bias, gamma, beta,
                                                         running_mean, running_var, momentum, eps);
-    ctx->save_for_backward({x, weight, bias, gamma});
+    // The batch's constants after the inputs, in `Saved`'s order.
+    ctx->save_for_backward({x, weight, bias, gamma, sv.taps, sv.bias, sv.u_mean, sv.invstd,
+                            sv.covariance, sv.patch_sums});
     ctx->saved_data["shift"] = sv.shift;
-    ctx->saved_data["taps"] = sv.taps;
-    ctx->saved_data["bias"] = sv.bias;
-    ctx->saved_data["u_mean"] = sv.u_mean;
-    ctx->saved_data["invstd"] = sv.invstd;
-    ctx->saved_data["covariance"] = sv.covariance;
-    ctx->saved_data["patch_sums"] = sv.patch_sums;
     return out;
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     auto saved = ctx->get_saved_variables();
-    auto& d = ctx->saved_data;
-    const Saved sv{d["shift"].toDouble(),        d["taps"].toTensor(),
-                   d["bias"].toTensor(),         d["u_mean"].toTensor(),
-                   d["invstd"].toTensor(),       d["covariance"].toTensor(),
-                   d["patch_sums"].toTensor()};
+    const Saved sv{ctx->saved_data["shift"].toDouble(), saved[4], saved[5], saved[6],
+                   saved[7], saved[8], saved[9]};
     auto r = saved[0].scalar_type() == at::kFloat
                  ? train_backward<float>(saved[0], saved[1], saved[2], saved[3], grads[0], sv)
                  : train_backward<c10::BFloat16>(saved[0], saved[1], saved[2], saved[3],
@@ -510,24 +504,16 @@ void* fc_first_block(const void* x, const void* weight, const void* bias, char**
 // autograd for every parameter (not the input); `running_mean` and `running_var` are
 // updated in place. Returns a new tensor, or null with *err set.
 void* fc_first_block_train(const void* x, const void* weight, const void* bias,
-                           const void* gamma, const void* beta, const void* running_mean,
-                           const void* running_var, double momentum, double eps, char** err) {
+                           const FcBatchNorm* bn, char** err) {
   return guarded(err, [&] {
     const auto& xt = *static_cast<const at::Tensor*>(x);
     const auto& wt = *static_cast<const at::Tensor*>(weight);
     const auto& bt = *static_cast<const at::Tensor*>(bias);
-    const auto& gt = *static_cast<const at::Tensor*>(gamma);
-    const auto& be = *static_cast<const at::Tensor*>(beta);
-    const auto& rm = *static_cast<const at::Tensor*>(running_mean);
-    const auto& rv = *static_cast<const at::Tensor*>(running_var);
     check(xt, wt, bt);
     TORCH_CHECK(!xt.requires_grad(), "first_block: the input takes no gradient");
-    const int64_t C = wt.size(0);
-    for (const at::Tensor* t : {&gt, &be, &rm, &rv}) {
-      TORCH_CHECK(t->scalar_type() == at::kFloat && t->is_contiguous() && t->numel() == C,
-                  "first_block: float32 per-channel BatchNorm parameters");
-    }
-    return FirstBlockTrain::apply(xt, wt, bt, gt, be, rm, rv, momentum, eps);
+    const flarecast_shim::BatchNormTensors t(*bn, wt.size(0), "first_block");
+    return FirstBlockTrain::apply(xt, wt, bt, t.gamma, t.beta, t.running_mean, t.running_var,
+                                  bn->momentum, bn->eps);
   });
 }
 

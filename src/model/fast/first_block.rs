@@ -11,7 +11,7 @@
 //!   the backward reads the input and the pooled gradient only. float32 training keeps
 //!   the plain ops, whose results the paper's reproduction is checked against.
 
-use super::super::layers::{BatchNorm, BN_EPS, BN_MOMENTUM};
+use super::super::layers::BatchNorm;
 use tch::{Device, Kind, Tensor};
 
 /// Output channels the kernel sums together; a block with another multiple runs the
@@ -69,8 +69,9 @@ fn is_first_block(xs: &Tensor, ws: &Tensor) -> bool {
 
 #[cfg(flarecast_fused_conv)]
 mod ffi {
-    use super::{BatchNorm, BN_EPS, BN_MOMENTUM};
-    use std::ffi::{c_char, c_double, c_void};
+    use super::super::bn_pool::ffi::BatchNormArgs;
+    use super::BatchNorm;
+    use std::ffi::{c_char, c_void};
     use tch::Tensor;
 
     extern "C" {
@@ -80,19 +81,17 @@ mod ffi {
             bias: *const c_void,
             err: *mut *mut c_char,
         ) -> *mut c_void;
-        #[allow(clippy::too_many_arguments)]
         fn fc_first_block_train(
             x: *const c_void,
             weight: *const c_void,
             bias: *const c_void,
-            gamma: *const c_void,
-            beta: *const c_void,
-            running_mean: *const c_void,
-            running_var: *const c_void,
-            momentum: c_double,
-            eps: c_double,
+            bn: *const BatchNormArgs,
             err: *mut *mut c_char,
         ) -> *mut c_void;
+    }
+
+    fn ptr(t: &Tensor) -> *const c_void {
+        t.as_ptr() as *const c_void
     }
 
     pub fn available() -> bool {
@@ -105,28 +104,14 @@ mod ffi {
         bs: &Tensor,
         bn: &BatchNorm,
     ) -> Option<Tensor> {
-        let ptr = |t: &Tensor| t.as_ptr() as *const c_void;
+        let args = BatchNormArgs::of(bn);
         let mut err: *mut c_char = std::ptr::null_mut();
         // SAFETY: as in `first_block`.
-        let out = unsafe {
-            fc_first_block_train(
-                ptr(xs),
-                ptr(ws),
-                ptr(bs),
-                ptr(&bn.weight),
-                ptr(&bn.bias),
-                ptr(&bn.running_mean),
-                ptr(&bn.running_var),
-                BN_MOMENTUM,
-                BN_EPS,
-                &mut err,
-            )
-        };
+        let out = unsafe { fc_first_block_train(ptr(xs), ptr(ws), ptr(bs), &args, &mut err) };
         super::super::fused::ffi::shim_result(out, err)
     }
 
     pub fn first_block(xs: &Tensor, ws: &Tensor, bs: &Tensor) -> Option<Tensor> {
-        let ptr = |t: &Tensor| t.as_ptr() as *const c_void;
         let mut err: *mut c_char = std::ptr::null_mut();
         // SAFETY: the pointers are live at::Tensor handles for the call's duration; the
         // shim returns a new handle that the result takes ownership of.
