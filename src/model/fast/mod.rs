@@ -162,19 +162,25 @@ fn block_pooled(block: &ConvBlock, xs: &Tensor, train: bool, c: Compute) -> Tens
 /// The first block (one input channel, 3x3, padding 1) at inference, BatchNorm folded,
 /// as one pass writing only the pooled output (`first_block`), where it applies.
 fn first_block_pooled(block: &ConvBlock, xs: &Tensor, train: bool, c: Compute) -> Option<Tensor> {
-    let layer = &block.conv;
-    if train || !c.channels_last || layer.stride != 1 || layer.padding != 1 {
+    if train || !takes_first_block(block, xs, c) {
         return None;
     }
     let (ws, bs) = folded(block);
     first_block::pooled(xs, &c.cast(&ws), &c.cast(&bs))
 }
 
+/// Whether `block` on `xs` is a first block (one input channel, stride 1, padding 1) in
+/// a channels-last computation, checked before its weights are folded or cast.
+fn takes_first_block(block: &ConvBlock, xs: &Tensor, c: Compute) -> bool {
+    let layer = &block.conv;
+    c.channels_last && layer.stride == 1 && layer.padding == 1 && xs.size().get(1) == Some(&1)
+}
+
 /// The first block in (bf16) training as one autograd function that never writes the
 /// full-resolution activation (`first_block::train`), where it applies.
 fn first_block_trained(block: &ConvBlock, xs: &Tensor, c: Compute) -> Option<Tensor> {
     let layer = &block.conv;
-    if !c.channels_last || layer.stride != 1 || layer.padding != 1 {
+    if !takes_first_block(block, xs, c) {
         return None;
     }
     let bs = layer.bs.as_ref()?;
