@@ -699,3 +699,46 @@ fn scores_an_all_positive_file_cannot_define_print_as_undefined() {
     );
     assert!(!text.contains("0.5000") && !text.contains("NaN"), "{text}");
 }
+
+/// `evaluate --model` on a fold with one image that is not a JPG (an HTML error page
+/// saved under its name): refused before any prediction, in one line naming the image,
+/// exit 1, and no predictions file (nor a temporary one) left in `--out`.
+#[test]
+fn model_on_a_fold_with_a_corrupt_image_names_it_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("images");
+    let labels = dir.path().join("labels");
+    std::fs::create_dir_all(images.join("2022/08/02")).unwrap();
+    std::fs::create_dir_all(labels.join("simplified_data_labels")).unwrap();
+    let good = "2022/08/02/HMI.m2022.08.02_10.00.00.jpg";
+    let bad = "2022/08/02/HMI.m2022.08.02_11.00.00.jpg";
+    std::fs::copy(common::magnetogram_jpg(), images.join(good)).unwrap();
+    std::fs::write(images.join(bad), b"<html>404</html>").unwrap();
+    write(
+        &labels.join("simplified_data_labels"),
+        "Fold1_val.csv",
+        &format!("label,goes_class\n{good},1\n{bad},0\n"),
+    );
+    let out = dir.path().join("out");
+    let model = common::golden().join("attn.pth");
+    let result = common::flarecast()
+        .args(["evaluate", "--fold", "1", "--device", "cpu", "--model"])
+        .arg(&model)
+        .arg("--labels")
+        .arg(&labels)
+        .arg("--images")
+        .arg(&images)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(result.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&result.stderr);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains(bad), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(&out)
+        .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "left in --out: {left:?}");
+}
