@@ -33,8 +33,13 @@ fn main() {
             println!("cargo:rustc-env=FLARECAST_LIBTORCH_CUDA={}", cuda.display());
             println!("cargo:rustc-link-arg-tests=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
         }
-        build_c10d_shim(Path::new(&lib_dir));
-        build_fused_conv(Path::new(&lib_dir));
+        // The C++ shims are the build script's whole cost and independent of each other:
+        // compile them side by side (each `cc` build also spreads its own files).
+        let lib_dir = Path::new(&lib_dir);
+        std::thread::scope(|s| {
+            s.spawn(|| build_c10d_shim(lib_dir));
+            build_fused_conv(lib_dir);
+        });
     }
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
 }
@@ -94,13 +99,13 @@ fn nccl_includes(lib_dir: &Path) -> Option<Vec<PathBuf>> {
     Some(vec![nccl, cuda])
 }
 
-/// A C++ shim over libtorch, built against the wheel's headers with the ABI the wheel was
+/// C++ shims over libtorch, built against the wheel's headers with the ABI the wheel was
 /// built with; `src/` holds the header the shims share (`shim_error.h`).
-fn torch_cpp(file: &str, torch: &Path) -> cc::Build {
+fn torch_cpp(files: &[&str], torch: &Path) -> cc::Build {
     let mut build = cc::Build::new();
     build
         .cpp(true)
-        .file(file)
+        .files(files)
         .include("src")
         .include(torch.join("include"))
         .include(torch.join("include/torch/csrc/api/include"))
@@ -135,16 +140,19 @@ fn build_fused_conv(lib_dir: &Path) {
         );
         return;
     }
-    torch_cpp("src/model/fast/fused_conv.cpp", torch).compile("flarecast_fused_conv");
-    // Training's fused BatchNorm + max pooling + ReLU: its loops are the work, so they are
-    // optimised whatever the profile.
-    torch_cpp("src/model/fast/bn_pool_relu.cpp", torch)
-        .opt_level(3)
-        .compile("flarecast_bn_pool_relu");
-    // The first block at inference (convolution, ReLU and pooling in one pass), likewise.
-    torch_cpp("src/model/fast/first_block.cpp", torch)
-        .opt_level(3)
-        .compile("flarecast_first_block");
+    // One library, its files compiled in parallel. Training's fused BatchNorm + pooling +
+    // ReLU and the first block's kernels are loops that do the work, so they are
+    // optimised whatever the profile; the convolution's glue costs a second more at -O3.
+    torch_cpp(
+        &[
+            "src/model/fast/fused_conv.cpp",
+            "src/model/fast/bn_pool_relu.cpp",
+            "src/model/fast/first_block.cpp",
+        ],
+        torch,
+    )
+    .opt_level(3)
+    .compile("flarecast_fast_kernels");
     link_torch_cpu(lib_dir);
     println!("cargo:rustc-cfg=flarecast_fused_conv");
 }
@@ -163,7 +171,7 @@ fn build_c10d_shim(lib_dir: &Path) {
     let Some(torch) = lib_dir.parent() else {
         return;
     };
-    let mut build = torch_cpp("src/distributed/c10d_shim.cpp", torch);
+    let mut build = torch_cpp(&["src/distributed/c10d_shim.cpp"], torch);
     build
         .include(&gloo)
         .flag("-DGLOG_USE_GLOG_EXPORT")
