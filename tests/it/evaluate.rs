@@ -189,6 +189,16 @@ fn fold1_location_breakdown() {
     assert_eq!(loc["unmatched"], 0);
 }
 
+/// An empty image tree with the day 2022-08-02 and a labels folder with its
+/// `simplified_data_labels/`, under `root`: `(images, labels)`.
+fn fold_tree(root: &Path) -> (PathBuf, PathBuf) {
+    let images = root.join("images");
+    let labels = root.join("labels");
+    std::fs::create_dir_all(images.join("2022/08/02")).unwrap();
+    std::fs::create_dir_all(labels.join("simplified_data_labels")).unwrap();
+    (images, labels)
+}
+
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();
@@ -380,10 +390,7 @@ fn model_on_a_fold_writes_and_scores_its_predictions() {
     // Three instances of fold 1, all the real magnetogram, run through the golden
     // attention checkpoint; the full table beside the simplified one adds locations.
     let dir = tempfile::tempdir().unwrap();
-    let images = dir.path().join("images");
-    let labels = dir.path().join("labels");
-    std::fs::create_dir_all(images.join("2022/08/02")).unwrap();
-    std::fs::create_dir_all(labels.join("simplified_data_labels")).unwrap();
+    let (images, labels) = fold_tree(dir.path());
     let names: Vec<String> = (10..13)
         .map(|h| format!("2022/08/02/HMI.m2022.08.02_{h}.00.00.jpg"))
         .collect();
@@ -706,10 +713,7 @@ fn scores_an_all_positive_file_cannot_define_print_as_undefined() {
 #[test]
 fn model_on_a_fold_with_a_corrupt_image_names_it_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let images = dir.path().join("images");
-    let labels = dir.path().join("labels");
-    std::fs::create_dir_all(images.join("2022/08/02")).unwrap();
-    std::fs::create_dir_all(labels.join("simplified_data_labels")).unwrap();
+    let (images, labels) = fold_tree(dir.path());
     let good = "2022/08/02/HMI.m2022.08.02_10.00.00.jpg";
     let bad = "2022/08/02/HMI.m2022.08.02_11.00.00.jpg";
     std::fs::copy(common::magnetogram_jpg(), images.join(good)).unwrap();
