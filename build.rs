@@ -12,8 +12,6 @@ fn main() {
     println!("cargo:rerun-if-changed=src/distributed/c10d_shim.cpp");
     println!("cargo:rerun-if-changed=src/model/fast/fused_conv.cpp");
     println!("cargo:rerun-if-changed=src/model/fast/bn_pool_relu.cpp");
-    println!("cargo:rerun-if-changed=src/model/fast/bn_act.cpp");
-    println!("cargo:rerun-if-changed=src/model/fast/bn_batch_stats.h");
     println!("cargo:rerun-if-changed=src/model/fast/first_block.cpp");
     println!("cargo:rerun-if-changed=src/model/fast/cpu_kernel.h");
     println!("cargo:rerun-if-changed=src/model/fast/batch_norm_args.h");
@@ -128,8 +126,7 @@ fn link_torch_cpu(lib_dir: &Path) {
 
 /// Compiles `src/model/fast/fused_conv.cpp` (oneDNN's fused inference convolution, found
 /// in libtorch's dispatcher at run time), `bn_pool_relu.cpp` (training's BatchNorm, max
-/// pooling and ReLU as one autograd function), `bn_act.cpp` (training's BatchNorm, a
-/// residual sum and ReLU or ReLU6 as one) and `first_block.cpp` (the first block at
+/// pooling and ReLU as one autograd function) and `first_block.cpp` (the first block at
 /// inference in one pass) against the wheel's headers.
 fn build_fused_conv(lib_dir: &Path) {
     let Some(torch) = lib_dir.parent() else {
@@ -143,14 +140,13 @@ fn build_fused_conv(lib_dir: &Path) {
         );
         return;
     }
-    // One library, its files compiled in parallel. Training's fused BatchNorm functions
-    // and the first block's kernels are loops that do the work, so they are
+    // One library, its files compiled in parallel. Training's fused BatchNorm + pooling +
+    // ReLU and the first block's kernels are loops that do the work, so they are
     // optimised whatever the profile; the convolution's glue costs a second more at -O3.
     torch_cpp(
         &[
             "src/model/fast/fused_conv.cpp",
             "src/model/fast/bn_pool_relu.cpp",
-            "src/model/fast/bn_act.cpp",
             "src/model/fast/first_block.cpp",
         ],
         torch,

@@ -32,12 +32,11 @@ const STEP_TOL: Bounds = Bounds {
     state: TOL,
 };
 
-/// The bounds of a training step in channels-last float32 against the script's NCHW
-/// one. oneDNN's channels-last convolutions sum in another order, and a deep network's
-/// gradient amplifies it: with the plain ops in that layout, ResNet-50's train logits
-/// were 2.4e-5 off and its state after the step 1.8e-3 (ResNet-34 6.6e-5, MobileNetV2
-/// 3.6e-4), the fused BatchNorm functions as close (1.2e-5, 1.9e-3). A wrong gradient
-/// moves the state by far more.
+/// The bounds of a training step in channels-last float32 (what `train` runs) against
+/// the script's NCHW one. oneDNN's channels-last convolutions sum in another order, and
+/// a deep network's gradient amplifies it: ResNet-50's train logits were 2.4e-5 off and
+/// its state after the step 1.8e-3 (ResNet-34 6.6e-5, MobileNetV2 3.6e-4). A wrong
+/// gradient moves the state by far more.
 const FAST_TOL: Bounds = Bounds {
     outputs: 1e-4,
     state: 5e-3,
@@ -260,9 +259,8 @@ fn check(arch: Arch, side: i64) {
 
     let step = train_step(arch, side, &g, &mut vs, &mut net, false, STEP_TOL);
     (e.train, e.loss, e.after, e.update) = (step.train, step.loss, step.after, step.update);
-    // The fast compute's training (channels-last float32, ReLU in place: BatchNorm, the
-    // residual sum and the activation as one function) takes the same step, at one side,
-    // to channels-last's own bound.
+    // The fast compute's training (channels-last float32, ReLU in place, as `train` runs
+    // it) takes the same step, at one side, to channels-last's own bound.
     if side == SIDES[0] {
         weights::assign(&mut vs, &g.state("before"), arch.name()).unwrap();
         net.set_compute(Compute {

@@ -3,9 +3,7 @@
 //! tested equal to the reference in float32:
 //! - BatchNorm folded into the convolution at inference;
 //! - 2x2 max pooling before the ReLU where only the pooled block output is used, and in
-//!   bf16 training BatchNorm, pooling and ReLU as one function (`bn_pool`), BatchNorm and
-//!   ReLU as one where nothing pools (`bn_act`, which also serves the torchvision
-//!   networks' training with their residual sums and ReLU6);
+//!   bf16 training BatchNorm, pooling and ReLU as one function (`bn_pool`);
 //! - the first block (one input channel) as one pass that writes only its pooled output,
 //!   at inference and in bf16 training (`first_block`);
 //! - activations channels-last (NHWC strides) and in the compute precision (bf16 casts
@@ -13,7 +11,6 @@
 //! - the attention block's algebra rewritten as matmuls (`attention`).
 
 mod attention;
-pub mod bn_act;
 mod bn_pool;
 mod first_block;
 pub mod fused;
@@ -94,17 +91,6 @@ fn pre_activation(block: &ConvBlock, xs: &Tensor, train: bool, c: Compute) -> Te
 fn block_out(block: &ConvBlock, xs: &Tensor, train: bool, c: Compute) -> Tensor {
     if let Some(out) = fused_block(block, xs, train, c) {
         return out;
-    }
-    // bf16 training: BatchNorm and ReLU as one function (`bn_act`), as `bn_pool` for the
-    // pooled blocks; float32 training keeps the plain ops.
-    if train && c.kind == Kind::BFloat16 {
-        let layer = &block.conv;
-        keep_layout(&layer.ws, c.channels_last);
-        let y = conv(layer, xs, &layer.ws, layer.bs.as_ref(), c);
-        if let Some(out) = bn_act::bn_act(&y, &block.bn, None, Some(fused::Act::Relu)) {
-            return out;
-        }
-        return block.bn.forward_t(&y, train).relu();
     }
     pre_activation(block, xs, train, c).relu()
 }
