@@ -107,7 +107,7 @@ fn golden(net: &str, side: i64) -> Golden {
 #[derive(Default)]
 struct Recorder {
     masks: Vec<Tensor>,
-    /// Whether the network may apply ReLU in place (and fuse it), as without a tap.
+    /// Whether the network may apply ReLU in place, as without a tap.
     relu_in_place: bool,
     dropouts: usize,
     relus: usize,
@@ -257,19 +257,26 @@ fn check(arch: Arch, side: i64) {
     e.bf16 = rel_err(&bf.logits, &eval.logits, scale(&eval.logits));
     net.set_compute(Compute::default());
 
-    let step = train_step(arch, side, &g, &mut vs, &mut net, false, STEP_TOL);
+    let step = train_step(
+        arch,
+        side,
+        &g,
+        &mut vs,
+        &mut net,
+        Compute::default(),
+        STEP_TOL,
+    );
     (e.train, e.loss, e.after, e.update) = (step.train, step.loss, step.after, step.update);
-    // The fast compute's training (channels-last float32, ReLU in place, as `train` runs
-    // it) takes the same step, at one side, to channels-last's own bound.
+    // The fast compute's training (channels-last float32, as `train` runs it) takes the
+    // same step, at one side, to channels-last's own bound.
     if side == SIDES[0] {
         weights::assign(&mut vs, &g.state("before"), arch.name()).unwrap();
-        net.set_compute(Compute {
+        let fast = Compute {
             kind: Kind::Float,
             channels_last: true,
-        });
-        let fast = train_step(arch, side, &g, &mut vs, &mut net, true, FAST_TOL);
+        };
+        let fast = train_step(arch, side, &g, &mut vs, &mut net, fast, FAST_TOL);
         e.fast_step = fast.train.max(fast.loss).max(fast.after);
-        net.set_compute(Compute::default());
     }
     eprintln!(
         "{arch} at {side}: {e:?} (script {:.1} s, total {:.1} s)",
@@ -301,17 +308,20 @@ struct Step {
 }
 
 /// Train mode with torchvision's dropout masks, then one SGD step of the paper's recipe
-/// from the script's `before` state (assigned), held against the script's.
-/// `relu_in_place`: the tap takes ReLU's output only, so the network may fuse ReLU.
+/// in `compute` from the script's `before` state (assigned), held against the script's.
+/// Outside the reference compute ReLU runs in place, as `train`'s untapped network runs
+/// it. The network is left in the reference compute.
 fn train_step(
     arch: Arch,
     side: i64,
     g: &Golden,
     vs: &mut nn::VarStore,
     net: &mut VisionNet,
-    relu_in_place: bool,
+    compute: Compute,
     tol: Bounds,
 ) -> Step {
+    let reference = compute == Compute::default();
+    net.set_compute(compute);
     let mut opt = nn::Sgd {
         momentum: 0.0,
         dampening: 0.0,
@@ -322,13 +332,13 @@ fn train_step(
     .unwrap();
     let mut rec = Recorder {
         masks: g.masks(),
-        relu_in_place,
+        relu_in_place: !reference,
         ..Recorder::default()
     };
-    let how = if relu_in_place {
-        "channels-last"
-    } else {
+    let how = if reference {
         "as written"
+    } else {
+        "channels-last"
     };
     let mut s = Step::default();
     let train = net.forward_tapped(g.get("input"), true, &mut rec);
@@ -374,6 +384,7 @@ fn train_step(
         s.after = s.after.max(err);
         s.update = s.update.max(update);
     }
+    net.set_compute(Compute::default());
     s
 }
 
