@@ -119,6 +119,8 @@ int fc_allreduce_sum(void* group, void* tensor, char** err) {
     o.reduceOp = c10d::ReduceOp::SUM;
     o.timeout = g->timeout;
     finish(g, g->backend->allreduce(ts, o));
+    // Gloo wrote the tensor behind libtorch's version counter.
+    ts[0].unsafeGetTensorImpl()->bump_version();
     return 0;
   } catch (const std::exception& e) {
     *err = message(e);
@@ -137,6 +139,9 @@ int fc_broadcast(void* group, void* tensor, int root, char** err) {
     o.rootRank = root;
     o.timeout = g->timeout;
     finish(g, g->backend->broadcast(ts, o));
+    // Gloo wrote the tensor behind libtorch's version counter: weights derived from it
+    // (model::prepared) are remade.
+    ts[0].unsafeGetTensorImpl()->bump_version();
     return 0;
   } catch (const std::exception& e) {
     *err = message(e);

@@ -3,6 +3,7 @@
 //! `projector1.op.weight`, `attn1.op.weight`, `classify.weight`, ...), so a PyTorch
 //! checkpoint loads key for key. `reference` and `fast` both compute with these tensors.
 
+use super::prepared::Prepared;
 use super::{Arch, InitScheme};
 use tch::nn::{self, Init};
 use tch::{Kind, Tensor};
@@ -156,6 +157,8 @@ impl BatchNorm {
 pub(super) struct ConvBlock {
     pub conv: Conv,
     pub bn: BatchNorm,
+    /// The convolution's inference weights, the BatchNorm folded in.
+    pub prepared: Prepared,
 }
 
 impl ConvBlock {
@@ -163,6 +166,7 @@ impl ConvBlock {
         ConvBlock {
             conv: Conv::new(&p / "0", shape, init),
             bn: BatchNorm::new(&p / "1", shape.cout, init),
+            prepared: Prepared::default(),
         }
     }
 }

@@ -24,6 +24,7 @@ mod limits;
 mod names;
 mod network;
 mod output;
+mod prepared;
 pub mod pretrained;
 pub mod pth;
 pub mod reference;

@@ -41,6 +41,12 @@ int fc_fused_conv_available() { return unary_op().has_value() && binary_op().has
 
 int fc_grad_enabled() { return at::GradMode::is_enabled() ? 1 : 0; }
 
+// The tensor's version counter: every in-place change (an optimizer step, a load, a copy)
+// bumps it, so weights derived from the tensor stay valid while it reads the same.
+int64_t fc_tensor_version(const void* t) {
+  return static_cast<const at::Tensor*>(t)->_version();
+}
+
 void fc_fused_error_free(char* err) { free(err); }
 
 // act: "relu" or "hardtanh" (clamped to [lo, hi]). `bias` and `other` may be

@@ -84,7 +84,7 @@ fn pre_activation(block: &ConvBlock, xs: &Tensor, train: bool, c: Compute) -> Te
         let y = conv(layer, xs, &layer.ws, layer.bs.as_ref(), c);
         return block.bn.forward_t(&y, train);
     }
-    let (ws, bias) = folded(block);
+    let (ws, bias) = inference_weights(block, c);
     conv(layer, xs, &ws, Some(&bias), c)
 }
 
@@ -102,21 +102,32 @@ fn fused_block(block: &ConvBlock, xs: &Tensor, train: bool, c: Compute) -> Optio
         return None;
     }
     let layer = &block.conv;
-    keep_layout(&layer.ws, c.channels_last);
-    let (ws, bs) = folded(block);
+    let (ws, bs) = inference_weights(block, c);
     let geometry = fused::Geometry {
         stride: layer.stride,
         padding: layer.padding,
         groups: 1,
     };
-    fused::conv(
-        xs,
-        &c.weight(&ws),
-        Some(&c.cast(&bs)),
-        None,
-        geometry,
-        fused::Act::Relu,
-    )
+    fused::conv(xs, &ws, Some(&bs), None, geometry, fused::Act::Relu)
+}
+
+/// The block's folded weight and bias in `c`'s kind and layout, kept on the block until
+/// a parameter changes.
+fn inference_weights(block: &ConvBlock, c: Compute) -> (Tensor, Tensor) {
+    let (layer, bn) = (&block.conv, &block.bn);
+    // The variable itself in the compute's layout, before its storage keys what is kept.
+    keep_layout(&layer.ws, c.channels_last);
+    let mut weights = vec![&layer.ws];
+    weights.extend(&layer.bs);
+    let stats = [&bn.weight, &bn.bias, &bn.running_mean, &bn.running_var];
+    let made = block
+        .prepared
+        .get(&weights, &stats, (c.kind, c.channels_last), || {
+            let (ws, bs) = folded(block);
+            vec![c.weight(&ws), c.cast(&bs)]
+        });
+    let [ws, bs] = <[Tensor; 2]>::try_from(made).expect("a weight and a bias were made");
+    (ws, bs)
 }
 
 /// The convolution's weight and bias with the BatchNorm after it folded in (its running

@@ -4,6 +4,7 @@
 
 use super::super::fast::fused::{self, Act, Geometry};
 use super::super::layers::{BatchNorm, BN_EPS};
+use super::super::prepared::Prepared;
 use super::super::{keep_layout, to_channels_last, Compute, InitScheme};
 use crate::model::tap::Tap;
 use tch::nn::{self, init::FanInOut, init::NonLinearity, init::NormalOrUniform, Init};
@@ -88,6 +89,8 @@ pub(super) struct Conv2d {
     stride: i64,
     padding: i64,
     groups: i64,
+    /// Its inference weights, the BatchNorm after it folded in.
+    prepared: Prepared,
 }
 
 /// A convolution's geometry: nn.Conv2d(cin, cout, k, stride, padding, groups, bias).
@@ -134,6 +137,7 @@ impl Conv2d {
             stride: s.stride,
             padding: s.padding,
             groups: s.groups,
+            prepared: Prepared::default(),
         }
     }
 
@@ -210,8 +214,8 @@ pub(super) fn conv_bn(
     if train || c == Compute::default() {
         return bn.forward_t(&conv.forward(xs, c), train);
     }
-    let (ws, bs) = fold(conv, bn);
-    conv.forward_with(xs, &ws, Some(&bs), c)
+    let (ws, bs) = inference_weights(conv, Some(bn), c);
+    conv.forward_with(xs, &ws, bs.as_ref(), c)
 }
 
 /// The convolution's weight and bias with the BatchNorm after it folded in (its running
@@ -226,6 +230,45 @@ fn fold(conv: &Conv2d, bn: &BatchNorm) -> (Tensor, Tensor) {
         };
         (ws, shift + &bn.bias)
     })
+}
+
+/// The convolution's weight and bias for inference in `c` (the BatchNorm after it folded
+/// in, in `c`'s kind and layout), kept on the convolution until a parameter changes.
+fn inference_weights(
+    conv: &Conv2d,
+    bn: Option<&BatchNorm>,
+    c: Compute,
+) -> (Tensor, Option<Tensor>) {
+    // The variable itself in the compute's layout, before its storage keys what is kept.
+    keep_layout(&conv.ws, c.channels_last);
+    let mut weights = vec![&conv.ws];
+    weights.extend(&conv.bs);
+    let stats = match bn {
+        Some(bn) => vec![&bn.weight, &bn.bias, &bn.running_mean, &bn.running_var],
+        None => Vec::new(),
+    };
+    let mut made = conv
+        .prepared
+        .get(&weights, &stats, (c.kind, c.channels_last), || {
+            let (ws, bs) = match bn {
+                Some(bn) => {
+                    let (ws, bs) = fold(conv, bn);
+                    (ws, Some(bs))
+                }
+                None => (
+                    conv.ws.shallow_clone(),
+                    conv.bs.as_ref().map(Tensor::shallow_clone),
+                ),
+            };
+            let mut ws = cast(&ws, c);
+            if c.channels_last {
+                ws = to_channels_last(&ws);
+            }
+            [ws].into_iter().chain(bs.map(|b| cast(&b, c))).collect()
+        })
+        .into_iter();
+    let ws = made.next().expect("a weight was made");
+    (ws, made.next())
 }
 
 /// act(conv(xs) + residual), the BatchNorm after the convolution folded in, as one fused
@@ -243,22 +286,7 @@ fn fused(
     if train || c == Compute::default() || !fused::applies(xs) {
         return None;
     }
-    keep_layout(&conv.ws, c.channels_last);
-    let (ws, bs) = match bn {
-        Some(bn) => {
-            let (ws, bs) = fold(conv, bn);
-            (ws, Some(bs))
-        }
-        None => (
-            conv.ws.shallow_clone(),
-            conv.bs.as_ref().map(Tensor::shallow_clone),
-        ),
-    };
-    let mut ws = cast(&ws, c);
-    if c.channels_last {
-        ws = to_channels_last(&ws);
-    }
-    let bs = bs.map(|b| cast(&b, c));
+    let (ws, bs) = inference_weights(conv, bn, c);
     let geometry = Geometry {
         stride: conv.stride,
         padding: conv.padding,
