@@ -387,14 +387,18 @@ fn watch_states(
 ) -> std::thread::JoinHandle<Vec<BTreeSet<String>>> {
     std::thread::spawn(move || {
         let mut seen = vec![BTreeSet::new(); 4];
-        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        loop {
+            // One last look after the stop: the final states come just before it.
+            let stopping = stop.load(std::sync::atomic::Ordering::SeqCst);
             let status = status_json(&out);
             for (k, c) in status["cells"].as_array().unwrap().iter().enumerate() {
                 seen[k].insert(c["state"].as_str().unwrap().to_string());
             }
+            if stopping {
+                return seen;
+            }
             std::thread::sleep(Duration::from_millis(150));
         }
-        seen
     })
 }
 
