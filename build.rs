@@ -3,7 +3,8 @@
 //! compile the c10d shim of
 //! `src/distributed/` where Gloo's headers exist (cfg `flarecast_c10d`) and the fused
 //! inference convolution and training's fused BatchNorm, pooling and ReLU of
-//! `src/model/fast/` (cfg `flarecast_fused_conv`).
+//! `src/model/fast/` and the one-pass SGD update of `src/train/` (cfg
+//! `flarecast_fused_conv`).
 use std::path::{Path, PathBuf};
 
 fn main() {
@@ -13,6 +14,7 @@ fn main() {
     println!("cargo:rerun-if-changed=src/model/fast/fused_conv.cpp");
     println!("cargo:rerun-if-changed=src/model/fast/bn_pool_relu.cpp");
     println!("cargo:rerun-if-changed=src/model/fast/first_block.cpp");
+    println!("cargo:rerun-if-changed=src/train/sgd_update.cpp");
     println!("cargo:rerun-if-changed=src/model/fast/cpu_kernel.h");
     println!("cargo:rerun-if-changed=src/model/fast/batch_norm_args.h");
     println!("cargo:rerun-if-changed=src/shim_error.h");
@@ -126,8 +128,9 @@ fn link_torch_cpu(lib_dir: &Path) {
 
 /// Compiles `src/model/fast/fused_conv.cpp` (oneDNN's fused inference convolution, found
 /// in libtorch's dispatcher at run time), `bn_pool_relu.cpp` (training's BatchNorm, max
-/// pooling and ReLU as one autograd function) and `first_block.cpp` (the first block at
-/// inference in one pass) against the wheel's headers.
+/// pooling and ReLU as one autograd function), `first_block.cpp` (the first block at
+/// inference in one pass) and `src/train/sgd_update.cpp` (plain SGD's update in one pass)
+/// against the wheel's headers.
 fn build_fused_conv(lib_dir: &Path) {
     let Some(torch) = lib_dir.parent() else {
         return;
@@ -148,6 +151,7 @@ fn build_fused_conv(lib_dir: &Path) {
             "src/model/fast/fused_conv.cpp",
             "src/model/fast/bn_pool_relu.cpp",
             "src/model/fast/first_block.cpp",
+            "src/train/sgd_update.cpp",
         ],
         torch,
     )

@@ -12,6 +12,7 @@ use crate::hardware::F32Peak;
 use crate::im_size::ImSize;
 use crate::model::{Arch, Compute, InitScheme, Network, Precision};
 use crate::recipe::Recipe;
+use crate::train::step::StepOptimizer;
 use anyhow::Result;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -269,7 +270,7 @@ impl Runner {
             (Kind::Float, cfg.device),
         );
         let y = Tensor::randint(2, [cfg.batch_size], (Kind::Int64, cfg.device));
-        let mut opt = crate::train::sgd(&vs, 1e-3, 0.5)?;
+        let mut opt = StepOptimizer::sgd(&vs, 1e-3, 0.5)?;
         let mut step: Box<dyn FnMut()> = Box::new(move || {
             let _keep = &vs;
             match mode {
@@ -280,7 +281,7 @@ impl Runner {
                 Mode::Train => {
                     let out = net.forward_t(&x, true);
                     let loss = out.logits.cross_entropy_for_logits(&y);
-                    opt.backward_step(&loss);
+                    opt.backward_step(&vs, &loss);
                 }
             }
         });

@@ -16,6 +16,7 @@ pub mod parallel;
 pub mod peers;
 pub mod run_config;
 mod select;
+mod sgd_update;
 mod splits;
 pub mod step;
 

@@ -5,6 +5,7 @@
 
 use super::parallel::{Replicas, StepOutput};
 use super::peers::Peers;
+use super::sgd_update;
 use crate::device::synchronize;
 use crate::recipe::{Optimizer, Recipe};
 use anyhow::Result;
@@ -63,11 +64,67 @@ pub fn batch_weight(class_weights: [f64; 2], class_rows: [f64; 2], batch_rows: u
     (w[0] * class_rows[0] + w[1] * class_rows[1]) / batch_rows as f64
 }
 
+/// A recipe's optimizer as a step uses it: libtorch's, whose plain SGD (no momentum) update
+/// runs as one pass over each parameter (`sgd_update`) where that applies, bitwise the
+/// same.
+pub struct StepOptimizer {
+    opt: nn::Optimizer,
+    /// (lr, weight decay) where the optimizer is plain SGD.
+    plain_sgd: Option<(f64, f64)>,
+}
+
+impl StepOptimizer {
+    /// The recipe's optimizer over `vs`'s trainable variables ([`optimizer`]).
+    pub fn new(vs: &nn::VarStore, recipe: &Recipe) -> Result<Self> {
+        let plain = recipe.optimizer == Optimizer::Sgd && recipe.momentum == 0.0;
+        Ok(StepOptimizer {
+            opt: optimizer(vs, recipe)?,
+            plain_sgd: plain.then_some((recipe.lr, recipe.weight_decay)),
+        })
+    }
+
+    /// The paper's SGD ([`sgd`]).
+    pub fn sgd(vs: &nn::VarStore, lr: f64, weight_decay: f64) -> Result<Self> {
+        Ok(StepOptimizer {
+            opt: sgd(vs, lr, weight_decay)?,
+            plain_sgd: Some((lr, weight_decay)),
+        })
+    }
+
+    pub fn set_lr(&mut self, lr: f64) {
+        self.opt.set_lr(lr);
+        if let Some((rate, _)) = &mut self.plain_sgd {
+            *rate = lr;
+        }
+    }
+
+    pub fn zero_grad(&mut self) {
+        self.opt.zero_grad();
+    }
+
+    /// One update of `vs`'s trainable variables (those the optimizer was built over).
+    pub fn step(&mut self, vs: &nn::VarStore) {
+        if let Some((lr, wd)) = self.plain_sgd {
+            if sgd_update::update(&vs.trainable_variables(), lr, wd) {
+                return;
+            }
+        }
+        self.opt.step();
+    }
+
+    /// zero_grad, backward of `loss`, step.
+    pub fn backward_step(&mut self, vs: &nn::VarStore, loss: &Tensor) {
+        self.zero_grad();
+        loss.backward();
+        self.step(vs);
+    }
+}
+
 /// The replicas, their optimizer and the peers they train with.
 pub struct Stepper {
     pub replicas: Replicas,
     pub peers: Peers,
-    opt: nn::Optimizer,
+    opt: StepOptimizer,
     /// Time spent in the gradients' all-reduce, the device synchronised around it (only
     /// where `time_reduction` is set: a bench wants it, training does not wait for it).
     pub reducing: Duration,
@@ -77,7 +134,7 @@ pub struct Stepper {
 impl Stepper {
     /// The recipe's optimizer over the master replica's variables at its rate.
     pub fn new(replicas: Replicas, peers: Peers, recipe: &Recipe) -> Result<Stepper> {
-        let opt = optimizer(&replicas.master().vs, recipe)?;
+        let opt = StepOptimizer::new(&replicas.master().vs, recipe)?;
         Ok(Stepper {
             replicas,
             peers,
@@ -153,7 +210,7 @@ impl Stepper {
             None => loss,
         };
         if loss.is_finite() {
-            self.opt.step();
+            self.opt.step(&self.replicas.master().vs);
             self.replicas.broadcast()?;
         }
         Ok(StepOutput {
