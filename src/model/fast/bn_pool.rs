@@ -19,25 +19,6 @@ pub(crate) fn bn_pool_relu(xs: &Tensor, bn: &BatchNorm) -> Option<Tensor> {
     fused(xs, bn)
 }
 
-/// max_pool2d(relu(batch_norm(xs)), 3, stride 2, padding 1) in training mode, ResNet's stem
-/// after its first convolution, for float32 or bf16 channels-last activations; the running
-/// statistics and the batch count updated as BatchNorm2d updates them. None where it does
-/// not apply (not a channels-last CPU tensor of those kinds, or a build without the shim),
-/// and the caller runs the plain ops.
-pub(crate) fn bn_relu_max_pool3(xs: &Tensor, bn: &BatchNorm) -> Option<Tensor> {
-    let applies = xs.device() == Device::Cpu
-        && matches!(xs.kind(), Kind::Float | Kind::BFloat16)
-        && xs.dim() == 4
-        && xs.numel() > 0
-        && ffi::available();
-    if !applies {
-        return None;
-    }
-    let out = ffi::bn_relu_max_pool3(xs, bn)?;
-    bn.track_batch();
-    Some(out)
-}
-
 /// `bn_pool_relu` for float32 or bf16 activations.
 fn fused(xs: &Tensor, bn: &BatchNorm) -> Option<Tensor> {
     let applies = xs.device() == Device::Cpu
@@ -93,11 +74,6 @@ pub(super) mod ffi {
             bn: *const BatchNormArgs,
             err: *mut *mut c_char,
         ) -> *mut c_void;
-        fn fc_bn_relu_max_pool3(
-            x: *const c_void,
-            bn: *const BatchNormArgs,
-            err: *mut *mut c_char,
-        ) -> *mut c_void;
     }
 
     pub fn available() -> bool {
@@ -114,14 +90,6 @@ pub(super) mod ffi {
         // channels-last, parameters not float32), and the plain ops compute the same.
         super::super::fused::ffi::shim_result(out, err)
     }
-
-    pub fn bn_relu_max_pool3(xs: &Tensor, bn: &BatchNorm) -> Option<Tensor> {
-        let args = BatchNormArgs::of(bn);
-        let mut err: *mut c_char = std::ptr::null_mut();
-        // SAFETY: as for `bn_pool_relu`.
-        let out = unsafe { fc_bn_relu_max_pool3(xs.as_ptr() as *const c_void, &args, &mut err) };
-        super::super::fused::ffi::shim_result(out, err)
-    }
 }
 
 #[cfg(not(flarecast_fused_conv))]
@@ -135,11 +103,6 @@ mod ffi {
 
     /// Never called: `available` is false.
     pub fn bn_pool_relu(_: &Tensor, _: &BatchNorm) -> Option<Tensor> {
-        None
-    }
-
-    /// Never called: `available` is false.
-    pub fn bn_relu_max_pool3(_: &Tensor, _: &BatchNorm) -> Option<Tensor> {
         None
     }
 }
@@ -284,82 +247,5 @@ pub(super) mod tests {
         assert!(nans > 0, "NaN reaches the output");
         // float32 stays on the plain ops.
         assert!(bn_pool_relu(&x0.to_kind(Kind::Float), &bn).is_none());
-    }
-
-    fn plain_stem(xs: &Tensor, bn: &BatchNorm) -> Tensor {
-        bn.forward_t(xs, true)
-            .relu()
-            .max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false)
-    }
-
-    /// ResNet's stem function equals BatchNorm2d (training) -> ReLU -> max_pool2d(3, 2, 1)
-    /// in float32: output, input gradient (a position several windows take sums their
-    /// gradients), gamma's and beta's gradients and the running statistics, on even, odd
-    /// and one- or two-wide sides, with a large channel mean.
-    #[test]
-    fn stem_equals_batch_norm_relu_max_pool3_in_float32() {
-        let cpu = (Kind::Float, Device::Cpu);
-        for (n, c, h, w) in [
-            (2, 16, 8, 8),
-            (3, 32, 9, 7),
-            (1, 8, 2, 3),
-            (2, 8, 1, 5),
-            (4, 64, 16, 16),
-        ] {
-            let x0 = to_channels_last(&(Tensor::randn([n, c, h, w], cpu) * 2.0 + 30.0));
-            let p = params(c);
-            let (oh, ow) = ((h - 1) / 2 + 1, (w - 1) / 2 + 1);
-            let weights = Tensor::randn([n, c, oh, ow], cpu);
-            let want = run(&x0, &p, &weights, &|x, bn| plain_stem(x, bn));
-            let got = run(&x0, &p, &weights, &|x, bn| {
-                bn_relu_max_pool3(x, bn).expect("the shim is built")
-            });
-            assert_eq!(got.out.size(), want.out.size());
-            let close = |a: &Tensor, b: &Tensor, what: &str| {
-                let tol = 2e-5 * max_abs(b).max(1.0);
-                let d = max_abs(&(a - b));
-                assert!(d <= tol, "{n}x{c}x{h}x{w} {what}: {d} > {tol}");
-            };
-            close(&got.out, &want.out, "output");
-            close(&got.dx, &want.dx, "input gradient");
-            close(&got.dgamma, &want.dgamma, "gamma's gradient");
-            close(&got.dbeta, &want.dbeta, "beta's gradient");
-            close(&got.running.0, &want.running.0, "running mean");
-            close(&got.running.1, &want.running.1, "running var");
-        }
-    }
-
-    /// In bf16 the stem is the float32 function rounded once; NaN reaches the output.
-    #[test]
-    fn stem_in_bf16_agrees_to_its_rounding_and_keeps_nan() {
-        let cpu = (Kind::Float, Device::Cpu);
-        let x0 = to_channels_last(&Tensor::randn([4, 64, 16, 16], cpu).to_kind(Kind::BFloat16));
-        let p = params(64);
-        let weights = Tensor::randn([4, 64, 8, 8], cpu);
-        let x32 = to_channels_last(&x0.to_kind(Kind::Float));
-        let want = run(&x32, &p, &weights, &|x, bn| plain_stem(x, bn));
-        let got = run(&x0, &p, &weights, &|x, bn| {
-            bn_relu_max_pool3(x, bn).expect("bf16 takes the fused path")
-        });
-        assert_eq!(got.out.kind(), Kind::BFloat16);
-        for (a, b, what) in [
-            (&got.out, &want.out, "output"),
-            (&got.dx, &want.dx, "input gradient"),
-        ] {
-            let d = max_abs(&(a.to_kind(Kind::Float) - b.to_kind(Kind::Float)));
-            let tol = 2.0f64.powi(-6) * max_abs(b).max(1.0);
-            assert!(d <= tol, "{what}: {d} > {tol}");
-        }
-        let rel = max_abs(&(&got.dgamma - &want.dgamma)) / max_abs(&want.dgamma);
-        assert!(rel <= 1e-2, "gamma's gradient: {rel}");
-
-        let _ = x0.get(1).get(5).get(3).get(4).fill_(f64::NAN);
-        let vs = nn::VarStore::new(Device::Cpu);
-        let bn = batch_norm(&vs, &p);
-        let out = bn_relu_max_pool3(&x0, &bn).unwrap();
-        let nans = out.isnan().sum(Kind::Int64).int64_value(&[]);
-        assert!(nans > 0, "NaN reaches the output");
-        // Not channels-last: the plain ops.
-        assert!(bn_relu_max_pool3(&x0.contiguous(), &bn).is_none());
     }
 }

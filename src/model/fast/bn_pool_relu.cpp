@@ -195,210 +195,6 @@ FC_INLINE void grad_uncovered_impl(const T* x, int64_t n, int64_t C, const float
 FC_KERNELS(float)
 FC_KERNELS(c10::BFloat16)
 
-// ResNet's stem: BatchNorm, ReLU, then nn.MaxPool2d(3, stride=2, padding=1). ReLU commutes
-// with the maximum, so the window's maximum is taken first and activated once.
-//
-// Its loops keep a window's running maximum, winner and winner's input in registers, eight
-// channels at a time (GCC's vector extensions; the last C % 8 channels one at a time), and
-// select with blends: written as loops over arrays, GCC turned the selects into masked
-// stores behind data-dependent branches.
-// Vectors pass between these inlined helpers by value; GCC's note on the 32-byte ABI is moot.
-#pragma GCC diagnostic ignored "-Wpsabi"
-typedef float v8sf __attribute__((vector_size(32)));
-typedef uint32_t v8su __attribute__((vector_size(32)));
-typedef uint16_t v8hu __attribute__((vector_size(16)));
-
-template <typename V>
-struct Lane {};
-
-FC_INLINE float vload(Lane<float>, const float* p) { return *p; }
-FC_INLINE float vload(Lane<float>, const c10::BFloat16* p) { return load(p, 0); }
-FC_INLINE void vstore(float* p, float v) { *p = v; }
-FC_INLINE void vstore(c10::BFloat16* p, float v) { store(p, 0, v); }
-
-FC_INLINE v8sf vload(Lane<v8sf>, const float* p) {
-  v8sf v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-FC_INLINE v8sf vload(Lane<v8sf>, const c10::BFloat16* p) {
-  v8hu h;
-  std::memcpy(&h, p, sizeof h);
-  const v8su bits = __builtin_convertvector(h, v8su) << 16;
-  v8sf v;
-  std::memcpy(&v, &bits, sizeof v);
-  return v;
-}
-FC_INLINE void vstore(float* p, v8sf v) { std::memcpy(p, &v, sizeof v); }
-// Round to nearest even, a NaN staying a quiet NaN: `store`'s rounding, eight at a time.
-FC_INLINE void vstore(c10::BFloat16* p, v8sf v) {
-  v8su bits;
-  std::memcpy(&bits, &v, sizeof bits);
-  v8su rounded = (bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16;
-  rounded = (bits & 0x7fffffffu) > 0x7f800000u ? ((bits >> 16) | 0x40u) : rounded;
-  const v8hu h = __builtin_convertvector(rounded, v8hu);
-  std::memcpy(p, &h, sizeof h);
-}
-
-// `f(Lane<V>{}, c)` for each block of channels from c: eight wide, then one at a time.
-template <typename F>
-FC_INLINE void over_channels(int64_t C, F f) {
-  int64_t c = 0;
-  for (; c + 8 <= C; c += 8) f(Lane<v8sf>{}, c);
-  for (; c < C; ++c) f(Lane<float>{}, c);
-}
-
-// A window's valid positions (the padding is never the maximum) in torch's row-major order.
-template <typename T>
-struct Window3 {
-  const T* x[9];
-  int64_t h[9], w[9];
-  int count;
-};
-
-template <typename T>
-FC_INLINE void window3(const T* img, int64_t H, int64_t W, int64_t C, int64_t oh, int64_t ow,
-                       Window3<T>& win) {
-  win.count = 0;
-  for (int64_t h = 2 * oh - 1; h <= 2 * oh + 1; ++h) {
-    if (h < 0 || h >= H) continue;
-    for (int64_t w = 2 * ow - 1; w <= 2 * ow + 1; ++w) {
-      if (w < 0 || w >= W) continue;
-      win.x[win.count] = img + (h * W + w) * C;
-      win.h[win.count] = h;
-      win.w[win.count] = w;
-      ++win.count;
-    }
-  }
-}
-
-// Channels [c, c + lanes): the window's normalised maximum `m`, the input value that gave
-// it `xw` and its position in the window `k`; a later value wins only if greater, as in
-// torch's max pooling.
-template <typename T, typename V>
-FC_INLINE void winners3(Lane<V> lane, const Window3<T>& win, int64_t c, const V& s, const V& t, V& m, V& xw,
-                        V& k) {
-  V a = vload(lane, win.x[0] + c);
-  m = a * s + t;
-  xw = a;
-  k = V{} + 0.0f;
-  for (int j = 1; j < win.count; ++j) {
-    a = vload(lane, win.x[j] + c);
-    const V z = a * s + t;
-    const auto gt = z > m;
-    k = gt ? V{} + float(j) : k;
-    xw = gt ? a : xw;
-    m = gt ? z : m;
-  }
-}
-
-// One pooled row oh of one image: relu(max of the window's normalised values), NaN kept.
-template <typename T>
-FC_INLINE void pool3_row_impl(const T* img, int64_t H, int64_t W, int64_t C, int64_t oh,
-                              int64_t OW, const float* sc, const float* sh, T* out) {
-  Window3<T> win;
-  for (int64_t ow = 0; ow < OW; ++ow) {
-    window3(img, H, W, C, oh, ow, win);
-    over_channels(C, [&](auto lane, int64_t c) {
-      using V = decltype(vload(lane, sc));
-      const V s = vload(lane, sc + c), t = vload(lane, sh + c);
-      V m = vload(lane, win.x[0] + c) * s + t;
-      for (int j = 1; j < win.count; ++j) {
-        const V z = vload(lane, win.x[j] + c) * s + t;
-        m = z > m ? z : m;
-      }
-      vstore(out + ow * C + c, m < 0.0f ? V{} + 0.0f : m);
-    });
-  }
-}
-
-// One pooled row's share of BatchNorm's backward sums: sum(dy) and sum(dy * (x - mean))
-// over the windows' winners ReLU passed, dy the pooled gradient.
-template <typename T>
-FC_INLINE void grad3_sums_row_impl(const T* img, int64_t H, int64_t W, int64_t C, int64_t oh,
-                                   int64_t OW, const T* grad, const float* sc, const float* sh,
-                                   const float* mean, float* a, float* b) {
-  Window3<T> win;
-  for (int64_t ow = 0; ow < OW; ++ow) {
-    window3(img, H, W, C, oh, ow, win);
-    over_channels(C, [&](auto lane, int64_t c) {
-      using V = decltype(vload(lane, sc));
-      V m, xw, k;
-      winners3(lane, win, c, vload(lane, sc + c), vload(lane, sh + c), m, xw, k);
-      const V dy = m > 0.0f ? vload(lane, grad + ow * C + c) : V{} + 0.0f;
-      vstore(a + c, vload(lane, a + c) + dy);
-      vstore(b + c, vload(lane, b + c) + dy * (xw - vload(lane, mean + c)));
-    });
-  }
-}
-
-// One image's input rows 2p and 2p + 1 of the input gradient: slope * (x - mean) + offset
-// everywhere, plus coef * dy at each window's winner ReLU passed (pooled rows p and p + 1
-// reach these rows), summed in float32 and rounded once. `rows`: 2WC floats.
-template <typename T>
-FC_INLINE void grad3_rows_impl(const T* img, int64_t H, int64_t W, int64_t C, int64_t p,
-                               int64_t OH, int64_t OW, const T* grad, const float* sc,
-                               const float* sh, const float* mean, const float* coef,
-                               const float* slope, const float* offset, float* rows, T* dx) {
-  const int64_t h0 = 2 * p, nrows = std::min<int64_t>(2, H - h0);
-  for (int64_t i = 0; i < nrows * W; ++i) {
-    const T* x = img + (h0 * W + i) * C;
-    float* d = rows + i * C;
-    over_channels(C, [&](auto lane, int64_t c) {
-      using V = decltype(vload(lane, sc));
-      const V dv = vload(lane, slope + c) * (vload(lane, x + c) - vload(lane, mean + c)) +
-                   vload(lane, offset + c);
-      vstore(d + c, dv);
-    });
-  }
-  Window3<T> win;
-  for (int64_t oh = p; oh <= std::min(p + 1, OH - 1); ++oh) {
-    const T* g = grad + oh * OW * C;
-    for (int64_t ow = 0; ow < OW; ++ow) {
-      window3(img, H, W, C, oh, ow, win);
-      over_channels(C, [&](auto lane, int64_t c) {
-        using V = decltype(vload(lane, sc));
-        V m, xw, k;
-        winners3(lane, win, c, vload(lane, sc + c), vload(lane, sh + c), m, xw, k);
-        const V dv = (m > 0.0f ? vload(lane, g + ow * C + c) : V{} + 0.0f) * vload(lane, coef + c);
-        for (int j = 0; j < win.count; ++j) {
-          const int64_t r = win.h[j] - h0;
-          if (r < 0 || r >= nrows) continue;
-          float* d = rows + (r * W + win.w[j]) * C + c;
-          vstore(d, vload(lane, d) + (k == float(j) ? dv : V{} + 0.0f));
-        }
-      });
-    }
-  }
-  T* out = dx + h0 * W * C;
-  for (int64_t i = 0; i < nrows * W; ++i) {
-    over_channels(C, [&](auto lane, int64_t c) {
-      vstore(out + i * C + c, vload(lane, rows + i * C + c));
-    });
-  }
-}
-
-#define FC_KERNELS3(T)                                                                       \
-  FC_CLONES void pool3_row(const T* img, int64_t H, int64_t W, int64_t C, int64_t oh,        \
-                           int64_t OW, const float* s, const float* t, T* out) {             \
-    pool3_row_impl(img, H, W, C, oh, OW, s, t, out);                                         \
-  }                                                                                          \
-  FC_CLONES void grad3_sums_row(const T* img, int64_t H, int64_t W, int64_t C, int64_t oh,   \
-                                int64_t OW, const T* grad, const float* s, const float* t,   \
-                                const float* mean, float* a, float* b) {                     \
-    grad3_sums_row_impl(img, H, W, C, oh, OW, grad, s, t, mean, a, b);                       \
-  }                                                                                          \
-  FC_CLONES void grad3_rows(const T* img, int64_t H, int64_t W, int64_t C, int64_t p,        \
-                            int64_t OH, int64_t OW, const T* grad, const float* s,           \
-                            const float* t, const float* mean, const float* coef,            \
-                            const float* slope, const float* offset, float* rows, T* dx) {   \
-    grad3_rows_impl(img, H, W, C, p, OH, OW, grad, s, t, mean, coef, slope, offset, rows,    \
-                    dx);                                                                     \
-  }
-
-FC_KERNELS3(float)
-FC_KERNELS3(c10::BFloat16)
-
 // Per-thread partial sums over [0, items): `body(begin, end, s1, s2)` adds its items into
 // float sums that are flushed into double every `flush` items, so a channel's total
 // keeps double's precision over a whole batch. Returns the two double totals.
@@ -446,13 +242,16 @@ struct Stats {
   at::Tensor mean, invstd, scale, shift;
 };
 
-// The batch's statistics, the running ones updated as BatchNorm2d updates them.
+// Forward: batch statistics (updating the running ones as BatchNorm2d does), then the
+// pooled, activated output.
 template <typename T>
-Stats batch_stats(const at::Tensor& x, const at::Tensor& gamma, const at::Tensor& beta,
-                  at::Tensor& running_mean, at::Tensor& running_var, double momentum,
-                  double eps) {
+std::pair<at::Tensor, Stats> forward_kernel(const at::Tensor& x, const at::Tensor& gamma,
+                                            const at::Tensor& beta, at::Tensor& running_mean,
+                                            at::Tensor& running_var, double momentum,
+                                            double eps) {
+  const Shape s(x);
   const T* xp = x.const_data_ptr<T>();
-  const int64_t M = x.size(0) * x.size(2) * x.size(3), C = x.size(1);
+  const int64_t M = s.positions(), C = s.C;
   // Shifting by the first position's values keeps the sums of squares free of
   // cancellation where a channel's mean is large against its spread.
   std::vector<float> first(C);
@@ -483,57 +282,6 @@ Stats batch_stats(const at::Tensor& x, const at::Tensor& gamma, const at::Tensor
     rm[c] = float(momentum * mu + (1.0 - momentum) * rm[c]);
     rv[c] = float(momentum * unbiased + (1.0 - momentum) * rv[c]);
   }
-  return st;
-}
-
-// BatchNorm's backward as dx = coef * dz + slope * (x - mean) + offset per channel, dz the
-// gradient reaching its output, from the sums of dz and dz * (x - mean) over the batch's
-// M positions; gamma's and beta's gradients written to `dgamma` and `dbeta`.
-struct Backward {
-  std::vector<float> coef, slope, offset;
-};
-
-Backward backward_coefficients(const Stats& st, const at::Tensor& gamma,
-                               const std::vector<double>& sum_dy,
-                               const std::vector<double>& sum_dy_xmu, int64_t M,
-                               at::Tensor& dgamma, at::Tensor& dbeta) {
-  const int64_t C = gamma.numel();
-  auto opts = gamma.options();
-  dgamma = at::empty({C}, opts);
-  dbeta = at::empty({C}, opts);
-  float* dg = dgamma.data_ptr<float>();
-  float* db = dbeta.data_ptr<float>();
-  const float* ip = st.invstd.const_data_ptr<float>();
-  const float* gm = gamma.const_data_ptr<float>();
-  Backward k{std::vector<float>(C), std::vector<float>(C), std::vector<float>(C)};
-  for (int64_t c = 0; c < C; ++c) {
-    // dgamma = sum(dy * xhat), dbeta = sum(dy);
-    // dx = gamma * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)).
-    const double inv = ip[c];
-    const double dyxhat = sum_dy_xmu[c] * inv;
-    dg[c] = float(dyxhat);
-    db[c] = float(sum_dy[c]);
-    const double g = double(gm[c]) * inv;
-    k.coef[c] = float(g);
-    k.slope[c] = float(-g * inv * dyxhat / double(M));
-    k.offset[c] = float(-g * sum_dy[c] / double(M));
-  }
-  return k;
-}
-
-// Forward: batch statistics (updating the running ones as BatchNorm2d does), then the
-// pooled, activated output.
-template <typename T>
-std::pair<at::Tensor, Stats> forward_kernel(const at::Tensor& x, const at::Tensor& gamma,
-                                            const at::Tensor& beta, at::Tensor& running_mean,
-                                            at::Tensor& running_var, double momentum,
-                                            double eps) {
-  const Shape s(x);
-  const int64_t C = s.C;
-  Stats st = batch_stats<T>(x, gamma, beta, running_mean, running_var, momentum, eps);
-  const T* xp = x.const_data_ptr<T>();
-  const float* sc = st.scale.const_data_ptr<float>();
-  const float* sh = st.shift.const_data_ptr<float>();
   at::Tensor out = at::empty({s.N, C, s.OH, s.OW},
                              x.options().memory_format(at::MemoryFormat::ChannelsLast));
   T* op = out.data_ptr<T>();
@@ -557,8 +305,10 @@ std::vector<at::Tensor> backward_kernel(const at::Tensor& x, const at::Tensor& g
   const T* xp = x.const_data_ptr<T>();
   const T* gp = grad.const_data_ptr<T>();
   const float* mp = st.mean.const_data_ptr<float>();
+  const float* ip = st.invstd.const_data_ptr<float>();
   const float* sc = st.scale.const_data_ptr<float>();
   const float* sh = st.shift.const_data_ptr<float>();
+  const float* gm = gamma.const_data_ptr<float>();
   auto [sum_dy, sum_dy_xmu] =
       reduce_channels(s.N * s.OH, C, 1, [&](int64_t b, int64_t e, float* a, float* bb) {
         for (int64_t r = b; r < e; ++r) {
@@ -567,9 +317,23 @@ std::vector<at::Tensor> backward_kernel(const at::Tensor& x, const at::Tensor& g
           grad_sums_row(top, top + s.W * C, gp + r * s.OW * C, s.OW, C, sc, sh, mp, a, bb);
         }
       });
-  at::Tensor dgamma, dbeta;
-  const Backward k = backward_coefficients(st, gamma, sum_dy, sum_dy_xmu, M, dgamma, dbeta);
-  const std::vector<float>&coef = k.coef, &slope = k.slope, &offset = k.offset;
+  auto opts = gamma.options();
+  at::Tensor dgamma = at::empty({C}, opts), dbeta = at::empty({C}, opts);
+  float* dg = dgamma.data_ptr<float>();
+  float* db = dbeta.data_ptr<float>();
+  std::vector<float> coef(C), slope(C), offset(C);
+  for (int64_t c = 0; c < C; ++c) {
+    // dgamma = sum(dy * xhat), dbeta = sum(dy);
+    // dx = gamma * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)).
+    const double inv = ip[c];
+    const double dyxhat = sum_dy_xmu[c] * inv;
+    dg[c] = float(dyxhat);
+    db[c] = float(sum_dy[c]);
+    const double k = double(gm[c]) * inv;
+    coef[c] = float(k);
+    slope[c] = float(-k * inv * dyxhat / double(M));
+    offset[c] = float(-k * sum_dy[c] / double(M));
+  }
   at::Tensor dx = at::empty_like(x, x.options().memory_format(at::MemoryFormat::ChannelsLast));
   T* dp = dx.data_ptr<T>();
   at::parallel_for(0, s.N * s.OH, 1, [&](int64_t r0, int64_t r1) {
@@ -630,95 +394,6 @@ struct BnPoolRelu : public torch::autograd::Function<BnPoolRelu> {
   }
 };
 
-// ResNet's stem, forward: batch statistics, then the pooled, activated output.
-template <typename T>
-std::pair<at::Tensor, Stats> stem_forward_kernel(const at::Tensor& x, const at::Tensor& gamma,
-                                                 const at::Tensor& beta,
-                                                 at::Tensor& running_mean,
-                                                 at::Tensor& running_var, double momentum,
-                                                 double eps) {
-  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
-  const int64_t OH = (H - 1) / 2 + 1, OW = (W - 1) / 2 + 1;
-  Stats st = batch_stats<T>(x, gamma, beta, running_mean, running_var, momentum, eps);
-  const T* xp = x.const_data_ptr<T>();
-  const float* sc = st.scale.const_data_ptr<float>();
-  const float* sh = st.shift.const_data_ptr<float>();
-  at::Tensor out =
-      at::empty({N, C, OH, OW}, x.options().memory_format(at::MemoryFormat::ChannelsLast));
-  T* op = out.data_ptr<T>();
-  at::parallel_for(0, N * OH, 1, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const int64_t n = r / OH, oh = r % OH;
-      pool3_row(xp + n * H * W * C, H, W, C, oh, OW, sc, sh, op + r * OW * C);
-    }
-  });
-  return {out, st};
-}
-
-// ResNet's stem, backward: {dx, dgamma, dbeta} from the pooled output's gradient.
-template <typename T>
-std::vector<at::Tensor> stem_backward_kernel(const at::Tensor& x, const at::Tensor& gamma,
-                                             const at::Tensor& grad_in, const Stats& st) {
-  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
-  const int64_t OH = (H - 1) / 2 + 1, OW = (W - 1) / 2 + 1, M = N * H * W;
-  const at::Tensor grad = grad_in.to(x.scalar_type()).contiguous(at::MemoryFormat::ChannelsLast);
-  const T* xp = x.const_data_ptr<T>();
-  const T* gp = grad.const_data_ptr<T>();
-  const float* mp = st.mean.const_data_ptr<float>();
-  const float* sc = st.scale.const_data_ptr<float>();
-  const float* sh = st.shift.const_data_ptr<float>();
-  auto [sum_dy, sum_dy_xmu] =
-      reduce_channels(N * OH, C, 1, [&](int64_t b, int64_t e, float* a, float* bb) {
-        for (int64_t r = b; r < e; ++r) {
-          const int64_t n = r / OH, oh = r % OH;
-          grad3_sums_row(xp + n * H * W * C, H, W, C, oh, OW, gp + r * OW * C, sc, sh, mp, a,
-                         bb);
-        }
-      });
-  at::Tensor dgamma, dbeta;
-  const Backward k = backward_coefficients(st, gamma, sum_dy, sum_dy_xmu, M, dgamma, dbeta);
-  at::Tensor dx = at::empty_like(x, x.options().memory_format(at::MemoryFormat::ChannelsLast));
-  T* dp = dx.data_ptr<T>();
-  const int64_t pairs = (H + 1) / 2;
-  at::parallel_for(0, N * pairs, 1, [&](int64_t r0, int64_t r1) {
-    std::vector<float> rows(2 * W * C);
-    for (int64_t r = r0; r < r1; ++r) {
-      const int64_t n = r / pairs, p = r % pairs;
-      grad3_rows(xp + n * H * W * C, H, W, C, p, OH, OW, gp + n * OH * OW * C, sc, sh, mp,
-                 k.coef.data(), k.slope.data(), k.offset.data(), rows.data(), dp + n * H * W * C);
-    }
-  });
-  return {dx, dgamma, dbeta};
-}
-
-struct BnReluMaxPool3 : public torch::autograd::Function<BnReluMaxPool3> {
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& gamma,
-                            const at::Tensor& beta, at::Tensor running_mean,
-                            at::Tensor running_var, double momentum, double eps) {
-    auto [out, st] = x.scalar_type() == at::kFloat
-                         ? stem_forward_kernel<float>(x, gamma, beta, running_mean,
-                                                      running_var, momentum, eps)
-                         : stem_forward_kernel<c10::BFloat16>(x, gamma, beta, running_mean,
-                                                              running_var, momentum, eps);
-    ctx->save_for_backward({x, gamma});
-    ctx->saved_data["mean"] = st.mean;
-    ctx->saved_data["invstd"] = st.invstd;
-    ctx->saved_data["scale"] = st.scale;
-    ctx->saved_data["shift"] = st.shift;
-    return out;
-  }
-
-  static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    auto saved = ctx->get_saved_variables();
-    const Stats st{ctx->saved_data["mean"].toTensor(), ctx->saved_data["invstd"].toTensor(),
-                   ctx->saved_data["scale"].toTensor(), ctx->saved_data["shift"].toTensor()};
-    auto r = saved[0].scalar_type() == at::kFloat
-                 ? stem_backward_kernel<float>(saved[0], saved[1], grads[0], st)
-                 : stem_backward_kernel<c10::BFloat16>(saved[0], saved[1], grads[0], st);
-    return {r[0], r[1], r[2], at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
-  }
-};
-
 void check(const at::Tensor& x) {
   TORCH_CHECK(x.device().is_cpu() && x.dim() == 4, "bn_pool_relu: a 4-d CPU tensor");
   TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16,
@@ -726,15 +401,6 @@ void check(const at::Tensor& x) {
   TORCH_CHECK(x.is_contiguous(at::MemoryFormat::ChannelsLast),
               "bn_pool_relu: channels-last activations");
   TORCH_CHECK(x.size(2) >= 2 && x.size(3) >= 2, "bn_pool_relu: sides of at least 2");
-}
-
-void check_stem(const at::Tensor& x) {
-  TORCH_CHECK(x.device().is_cpu() && x.dim() == 4 && x.numel() > 0,
-              "bn_relu_max_pool3: a non-empty 4-d CPU tensor");
-  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16,
-              "bn_relu_max_pool3: float32 or bf16 activations");
-  TORCH_CHECK(x.is_contiguous(at::MemoryFormat::ChannelsLast),
-              "bn_relu_max_pool3: channels-last activations");
 }
 
 }  // namespace
@@ -750,24 +416,6 @@ void* fc_bn_pool_relu(const void* x, const FcBatchNorm* bn, char** err) {
     const flarecast_shim::BatchNormTensors t(*bn, xt.size(1), "bn_pool_relu");
     return new at::Tensor(BnPoolRelu::apply(xt, t.gamma, t.beta, t.running_mean, t.running_var,
                                             bn->momentum, bn->eps));
-  } catch (const std::exception& e) {
-    *err = message(e);
-  } catch (...) {
-    *err = strdup("unknown C++ exception");
-  }
-  return nullptr;
-}
-
-// max_pool2d(relu(batch_norm(x, training)), 3, stride 2, padding 1) with autograd: ResNet's
-// stem after its first convolution. `running_mean` and `running_var` are updated in place.
-// Returns a new tensor, or null with *err set.
-void* fc_bn_relu_max_pool3(const void* x, const FcBatchNorm* bn, char** err) {
-  try {
-    const auto& xt = *static_cast<const at::Tensor*>(x);
-    check_stem(xt);
-    const flarecast_shim::BatchNormTensors t(*bn, xt.size(1), "bn_relu_max_pool3");
-    return new at::Tensor(BnReluMaxPool3::apply(xt, t.gamma, t.beta, t.running_mean,
-                                                t.running_var, bn->momentum, bn->eps));
   } catch (const std::exception& e) {
     *err = message(e);
   } catch (...) {

@@ -15,8 +15,6 @@ mod bn_pool;
 mod first_block;
 pub mod fused;
 
-pub(crate) use bn_pool::bn_relu_max_pool3;
-
 use super::layers::{global, max_pool2, Conv, ConvBlock, Layers, BN_EPS};
 use super::layout::{keep_layout, to_channels_last};
 use super::{Output, Precision};

@@ -2,7 +2,6 @@
 //! their state-dict names with torchvision's initialisations, computed in a `Compute`'s
 //! kind and layout (weights cast on the fly, so gradients reach the float32 masters).
 
-use super::super::fast;
 use super::super::fast::fused::{self, Act, Geometry};
 use super::super::layers::{BatchNorm, BN_EPS};
 use super::super::prepared::Prepared;
@@ -367,28 +366,6 @@ pub(super) fn relu(tap: &mut dyn Tap, mut pre: Tensor) -> Tensor {
     }
     let out = pre.relu_();
     tap.relu(&pre, out)
-}
-
-/// nn.MaxPool2d(3, 2, 1)(ReLU(BN(conv(xs)))), ResNet's stem, through the tap. In training
-/// in the fast path's compute BatchNorm, ReLU and the pooling run as one function
-/// (`fast::bn_relu_max_pool3`) that never writes the full-resolution activation: ReLU
-/// commutes with the maximum, so the tap sees the pooled output as the ReLU's.
-pub(super) fn conv_bn_relu_max_pool3(
-    tap: &mut dyn Tap,
-    conv: &Conv2d,
-    bn: &BatchNorm,
-    xs: &Tensor,
-    train: bool,
-    c: Compute,
-) -> Tensor {
-    if train && c != Compute::default() && !tap.reads_relu_input() {
-        let y = conv.forward(xs, c);
-        if let Some(out) = fast::bn_relu_max_pool3(&y, bn) {
-            return tap.relu(&out, out.shallow_clone());
-        }
-        return max_pool(&relu(tap, bn.forward_t(&y, train)), 3, 2, 1);
-    }
-    max_pool(&conv_bn_relu(tap, conv, bn, xs, train, c), 3, 2, 1)
 }
 
 /// nn.MaxPool2d(k, stride, padding).

@@ -158,7 +158,8 @@ impl ResNet {
         tap: &mut dyn Tap,
         c: Compute,
     ) -> (Tensor, Tensor) {
-        let mut x = ops::conv_bn_relu_max_pool3(tap, &self.conv1, &self.bn1, xs, train, c);
+        let x = ops::conv_bn_relu(tap, &self.conv1, &self.bn1, xs, train, c);
+        let mut x = ops::max_pool(&x, 3, 2, 1);
         for (name, layer) in STAGES.iter().zip(&self.layers) {
             for block in layer {
                 x = block.forward(&x, train, tap, c);
