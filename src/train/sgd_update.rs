@@ -126,9 +126,8 @@ mod tests {
             .map(|(i, s)| {
                 let v = root.zeros(&format!("v{i}"), s);
                 let n = v.numel() as i64;
-                let values = (Tensor::arange(n, (Kind::Float, Device::Cpu)) * 0.7 + i as f64)
-                    .sin()
-                    * 3.0;
+                let values =
+                    (Tensor::arange(n, (Kind::Float, Device::Cpu)) * 0.7 + i as f64).sin() * 3.0;
                 tch::no_grad(|| v.shallow_clone().copy_(&values.view(*s)));
                 v
             })
