@@ -99,8 +99,7 @@ mod ffi {
 mod tests {
     use super::*;
     use crate::model::to_channels_last;
-    use crate::train::step::sgd;
-    use tch::nn;
+    use tch::nn::{self, OptimizerConfig};
 
     /// Variables of awkward sizes (tails of every vector width, one larger than a
     /// thread's share), a channels-last convolution weight as the fast compute keeps it
@@ -180,7 +179,14 @@ mod tests {
                 update(&all, lr, wd),
                 "the one pass applies to float32 CPU variables"
             );
-            let mut opt = sgd(&theirs, lr, wd).unwrap();
+            // libtorch's SGD as the paper's recipe builds it (`train::step::sgd`).
+            let sgd = nn::Sgd {
+                momentum: 0.0,
+                dampening: 0.0,
+                wd,
+                nesterov: false,
+            };
+            let mut opt = sgd.build(&theirs, lr).unwrap();
             opt.step();
             let (a, b) = (ours.variables(), theirs.variables());
             for (name, v) in &a {
