@@ -2,7 +2,7 @@
 //! LD_LIBRARY_PATH, and record libtorch_cuda for the binary to open where a driver exists;
 //! compile the c10d shim of
 //! `src/distributed/` where Gloo's headers exist (cfg `flarecast_c10d`) and the fused
-//! inference convolution and training's fused BatchNorm, pooling and ReLU of
+//! inference convolution, training's fused BatchNorm, pooling and ReLU and ReLU6 in place of
 //! `src/model/fast/` and the one-pass SGD update of `src/train/` (cfg
 //! `flarecast_fused_conv`).
 use std::path::{Path, PathBuf};
@@ -14,6 +14,7 @@ fn main() {
     println!("cargo:rerun-if-changed=src/model/fast/fused_conv.cpp");
     println!("cargo:rerun-if-changed=src/model/fast/bn_pool_relu.cpp");
     println!("cargo:rerun-if-changed=src/model/fast/first_block.cpp");
+    println!("cargo:rerun-if-changed=src/model/fast/relu6.cpp");
     println!("cargo:rerun-if-changed=src/train/sgd_update.cpp");
     println!("cargo:rerun-if-changed=src/model/fast/cpu_kernel.h");
     println!("cargo:rerun-if-changed=src/model/fast/batch_norm_args.h");
@@ -129,8 +130,8 @@ fn link_torch_cpu(lib_dir: &Path) {
 /// Compiles `src/model/fast/fused_conv.cpp` (oneDNN's fused inference convolution, found
 /// in libtorch's dispatcher at run time), `bn_pool_relu.cpp` (training's BatchNorm, max
 /// pooling and ReLU as one autograd function), `first_block.cpp` (the first block at
-/// inference in one pass) and `src/train/sgd_update.cpp` (plain SGD's update in one pass)
-/// against the wheel's headers.
+/// inference in one pass), `relu6.cpp` (ReLU6 in place without autograd's copy) and
+/// `src/train/sgd_update.cpp` (plain SGD's update in one pass) against the wheel's headers.
 fn build_fused_conv(lib_dir: &Path) {
     let Some(torch) = lib_dir.parent() else {
         return;
@@ -151,6 +152,7 @@ fn build_fused_conv(lib_dir: &Path) {
             "src/model/fast/fused_conv.cpp",
             "src/model/fast/bn_pool_relu.cpp",
             "src/model/fast/first_block.cpp",
+            "src/model/fast/relu6.cpp",
             "src/train/sgd_update.cpp",
         ],
         torch,

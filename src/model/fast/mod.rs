@@ -14,6 +14,7 @@ mod attention;
 mod bn_pool;
 mod first_block;
 pub mod fused;
+pub(crate) mod relu6;
 
 use super::layers::{global, max_pool2, Conv, ConvBlock, Layers, BN_EPS};
 use super::layout::{keep_layout, to_channels_last};

@@ -3,6 +3,7 @@
 //! kind and layout (weights cast on the fly, so gradients reach the float32 masters).
 
 use super::super::fast::fused::{self, Act, Geometry};
+use super::super::fast::relu6;
 use super::super::layers::{BatchNorm, BN_EPS};
 use super::super::prepared::Prepared;
 use super::super::{keep_layout, to_channels_last, Compute, InitScheme};
@@ -353,9 +354,7 @@ pub(super) fn conv_bn_relu6(
         return out;
     }
     // In place, as torchvision's nn.ReLU6(inplace=True): same values and gradients.
-    let mut out = conv_bn(conv, bn, xs, train, c);
-    let _ = out.relu6_();
-    out
+    relu6::relu6_(conv_bn(conv, bn, xs, train, c))
 }
 
 /// An nn.ReLU call, through the tap.
