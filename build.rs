@@ -114,6 +114,9 @@ fn torch_cpp(files: &[&str], torch: &Path) -> cc::Build {
         .include(torch.join("include/torch/csrc/api/include"))
         .flag("-std=c++17")
         .flag("-D_GLIBCXX_USE_CXX11_ABI=1")
+        // ATen's parallel_for is an inline template that runs on OpenMP threads only in
+        // code compiled with OpenMP; without it every shim's loop ran on one thread.
+        .flag("-fopenmp")
         // torch's headers use C++20 bit-field initialisers that g++ accepts in C++17.
         .flag_if_supported("-Wno-c++20-extensions")
         .warnings(false);
@@ -125,6 +128,12 @@ fn link_torch_cpu(lib_dir: &Path) {
     println!("cargo:rustc-link-search=native={}", lib_dir.display());
     println!("cargo:rustc-link-lib=dylib=torch_cpu");
     println!("cargo:rustc-link-lib=dylib=c10");
+}
+
+/// The shims' OpenMP calls go to the runtime libtorch_cpu itself loads (the wheel's
+/// libgomp), so their threads and ATen's are one pool, sized by at::set_num_threads.
+fn link_torch_openmp() {
+    println!("cargo:rustc-link-lib=dylib:+verbatim=libgomp.so.1");
 }
 
 /// Compiles `src/model/fast/fused_conv.cpp` (oneDNN's fused inference convolution, found
@@ -160,6 +169,7 @@ fn build_fused_conv(lib_dir: &Path) {
     .opt_level(3)
     .compile("flarecast_fast_kernels");
     link_torch_cpu(lib_dir);
+    link_torch_openmp();
     println!("cargo:rustc-cfg=flarecast_fused_conv");
 }
 
