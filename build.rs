@@ -2,7 +2,7 @@
 //! LD_LIBRARY_PATH, and record libtorch_cuda for the binary to open where a driver exists;
 //! compile the c10d shim of
 //! `src/distributed/` where Gloo's headers exist (cfg `flarecast_c10d`) and the fused
-//! inference convolution, training's fused BatchNorm, pooling and ReLU and ReLU6 in place of
+//! inference convolution, training's fused BatchNorm functions and ReLU6 in place of
 //! `src/model/fast/` and the one-pass SGD update of `src/train/` (cfg
 //! `flarecast_fused_conv`).
 use std::path::{Path, PathBuf};
@@ -15,6 +15,8 @@ fn main() {
     println!("cargo:rerun-if-changed=src/model/fast/bn_pool_relu.cpp");
     println!("cargo:rerun-if-changed=src/model/fast/first_block.cpp");
     println!("cargo:rerun-if-changed=src/model/fast/relu6.cpp");
+    println!("cargo:rerun-if-changed=src/model/fast/bn_act.cpp");
+    println!("cargo:rerun-if-changed=src/model/fast/bn_batch_stats.h");
     println!("cargo:rerun-if-changed=src/train/sgd_update.cpp");
     println!("cargo:rerun-if-changed=src/model/fast/cpu_kernel.h");
     println!("cargo:rerun-if-changed=src/model/fast/batch_norm_args.h");
@@ -139,7 +141,8 @@ fn link_torch_openmp() {
 /// Compiles `src/model/fast/fused_conv.cpp` (oneDNN's fused inference convolution, found
 /// in libtorch's dispatcher at run time), `bn_pool_relu.cpp` (training's BatchNorm, max
 /// pooling and ReLU as one autograd function), `first_block.cpp` (the first block at
-/// inference in one pass), `relu6.cpp` (ReLU6 in place without autograd's copy) and
+/// inference in one pass), `bn_act.cpp` (training's BatchNorm, a residual sum and ReLU or
+/// ReLU6 as one), `relu6.cpp` (ReLU6 in place without autograd's copy) and
 /// `src/train/sgd_update.cpp` (plain SGD's update in one pass) against the wheel's headers.
 fn build_fused_conv(lib_dir: &Path) {
     let Some(torch) = lib_dir.parent() else {
@@ -162,6 +165,7 @@ fn build_fused_conv(lib_dir: &Path) {
             "src/model/fast/bn_pool_relu.cpp",
             "src/model/fast/first_block.cpp",
             "src/model/fast/relu6.cpp",
+            "src/model/fast/bn_act.cpp",
             "src/train/sgd_update.cpp",
         ],
         torch,

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "model/fast/batch_norm_args.h"
+#include "model/fast/bn_batch_stats.h"
 #include "model/fast/cpu_kernel.h"
 #include "shim_error.h"
 
@@ -30,21 +31,6 @@ namespace {
 
 using flarecast_kernel::load;
 using flarecast_kernel::store;
-
-// Sums of (x - shift) and its square over `rows` positions of C channels.
-template <typename T>
-FC_INLINE void sum_rows_impl(const T* x, int64_t rows, int64_t C, const float* shift, float* s1,
-                             float* s2) {
-  for (int64_t r = 0; r < rows; ++r) {
-    const T* row = x + r * C;
-    #pragma GCC ivdep
-    for (int64_t c = 0; c < C; ++c) {
-      float d = load(row, c) - shift[c];
-      s1[c] += d;
-      s2[c] += d * d;
-    }
-  }
-}
 
 // One window's four inputs normalised (x * scale + shift): their maximum, and which of
 // them max pooling takes (0..3, row-major, as a float so the channel loops vectorise) in
@@ -167,10 +153,6 @@ FC_INLINE void grad_uncovered_impl(const T* x, int64_t n, int64_t C, const float
 
 // The clones: one overload per element type, each inlining its kernel.
 #define FC_KERNELS(T)                                                                        \
-  FC_CLONES void sum_rows(const T* x, int64_t rows, int64_t C, const float* shift, float* s1, \
-                          float* s2) {                                                       \
-    sum_rows_impl(x, rows, C, shift, s1, s2);                                                \
-  }                                                                                          \
   FC_CLONES void pool_row(const T* top, const T* bottom, int64_t OW, int64_t C,              \
                           const float* scale, const float* shift, T* out) {                  \
     pool_row_impl(top, bottom, OW, C, scale, shift, out);                                    \
@@ -195,51 +177,12 @@ FC_INLINE void grad_uncovered_impl(const T* x, int64_t n, int64_t C, const float
 FC_KERNELS(float)
 FC_KERNELS(c10::BFloat16)
 
-// Per-thread partial sums over [0, items): `body(begin, end, s1, s2)` adds its items into
-// float sums that are flushed into double every `flush` items, so a channel's total
-// keeps double's precision over a whole batch. Returns the two double totals.
-template <typename F>
-std::pair<std::vector<double>, std::vector<double>> reduce_channels(int64_t items, int64_t C,
-                                                                     int64_t flush, F body) {
-  const int64_t threads = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), items));
-  std::vector<double> t1(threads * C, 0.0), t2(threads * C, 0.0);
-  at::parallel_for(0, threads, 1, [&](int64_t t0, int64_t tend) {
-    std::vector<float> s1(C), s2(C);
-    for (int64_t t = t0; t < tend; ++t) {
-      const int64_t begin = items * t / threads, end = items * (t + 1) / threads;
-      for (int64_t i = begin; i < end; i += flush) {
-        std::fill(s1.begin(), s1.end(), 0.0f);
-        std::fill(s2.begin(), s2.end(), 0.0f);
-        body(i, std::min(end, i + flush), s1.data(), s2.data());
-        for (int64_t c = 0; c < C; ++c) {
-          t1[t * C + c] += s1[c];
-          t2[t * C + c] += s2[c];
-        }
-      }
-    }
-  });
-  std::vector<double> r1(C, 0.0), r2(C, 0.0);
-  for (int64_t t = 0; t < threads; ++t) {
-    for (int64_t c = 0; c < C; ++c) {
-      r1[c] += t1[t * C + c];
-      r2[c] += t2[t * C + c];
-    }
-  }
-  return {r1, r2};
-}
-
 struct Shape {
   int64_t N, C, H, W, OH, OW;
   explicit Shape(const at::Tensor& x)
       : N(x.size(0)), C(x.size(1)), H(x.size(2)), W(x.size(3)), OH(x.size(2) / 2),
         OW(x.size(3) / 2) {}
   int64_t positions() const { return N * H * W; }
-};
-
-// The per-channel constants of one batch: its mean and 1/sqrt(var + eps), and the
-// normalisation as x * scale + shift.
-struct Stats {
-  at::Tensor mean, invstd, scale, shift;
 };
 
 // Forward: batch statistics (updating the running ones as BatchNorm2d does), then the
@@ -251,37 +194,10 @@ std::pair<at::Tensor, Stats> forward_kernel(const at::Tensor& x, const at::Tenso
                                             double eps) {
   const Shape s(x);
   const T* xp = x.const_data_ptr<T>();
-  const int64_t M = s.positions(), C = s.C;
-  // Shifting by the first position's values keeps the sums of squares free of
-  // cancellation where a channel's mean is large against its spread.
-  std::vector<float> first(C);
-  for (int64_t c = 0; c < C; ++c) first[c] = load(xp, c);
-  auto [s1, s2] = reduce_channels(M, C, 64, [&](int64_t b, int64_t e, float* a1, float* a2) {
-    sum_rows(xp + b * C, e - b, C, first.data(), a1, a2);
-  });
-  auto opts = gamma.options();
-  Stats st{at::empty({C}, opts), at::empty({C}, opts), at::empty({C}, opts),
-           at::empty({C}, opts)};
-  const float* g = gamma.const_data_ptr<float>();
-  const float* bt = beta.const_data_ptr<float>();
-  float* mp = st.mean.data_ptr<float>();
-  float* ip = st.invstd.data_ptr<float>();
-  float* sc = st.scale.data_ptr<float>();
-  float* sh = st.shift.data_ptr<float>();
-  float* rm = running_mean.data_ptr<float>();
-  float* rv = running_var.data_ptr<float>();
-  for (int64_t c = 0; c < C; ++c) {
-    const double d = s1[c] / double(M);
-    const double var = std::max(0.0, s2[c] / double(M) - d * d);
-    const double mu = double(first[c]) + d;
-    mp[c] = float(mu);
-    ip[c] = float(1.0 / std::sqrt(var + eps));
-    sc[c] = g[c] * ip[c];
-    sh[c] = bt[c] - mp[c] * sc[c];
-    const double unbiased = M > 1 ? var * double(M) / double(M - 1) : var;
-    rm[c] = float(momentum * mu + (1.0 - momentum) * rm[c]);
-    rv[c] = float(momentum * unbiased + (1.0 - momentum) * rv[c]);
-  }
+  const int64_t C = s.C;
+  Stats st = batch_stats<T>(x, gamma, beta, running_mean, running_var, momentum, eps);
+  const float* sc = st.scale.const_data_ptr<float>();
+  const float* sh = st.shift.const_data_ptr<float>();
   at::Tensor out = at::empty({s.N, C, s.OH, s.OW},
                              x.options().memory_format(at::MemoryFormat::ChannelsLast));
   T* op = out.data_ptr<T>();
@@ -305,10 +221,8 @@ std::vector<at::Tensor> backward_kernel(const at::Tensor& x, const at::Tensor& g
   const T* xp = x.const_data_ptr<T>();
   const T* gp = grad.const_data_ptr<T>();
   const float* mp = st.mean.const_data_ptr<float>();
-  const float* ip = st.invstd.const_data_ptr<float>();
   const float* sc = st.scale.const_data_ptr<float>();
   const float* sh = st.shift.const_data_ptr<float>();
-  const float* gm = gamma.const_data_ptr<float>();
   auto [sum_dy, sum_dy_xmu] =
       reduce_channels(s.N * s.OH, C, 1, [&](int64_t b, int64_t e, float* a, float* bb) {
         for (int64_t r = b; r < e; ++r) {
@@ -317,23 +231,7 @@ std::vector<at::Tensor> backward_kernel(const at::Tensor& x, const at::Tensor& g
           grad_sums_row(top, top + s.W * C, gp + r * s.OW * C, s.OW, C, sc, sh, mp, a, bb);
         }
       });
-  auto opts = gamma.options();
-  at::Tensor dgamma = at::empty({C}, opts), dbeta = at::empty({C}, opts);
-  float* dg = dgamma.data_ptr<float>();
-  float* db = dbeta.data_ptr<float>();
-  std::vector<float> coef(C), slope(C), offset(C);
-  for (int64_t c = 0; c < C; ++c) {
-    // dgamma = sum(dy * xhat), dbeta = sum(dy);
-    // dx = gamma * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)).
-    const double inv = ip[c];
-    const double dyxhat = sum_dy_xmu[c] * inv;
-    dg[c] = float(dyxhat);
-    db[c] = float(sum_dy[c]);
-    const double k = double(gm[c]) * inv;
-    coef[c] = float(k);
-    slope[c] = float(-k * inv * dyxhat / double(M));
-    offset[c] = float(-k * sum_dy[c] / double(M));
-  }
+  const BackwardCoefs k(sum_dy, sum_dy_xmu, gamma, st, M);
   at::Tensor dx = at::empty_like(x, x.options().memory_format(at::MemoryFormat::ChannelsLast));
   T* dp = dx.data_ptr<T>();
   at::parallel_for(0, s.N * s.OH, 1, [&](int64_t r0, int64_t r1) {
@@ -341,11 +239,11 @@ std::vector<at::Tensor> backward_kernel(const at::Tensor& x, const at::Tensor& g
       const int64_t n = r / s.OH, oh = r % s.OH;
       const int64_t base = ((n * s.H + 2 * oh) * s.W) * C;
       grad_input_row(xp + base, xp + base + s.W * C, gp + r * s.OW * C, s.OW, C, sc, sh, mp,
-                     coef.data(), slope.data(), offset.data(), dp + base, dp + base + s.W * C);
+                     k.coef.data(), k.slope.data(), k.offset.data(), dp + base, dp + base + s.W * C);
       if (s.W % 2 == 1) {
         for (int64_t h = 0; h < 2; ++h) {
           const int64_t last = base + (h * s.W + s.W - 1) * C;
-          grad_uncovered(xp + last, 1, C, mp, slope.data(), offset.data(), dp + last);
+          grad_uncovered(xp + last, 1, C, mp, k.slope.data(), k.offset.data(), dp + last);
         }
       }
     }
@@ -354,11 +252,11 @@ std::vector<at::Tensor> backward_kernel(const at::Tensor& x, const at::Tensor& g
     at::parallel_for(0, s.N, 1, [&](int64_t n0, int64_t n1) {
       for (int64_t n = n0; n < n1; ++n) {
         const int64_t last = ((n * s.H + s.H - 1) * s.W) * C;
-        grad_uncovered(xp + last, s.W, C, mp, slope.data(), offset.data(), dp + last);
+        grad_uncovered(xp + last, s.W, C, mp, k.slope.data(), k.offset.data(), dp + last);
       }
     });
   }
-  return {dx, dgamma, dbeta};
+  return {dx, k.dgamma, k.dbeta};
 }
 
 using torch::autograd::AutogradContext;

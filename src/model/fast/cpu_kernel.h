@@ -1,6 +1,6 @@
-// What the fused CPU kernels of src/model/fast/ (bn_pool_relu.cpp, first_block.cpp)
-// share: how their loops are compiled, and float32 and bf16 elements read and written
-// as float32.
+// What the fused CPU kernels of src/model/fast/ (bn_pool_relu.cpp, bn_act.cpp,
+// first_block.cpp) share: how their loops are compiled, and float32 and bf16 elements
+// read and written as float32.
 #pragma once
 
 #include <c10/util/BFloat16.h>
@@ -34,6 +34,14 @@ FC_INLINE void store(c10::BFloat16* p, int64_t i, float v) {
   uint32_t rounded = (bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16;
   rounded = (bits & 0x7fffffffu) > 0x7f800000u ? ((bits >> 16) | 0x40u) : rounded;
   reinterpret_cast<uint16_t*>(p)[i] = uint16_t(rounded);
+}
+
+// `v` as an element of T holds it: rounded to bf16, or unchanged for float32.
+FC_INLINE float rounded(float v, const float*) { return v; }
+FC_INLINE float rounded(float v, const c10::BFloat16*) {
+  c10::BFloat16 b;
+  store(&b, 0, v);
+  return load(&b, 0);
 }
 
 }  // namespace flarecast_kernel

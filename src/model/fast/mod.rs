@@ -4,6 +4,8 @@
 //! - BatchNorm folded into the convolution at inference;
 //! - 2x2 max pooling before the ReLU where only the pooled block output is used, and in
 //!   bf16 training BatchNorm, pooling and ReLU as one function (`bn_pool`);
+//! - in the torchvision networks' training, BatchNorm, the residual sum and ReLU or ReLU6
+//!   as one function (`bn_act`), and ReLU6 in place without autograd's copy (`relu6`);
 //! - the first block (one input channel) as one pass that writes only its pooled output,
 //!   at inference and in bf16 training (`first_block`);
 //! - activations channels-last (NHWC strides) and in the compute precision (bf16 casts
@@ -11,6 +13,7 @@
 //! - the attention block's algebra rewritten as matmuls (`attention`).
 
 mod attention;
+pub(crate) mod bn_act;
 mod bn_pool;
 mod first_block;
 pub mod fused;

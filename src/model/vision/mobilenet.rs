@@ -99,12 +99,8 @@ impl InvertedResidual {
             None => xs.shallow_clone(),
         };
         let h = self.depthwise.forward_relu6(&h, train, c);
-        let mut out = ops::conv_bn(&self.project, &self.project_bn, &h, train, c);
-        if self.residual {
-            // In place (BatchNorm's backward does not read its output).
-            let _ = out.g_add_(xs);
-        }
-        out
+        let residual = self.residual.then_some(xs);
+        ops::conv_bn_add(&self.project, &self.project_bn, &h, residual, train, c)
     }
 }
 

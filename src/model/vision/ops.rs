@@ -2,6 +2,7 @@
 //! their state-dict names with torchvision's initialisations, computed in a `Compute`'s
 //! kind and layout (weights cast on the fly, so gradients reach the float32 masters).
 
+use super::super::fast::bn_act;
 use super::super::fast::fused::{self, Act, Geometry};
 use super::super::fast::relu6;
 use super::super::layers::{BatchNorm, BN_EPS};
@@ -203,7 +204,8 @@ pub(super) fn batch_norm(p: nn::Path, c: i64) -> BatchNorm {
 /// A convolution and the BatchNorm after it. At inference in the fast path's compute
 /// (channels-last or bf16) the BatchNorm is folded into the convolution's weight and
 /// bias, which saves a pass over the activations and is exact in real arithmetic; in
-/// training, and in float32 NCHW (torchvision's module as written, what the explanations
+/// training there it runs on batch statistics as one fused function with what follows it
+/// (`trained`); in float32 NCHW (torchvision's module as written, what the explanations
 /// and parity tests run), the two run as written.
 pub(super) fn conv_bn(
     conv: &Conv2d,
@@ -212,11 +214,54 @@ pub(super) fn conv_bn(
     train: bool,
     c: Compute,
 ) -> Tensor {
+    conv_bn_add(conv, bn, xs, None, train, c)
+}
+
+/// BN(conv(xs)) + residual (MobileNetV2's inverted residual, in place as torchvision's
+/// sum; BatchNorm's backward does not read its output).
+pub(super) fn conv_bn_add(
+    conv: &Conv2d,
+    bn: &BatchNorm,
+    xs: &Tensor,
+    residual: Option<&Tensor>,
+    train: bool,
+    c: Compute,
+) -> Tensor {
+    if let Some(out) = trained(conv, bn, xs, residual, None, train, c) {
+        return out;
+    }
+    let mut out = conv_bn_plain(conv, bn, xs, train, c);
+    if let Some(r) = residual {
+        let _ = out.g_add_(r);
+    }
+    out
+}
+
+/// BN(conv(xs)) as written, or folded at inference in the fast path's compute.
+fn conv_bn_plain(conv: &Conv2d, bn: &BatchNorm, xs: &Tensor, train: bool, c: Compute) -> Tensor {
     if train || c == Compute::default() {
         return bn.forward_t(&conv.forward(xs, c), train);
     }
     let (ws, bs) = inference_weights(conv, Some(bn), c);
     conv.forward_with(xs, &ws, bs.as_ref(), c)
+}
+
+/// act(BN(conv(xs)) + residual) in training in the fast path's compute, BatchNorm (batch
+/// statistics), the sum and the activation as one autograd function (`bn_act`), equal
+/// to the plain ops; None elsewhere, and the caller runs those.
+fn trained(
+    conv: &Conv2d,
+    bn: &BatchNorm,
+    xs: &Tensor,
+    residual: Option<&Tensor>,
+    act: Option<Act>,
+    train: bool,
+    c: Compute,
+) -> Option<Tensor> {
+    if !train || c == Compute::default() || !bn_act::applies(xs) {
+        return None;
+    }
+    bn_act::bn_act(&conv.forward(xs, c), bn, residual, act)
 }
 
 /// The convolution's weight and bias with the BatchNorm after it folded in (its running
@@ -321,11 +366,13 @@ pub(super) fn conv_bn_add_relu(
     c: Compute,
 ) -> Tensor {
     if !tap.reads_relu_input() {
-        if let Some(out) = fused(conv, Some(bn), xs, train, c, residual, Act::Relu) {
+        let out = fused(conv, Some(bn), xs, train, c, residual, Act::Relu)
+            .or_else(|| trained(conv, bn, xs, residual, Some(Act::Relu), train, c));
+        if let Some(out) = out {
             return tap.relu(&out, out.shallow_clone());
         }
     }
-    let mut pre = conv_bn(conv, bn, xs, train, c);
+    let mut pre = conv_bn_plain(conv, bn, xs, train, c);
     if let Some(r) = residual {
         let _ = pre.g_add_(r);
     }
@@ -350,11 +397,13 @@ pub(super) fn conv_bn_relu6(
     train: bool,
     c: Compute,
 ) -> Tensor {
-    if let Some(out) = fused(conv, Some(bn), xs, train, c, None, Act::Relu6) {
+    let out = fused(conv, Some(bn), xs, train, c, None, Act::Relu6)
+        .or_else(|| trained(conv, bn, xs, None, Some(Act::Relu6), train, c));
+    if let Some(out) = out {
         return out;
     }
     // In place, as torchvision's nn.ReLU6(inplace=True): same values and gradients.
-    relu6::relu6_(conv_bn(conv, bn, xs, train, c))
+    relu6::relu6_(conv_bn_plain(conv, bn, xs, train, c))
 }
 
 /// An nn.ReLU call, through the tap.
