@@ -21,6 +21,7 @@ fn main() {
     println!("cargo:rerun-if-changed=src/model/fast/cpu_kernel.h");
     println!("cargo:rerun-if-changed=src/model/fast/batch_norm_args.h");
     println!("cargo:rerun-if-changed=src/shim_error.h");
+    println!("cargo:rerun-if-changed=src/shim_openmp.h");
     println!("cargo:rerun-if-env-changed=GLOO_INCLUDE_DIR");
     println!("cargo:rerun-if-env-changed=CUDA_HOME");
     // torch-sys (links = "tch") exports the directory holding libtorch*.so.

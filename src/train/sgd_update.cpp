@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include "shim_error.h"
+#include "shim_openmp.h"
 
 using flarecast_shim::message;
 

@@ -29,6 +29,7 @@
 #include "model/fast/bn_batch_stats.h"
 #include "model/fast/cpu_kernel.h"
 #include "shim_error.h"
+#include "shim_openmp.h"
 
 using flarecast_shim::message;
 

@@ -29,6 +29,7 @@
 #include "model/fast/batch_norm_args.h"
 #include "model/fast/cpu_kernel.h"
 #include "shim_error.h"
+#include "shim_openmp.h"
 
 using flarecast_shim::message;
 
