@@ -173,6 +173,8 @@ impl Conv2d {
 pub(super) struct Linear {
     ws: Tensor,
     bs: Tensor,
+    /// Its weight and bias in the compute kind, kept between inference passes.
+    prepared: Prepared,
 }
 
 impl Linear {
@@ -181,11 +183,22 @@ impl Linear {
         Linear {
             ws: p.var("weight", &[cout, cin], ws_init),
             bs: p.var("bias", &[cout], bs_init),
+            prepared: Prepared::default(),
         }
     }
 
     pub fn forward(&self, xs: &Tensor, c: Compute) -> Tensor {
-        xs.linear(&cast(&self.ws, c), Some(&cast(&self.bs, c)))
+        if c.kind == self.ws.kind() {
+            return xs.linear(&self.ws, Some(&self.bs));
+        }
+        // AlexNet's and VGG's classifiers hold most of their parameters (58 M and 120 M):
+        // cast once while the weights stay the same, not on every pass (afresh under
+        // autograd, where the cast carries the gradient to the float32 masters).
+        let made = self.prepared.get(&[&self.ws, &self.bs], &[], (c.kind, false), || {
+            vec![cast(&self.ws, c), cast(&self.bs, c)]
+        });
+        let [ws, bs] = <[Tensor; 2]>::try_from(made).expect("a weight and a bias were made");
+        xs.linear(&ws, Some(&bs))
     }
 }
 
