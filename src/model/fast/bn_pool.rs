@@ -152,31 +152,39 @@ pub(super) mod tests {
         t.abs().max().to_kind(Kind::Double).double_value(&[])
     }
 
-    struct Run {
-        out: Tensor,
-        dx: Tensor,
-        dgamma: Tensor,
-        dbeta: Tensor,
-        running: (Tensor, Tensor),
+    pub(in crate::model::fast) struct Run {
+        pub out: Tensor,
+        pub dx: Tensor,
+        pub dres: Option<Tensor>,
+        pub dgamma: Tensor,
+        pub dbeta: Tensor,
+        pub running: (Tensor, Tensor),
     }
 
-    /// Forward and backward of `f` on a copy of `x0` with the loss sum(out * weights).
-    fn run(
+    pub(in crate::model::fast) type Forward<'a> =
+        &'a dyn Fn(&Tensor, &BatchNorm, Option<&Tensor>) -> Tensor;
+
+    /// Forward and backward of `f` on copies of `x0` and `r0` with the loss
+    /// sum(out * weights).
+    pub(in crate::model::fast) fn run(
         x0: &Tensor,
+        r0: Option<&Tensor>,
         p: &Params,
         weights: &Tensor,
-        f: &dyn Fn(&Tensor, &BatchNorm) -> Tensor,
+        f: Forward,
     ) -> Run {
         let vs = nn::VarStore::new(Device::Cpu);
         let bn = batch_norm(&vs, p);
         let xs = x0.detach().set_requires_grad(true);
-        let out = f(&xs, &bn);
+        let rs = r0.map(|r| r.detach().set_requires_grad(true));
+        let out = f(&xs, &bn, rs.as_ref());
         (out.to_kind(Kind::Float) * weights)
             .sum(Kind::Float)
             .backward();
         Run {
             out: out.detach(),
             dx: xs.grad(),
+            dres: rs.map(|r| r.grad()),
             dgamma: bn.weight.grad(),
             dbeta: bn.bias.grad(),
             running: (bn.running_mean.copy(), bn.running_var.copy()),
@@ -194,8 +202,8 @@ pub(super) mod tests {
             let x0 = to_channels_last(&(Tensor::randn([n, c, h, w], cpu) * 2.0 + 30.0));
             let p = params(c);
             let weights = Tensor::randn([n, c, h / 2, w / 2], cpu);
-            let want = run(&x0, &p, &weights, &|x, bn| plain(x, bn));
-            let got = run(&x0, &p, &weights, &|x, bn| {
+            let want = run(&x0, None, &p, &weights, &|x, bn, _| plain(x, bn));
+            let got = run(&x0, None, &p, &weights, &|x, bn, _| {
                 fused(x, bn).expect("the shim is built")
             });
             let close = |a: &Tensor, b: &Tensor, what: &str| {
@@ -224,8 +232,8 @@ pub(super) mod tests {
         let p = params(64);
         let weights = Tensor::randn([4, 64, 8, 8], cpu);
         let x32 = to_channels_last(&x0.to_kind(Kind::Float));
-        let want = run(&x32, &p, &weights, &|x, bn| plain(x, bn));
-        let got = run(&x0, &p, &weights, &|x, bn| {
+        let want = run(&x32, None, &p, &weights, &|x, bn, _| plain(x, bn));
+        let got = run(&x0, None, &p, &weights, &|x, bn, _| {
             bn_pool_relu(x, bn).expect("bf16 takes the fused path")
         });
         for (a, b, what) in [

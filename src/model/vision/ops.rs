@@ -194,9 +194,11 @@ impl Linear {
         // AlexNet's and VGG's classifiers hold most of their parameters (58 M and 120 M):
         // cast once while the weights stay the same, not on every pass (afresh under
         // autograd, where the cast carries the gradient to the float32 masters).
-        let made = self.prepared.get(&[&self.ws, &self.bs], &[], (c.kind, false), || {
-            vec![cast(&self.ws, c), cast(&self.bs, c)]
-        });
+        let made = self
+            .prepared
+            .get(&[&self.ws, &self.bs], &[], (c.kind, false), || {
+                vec![cast(&self.ws, c), cast(&self.bs, c)]
+            });
         let [ws, bs] = <[Tensor; 2]>::try_from(made).expect("a weight and a bias were made");
         xs.linear(&ws, Some(&bs))
     }
