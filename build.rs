@@ -15,6 +15,7 @@ fn main() {
     println!("cargo:rerun-if-changed=src/model/fast/bn_pool_relu.cpp");
     println!("cargo:rerun-if-changed=src/model/fast/first_block.cpp");
     println!("cargo:rerun-if-changed=src/model/fast/relu6.cpp");
+    println!("cargo:rerun-if-changed=src/model/fast/packed_linear.cpp");
     println!("cargo:rerun-if-changed=src/model/fast/bn_act.cpp");
     println!("cargo:rerun-if-changed=src/model/fast/bn_batch_stats.h");
     println!("cargo:rerun-if-changed=src/train/sgd_update.cpp");
@@ -143,7 +144,8 @@ fn link_torch_openmp() {
 /// in libtorch's dispatcher at run time), `bn_pool_relu.cpp` (training's BatchNorm, max
 /// pooling and ReLU as one autograd function), `first_block.cpp` (the first block at
 /// inference in one pass), `bn_act.cpp` (training's BatchNorm, a residual sum and ReLU or
-/// ReLU6 as one), `relu6.cpp` (ReLU6 in place without autograd's copy) and
+/// ReLU6 as one), `relu6.cpp` (ReLU6 in place without autograd's copy),
+/// `packed_linear.cpp` (MKL's linear with a weight packed once) and
 /// `src/train/sgd_update.cpp` (plain SGD's update in one pass) against the wheel's headers.
 fn build_fused_conv(lib_dir: &Path) {
     let Some(torch) = lib_dir.parent() else {
@@ -166,6 +168,7 @@ fn build_fused_conv(lib_dir: &Path) {
             "src/model/fast/bn_pool_relu.cpp",
             "src/model/fast/first_block.cpp",
             "src/model/fast/relu6.cpp",
+            "src/model/fast/packed_linear.cpp",
             "src/model/fast/bn_act.cpp",
             "src/train/sgd_update.cpp",
         ],

@@ -6,6 +6,8 @@
 //!   bf16 training BatchNorm, pooling and ReLU as one function (`bn_pool`);
 //! - in the torchvision networks' training, BatchNorm, the residual sum and ReLU or ReLU6
 //!   as one function (`bn_act`), and ReLU6 in place without autograd's copy (`relu6`);
+//! - at float32 inference, the classifiers' Linears through MKL with their weights packed
+//!   once (`packed_linear`);
 //! - the first block (one input channel) as one pass that writes only its pooled output,
 //!   at inference and in bf16 training (`first_block`);
 //! - activations channels-last (NHWC strides) and in the compute precision (bf16 casts
@@ -17,6 +19,7 @@ pub(crate) mod bn_act;
 mod bn_pool;
 mod first_block;
 pub mod fused;
+pub(crate) mod packed_linear;
 pub(crate) mod relu6;
 
 use super::layers::{global, max_pool2, Conv, ConvBlock, Layers, BN_EPS};

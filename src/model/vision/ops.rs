@@ -4,6 +4,7 @@
 
 use super::super::fast::bn_act;
 use super::super::fast::fused::{self, Act, Geometry};
+use super::super::fast::packed_linear;
 use super::super::fast::relu6;
 use super::super::layers::{BatchNorm, BN_EPS};
 use super::super::prepared::Prepared;
@@ -189,6 +190,9 @@ impl Linear {
 
     pub fn forward(&self, xs: &Tensor, c: Compute) -> Tensor {
         if c.kind == self.ws.kind() {
+            if let Some(out) = self.packed(xs, c) {
+                return out;
+            }
             return xs.linear(&self.ws, Some(&self.bs));
         }
         // AlexNet's and VGG's classifiers hold most of their parameters (58 M and 120 M):
@@ -201,6 +205,31 @@ impl Linear {
             });
         let [ws, bs] = <[Tensor; 2]>::try_from(made).expect("a weight and a bias were made");
         xs.linear(&ws, Some(&bs))
+    }
+
+    /// Float32 inference in the fast path's compute: MKL's GEMM with the weight packed once
+    /// for this batch size and kept while the weight is unchanged (`packed_linear`); None
+    /// under autograd, in the reference compute, or without the ops.
+    fn packed(&self, xs: &Tensor, c: Compute) -> Option<Tensor> {
+        if c == Compute::default() || xs.dim() != 2 || !fused::applies(xs) {
+            return None;
+        }
+        if !packed_linear::available() {
+            return None;
+        }
+        let batch = xs.size()[0];
+        // The batch it was packed for is kept beside it: another batch size runs the
+        // plain linear inside the op, told the packed one.
+        let made = self
+            .prepared
+            .get(&[&self.ws, &self.bs], &[], (Kind::Float, true), || {
+                packed_linear::pack(&self.ws, batch)
+                    .map(|p| vec![p, Tensor::from(batch)])
+                    .unwrap_or_default()
+            });
+        let [packed, packed_for] = <[Tensor; 2]>::try_from(made).ok()?;
+        let packed_for = packed_for.int64_value(&[]);
+        packed_linear::linear(xs, &packed, &self.ws, &self.bs, packed_for)
     }
 }
 
