@@ -6,10 +6,10 @@
 
 use tch::{Kind, Tensor};
 
-/// Whether the libtorch in use has the two ops (a build with MKL) and the shim is built.
-pub(crate) fn available() -> bool {
-    ffi::available()
-}
+/// `available()`: whether the libtorch in use has the two ops (a build with MKL) and the
+/// shim is built. `linear(xs, packed, ws, bs, batch)`: xs @ ws.T + bs through `packed`
+/// (`pack(ws, batch)`); a batch of another size runs libtorch's plain linear inside the op.
+pub(crate) use ffi::{available, linear};
 
 /// `ws` [out, in] float32 packed for batches of `batch` rows.
 pub(crate) fn pack(ws: &Tensor, batch: i64) -> Option<Tensor> {
@@ -17,18 +17,6 @@ pub(crate) fn pack(ws: &Tensor, batch: i64) -> Option<Tensor> {
         return None;
     }
     ffi::pack(ws, batch)
-}
-
-/// xs @ ws.T + bs through `packed` (`pack(ws, batch)`); a batch of another size runs
-/// libtorch's plain linear inside the op.
-pub(crate) fn linear(
-    xs: &Tensor,
-    packed: &Tensor,
-    ws: &Tensor,
-    bs: &Tensor,
-    batch: i64,
-) -> Option<Tensor> {
-    ffi::linear(xs, packed, ws, bs, batch)
 }
 
 #[cfg(flarecast_fused_conv)]
