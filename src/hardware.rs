@@ -155,6 +155,12 @@ impl CpuFeatures {
     }
 }
 
+/// Whether oneDNN's convolutions may use AVX-512 on this CPU: it has AVX-512F and no
+/// `ONEDNN_MAX_CPU_ISA` caps it below.
+pub fn cpu_convolutions_avx512() -> bool {
+    CpuFeatures::detect().avx512f && IsaCap::from_env().onednn_allows("AVX512_CORE")
+}
+
 /// Whether bf16 runs natively on `device`: `Ok(feature)` naming the hardware that does
 /// it, or `Err(why not)` naming what is missing or what caps it.
 pub fn bf16_support(device: Device) -> Result<String, String> {

@@ -79,9 +79,8 @@ impl Settings {
         let device = self.device()?;
         let mut loaded = model::load_model(path, device)?;
         let precision = device::choose_precision(self.precision, device);
-        loaded
-            .net
-            .set_compute(Compute::for_device(device, precision.precision));
+        let compute = Compute::for_device(device, precision.precision, loaded.net.arch());
+        loaded.net.set_compute(compute);
         let im_size = self
             .im_size_for(loaded.meta.im_size)
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;

@@ -155,9 +155,9 @@ pub fn run(
     for &arch in &cfg.archs {
         for &precision in &cfg.precisions {
             for &mode in &cfg.modes {
-                let mut compute = Compute::for_device(cfg.device, precision);
+                let mut compute = Compute::for_device(cfg.device, precision, arch);
                 if let Some(cl) = cfg.channels_last {
-                    compute.channels_last = cl;
+                    compute = Compute::new(compute.kind, cl);
                 }
                 let peak_gflops = peak.as_ref().and_then(|p| match precision {
                     Precision::F32 => Some(p.gflops),
@@ -239,7 +239,7 @@ fn measure_side_by_side(
         arch: arch.name(),
         precision: precision.name(),
         mode,
-        channels_last: compute.channels_last,
+        channels_last: compute.pass(mode == Mode::Train).channels_last,
         flarecast,
         gflop_per_s,
         peak_share: peak_gflops.zip(gflop_per_s).map(|(p, g)| g / p),

@@ -123,7 +123,7 @@ pub fn run(
     let mut rows = Vec::new();
     for &arch in &cfg.archs {
         for &precision in &cfg.precisions {
-            let compute = Compute::for_device(cfg.device, precision);
+            let compute = Compute::for_device(cfg.device, precision, arch);
             let replicas = Replicas::new(&[cfg.device], arch, InitScheme::default(), compute)?;
             let peers = Peers::new(cfg.group.as_ref(), &replicas.master().vs)?;
             peers.share_variables(

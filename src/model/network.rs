@@ -41,7 +41,7 @@ impl AttnNet {
     /// Forward pass on [N,1,H,W] inputs in [0,1] (the fast path, in this net's compute).
     /// `train` selects BatchNorm's batch statistics (and updates the running ones).
     pub fn forward_t(&self, xs: &Tensor, train: bool) -> Output {
-        fast::forward_t(&self.layers, self.compute, xs, train)
+        fast::forward_t(&self.layers, self.compute.pass(train), xs, train)
     }
 
     /// The reference network over these weights (float32, as the paper's code).

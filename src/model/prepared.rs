@@ -204,10 +204,7 @@ mod tests {
             Arch::AlexNet,
         ] {
             for kind in [Kind::Float, Kind::BFloat16] {
-                let compute = Compute {
-                    kind,
-                    channels_last: true,
-                };
+                let compute = Compute::new(kind, true);
                 let vs = nn::VarStore::new(Device::Cpu);
                 let mut net = Network::new(&vs.root(), arch, InitScheme::KaimingUniform);
                 net.set_compute(compute);

@@ -150,7 +150,7 @@ impl<'a> Trainer<'a> {
     /// group rank 0 decides and every rank starts from its state and weights.
     fn start(cfg: &'a TrainConfig, splits: Splits) -> Result<Self> {
         tch::manual_seed(cfg.recipe.seed as i64);
-        let compute = Compute::for_device(cfg.devices[0], cfg.precision);
+        let compute = Compute::for_device(cfg.devices[0], cfg.precision, cfg.arch);
         let mut replicas = Replicas::new(&cfg.devices, cfg.arch, InitScheme::default(), compute)?;
         if let Some(init) = &cfg.init_weights {
             let (tensors, _) = weights::read_weights(init)?;

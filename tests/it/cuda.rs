@@ -40,7 +40,8 @@ fn golden_probabilities_on_cuda_in_f32_and_bf16() {
     let x = g["input"].to_device(dev);
     for (precision, tol) in [(Precision::F32, 2e-3), (Precision::Bf16, 5e-2)] {
         let mut m = model::load_model(&common::golden().join("attn.pth"), dev).unwrap();
-        m.net.set_compute(Compute::for_device(dev, precision));
+        m.net
+            .set_compute(Compute::for_device(dev, precision, m.net.arch()));
         let out = tch::no_grad(|| m.net.forward_t(&x, false));
         // cuDNN may compute float32 convolutions in TF32: a looser bound than the CPU's.
         let d = max_abs_diff(&out.logits.softmax(-1, Kind::Float), &g["probs"]);
@@ -76,7 +77,8 @@ fn training_step_on_cuda_matches_the_golden_step() {
     let dev = cuda();
     let g = golden("noattn_step.safetensors");
     let mut m = model::load_model(&common::golden().join("noattn.pth"), dev).unwrap();
-    m.net.set_compute(Compute::for_device(dev, Precision::F32));
+    m.net
+        .set_compute(Compute::for_device(dev, Precision::F32, m.net.arch()));
     let mut opt = tch::nn::Sgd {
         momentum: 0.0,
         dampening: 0.0,

@@ -113,10 +113,7 @@ fn check_fast_against_reference(pth: &str, io: &str) {
             .forward_t(x, false)
     });
     for channels_last in [false, true] {
-        m.net.set_compute(Compute {
-            kind: Kind::Float,
-            channels_last,
-        });
+        m.net.set_compute(Compute::new(Kind::Float, channels_last));
         let out = tch::no_grad(|| m.net.forward_t(x, false));
         let what = |t: &str| format!("fast (channels_last {channels_last}) vs reference {t}");
         // Summation order differs (folded BN, NHWC kernels): logits near zero get 1e-5.
@@ -206,10 +203,7 @@ fn sgd_step(m: &mut LoadedModel, x: &Tensor, target: &Tensor, path: Net) -> Tens
             .reference()
             .forward_t(x, true),
         Net::Fast { channels_last } => {
-            m.net.set_compute(Compute {
-                kind: Kind::Float,
-                channels_last,
-            });
+            m.net.set_compute(Compute::new(Kind::Float, channels_last));
             m.net.forward_t(x, true)
         }
     };

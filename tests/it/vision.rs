@@ -237,16 +237,10 @@ fn check(arch: Arch, side: i64) {
     assert_eq!(rec.dropouts, 0);
 
     // The fast layout equals the plain one in float32; bf16 is close, its logits float32.
-    net.set_compute(Compute {
-        kind: Kind::Float,
-        channels_last: true,
-    });
+    net.set_compute(Compute::new(Kind::Float, true));
     let cl = tch::no_grad(|| net.forward_t(x, false));
     e.channels_last = rel_err(&cl.logits, &eval.logits, scale(&eval.logits));
-    net.set_compute(Compute {
-        kind: Kind::BFloat16,
-        channels_last: true,
-    });
+    net.set_compute(Compute::new(Kind::BFloat16, true));
     let bf = tch::no_grad(|| net.forward_t(x, false));
     assert_eq!(
         bf.logits.kind(),
@@ -271,10 +265,7 @@ fn check(arch: Arch, side: i64) {
     // same step, at one side, to channels-last's own bound.
     if side == SIDES[0] {
         weights::assign(&mut vs, &g.state("before"), arch.name()).unwrap();
-        let fast = Compute {
-            kind: Kind::Float,
-            channels_last: true,
-        };
+        let fast = Compute::new(Kind::Float, true);
         let fast = train_step(arch, side, &g, &mut vs, &mut net, fast, FAST_TOL);
         e.fast_step = fast.train.max(fast.loss).max(fast.after);
     }

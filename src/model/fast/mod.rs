@@ -24,33 +24,56 @@ pub(crate) mod relu6;
 
 use super::layers::{global, max_pool2, Conv, ConvBlock, Layers, BN_EPS};
 use super::layout::{keep_layout, to_channels_last};
-use super::{Output, Precision};
+use super::{Arch, Output, Precision};
 use tch::{Kind, Tensor};
 
 /// How a forward pass computes: the float kind of activations and whether 4-d tensors are
-/// laid out channels-last (NHWC in memory), which the CPU and cuDNN kernels prefer.
+/// laid out channels-last (NHWC in memory), which the CPU and cuDNN kernels mostly prefer.
+/// Training passes may take another layout than inference passes (`for_device`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Compute {
     pub kind: Kind,
+    /// Inference passes' layout: channels-last or NCHW.
     pub channels_last: bool,
+    /// Training passes' layout.
+    pub train_channels_last: bool,
 }
 
 impl Default for Compute {
     fn default() -> Self {
-        Compute {
-            kind: Kind::Float,
-            channels_last: false,
-        }
+        Compute::new(Kind::Float, false)
     }
 }
 
 impl Compute {
-    /// The layout and kind that run fastest for `precision` on `device`.
-    pub fn for_device(device: tch::Device, precision: Precision) -> Self {
-        let _ = device;
+    /// `kind`, one layout for every pass.
+    pub fn new(kind: Kind, channels_last: bool) -> Self {
         Compute {
-            kind: precision.kind(),
-            channels_last: true,
+            kind,
+            channels_last,
+            train_channels_last: channels_last,
+        }
+    }
+
+    /// The layout and kind that run fastest for `arch` at `precision` on `device`:
+    /// channels-last, except the training passes of `trains_faster_nchw`.
+    pub fn for_device(device: tch::Device, precision: Precision, arch: Arch) -> Self {
+        Compute {
+            train_channels_last: !trains_faster_nchw(device, precision, arch),
+            ..Compute::new(precision.kind(), true)
+        }
+    }
+
+    /// The compute of one pass: a training pass (BatchNorm on batch statistics) in the
+    /// training layout, any other in the inference layout.
+    pub fn pass(self, train: bool) -> Self {
+        Compute {
+            channels_last: if train {
+                self.train_channels_last
+            } else {
+                self.channels_last
+            },
+            ..self
         }
     }
 
@@ -71,6 +94,19 @@ impl Compute {
             w
         }
     }
+}
+
+/// Whether `arch` trains faster in NCHW than channels-last: in float32 on a CPU whose
+/// convolutions run below AVX-512 (AVX2, or an ISA cap), for the networks that convolve at
+/// full resolution (the paper's two and VGG16). On an AVX2-only AMD EPYC (Zen 3) oneDNN's
+/// channels-last backward ran their training steps 5-20 % slower than NCHW, in flarecast
+/// and in PyTorch alike, while the ResNets, AlexNet and MobileNetV2, which downsample
+/// first, trained faster channels-last (docs/performance.md).
+fn trains_faster_nchw(device: tch::Device, precision: Precision, arch: Arch) -> bool {
+    device == tch::Device::Cpu
+        && precision == Precision::F32
+        && matches!(arch, Arch::Attention | Arch::StandardCnn | Arch::Vgg16)
+        && !crate::hardware::cpu_convolutions_avx512()
 }
 
 /// A convolution whose float32 weights are cast to the compute precision on the fly (the
@@ -261,4 +297,44 @@ fn classify_f32(layers: &Layers, c: Compute, feats: &Tensor) -> Tensor {
     let ws = c.cast(&layers.classify.ws);
     let bs = layers.classify.bs.as_ref().map(|b| c.cast(b));
     feats.linear(&ws, bs.as_ref()).to_kind(Kind::Float)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Device;
+
+    #[test]
+    fn a_pass_takes_its_own_layout() {
+        let c = Compute {
+            kind: Kind::Float,
+            channels_last: true,
+            train_channels_last: false,
+        };
+        assert!(!c.pass(true).channels_last);
+        assert!(c.pass(false).channels_last);
+        assert_eq!(c.pass(true).kind, Kind::Float);
+        let one = Compute::new(Kind::BFloat16, true);
+        assert!(one.pass(true).channels_last && one.pass(false).channels_last);
+    }
+
+    #[test]
+    fn only_full_resolution_float32_training_below_avx512_runs_nchw() {
+        let avx512 = crate::hardware::cpu_convolutions_avx512();
+        for arch in Arch::ALL {
+            for precision in [Precision::F32, Precision::Bf16] {
+                let c = Compute::for_device(Device::Cpu, precision, arch);
+                assert!(c.channels_last, "{arch:?} {precision:?}: inference");
+                let nchw = precision == Precision::F32
+                    && !avx512
+                    && matches!(arch, Arch::Attention | Arch::StandardCnn | Arch::Vgg16);
+                assert_eq!(c.train_channels_last, !nchw, "{arch:?} {precision:?}");
+                let cuda = Compute::for_device(Device::Cuda(0), precision, arch);
+                assert!(
+                    cuda.train_channels_last && cuda.channels_last,
+                    "{arch:?} on CUDA"
+                );
+            }
+        }
+    }
 }

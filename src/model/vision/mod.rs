@@ -100,7 +100,7 @@ impl VisionNet {
 
     /// The forward pass with `tap` called at every ReLU, stage and dropout.
     pub fn forward_tapped(&self, xs: &Tensor, train: bool, tap: &mut dyn Tap) -> Output {
-        self.run(xs, train, self.compute, tap)
+        self.run(xs, train, self.compute.pass(train), tap)
     }
 
     /// `forward_tapped` in float32 and NCHW whatever this net's compute: torchvision's
@@ -285,10 +285,7 @@ mod tests {
             Arch::MobileNetV2,
         ] {
             let (vs, mut net) = build(arch);
-            net.set_compute(Compute {
-                kind: Kind::BFloat16,
-                channels_last: true,
-            });
+            net.set_compute(Compute::new(Kind::BFloat16, true));
             let out = net.forward_t(&x, true);
             assert_eq!(out.logits.kind(), Kind::Float);
             let loss = out
