@@ -10,7 +10,8 @@
 //!   once (`packed_linear`);
 //! - the first block (one input channel) as one pass that writes only its pooled output,
 //!   at inference and in bf16 training (`first_block`);
-//! - activations channels-last (NHWC strides) and in the compute precision (bf16 casts
+//! - activations channels-last (NHWC strides; NCHW in the training passes where
+//!   `Compute::for_device` says that is faster) and in the compute precision (bf16 casts
 //!   of the float32 weights, autocast-style), logits always float32;
 //! - the attention block's algebra rewritten as matmuls (`attention`).
 
