@@ -49,7 +49,18 @@ impl LoopArgs {
         if device != tch::Device::Cpu {
             bail!("--device {}: bench {bench} compares on the CPU, where the PyTorch loop runs; give --device cpu", net.device);
         }
-        let chosen = flarecast::device::choose_precisions(&net.precision, device);
+        // One row per distinct choice, not per distinct precision: `f32` and `auto` are two
+        // rows (the paper's loop and the tuned one) even where auto resolves to f32.
+        let mut choices = Vec::new();
+        for &c in &net.precision {
+            if !choices.contains(&c) {
+                choices.push(c);
+            }
+        }
+        let chosen: Vec<Chosen> = choices
+            .iter()
+            .map(|&c| flarecast::device::choose_precision(c, device))
+            .collect();
         let programs = paper_loop::Config {
             exe: std::env::current_exe()?,
             python,
@@ -57,8 +68,7 @@ impl LoopArgs {
             batch_size: net.batch_size,
             im_size: flarecast::im_size::ImSize::of_setting(net.im_size.into())?,
             archs: net.arch.clone(),
-            precisions: net
-                .precision
+            precisions: choices
                 .iter()
                 .zip(&chosen)
                 .map(|(&choice, c)| RowPrecision {
