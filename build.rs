@@ -17,6 +17,7 @@ fn main() {
     println!("cargo:rerun-if-changed=src/model/fast/relu6.cpp");
     println!("cargo:rerun-if-changed=src/model/fast/packed_linear.cpp");
     println!("cargo:rerun-if-changed=src/model/fast/bn_act.cpp");
+    println!("cargo:rerun-if-changed=src/model/fast/max_pool2.cpp");
     println!("cargo:rerun-if-changed=src/model/fast/bn_batch_stats.h");
     println!("cargo:rerun-if-changed=src/train/sgd_update.cpp");
     println!("cargo:rerun-if-changed=src/model/fast/cpu_kernel.h");
@@ -170,6 +171,7 @@ fn build_fused_conv(lib_dir: &Path) {
             "src/model/fast/relu6.cpp",
             "src/model/fast/packed_linear.cpp",
             "src/model/fast/bn_act.cpp",
+            "src/model/fast/max_pool2.cpp",
             "src/train/sgd_update.cpp",
         ],
         torch,

@@ -3,7 +3,8 @@
 //! tested equal to the reference in float32:
 //! - BatchNorm folded into the convolution at inference;
 //! - 2x2 max pooling before the ReLU where only the pooled block output is used, and in
-//!   bf16 training BatchNorm, pooling and ReLU as one function (`bn_pool`);
+//!   bf16 training BatchNorm, pooling and ReLU as one function (`bn_pool`); in float32
+//!   NCHW training the pooling in vector loops (`max_pool2`), bitwise libtorch's;
 //! - in the torchvision networks' training, BatchNorm, the residual sum and ReLU or ReLU6
 //!   as one function (`bn_act`), and ReLU6 in place without autograd's copy (`relu6`);
 //! - at float32 inference, the classifiers' Linears through MKL with their weights packed
@@ -20,12 +21,14 @@ pub(crate) mod bn_act;
 mod bn_pool;
 mod first_block;
 pub mod fused;
+pub(crate) mod max_pool2;
 pub(crate) mod packed_linear;
 pub(crate) mod relu6;
 
 use super::layers::{global, max_pool2, Conv, ConvBlock, Layers, BN_EPS};
 use super::layout::{keep_layout, to_channels_last};
 use super::{Arch, Output, Precision};
+use max_pool2::max_pool2_t;
 use tch::{Kind, Tensor};
 
 /// How a forward pass computes: the float kind of activations and whether 4-d tensors are
@@ -100,8 +103,8 @@ impl Compute {
 /// Whether `arch` trains faster in NCHW than channels-last: in float32 on a CPU whose
 /// convolutions run below AVX-512 (AVX2, or an ISA cap), for the networks that convolve at
 /// full resolution (the paper's two and VGG16). On an AVX2-only AMD EPYC (Zen 3) oneDNN's
-/// channels-last backward ran their training steps 5-20 % slower than NCHW, in flarecast
-/// and in PyTorch alike, while the ResNets, AlexNet and MobileNetV2, which downsample
+/// channels-last backward ran their training steps slower than NCHW, in flarecast and in
+/// PyTorch alike (up to about 20 % for the paper's networks, 25-35 % for VGG16), while the ResNets, AlexNet and MobileNetV2, which downsample
 /// first, trained faster channels-last (docs/performance.md).
 fn trains_faster_nchw(device: tch::Device, precision: Precision, arch: Arch) -> bool {
     device == tch::Device::Cpu
@@ -209,7 +212,7 @@ fn block_pooled(block: &ConvBlock, xs: &Tensor, train: bool, c: Compute) -> Tens
         if let Some(out) = bn_pool::bn_pool_relu(&y, &block.bn) {
             return out;
         }
-        return max_pool2(&block.bn.forward_t(&y, train)).relu();
+        return max_pool2_t(&block.bn.forward_t(&y, train), train).relu();
     }
     max_pool2(&pre_activation(block, xs, train, c)).relu()
 }
@@ -273,9 +276,9 @@ pub(super) fn forward_t(layers: &Layers, c: Compute, xs: &Tensor, train: bool) -
         };
     };
     let l1 = block_out(&b[2], &x, train, c);
-    let l2 = block_out(&b[3], &max_pool2(&l1), train, c);
-    let l3 = block_out(&b[4], &max_pool2(&l2), train, c);
-    let features = block_out(&b[5], &max_pool2(&l3), train, c);
+    let l2 = block_out(&b[3], &max_pool2_t(&l1, train), train, c);
+    let l3 = block_out(&b[4], &max_pool2_t(&l2, train), train, c);
+    let features = block_out(&b[5], &max_pool2_t(&l3, train), train, c);
     keep_layout(&layers.dense.ws, c.channels_last);
     let g = global(conv(
         &layers.dense,

@@ -465,6 +465,10 @@ pub(super) fn max_pool(xs: &Tensor, k: i64, stride: i64, padding: i64) -> Tensor
     xs.max_pool2d([k; 2], [stride; 2], [padding; 2], [1, 1], false)
 }
 
+/// nn.MaxPool2d(2, 2) in a pass; a training pass's through `fast::max_pool2`, the same
+/// values and gradients.
+pub(super) use super::super::fast::max_pool2::max_pool2_t;
+
 /// The classifier's output as float32 logits, whatever the compute kind.
 pub(super) fn logits_f32(t: Tensor) -> Tensor {
     if t.kind() == Kind::Float {

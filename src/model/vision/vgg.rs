@@ -73,7 +73,7 @@ impl Vgg16 {
         let n = self.features.len();
         for (i, feature) in self.features.iter().enumerate() {
             x = match feature {
-                Feature::Pool => ops::max_pool(&x, 2, 2, 0),
+                Feature::Pool => ops::max_pool2_t(&x, train),
                 Feature::Conv(conv) => {
                     let out = ops::conv_relu(tap, conv, &x, c);
                     // The last convolution's ReLU is the last but one module.
