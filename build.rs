@@ -26,6 +26,7 @@ fn main() {
     println!("cargo:rerun-if-changed=src/shim_openmp.h");
     println!("cargo:rerun-if-env-changed=GLOO_INCLUDE_DIR");
     println!("cargo:rerun-if-env-changed=CUDA_HOME");
+    println!("cargo:rerun-if-env-changed=RUSTC_WORKSPACE_WRAPPER");
     // torch-sys (links = "tch") exports the directory holding libtorch*.so.
     if let Ok(lib_dir) = std::env::var("DEP_TCH_LIBTORCH_LIB") {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{lib_dir}");
@@ -128,6 +129,26 @@ fn torch_cpp(files: &[&str], torch: &Path) -> cc::Build {
     build
 }
 
+/// Whether this run of the build script is for clippy, which cargo runs as the
+/// workspace's rustc wrapper: clippy only type-checks and links nothing, so the C++ shims
+/// are not compiled for it (their cfgs are still set, so the Rust behind them is linted).
+/// Its build-script run is not shared with a build's, and compiling the shims twice cost
+/// CI about 150 s on 2 cores.
+fn lint_only() -> bool {
+    std::env::var_os("RUSTC_WORKSPACE_WRAPPER").is_some_and(|w| {
+        Path::new(&w)
+            .file_stem()
+            .is_some_and(|s| s.to_string_lossy().starts_with("clippy-driver"))
+    })
+}
+
+/// `build.compile(name)`, skipped under clippy (`lint_only`).
+fn compile_unless_linting(build: &cc::Build, name: &str) {
+    if !lint_only() {
+        build.compile(name);
+    }
+}
+
 /// The shims' symbols live in libtorch_cpu and libc10.
 fn link_torch_cpu(lib_dir: &Path) {
     println!("cargo:rustc-link-search=native={}", lib_dir.display());
@@ -145,8 +166,9 @@ fn link_torch_openmp() {
 /// in libtorch's dispatcher at run time), `bn_pool_relu.cpp` (training's BatchNorm, max
 /// pooling and ReLU as one autograd function), `first_block.cpp` (the first block at
 /// inference in one pass), `bn_act.cpp` (training's BatchNorm, a residual sum and ReLU or
-/// ReLU6 as one), `relu6.cpp` (ReLU6 in place without autograd's copy),
-/// `packed_linear.cpp` (MKL's linear with a weight packed once) and
+/// ReLU6 as one), `relu6.cpp` (ReLU6 in place without autograd's copy), `max_pool2.cpp`
+/// (training's NCHW 2x2 max pooling in vector loops), `packed_linear.cpp` (MKL's linear
+/// with a weight packed once) and
 /// `src/train/sgd_update.cpp` (plain SGD's update in one pass) against the wheel's headers.
 fn build_fused_conv(lib_dir: &Path) {
     let Some(torch) = lib_dir.parent() else {
@@ -163,7 +185,7 @@ fn build_fused_conv(lib_dir: &Path) {
     // One library, its files compiled in parallel. Training's fused BatchNorm + pooling +
     // ReLU and the first block's kernels are loops that do the work, so they are
     // optimised whatever the profile; the convolution's glue costs a second more at -O3.
-    torch_cpp(
+    let mut build = torch_cpp(
         &[
             "src/model/fast/fused_conv.cpp",
             "src/model/fast/bn_pool_relu.cpp",
@@ -175,9 +197,9 @@ fn build_fused_conv(lib_dir: &Path) {
             "src/train/sgd_update.cpp",
         ],
         torch,
-    )
-    .opt_level(3)
-    .compile("flarecast_fast_kernels");
+    );
+    build.opt_level(3);
+    compile_unless_linting(&build, "flarecast_fast_kernels");
     link_torch_cpu(lib_dir);
     link_torch_openmp();
     println!("cargo:rustc-cfg=flarecast_fused_conv");
@@ -210,7 +232,7 @@ fn build_c10d_shim(lib_dir: &Path) {
             build.include(d);
         }
     }
-    build.compile("flarecast_c10d");
+    compile_unless_linting(&build, "flarecast_c10d");
     // The shim's symbols live in libtorch_cpu (Gloo inside it) and libc10.
     link_torch_cpu(lib_dir);
     println!("cargo:rustc-cfg=flarecast_c10d");
