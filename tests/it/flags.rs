@@ -35,16 +35,17 @@ fn count<T: Whole>(name: &'static str, range: Count<T>) -> Flag {
     whole(name, min, max)
 }
 
-/// A flag clap parses as a whole number in `min..=max`, with the same values.
+/// A flag clap parses as a whole number in `min..=max`, with the same values, each once
+/// (one past a range's low end is often 0 or -1 already).
 fn whole(name: &'static str, min: i128, max: i128) -> Flag {
     let ends = [min, max, min - 1, max + 1].map(|v| v.to_string());
-    Flag {
-        name,
-        values: ends
-            .into_iter()
-            .chain(ABSURD_COUNTS.map(String::from))
-            .collect(),
+    let mut values: Vec<String> = Vec::new();
+    for value in ends.into_iter().chain(ABSURD_COUNTS.map(String::from)) {
+        if !values.contains(&value) {
+            values.push(value);
+        }
     }
+    Flag { name, values }
 }
 
 /// A duration flag: both ends of its range, a second past it, and the absurd values.
