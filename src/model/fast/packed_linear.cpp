@@ -1,4 +1,6 @@
-// A Linear at inference with its weight packed once for MKL's GEMM: libtorch's
+// A Linear at inference with its weight prepared once: on Intel CPUs packed for MKL's
+// GEMM, elsewhere (where MKL runs its generic code) as a oneDNN tensor for oneDNN's inner
+// product. MKL's packing: libtorch's
 // `mkl::_mkl_reorder_linear_weight` and `mkl::_mkl_linear`, the ops torch.compile emits
 // for a frozen Linear on the CPU, found in libtorch's dispatcher at run time. `F.linear`
 // calls MKL's sgemm, which packs the whole weight matrix again on every call; for a small
@@ -51,6 +53,22 @@ void* fc_pack_linear_weight(const void* w, int64_t batch, char** err) {
   return guarded(err, [&] {
     const auto& wt = *static_cast<const at::Tensor*>(w);
     return pack_op()->typed<at::Tensor(const at::Tensor&, int64_t)>().call(wt, batch);
+  });
+}
+
+// `w` [out, in] float32 as a oneDNN tensor, for fc_onednn_linear; a new tensor, or null.
+void* fc_onednn_linear_weight(const void* w, char** err) {
+  return guarded(err, [&] { return static_cast<const at::Tensor*>(w)->contiguous().to_mkldnn(); });
+}
+
+// x @ w.T + b through oneDNN's inner product, `weight` from fc_onednn_linear_weight; any
+// batch size.
+void* fc_onednn_linear(const void* x, const void* weight, const void* b, char** err) {
+  return guarded(err, [&] {
+    const auto& xt = *static_cast<const at::Tensor*>(x);
+    const auto& wt = *static_cast<const at::Tensor*>(weight);
+    const std::optional<at::Tensor> bt = *static_cast<const at::Tensor*>(b);
+    return at::mkldnn_linear(xt.contiguous().to_mkldnn(), wt, bt).to_dense();
   });
 }
 

@@ -217,19 +217,18 @@ impl Linear {
         if !packed_linear::available() {
             return None;
         }
-        let batch = xs.size()[0];
-        // The batch it was packed for is kept beside it: another batch size runs the
-        // plain linear inside the op, told the packed one.
+        // Packed for the first batch's size, which is kept beside it: another batch size
+        // runs the plain linear inside MKL's op.
         let made = self
             .prepared
             .get(&[&self.ws, &self.bs], &[], (Kind::Float, true), || {
-                packed_linear::pack(&self.ws, batch)
-                    .map(|p| vec![p, Tensor::from(batch)])
+                let backend = packed_linear::Backend::for_cpu(xs.size()[0]);
+                packed_linear::pack(&self.ws, backend)
+                    .map(packed_linear::Packed::into_tensors)
                     .unwrap_or_default()
             });
-        let [packed, packed_for] = <[Tensor; 2]>::try_from(made).ok()?;
-        let packed_for = packed_for.int64_value(&[]);
-        packed_linear::linear(xs, &packed, &self.ws, &self.bs, packed_for)
+        let packed = packed_linear::Packed::from_tensors(made)?;
+        packed_linear::linear(xs, &packed, &self.ws, &self.bs)
     }
 }
 
