@@ -7,8 +7,8 @@
 //!   NCHW training the pooling in vector loops (`max_pool2`), bitwise libtorch's;
 //! - in the torchvision networks' training, BatchNorm, the residual sum and ReLU or ReLU6
 //!   as one function (`bn_act`), and ReLU6 in place without autograd's copy (`relu6`);
-//! - at float32 inference, the classifiers' Linears through MKL with their weights packed
-//!   once (`packed_linear`);
+//! - at float32 inference, the classifiers' Linears with their weights prepared once, for
+//!   MKL on Intel CPUs and for oneDNN on AMD's (`packed_linear`);
 //! - the first block (one input channel) as one pass that writes only its pooled output,
 //!   at inference and in bf16 training (`first_block`);
 //! - activations channels-last (NHWC strides; NCHW in the training passes where
@@ -104,8 +104,9 @@ impl Compute {
 /// convolutions run below AVX-512 (AVX2, or an ISA cap), for the networks that convolve at
 /// full resolution (the paper's two and VGG16). On an AVX2-only AMD EPYC (Zen 3) oneDNN's
 /// channels-last backward ran their training steps slower than NCHW, in flarecast and in
-/// PyTorch alike (up to about 20 % for the paper's networks, 25-35 % for VGG16), while the ResNets, AlexNet and MobileNetV2, which downsample
-/// first, trained faster channels-last (docs/performance.md).
+/// PyTorch alike (up to about 20 % for the paper's networks, 25-35 % for VGG16), while
+/// the ResNets, AlexNet and MobileNetV2, which downsample first, trained faster
+/// channels-last (docs/performance.md).
 fn trains_faster_nchw(device: tch::Device, precision: Precision, arch: Arch) -> bool {
     device == tch::Device::Cpu
         && precision == Precision::F32

@@ -1,6 +1,6 @@
-// A Linear at inference with its weight prepared once: on Intel CPUs packed for MKL's
-// GEMM, elsewhere (where MKL runs its generic code) as a oneDNN tensor for oneDNN's inner
-// product. MKL's packing: libtorch's
+// A Linear at inference with its weight prepared once: packed for MKL's GEMM, or on AMD
+// CPUs (where MKL runs its generic code) held as a oneDNN tensor for oneDNN's inner
+// product (`at::mkldnn_linear`). The packing is libtorch's
 // `mkl::_mkl_reorder_linear_weight` and `mkl::_mkl_linear`, the ops torch.compile emits
 // for a frozen Linear on the CPU, found in libtorch's dispatcher at run time. `F.linear`
 // calls MKL's sgemm, which packs the whole weight matrix again on every call; for a small

@@ -1,7 +1,7 @@
 //! A Linear at inference with its weight prepared once (`packed_linear.cpp`). `F.linear`
 //! has MKL pack the whole weight matrix again on every call, which for a batch of 16 cost
 //! AlexNet's float32 inference more than the multiply itself. On Intel CPUs the weight is
-//! packed for MKL's GEMM (libtorch's `mkl::_mkl_linear`); on others, where MKL runs its
+//! packed for MKL's GEMM (libtorch's `mkl::_mkl_linear`); on AMD's, where MKL runs its
 //! generic code, it is held as a oneDNN tensor for oneDNN's inner product, which on an
 //! AVX2-only AMD EPYC (Zen 3) took AlexNet's two large Linears at batch 16 in 15.6-18.5
 //! and 6.5-6.9 ms against MKL's packed 28.6-31.3 and 11.3-12.1 ms. The caller keeps the
@@ -9,8 +9,7 @@
 
 use tch::{Kind, Tensor};
 
-/// Whether the libtorch in use has the ops (a build with MKL and oneDNN) and the shim is
-/// built.
+/// Whether the libtorch in use has MKL's two ops (a build with MKL) and the shim is built.
 pub(crate) use ffi::available;
 
 /// A weight prepared for `linear`, and how.
@@ -51,8 +50,8 @@ pub(crate) enum Backend {
 }
 
 impl Backend {
-    /// The faster on this CPU for batches of `batch` rows: MKL on Intel's, oneDNN on
-    /// others, where MKL takes its generic code path.
+    /// The faster on this CPU for batches of `batch` rows: oneDNN on AMD's, where MKL
+    /// takes its generic code path, MKL elsewhere.
     pub fn for_cpu(batch: i64) -> Self {
         if crate::hardware::CpuFeatures::detect().amd_family.is_some() {
             Backend::OneDnn
