@@ -159,6 +159,8 @@ pub(super) struct ConvBlock {
     pub bn: BatchNorm,
     /// The convolution's inference weights, the BatchNorm folded in.
     pub prepared: Prepared,
+    /// That weight in oneDNN's blocked layout, for the fused convolution.
+    pub packed: Prepared,
 }
 
 impl ConvBlock {
@@ -167,6 +169,7 @@ impl ConvBlock {
             conv: Conv::new(&p / "0", shape, init),
             bn: BatchNorm::new(&p / "1", shape.cout, init),
             prepared: Prepared::default(),
+            packed: Prepared::default(),
         }
     }
 }

@@ -57,21 +57,36 @@ pub fn applies(xs: &Tensor) -> bool {
         && !ffi::grad_enabled()
 }
 
-/// act(conv(xs, ws) + bs + residual), or None where `applies` does not hold or oneDNN
-/// does not fuse the combination (a residual with ReLU6). `ws`, `bs` and `residual` are
-/// in `xs`'s kind.
+/// act(conv(xs, ws) + bs + residual) (`act` None: no activation, as a BatchNorm'd
+/// convolution without one), or None where `applies` does not hold or oneDNN does not
+/// fuse the combination (a residual with ReLU6). `ws` (plain, or from `prepack`), `bs`
+/// and `residual` are in `xs`'s kind.
 pub fn conv(
     xs: &Tensor,
     ws: &Tensor,
     bs: Option<&Tensor>,
     residual: Option<&Tensor>,
     g: Geometry,
-    act: Act,
+    act: Option<Act>,
 ) -> Option<Tensor> {
     if !applies(xs) {
         return None;
     }
     ffi::conv(xs, ws, bs, residual, g, act)
+}
+
+/// A float32 convolution weight `ws` in the blocked layout oneDNN's kernel reads for
+/// inputs of `input_size` (`mkldnn::_reorder_convolution_weight`, as torch.compile's
+/// weight freezing makes it), for `conv` to take in place of `ws`: the same kernel and
+/// values, without reordering the weight on every call (for ResNet-34's 512- and
+/// 256-channel 3x3 weights, 16 ms of a float32 pass of about 1 s on a 2-core AMD EPYC).
+/// An input of another shape still gives the same values (the op reorders the weight
+/// again). None for another kind, or without the op.
+pub fn prepack(ws: &Tensor, input_size: &[i64], g: Geometry) -> Option<Tensor> {
+    if ws.kind() != Kind::Float || ws.device() != Device::Cpu || input_size.len() != 4 {
+        return None;
+    }
+    ffi::prepack(ws, input_size, g)
 }
 
 #[cfg(flarecast_fused_conv)]
@@ -84,6 +99,15 @@ pub(super) mod ffi {
     extern "C" {
         fn fc_fused_conv_available() -> c_int;
         fn fc_grad_enabled() -> c_int;
+        fn fc_prepack_available() -> c_int;
+        fn fc_prepack_conv_weight(
+            w: *const c_void,
+            stride: i64,
+            padding: i64,
+            groups: i64,
+            input_size: *const i64,
+            err: *mut *mut c_char,
+        ) -> *mut c_void;
         fn fc_fused_error_free(err: *mut c_char);
         #[allow(clippy::too_many_arguments)]
         fn fc_fused_conv(
@@ -118,11 +142,12 @@ pub(super) mod ffi {
         bs: Option<&Tensor>,
         residual: Option<&Tensor>,
         g: Geometry,
-        act: Act,
+        act: Option<Act>,
     ) -> Option<Tensor> {
         let (name, lo, hi): (&CStr, f64, f64) = match act {
-            Act::Relu => (c"relu", 0.0, 0.0),
-            Act::Relu6 => (c"hardtanh", 0.0, 6.0),
+            None => (c"none", 0.0, 0.0),
+            Some(Act::Relu) => (c"relu", 0.0, 0.0),
+            Some(Act::Relu6) => (c"hardtanh", 0.0, 6.0),
         };
         let ptr = |t: Option<&Tensor>| t.map_or(std::ptr::null(), |t| t.as_ptr() as *const c_void);
         let mut err: *mut c_char = std::ptr::null_mut();
@@ -145,6 +170,28 @@ pub(super) mod ffi {
         };
         // None: the op refused these tensors (a layout or kind oneDNN does not take), and
         // the plain ops compute the same thing.
+        shim_result(out, err)
+    }
+
+    pub fn prepack(ws: &Tensor, input_size: &[i64], g: Geometry) -> Option<Tensor> {
+        static AVAILABLE: OnceLock<bool> = OnceLock::new();
+        // SAFETY: a lookup in libtorch's dispatcher, which is loaded with the binary.
+        if !*AVAILABLE.get_or_init(|| unsafe { fc_prepack_available() } != 0) {
+            return None;
+        }
+        let mut err: *mut c_char = std::ptr::null_mut();
+        // SAFETY: `ws` is a live at::Tensor handle and `input_size` holds the 4 values the
+        // shim reads; the shim returns a new handle that Tensor::from_ptr takes ownership of.
+        let out = unsafe {
+            fc_prepack_conv_weight(
+                ws.as_ptr() as *const c_void,
+                g.stride,
+                g.padding,
+                g.groups,
+                input_size.as_ptr(),
+                &mut err,
+            )
+        };
         shim_result(out, err)
     }
 
@@ -180,6 +227,10 @@ mod ffi {
     pub fn conv<X, W, B, R, G, A>(_: X, _: W, _: B, _: R, _: G, _: A) -> Option<tch::Tensor> {
         None
     }
+
+    pub fn prepack<W, S, G>(_: W, _: S, _: G) -> Option<tch::Tensor> {
+        None
+    }
 }
 
 #[cfg(test)]
@@ -193,7 +244,7 @@ mod tests {
         bs: &Tensor,
         res: Option<&Tensor>,
         g: Geometry,
-        act: Act,
+        act: Option<Act>,
     ) -> Tensor {
         let y = xs.conv2d(
             ws,
@@ -208,8 +259,9 @@ mod tests {
             None => y,
         };
         match act {
-            Act::Relu => y.relu(),
-            Act::Relu6 => y.relu6(),
+            None => y,
+            Some(Act::Relu) => y.relu(),
+            Some(Act::Relu6) => y.relu6(),
         }
     }
 
@@ -234,11 +286,14 @@ mod tests {
             };
             let out_side = if stride == 1 { 12 } else { 6 };
             let res = to_channels_last(&Tensor::randn([2, 8, out_side, out_side], cpu));
-            // ResNet's ReLU(conv + residual), and each activation alone.
+            // ResNet's ReLU(conv + residual), MobileNetV2's conv + residual, each
+            // activation alone and none (a downsampling convolution).
             for (act, r) in [
-                (Act::Relu, Some(&res)),
-                (Act::Relu, None),
-                (Act::Relu6, None),
+                (Some(Act::Relu), Some(&res)),
+                (None, Some(&res)),
+                (Some(Act::Relu), None),
+                (Some(Act::Relu6), None),
+                (None, None),
             ] {
                 let fused = tch::no_grad(|| conv(&xs, &ws, Some(&bs), r, g, act))
                     .expect("the fused op runs with autograd off");
@@ -246,8 +301,55 @@ mod tests {
                 let diff = (&fused - &want).abs().max().double_value(&[]);
                 assert!(diff <= 1e-5, "{act:?} residual {}: {diff}", r.is_some());
             }
-            assert!(conv(&xs, &ws, Some(&bs), None, g, Act::Relu).is_none());
+            assert!(conv(&xs, &ws, Some(&bs), None, g, Some(Act::Relu)).is_none());
         }
+    }
+
+    /// A prepacked weight gives the plain weight's values bit for bit, with and without a
+    /// residual, at the input shape it was packed for and at others (batch and side), for
+    /// ResNet's 1-channel 7x7 stem, a 3x3, a strided 1x1 and a depthwise convolution.
+    #[test]
+    fn a_prepacked_weight_gives_the_same_values() {
+        let cpu = (Kind::Float, Device::Cpu);
+        let specs = [
+            (1, 16, 7, 2, 3, 1, 40),
+            (16, 16, 3, 1, 1, 1, 12),
+            (16, 32, 1, 2, 0, 1, 12),
+            (16, 16, 3, 2, 1, 16, 13),
+        ];
+        for (cin, cout, k, stride, padding, groups, side) in specs {
+            let ws = to_channels_last(&Tensor::randn([cout, cin / groups, k, k], cpu));
+            let bs = Tensor::randn([cout], cpu);
+            let g = Geometry {
+                stride,
+                padding,
+                groups,
+            };
+            let packed = tch::no_grad(|| prepack(&ws, &[4, cin, side, side], g))
+                .expect("libtorch 2.13 has mkldnn::_reorder_convolution_weight");
+            assert!(packed.is_mkldnn(), "an opaque oneDNN tensor");
+            for (n, s) in [(4, side), (3, side), (2, side + 5)] {
+                let xs = to_channels_last(&Tensor::randn([n, cin, s, s], cpu));
+                let out = (s + 2 * padding - k) / stride + 1;
+                let res = to_channels_last(&Tensor::randn([n, cout, out, out], cpu));
+                for (act, r) in [(Some(Act::Relu), Some(&res)), (None, None)] {
+                    let run = |w: &Tensor| {
+                        tch::no_grad(|| conv(&xs, w, Some(&bs), r, g, act)).expect("fused")
+                    };
+                    let (got, want) = (run(&packed), run(&ws));
+                    assert_eq!(got.size(), want.size());
+                    assert!(got.equal(&want), "{cin}->{cout} k{k} at {n}x{s}, {act:?}");
+                }
+            }
+        }
+        // bf16 weights stay plain.
+        let bf16 = Tensor::ones([2, 2, 3, 3], (Kind::BFloat16, Device::Cpu));
+        let g = Geometry {
+            stride: 1,
+            padding: 1,
+            groups: 1,
+        };
+        assert!(prepack(&bf16, &[1, 2, 8, 8], g).is_none());
     }
 
     /// NaN: torch's ReLU keeps it, oneDNN's epilogue gives 0; inside `plain_ops` the fused
@@ -265,15 +367,23 @@ mod tests {
             groups: 1,
         };
         let nans = |t: &Tensor| t.isnan().sum(Kind::Int64).int64_value(&[]);
-        let fused = tch::no_grad(|| conv(&xs, &ws, Some(&bs), None, g, Act::Relu))
+        let fused = tch::no_grad(|| conv(&xs, &ws, Some(&bs), None, g, Some(Act::Relu)))
             .expect("the fused op runs with autograd off");
         assert_eq!(nans(&fused), 0);
         assert_eq!(fused.sum(Kind::Double).double_value(&[]), 2.0 * 15.0);
         assert_eq!(
-            nans(&tch::no_grad(|| plain(&xs, &ws, &bs, None, g, Act::Relu))),
+            nans(&tch::no_grad(|| plain(
+                &xs,
+                &ws,
+                &bs,
+                None,
+                g,
+                Some(Act::Relu)
+            ))),
             2
         );
-        let inside = tch::no_grad(|| plain_ops(|| conv(&xs, &ws, Some(&bs), None, g, Act::Relu)));
+        let inside =
+            tch::no_grad(|| plain_ops(|| conv(&xs, &ws, Some(&bs), None, g, Some(Act::Relu))));
         assert!(inside.is_none());
         // And the switch is back once `plain_ops` returns.
         assert!(tch::no_grad(|| applies(&xs)));

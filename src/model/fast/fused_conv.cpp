@@ -33,6 +33,13 @@ const std::optional<c10::OperatorHandle>& binary_op() {
   return op;
 }
 
+// oneDNN's reorder of a convolution weight into the blocked layout its kernel reads.
+const std::optional<c10::OperatorHandle>& prepack_op() {
+  static const auto op =
+      c10::Dispatcher::singleton().findSchema({"mkldnn::_reorder_convolution_weight", ""});
+  return op;
+}
+
 }  // namespace
 
 extern "C" {
@@ -49,7 +56,30 @@ int64_t fc_tensor_version(const void* t) {
 
 void fc_fused_error_free(char* err) { free(err); }
 
-// act: "relu" or "hardtanh" (clamped to [lo, hi]). `bias` and `other` may be
+int fc_prepack_available() { return prepack_op().has_value(); }
+
+// The weight `w` in the layout oneDNN's convolution kernel reads for inputs of
+// `input_size` (4 values): an opaque oneDNN tensor that the fused op takes as it is,
+// where a plain weight is reordered on every call. For inputs of another shape the op
+// reorders it again, with the same values. Returns a new tensor or null with *err set.
+void* fc_prepack_conv_weight(const void* w, int64_t stride, int64_t padding, int64_t groups,
+                             const int64_t* input_size, char** err) {
+  try {
+    const auto& wt = *static_cast<const at::Tensor*>(w);
+    std::vector<int64_t> pad{padding, padding}, str{stride, stride}, dil{1, 1};
+    std::vector<int64_t> size(input_size, input_size + 4);
+    torch::jit::Stack stack{wt, pad, str, dil, groups, size};
+    prepack_op()->callBoxed(&stack);
+    return new at::Tensor(stack.at(0).toTensor());
+  } catch (const std::exception& e) {
+    *err = message(e);
+  } catch (...) {
+    *err = strdup("unknown C++ exception");
+  }
+  return nullptr;
+}
+
+// act: "none", "relu" or "hardtanh" (clamped to [lo, hi]). `bias` and `other` may be
 // null; with `other`, the output is act(conv(x) + bias + other). Returns a new tensor or
 // null with *err set.
 void* fc_fused_conv(const void* x, const void* w, const void* bias, const void* other,
@@ -73,8 +103,11 @@ void* fc_fused_conv(const void* x, const void* w, const void* bias, const void* 
       unary_op()->callBoxed(&stack);
     } else {
       const auto& ot = *static_cast<const at::Tensor*>(other);
+      // The binary overload's activation is optional: none is no value.
+      c10::IValue unary;
+      if (attr != "none") unary = attr;
       stack = {xt, ot, wt, b, pad, str, dil, groups, std::string("add"), c10::IValue(),
-               attr, scalars, c10::IValue()};
+               unary, scalars, c10::IValue()};
       binary_op()->callBoxed(&stack);
     }
     return new at::Tensor(stack.at(0).toTensor());

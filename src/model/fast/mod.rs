@@ -8,7 +8,8 @@
 //! - in the torchvision networks' training, BatchNorm, the residual sum and ReLU or ReLU6
 //!   as one function (`bn_act`), and ReLU6 in place without autograd's copy (`relu6`);
 //! - at float32 inference, the classifiers' Linears with their weights prepared once, for
-//!   MKL on Intel CPUs and for oneDNN on AMD's (`packed_linear`);
+//!   MKL on Intel CPUs and for oneDNN on AMD's (`packed_linear`), and the convolutions'
+//!   weights in oneDNN's blocked layout once (`fused::prepack`);
 //! - the first block (one input channel) as one pass that writes only its pooled output,
 //!   at inference and in bf16 training (`first_block`);
 //! - activations channels-last (NHWC strides; NCHW in the training passes where
@@ -156,18 +157,35 @@ fn fused_block(block: &ConvBlock, xs: &Tensor, train: bool, c: Compute) -> Optio
         padding: layer.padding,
         groups: 1,
     };
-    fused::conv(xs, &ws, Some(&bs), None, geometry, fused::Act::Relu)
+    // Prepacked for oneDNN once while the weights are the same (`fused::prepack`).
+    let [weights, stats] = sources(block);
+    let packed = block
+        .packed
+        .get(&weights, &stats, (c.kind, c.channels_last), || {
+            fused::prepack(&ws, &xs.size(), geometry)
+                .into_iter()
+                .collect()
+        });
+    let ws = packed.into_iter().next().unwrap_or(ws);
+    fused::conv(xs, &ws, Some(&bs), None, geometry, Some(fused::Act::Relu))
+}
+
+/// What the block's inference weights are made from: the convolution's parameters, and
+/// the BatchNorm's parameters and statistics.
+fn sources(block: &ConvBlock) -> [Vec<&Tensor>; 2] {
+    let (layer, bn) = (&block.conv, &block.bn);
+    let mut weights = vec![&layer.ws];
+    weights.extend(&layer.bs);
+    let stats = vec![&bn.weight, &bn.bias, &bn.running_mean, &bn.running_var];
+    [weights, stats]
 }
 
 /// The block's folded weight and bias in `c`'s kind and layout, kept on the block until
 /// a parameter changes.
 fn inference_weights(block: &ConvBlock, c: Compute) -> (Tensor, Tensor) {
-    let (layer, bn) = (&block.conv, &block.bn);
     // The variable itself in the compute's layout, before its storage keys what is kept.
-    keep_layout(&layer.ws, c.channels_last);
-    let mut weights = vec![&layer.ws];
-    weights.extend(&layer.bs);
-    let stats = [&bn.weight, &bn.bias, &bn.running_mean, &bn.running_var];
+    keep_layout(&block.conv.ws, c.channels_last);
+    let [weights, stats] = sources(block);
     let made = block
         .prepared
         .get(&weights, &stats, (c.kind, c.channels_last), || {

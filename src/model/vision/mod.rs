@@ -16,10 +16,11 @@ use super::tap::{NoTap, Tap};
 use super::{Arch, Compute, Output};
 use tch::{nn, Tensor};
 
-/// The network's layers, by family.
+/// The network's layers, by family (AlexNet's five convolutions held inline are the
+/// largest, so boxed).
 #[derive(Debug)]
 enum Family {
-    AlexNet(alexnet::AlexNet),
+    AlexNet(Box<alexnet::AlexNet>),
     Vgg16(vgg::Vgg16),
     ResNet(resnet::ResNet),
     MobileNetV2(mobilenet::MobileNetV2),
@@ -41,7 +42,7 @@ impl VisionNet {
     /// On the paper's two architectures, which `AttnNet` builds.
     pub fn new(p: &nn::Path, arch: Arch) -> Self {
         let net = match arch {
-            Arch::AlexNet => Family::AlexNet(alexnet::AlexNet::new(p)),
+            Arch::AlexNet => Family::AlexNet(Box::new(alexnet::AlexNet::new(p))),
             Arch::Vgg16 => Family::Vgg16(vgg::Vgg16::new(p)),
             Arch::ResNet18 => Family::ResNet(resnet::ResNet::new(p, resnet::Depth::R18)),
             Arch::ResNet34 => Family::ResNet(resnet::ResNet::new(p, resnet::Depth::R34)),

@@ -94,6 +94,8 @@ pub(super) struct Conv2d {
     groups: i64,
     /// Its inference weights, the BatchNorm after it folded in.
     prepared: Prepared,
+    /// That weight in oneDNN's blocked layout, for the fused convolution.
+    packed: Prepared,
 }
 
 /// A convolution's geometry: nn.Conv2d(cin, cout, k, stride, padding, groups, bias).
@@ -141,6 +143,7 @@ impl Conv2d {
             padding: s.padding,
             groups: s.groups,
             prepared: Prepared::default(),
+            packed: Prepared::default(),
         }
     }
 
@@ -270,7 +273,9 @@ pub(super) fn conv_bn_add(
     train: bool,
     c: Compute,
 ) -> Tensor {
-    if let Some(out) = trained(conv, bn, xs, residual, None, train, c) {
+    let out = fused(conv, Some(bn), xs, train, c, residual, None)
+        .or_else(|| trained(conv, bn, xs, residual, None, train, c));
+    if let Some(out) = out {
         return out;
     }
     let mut out = conv_bn_plain(conv, bn, xs, train, c);
@@ -321,6 +326,18 @@ fn fold(conv: &Conv2d, bn: &BatchNorm) -> (Tensor, Tensor) {
     })
 }
 
+/// What a convolution's inference weights are made from: its parameters, and the
+/// BatchNorm's parameters and statistics.
+fn sources<'a>(conv: &'a Conv2d, bn: Option<&'a BatchNorm>) -> [Vec<&'a Tensor>; 2] {
+    let mut weights = vec![&conv.ws];
+    weights.extend(&conv.bs);
+    let stats = match bn {
+        Some(bn) => vec![&bn.weight, &bn.bias, &bn.running_mean, &bn.running_var],
+        None => Vec::new(),
+    };
+    [weights, stats]
+}
+
 /// The convolution's weight and bias for inference in `c` (the BatchNorm after it folded
 /// in, in `c`'s kind and layout), kept on the convolution until a parameter changes.
 fn inference_weights(
@@ -330,12 +347,7 @@ fn inference_weights(
 ) -> (Tensor, Option<Tensor>) {
     // The variable itself in the compute's layout, before its storage keys what is kept.
     keep_layout(&conv.ws, c.channels_last);
-    let mut weights = vec![&conv.ws];
-    weights.extend(&conv.bs);
-    let stats = match bn {
-        Some(bn) => vec![&bn.weight, &bn.bias, &bn.running_mean, &bn.running_var],
-        None => Vec::new(),
-    };
+    let [weights, stats] = sources(conv, bn);
     let mut made = conv
         .prepared
         .get(&weights, &stats, (c.kind, c.channels_last), || {
@@ -361,8 +373,9 @@ fn inference_weights(
 }
 
 /// act(conv(xs) + residual), the BatchNorm after the convolution folded in, as one fused
-/// inference convolution; None where that does not apply (training, the reference
-/// compute, autograd on: `fused::applies`), and the caller runs the plain ops.
+/// inference convolution (`act` None: no activation); None where that does not apply
+/// (training, the reference compute, autograd on: `fused::applies`), and the caller runs
+/// the plain ops.
 fn fused(
     conv: &Conv2d,
     bn: Option<&BatchNorm>,
@@ -370,7 +383,7 @@ fn fused(
     train: bool,
     c: Compute,
     residual: Option<&Tensor>,
-    act: Act,
+    act: Option<Act>,
 ) -> Option<Tensor> {
     if train || c == Compute::default() || !fused::applies(xs) {
         return None;
@@ -381,7 +394,28 @@ fn fused(
         padding: conv.padding,
         groups: conv.groups,
     };
+    let ws = packed_weight(conv, bn, &ws, xs, geometry, c).unwrap_or(ws);
     fused::conv(xs, &ws, bs.as_ref(), residual, geometry, act)
+}
+
+/// The inference weight `ws` in oneDNN's blocked layout (`fused::prepack`, for inputs
+/// shaped like the first `xs`), kept on the convolution while its sources are the same;
+/// None where it is not prepacked (bf16), and the fused op takes `ws`.
+fn packed_weight(
+    conv: &Conv2d,
+    bn: Option<&BatchNorm>,
+    ws: &Tensor,
+    xs: &Tensor,
+    g: Geometry,
+    c: Compute,
+) -> Option<Tensor> {
+    let [weights, stats] = sources(conv, bn);
+    let made = conv
+        .packed
+        .get(&weights, &stats, (c.kind, c.channels_last), || {
+            fused::prepack(ws, &xs.size(), g).into_iter().collect()
+        });
+    made.into_iter().next()
 }
 
 /// ReLU(BN(conv(xs))), through the tap.
@@ -409,7 +443,7 @@ pub(super) fn conv_bn_add_relu(
     c: Compute,
 ) -> Tensor {
     if !tap.reads_relu_input() {
-        let out = fused(conv, Some(bn), xs, train, c, residual, Act::Relu)
+        let out = fused(conv, Some(bn), xs, train, c, residual, Some(Act::Relu))
             .or_else(|| trained(conv, bn, xs, residual, Some(Act::Relu), train, c));
         if let Some(out) = out {
             return tap.relu(&out, out.shallow_clone());
@@ -425,7 +459,7 @@ pub(super) fn conv_bn_add_relu(
 /// ReLU(conv(xs)), through the tap (AlexNet's and VGG's features).
 pub(super) fn conv_relu(tap: &mut dyn Tap, conv: &Conv2d, xs: &Tensor, c: Compute) -> Tensor {
     if !tap.reads_relu_input() {
-        if let Some(out) = fused(conv, None, xs, false, c, None, Act::Relu) {
+        if let Some(out) = fused(conv, None, xs, false, c, None, Some(Act::Relu)) {
             return tap.relu(&out, out.shallow_clone());
         }
     }
@@ -440,7 +474,7 @@ pub(super) fn conv_bn_relu6(
     train: bool,
     c: Compute,
 ) -> Tensor {
-    let out = fused(conv, Some(bn), xs, train, c, None, Act::Relu6)
+    let out = fused(conv, Some(bn), xs, train, c, None, Some(Act::Relu6))
         .or_else(|| trained(conv, bn, xs, None, Some(Act::Relu6), train, c));
     if let Some(out) = out {
         return out;
