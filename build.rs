@@ -18,6 +18,7 @@ fn main() {
     println!("cargo:rerun-if-changed=src/model/fast/packed_linear.cpp");
     println!("cargo:rerun-if-changed=src/model/fast/bn_act.cpp");
     println!("cargo:rerun-if-changed=src/model/fast/max_pool2.cpp");
+    println!("cargo:rerun-if-changed=src/model/fast/conv_train.cpp");
     println!("cargo:rerun-if-changed=src/model/fast/bn_batch_stats.h");
     println!("cargo:rerun-if-changed=src/train/sgd_update.cpp");
     println!("cargo:rerun-if-changed=src/model/fast/cpu_kernel.h");
@@ -167,7 +168,8 @@ fn link_torch_openmp() {
 /// pooling and ReLU as one autograd function), `first_block.cpp` (the first block at
 /// inference in one pass), `bn_act.cpp` (training's BatchNorm, a residual sum and ReLU or
 /// ReLU6 as one), `relu6.cpp` (ReLU6 in place without autograd's copy), `max_pool2.cpp`
-/// (training's NCHW 2x2 max pooling in vector loops), `packed_linear.cpp` (MKL's linear
+/// (training's NCHW 2x2 max pooling in vector loops), `conv_train.cpp` (training's
+/// convolutions with an AVX2 weight gradient), `packed_linear.cpp` (MKL's linear
 /// with a weight packed once) and
 /// `src/train/sgd_update.cpp` (plain SGD's update in one pass) against the wheel's headers.
 fn build_fused_conv(lib_dir: &Path) {
@@ -194,6 +196,7 @@ fn build_fused_conv(lib_dir: &Path) {
             "src/model/fast/packed_linear.cpp",
             "src/model/fast/bn_act.cpp",
             "src/model/fast/max_pool2.cpp",
+            "src/model/fast/conv_train.cpp",
             "src/train/sgd_update.cpp",
         ],
         torch,

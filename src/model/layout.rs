@@ -22,6 +22,12 @@ pub fn to_channels_last(t: &Tensor) -> Tensor {
     out
 }
 
+/// Whether `t` is a 4-d tensor with exactly NHWC strides (as `to_channels_last` makes).
+pub fn is_channels_last(t: &Tensor) -> bool {
+    t.size4()
+        .is_ok_and(|(_, c, h, w)| t.stride() == [h * w * c, 1, w * c, c])
+}
+
 /// Keeps a convolution's weight variable stored in the layout a pass computes in. A
 /// convolution whose weight is not in its input's layout copies the weight on every pass,
 /// and its gradient back; torch's users avoid that with one `model.to(memory_format=

@@ -57,6 +57,11 @@ pub fn applies(xs: &Tensor) -> bool {
         && !ffi::grad_enabled()
 }
 
+/// Whether autograd records operations on this thread now (libtorch's grad mode).
+pub(crate) fn autograd_on() -> bool {
+    ffi::grad_enabled()
+}
+
 /// act(conv(xs, ws) + bs + residual) (`act` None: no activation, as a BatchNorm'd
 /// convolution without one), or None where `applies` does not hold or oneDNN does not
 /// fuse the combination (a residual with ReLU6). `ws` (plain, or from `prepack`), `bs`

@@ -20,6 +20,7 @@
 mod attention;
 pub(crate) mod bn_act;
 mod bn_pool;
+pub(crate) mod conv_train;
 mod first_block;
 pub mod fused;
 pub(crate) mod max_pool2;
@@ -123,6 +124,15 @@ fn conv(layer: &Conv, xs: &Tensor, ws: &Tensor, bs: Option<&Tensor>, c: Compute)
     layer.with(xs, &ws, bs.as_ref())
 }
 
+/// The block's own convolution in a training pass, its weight gradient from
+/// `conv_train`'s kernel where that applies (the same function).
+fn trained_conv(layer: &Conv, xs: &Tensor, c: Compute) -> Tensor {
+    let ws = c.weight(&layer.ws);
+    let bs = layer.bs.as_ref().map(|b| c.cast(b));
+    conv_train::conv2d(xs, &ws, bs.as_ref(), layer.stride, layer.padding, 1)
+        .unwrap_or_else(|| layer.with(xs, &ws, bs.as_ref()))
+}
+
 /// conv + BN. Training runs BatchNorm on batch statistics; inference folds it into the
 /// convolution, one pass fewer over the activations:
 /// w' = w * s, b' = (b - mean) * s + beta, s = gamma / sqrt(var + eps).
@@ -130,7 +140,7 @@ fn pre_activation(block: &ConvBlock, xs: &Tensor, train: bool, c: Compute) -> Te
     let layer = &block.conv;
     keep_layout(&layer.ws, c.channels_last);
     if train {
-        let y = conv(layer, xs, &layer.ws, layer.bs.as_ref(), c);
+        let y = trained_conv(layer, xs, c);
         return block.bn.forward_t(&y, train);
     }
     let (ws, bias) = inference_weights(block, c);
@@ -227,7 +237,7 @@ fn block_pooled(block: &ConvBlock, xs: &Tensor, train: bool, c: Compute) -> Tens
         if let Some(out) = first_block_trained(block, xs, c) {
             return out;
         }
-        let y = conv(layer, xs, &layer.ws, layer.bs.as_ref(), c);
+        let y = trained_conv(layer, xs, c);
         if let Some(out) = bn_pool::bn_pool_relu(&y, &block.bn) {
             return out;
         }

@@ -42,13 +42,13 @@ impl AlexNet {
         c: Compute,
     ) -> (Tensor, Tensor) {
         let [c0, c3, c6, c8, c10] = &self.convs;
-        let x = ops::conv_relu(tap, c0, xs, c);
+        let x = ops::conv_relu(tap, c0, xs, train, c);
         let x = ops::max_pool(&x, 3, 2, 0);
-        let x = ops::conv_relu(tap, c3, &x, c);
+        let x = ops::conv_relu(tap, c3, &x, train, c);
         let x = ops::max_pool(&x, 3, 2, 0);
-        let x = ops::conv_relu(tap, c6, &x, c);
-        let x = ops::conv_relu(tap, c8, &x, c);
-        let x = ops::conv_relu(tap, c10, &x, c);
+        let x = ops::conv_relu(tap, c6, &x, train, c);
+        let x = ops::conv_relu(tap, c8, &x, train, c);
+        let x = ops::conv_relu(tap, c10, &x, train, c);
         let last_relu = tap.stage(STAGES[0], x);
         let x = tap.stage(STAGES[1], ops::max_pool(&last_relu, 3, 2, 0));
         let x = x.adaptive_avg_pool2d([6, 6]).flatten(1, -1);

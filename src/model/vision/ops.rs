@@ -3,6 +3,7 @@
 //! kind and layout (weights cast on the fly, so gradients reach the float32 masters).
 
 use super::super::fast::bn_act;
+use super::super::fast::conv_train;
 use super::super::fast::fused::{self, Act, Geometry};
 use super::super::fast::packed_linear;
 use super::super::fast::relu6;
@@ -152,15 +153,34 @@ impl Conv2d {
         self.forward_with(xs, &self.ws, self.bs.as_ref(), c)
     }
 
-    /// This convolution's geometry with the given (float32) weight and bias.
-    fn forward_with(&self, xs: &Tensor, ws: &Tensor, bs: Option<&Tensor>, c: Compute) -> Tensor {
+    /// nn.Conv2d's forward in a pass (`train`: a training pass, whose weight gradient may
+    /// come from `conv_train`'s kernel; the same function).
+    pub fn forward_t(&self, xs: &Tensor, train: bool, c: Compute) -> Tensor {
+        if train {
+            let (ws, bs) = self.computed(&self.ws, self.bs.as_ref(), c);
+            let out =
+                conv_train::conv2d(xs, &ws, bs.as_ref(), self.stride, self.padding, self.groups);
+            if let Some(out) = out {
+                return out;
+            }
+        }
+        self.forward(xs, c)
+    }
+
+    /// The given (float32) weight and bias in `c`'s kind, the weight in its layout.
+    fn computed(&self, ws: &Tensor, bs: Option<&Tensor>, c: Compute) -> (Tensor, Option<Tensor>) {
         // The variable itself in the compute's layout (a folded weight inherits it).
         keep_layout(&self.ws, c.channels_last);
         let mut ws = cast(ws, c);
         if c.channels_last {
             ws = to_channels_last(&ws);
         }
-        let bs = bs.map(|b| cast(b, c));
+        (ws, bs.map(|b| cast(b, c)))
+    }
+
+    /// This convolution's geometry with the given (float32) weight and bias.
+    fn forward_with(&self, xs: &Tensor, ws: &Tensor, bs: Option<&Tensor>, c: Compute) -> Tensor {
+        let (ws, bs) = self.computed(ws, bs, c);
         xs.conv2d(
             &ws,
             bs.as_ref(),
@@ -309,7 +329,7 @@ fn trained(
     if !train || c == Compute::default() || !bn_act::applies(xs) {
         return None;
     }
-    bn_act::bn_act(&conv.forward(xs, c), bn, residual, act)
+    bn_act::bn_act(&conv.forward_t(xs, train, c), bn, residual, act)
 }
 
 /// The convolution's weight and bias with the BatchNorm after it folded in (its running
@@ -457,13 +477,19 @@ pub(super) fn conv_bn_add_relu(
 }
 
 /// ReLU(conv(xs)), through the tap (AlexNet's and VGG's features).
-pub(super) fn conv_relu(tap: &mut dyn Tap, conv: &Conv2d, xs: &Tensor, c: Compute) -> Tensor {
+pub(super) fn conv_relu(
+    tap: &mut dyn Tap,
+    conv: &Conv2d,
+    xs: &Tensor,
+    train: bool,
+    c: Compute,
+) -> Tensor {
     if !tap.reads_relu_input() {
-        if let Some(out) = fused(conv, None, xs, false, c, None, Some(Act::Relu)) {
+        if let Some(out) = fused(conv, None, xs, train, c, None, Some(Act::Relu)) {
             return tap.relu(&out, out.shallow_clone());
         }
     }
-    relu(tap, conv.forward(xs, c))
+    relu(tap, conv.forward_t(xs, train, c))
 }
 
 /// ReLU6(BN(conv(xs))), MobileNetV2's Conv2dNormActivation (not an nn.ReLU, so no tap).

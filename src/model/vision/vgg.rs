@@ -75,7 +75,7 @@ impl Vgg16 {
             x = match feature {
                 Feature::Pool => ops::max_pool2_t(&x, train),
                 Feature::Conv(conv) => {
-                    let out = ops::conv_relu(tap, conv, &x, c);
+                    let out = ops::conv_relu(tap, conv, &x, train, c);
                     // The last convolution's ReLU is the last but one module.
                     if i == n - 2 {
                         let out = tap.stage(STAGES[0], out);
