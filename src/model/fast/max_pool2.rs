@@ -1,8 +1,9 @@
 //! Training's 2x2, stride 2 max pooling over NCHW float32 activations (`max_pool2.cpp`):
 //! bitwise libtorch's values and gradients, in vector loops. libtorch's NCHW kernel walks
 //! each window element by element; on an AVX2-only AMD EPYC (Zen 3), where the paper's
-//! networks and VGG16 train NCHW, it was about 10 % of a standard CNN training step. Other
-//! layouts, kinds and devices keep libtorch's op, which is fast there.
+//! networks and VGG16 then trained NCHW, it was about 10 % of a standard CNN training step
+//! (the attention network still trains NCHW there). Other layouts, kinds and devices keep
+//! libtorch's op, which is fast there.
 
 use tch::{Device, Kind, Tensor};
 

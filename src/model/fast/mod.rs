@@ -10,6 +10,8 @@
 //! - at float32 inference, the classifiers' Linears with their weights prepared once, for
 //!   MKL on Intel CPUs and for oneDNN on AMD's (`packed_linear`), and the convolutions'
 //!   weights in oneDNN's blocked layout once (`fused::prepack`);
+//! - in float32 channels-last training below AVX-512, the stride-1 convolutions' weight
+//!   gradient from flarecast's AVX2 kernel (`conv_train`), the same sums in the same order;
 //! - the first block (one input channel) as one pass that writes only its pooled output,
 //!   at inference and in bf16 training (`first_block`);
 //! - activations channels-last (NHWC strides; NCHW in the training passes where
@@ -103,16 +105,18 @@ impl Compute {
 }
 
 /// Whether `arch` trains faster in NCHW than channels-last: in float32 on a CPU whose
-/// convolutions run below AVX-512 (AVX2, or an ISA cap), for the networks that convolve at
-/// full resolution (the paper's two and VGG16). On an AVX2-only AMD EPYC (Zen 3) oneDNN's
-/// channels-last backward ran their training steps slower than NCHW, in flarecast and in
-/// PyTorch alike (up to about 20 % for the paper's networks, 25-35 % for VGG16), while
-/// the ResNets, AlexNet and MobileNetV2, which downsample first, trained faster
-/// channels-last (docs/performance.md).
+/// convolutions run below AVX-512 (AVX2, or an ISA cap), the paper's attention network.
+/// On an AVX2-only AMD EPYC (Zen 3) oneDNN's channels-last weight gradient made the
+/// networks that convolve at full resolution (the paper's two, VGG16) train up to 20-35 %
+/// slower than NCHW, in flarecast and in PyTorch alike. With that gradient from
+/// `conv_train`'s kernel, channels-last became the faster layout there for the standard
+/// CNN (+17 %, five alternated pairs) and VGG16 (+5 %, four of five pairs); the attention
+/// network stayed at parity (NCHW ahead in four of five pairs), and keeps NCHW
+/// (docs/performance.md).
 fn trains_faster_nchw(device: tch::Device, precision: Precision, arch: Arch) -> bool {
     device == tch::Device::Cpu
         && precision == Precision::F32
-        && matches!(arch, Arch::Attention | Arch::StandardCnn | Arch::Vgg16)
+        && arch == Arch::Attention
         && !crate::hardware::cpu_convolutions_avx512()
 }
 
@@ -352,15 +356,13 @@ mod tests {
     }
 
     #[test]
-    fn only_full_resolution_float32_training_below_avx512_runs_nchw() {
+    fn only_the_attention_networks_float32_training_below_avx512_runs_nchw() {
         let avx512 = crate::hardware::cpu_convolutions_avx512();
         for arch in Arch::ALL {
             for precision in [Precision::F32, Precision::Bf16] {
                 let c = Compute::for_device(Device::Cpu, precision, arch);
                 assert!(c.channels_last, "{arch:?} {precision:?}: inference");
-                let nchw = precision == Precision::F32
-                    && !avx512
-                    && matches!(arch, Arch::Attention | Arch::StandardCnn | Arch::Vgg16);
+                let nchw = precision == Precision::F32 && !avx512 && arch == Arch::Attention;
                 assert_eq!(c.train_channels_last, !nchw, "{arch:?} {precision:?}");
                 let cuda = Compute::for_device(Device::Cuda(0), precision, arch);
                 assert!(
