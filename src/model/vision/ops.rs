@@ -156,15 +156,16 @@ impl Conv2d {
     /// nn.Conv2d's forward in a pass (`train`: a training pass, whose weight gradient may
     /// come from `conv_train`'s kernel; the same function).
     pub fn forward_t(&self, xs: &Tensor, train: bool, c: Compute) -> Tensor {
+        // Cast and laid out once, for whichever of the two runs.
+        let (ws, bs) = self.computed(&self.ws, self.bs.as_ref(), c);
         if train {
-            let (ws, bs) = self.computed(&self.ws, self.bs.as_ref(), c);
             let out =
                 conv_train::conv2d(xs, &ws, bs.as_ref(), self.stride, self.padding, self.groups);
             if let Some(out) = out {
                 return out;
             }
         }
-        self.forward(xs, c)
+        self.convolve(xs, &ws, bs.as_ref())
     }
 
     /// The given (float32) weight and bias in `c`'s kind, the weight in its layout.
@@ -181,9 +182,14 @@ impl Conv2d {
     /// This convolution's geometry with the given (float32) weight and bias.
     fn forward_with(&self, xs: &Tensor, ws: &Tensor, bs: Option<&Tensor>, c: Compute) -> Tensor {
         let (ws, bs) = self.computed(ws, bs, c);
+        self.convolve(xs, &ws, bs.as_ref())
+    }
+
+    /// This convolution's geometry with a weight and bias already in the compute's kind.
+    fn convolve(&self, xs: &Tensor, ws: &Tensor, bs: Option<&Tensor>) -> Tensor {
         xs.conv2d(
-            &ws,
-            bs.as_ref(),
+            ws,
+            bs,
             [self.stride; 2],
             [self.padding; 2],
             [1, 1],
